@@ -1,0 +1,52 @@
+# Thin wrapper around CMake. `make`, `make test` and `make demo` first run
+# scripts/deps.sh, so a fresh Debian 12 machine needs nothing else.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build test test-asan demo bench fuzz format format-check clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)/sluice
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+# Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
+fuzz: deps
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_LIBFUZZER=ON \
+		-DSLUICE_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_$(TARGET)
+	@mkdir -p $(BUILD_FUZZ)/corpus-$(TARGET)
+	@$(BUILD_FUZZ)/fuzz_$(TARGET) -max_total_time=$(or $(SECONDS),60) \
+		$(BUILD_FUZZ)/corpus-$(TARGET) tests/fuzz/corpus/$(TARGET)
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h')
+
+format:
+	@clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

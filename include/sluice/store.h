@@ -1,0 +1,205 @@
+/*
+ * sluice store layer: a node's database on SQLite (WAL mode).
+ *
+ * A store is a directory holding `sluice.db`. It has namespaces, each with
+ * an operation log authenticated by an MMR (merkle/), a current-state index
+ * and values kept once per SHA-256 digest in a blob table. Writes go through
+ * a batch that is applied as one commit in one SQLite transaction; readers
+ * only ever see whole commits. See src/store/store.c for the invariants.
+ */
+#ifndef SLUICE_STORE_H
+#define SLUICE_STORE_H
+
+#include "sluice/base.h"
+#include "sluice/mmr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------- keys */
+
+#define SL_KEY_MAX     1024
+#define SL_NS_NAME_MAX 64
+#define SL_VALUE_MAX   (UINT64_C(1) << 30) /* 1 GiB per value */
+
+/* A key is a UTF-8 path of '/'-separated segments, 1..1024 bytes, with no
+ * empty, "." or ".." segment and no NUL or control byte (< 0x20, 0x7f).
+ * SL_OK or SL_EINVAL with a message naming the problem. */
+int sl_key_validate(const char *key, size_t len);
+/* Namespace names: 1..64 bytes of [A-Za-z0-9_.-], not starting with '.'. */
+int sl_ns_name_validate(const char *name);
+
+/* ------------------------------------------------------------- operations */
+
+typedef enum sl_op_type {
+	SL_OP_SET = 1,    /* immutable namespace: key -> value digest, once */
+	SL_OP_UPDATE = 2, /* mutable namespace: key -> value digest */
+	SL_OP_DELETE = 3, /* mutable namespace: remove key */
+	SL_OP_COMMIT = 4  /* end of a commit; carries the inactivity floor */
+} sl_op_type;
+
+/* A decoded operation. `key` borrows from the encoded element. */
+typedef struct sl_op {
+	sl_op_type type;
+	const char *key; /* SET, UPDATE, DELETE; not NUL-terminated */
+	size_t key_len;
+	uint64_t value_len; /* SET, UPDATE */
+	sl_digest digest;   /* SET, UPDATE: SHA-256 of the value */
+	uint64_t floor;     /* COMMIT */
+} sl_op;
+
+/* The element the MMR leaf hashes (docs/protocol.md, "Operations"). */
+int sl_op_encode(const sl_op *op, sl_buf *out);
+/* SL_ECORRUPT for anything that is not exactly one valid operation. */
+int sl_op_decode(sl_op *out, const uint8_t *element, size_t len);
+const char *sl_op_type_name(sl_op_type t); /* "set", "update", ... */
+
+/* ------------------------------------------------------------- namespaces */
+
+typedef enum sl_ns_kind { SL_NS_IMMUTABLE = 1, SL_NS_MUTABLE = 2 } sl_ns_kind;
+
+int sl_ns_kind_parse(sl_ns_kind *out, const char *s); /* "immutable"|"mutable" */
+const char *sl_ns_kind_name(sl_ns_kind kind);
+
+/* A namespace at a commit. `size` counts operations. */
+typedef struct sl_target {
+	uint64_t size;
+	sl_digest root;
+	uint64_t floor;
+} sl_target;
+
+typedef struct sl_ns_info {
+	char name[SL_NS_NAME_MAX + 1];
+	sl_ns_kind kind;
+	sl_target target;
+	uint64_t pruned; /* operations below this location were pruned */
+	uint64_t keys;   /* live keys in the current state */
+} sl_ns_info;
+
+/* ------------------------------------------------------------------ store */
+
+typedef struct sl_store sl_store;
+
+#define SL_STORE_CREATE   0x1 /* create the directory and database if missing */
+#define SL_STORE_READONLY 0x2 /* open for reading only */
+
+typedef struct sl_store_options {
+	unsigned flags;
+	/* 1: fsync every commit (SQLite synchronous=FULL; survives power loss).
+	 * 0: WAL with synchronous=NORMAL (survives a process crash; the last
+	 * commits can be lost on power loss). Default 1. */
+	int durable;
+	/* Milliseconds to wait for another writer's lock. Default 5000. */
+	int busy_timeout_ms;
+} sl_store_options;
+
+void sl_store_options_init(sl_store_options *o);
+
+/* Opens DIR/sluice.db. Without SL_STORE_CREATE, a missing store is
+ * SL_ENOTFOUND; a file that is not a sluice store, or is damaged, is
+ * SL_ECORRUPT. */
+int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts);
+void sl_store_free(sl_store *s);              /* closes; NULL ok */
+const char *sl_store_path(const sl_store *s); /* the directory */
+
+int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind);
+/* *out is an array allocated with sl_malloc, sorted by name. */
+int sl_store_ns_list(sl_store *s, sl_ns_info **out, size_t *n_out);
+int sl_store_ns_info(sl_store *s, const char *name, sl_ns_info *out);
+
+/* ------------------------------------------------------------------ writes */
+
+/* Changes to one namespace, applied as one commit. Key and value bytes are
+ * copied. Rules are checked at commit against the stored state and the
+ * earlier entries of the same batch: in an immutable namespace a key may
+ * be set again only with the same value (a no-op, no operation appended);
+ * another value is SL_ECONFLICT and nothing is written. Deletes are only
+ * for mutable namespaces (SL_EINVAL otherwise); deleting an absent key is
+ * a no-op. A mutable update with the value the key already has is still
+ * appended (it is a real write). */
+typedef struct sl_batch sl_batch;
+
+int sl_batch_new(sl_batch **out, sl_store *s, const char *ns);
+void sl_batch_free(sl_batch *b);
+int sl_batch_put(sl_batch *b, const char *key, size_t key_len, const void *value, size_t value_len);
+int sl_batch_del(sl_batch *b, const char *key, size_t key_len);
+size_t sl_batch_count(const sl_batch *b);
+/* Apply as one commit in one SQLite transaction. On success *out (may be
+ * NULL) is the new target and the batch is empty again; on failure nothing
+ * was written and the batch keeps its entries. A batch with no effective
+ * change appends nothing and returns the current target. */
+int sl_batch_commit(sl_batch *b, sl_target *out);
+
+/* ------------------------------------------------------------------- reads */
+
+/* The latest committed value of key. SL_ENOTFOUND if absent or deleted.
+ * loc_out (may be NULL) receives the location of the operation that set it. */
+int sl_store_get(sl_store *s, const char *ns, const char *key, size_t key_len, sl_buf *value,
+                 uint64_t *loc_out);
+
+typedef struct sl_key_entry {
+	const char *key; /* not NUL-terminated */
+	size_t key_len;
+	uint64_t loc;
+	sl_digest digest;
+	uint64_t value_len;
+} sl_key_entry;
+
+/* Calls cb for every live key starting with prefix, in bytewise key order.
+ * A non-zero return from cb stops the walk and is returned. */
+typedef int (*sl_key_fn)(void *ctx, const sl_key_entry *entry);
+int sl_store_list(sl_store *s, const char *ns, const char *prefix, size_t prefix_len, sl_key_fn cb,
+                  void *ctx);
+
+/* Calls cb for committed operations [from, from+limit) (limit 0: to the
+ * end), in order. SL_EINVAL if from is below the pruned boundary. */
+typedef int (*sl_op_fn)(void *ctx, uint64_t loc, const sl_op *op, const uint8_t *element,
+                        size_t element_len);
+int sl_store_log(sl_store *s, const char *ns, uint64_t from, uint64_t limit, sl_op_fn cb,
+                 void *ctx);
+
+/* ------------------------------------------------------------------ proofs */
+
+typedef struct sl_key_proof {
+	uint64_t loc;       /* location of the key's latest operation */
+	sl_buf element;     /* its encoded operation */
+	sl_target target;   /* the commit proved against */
+	sl_mmr_proof proof; /* range proof for [loc, loc+1) */
+} sl_key_proof;
+
+void sl_key_proof_init(sl_key_proof *p);
+void sl_key_proof_free(sl_key_proof *p);
+/* Prove key's latest operation against the latest commit, read in one
+ * snapshot. SL_ENOTFOUND if the key is absent or deleted. */
+int sl_store_prove_key(sl_store *s, const char *ns, const char *key, size_t key_len,
+                       sl_key_proof *out);
+
+/* Range proof for operations [start, end) against the namespace's MMR at
+ * `size` operations (a past commit size works too). */
+int sl_store_range_proof(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t end,
+                         sl_mmr_proof *out);
+
+/* ------------------------------------------------------------- maintenance */
+
+typedef struct sl_verify_report {
+	uint64_t ops_checked;   /* operations re-hashed from the log */
+	uint64_t nodes_checked; /* MMR nodes recomputed and compared */
+	uint64_t keys_checked;  /* state entries compared */
+	uint64_t blobs_checked; /* values re-hashed */
+	uint64_t pruned;        /* operations below this were pruned, not checked */
+} sl_verify_report;
+
+/* Recompute every MMR node from the log, the root, the state from the
+ * operations, and every referenced value's digest; compare with what is
+ * stored. SL_OK, or SL_ECORRUPT naming the first mismatch. */
+int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out);
+
+/* Delete operations below the inactivity floor (mutable namespaces). The
+ * MMR nodes are kept, so proofs for [floor, size) still work. */
+int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
