@@ -1,0 +1,452 @@
+/*
+ * Batches and commits: the only write path into a namespace's log.
+ *
+ * sl_batch_put/del copy keys and values into one arena and hash each value
+ * up front, so the write transaction does no more than it must. A commit,
+ * inside one BEGIN IMMEDIATE transaction:
+ *   1. re-reads the namespace row and (re)loads the writer cache (frontier
+ *      and MMR tail chunk) if another handle moved it;
+ *   2. applies each entry in order against the state table, appending a
+ *      set/update/delete operation for each effective change (an immutable
+ *      re-set with the same digest and a delete of an absent key append
+ *      nothing; an immutable re-set with another digest fails the commit);
+ *   3. for mutable namespaces, raises the inactivity floor (below);
+ *   4. appends the commit operation carrying the floor, writes the MMR
+ *      nodes chunk by chunk and the new size/floor/root, and commits.
+ * Any failure rolls the transaction back and drops the writer cache, so
+ * the store is exactly as before and the batch keeps its entries.
+ *
+ * Raising the floor (as commonware's `any` database does): starting at the
+ * current floor, each operation is examined; one that is still active (an
+ * update the state points at) is re-appended at the tip and the state
+ * moved to it; the floor then passes it. At most (effective operations in
+ * the batch + 1) operations are re-appended per commit, so the log grows
+ * by a constant factor, while inactive operations are passed for free
+ * (each is passed once over the life of the log). Afterwards every
+ * operation below the floor is inactive (invariant I4), which is what lets
+ * a client rebuild the state from [floor, size) and lets prune delete the
+ * rest.
+ */
+#include "store/store_internal.h"
+
+#include <string.h>
+
+#define BATCH_BYTES_MAX (UINT64_C(1) << 31) /* keys + values held by one batch */
+
+typedef struct batch_entry {
+	int is_delete;
+	size_t key_off;
+	size_t key_len;
+	size_t value_off;
+	size_t value_len;
+	sl_digest digest;
+} batch_entry;
+
+struct sl_batch {
+	sl_store *store;
+	ns_row ns; /* as of sl_batch_new; re-read at commit */
+	batch_entry *entries;
+	size_t n, cap;
+	sl_buf arena;
+};
+
+int sl_batch_new(sl_batch **out, sl_store *s, const char *ns)
+{
+	sl_batch *b;
+	ns_row row;
+	int rc;
+
+	if ((rc = store_begin_read(s)) != SL_OK)
+		return rc;
+	rc = store_ns_load(s, ns, &row);
+	store_rollback_txn(s);
+	if (rc != SL_OK)
+		return rc;
+	if (!(b = sl_calloc(1, sizeof(*b))))
+		return SL_ENOMEM;
+	b->store = s;
+	b->ns = row;
+	sl_buf_init(&b->arena, BATCH_BYTES_MAX);
+	*out = b;
+	return SL_OK;
+}
+
+void sl_batch_free(sl_batch *b)
+{
+	if (!b)
+		return;
+	sl_buf_free(&b->arena);
+	sl_free(b->entries);
+	sl_free(b);
+}
+
+size_t sl_batch_count(const sl_batch *b)
+{
+	return b->n;
+}
+
+static int batch_add(sl_batch *b, int is_delete, const char *key, size_t key_len, const void *value,
+                     size_t value_len)
+{
+	batch_entry e;
+	size_t mark = b->arena.len;
+	int rc;
+
+	if ((rc = sl_key_validate(key, key_len)) != SL_OK)
+		return rc;
+	if (value_len > SL_VALUE_MAX)
+		return sl_error_set(SL_ETOOLARGE, "value of %zu bytes exceeds the limit of %llu",
+		                    value_len, (unsigned long long)SL_VALUE_MAX);
+	if (b->n == b->cap) {
+		size_t new_cap = b->cap ? b->cap * 2 : 64;
+		batch_entry *grown = sl_realloc(b->entries, new_cap * sizeof(*grown));
+		if (!grown)
+			return SL_ENOMEM;
+		b->entries = grown;
+		b->cap = new_cap;
+	}
+	memset(&e, 0, sizeof(e));
+	e.is_delete = is_delete;
+	e.key_off = b->arena.len;
+	e.key_len = key_len;
+	if ((rc = sl_buf_append(&b->arena, key, key_len)) != SL_OK)
+		goto fail;
+	if (!is_delete) {
+		e.value_off = b->arena.len;
+		e.value_len = value_len;
+		if (value_len && (rc = sl_buf_append(&b->arena, value, value_len)) != SL_OK)
+			goto fail;
+		sl_sha256(&e.digest, value, value_len);
+	}
+	b->entries[b->n++] = e;
+	return SL_OK;
+fail:
+	b->arena.len = mark;
+	if (rc == SL_ETOOLARGE)
+		sl_error_set(SL_ETOOLARGE, "batch holds more than %llu bytes; commit it first",
+		             (unsigned long long)BATCH_BYTES_MAX);
+	return rc;
+}
+
+int sl_batch_put(sl_batch *b, const char *key, size_t key_len, const void *value, size_t value_len)
+{
+	return batch_add(b, 0, key, key_len, value, value_len);
+}
+
+int sl_batch_del(sl_batch *b, const char *key, size_t key_len)
+{
+	if (b->ns.kind != SL_NS_MUTABLE)
+		return sl_error_set(SL_EINVAL,
+		                    "namespace '%s' is immutable: keys cannot be deleted",
+		                    b->ns.name);
+	return batch_add(b, 1, key, key_len, NULL, 0);
+}
+
+/* ----------------------------------------------------------------- commit */
+
+typedef struct commit_ctx {
+	sl_store *s;
+	ns_cache *cache;
+	uint64_t loc; /* next location */
+	int tail_dirty;
+	sl_buf element;       /* encoding of the operation being appended */
+	sl_buf floor_element; /* operation read at the floor */
+} commit_ctx;
+
+static int flush_tail(commit_ctx *cx)
+{
+	ns_cache *c = cx->cache;
+	sqlite3_stmt *st;
+	if (!cx->tail_dirty || c->tail_len == 0)
+		return SL_OK;
+	if (!(st = store_stmt(cx->s, STMT_CHUNK_PUT)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(c->row.id, c->tail_chunk));
+	sqlite3_bind_blob(st, 2, c->tail, (int)(c->tail_len * SL_DIGEST_LEN), SQLITE_STATIC);
+	cx->tail_dirty = 0;
+	return store_step_done(cx->s, st, "write MMR nodes");
+}
+
+static int append_op(commit_ctx *cx, const sl_op *op)
+{
+	ns_cache *c = cx->cache;
+	sl_digest nodes[SL_MMR_MAX_PEAKS + 1];
+	uint64_t first_pos;
+	sqlite3_stmt *st;
+	size_t n;
+	int rc;
+
+	if (cx->loc >= SL_LOC_LIMIT)
+		return sl_error_set(SL_ETOOLARGE, "namespace '%s' is full (%llu operations)",
+		                    c->row.name, (unsigned long long)SL_LOC_LIMIT);
+	sl_buf_reset(&cx->element);
+	if ((rc = sl_op_encode(op, &cx->element)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(cx->s, STMT_OP_INSERT)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(c->row.id, cx->loc));
+	sqlite3_bind_blob(st, 2, cx->element.data, (int)cx->element.len, SQLITE_STATIC);
+	if ((rc = store_step_done(cx->s, st, "append operation")) != SL_OK)
+		return rc;
+
+	n = sl_mmr_frontier_append(&c->frontier, cx->element.data, cx->element.len, nodes,
+	                           &first_pos);
+	if (n == 0)
+		return sl_error_last()->code;
+	if (first_pos != c->tail_chunk * SL_CHUNK_NODES + c->tail_len)
+		return sl_error_set(SL_EINTERNAL, "MMR position %llu out of step with the tail",
+		                    (unsigned long long)first_pos);
+	for (size_t i = 0; i < n; i++) {
+		c->tail[c->tail_len++] = nodes[i];
+		cx->tail_dirty = 1;
+		if (c->tail_len == SL_CHUNK_NODES) {
+			if ((rc = flush_tail(cx)) != SL_OK)
+				return rc;
+			c->tail_chunk++;
+			c->tail_len = 0;
+		}
+	}
+	cx->loc++;
+	return SL_OK;
+}
+
+static int bind_state_key(sqlite3_stmt *st, const ns_cache *c, const char *key, size_t key_len)
+{
+	sqlite3_bind_int64(st, 1, c->row.id);
+	return sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+}
+
+/* Look up key in the state: SL_OK with its location and digest, or
+ * SL_ENOTFOUND. */
+static int state_get(commit_ctx *cx, const char *key, size_t key_len, uint64_t *loc,
+                     sl_digest *digest)
+{
+	sqlite3_stmt *st = store_stmt(cx->s, STMT_STATE_GET);
+	int rc;
+	if (!st)
+		return sl_error_last()->code;
+	bind_state_key(st, cx->cache, key, key_len);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*loc = (uint64_t)sqlite3_column_int64(st, 0);
+		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN)
+			rc = sl_error_set(SL_ECORRUPT, "state: bad digest");
+		else {
+			memcpy(digest->bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
+			rc = SL_OK;
+		}
+	} else if (rc == SQLITE_DONE) {
+		rc = SL_ENOTFOUND;
+	} else {
+		rc = store_sqlite_error(cx->s, rc, "read state");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* Write key -> (cx->loc, digest, size) with the given statement. Returns
+ * SL_OK and *changed = rows changed. */
+static int state_write(commit_ctx *cx, enum stmt_id id, const char *key, size_t key_len,
+                       const sl_digest *digest, uint64_t size, int *changed)
+{
+	sqlite3_stmt *st = store_stmt(cx->s, id);
+	int rc;
+	if (!st)
+		return sl_error_last()->code;
+	bind_state_key(st, cx->cache, key, key_len);
+	sqlite3_bind_int64(st, 3, (int64_t)cx->loc);
+	if (id == STMT_STATE_INSERT_NEW || id == STMT_STATE_UPSERT) {
+		sqlite3_bind_blob(st, 4, digest->bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, (int64_t)size);
+	}
+	if ((rc = store_step_done(cx->s, st, "write state")) != SL_OK)
+		return rc;
+	*changed = sqlite3_changes(cx->s->db);
+	return SL_OK;
+}
+
+static int state_delete(commit_ctx *cx, const char *key, size_t key_len, int *changed)
+{
+	sqlite3_stmt *st = store_stmt(cx->s, STMT_STATE_DELETE);
+	int rc;
+	if (!st)
+		return sl_error_last()->code;
+	bind_state_key(st, cx->cache, key, key_len);
+	if ((rc = store_step_done(cx->s, st, "delete state")) != SL_OK)
+		return rc;
+	*changed = sqlite3_changes(cx->s->db);
+	return SL_OK;
+}
+
+/* Apply one entry; *appended is set to 1 if it appended an operation. */
+static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, int *appended)
+{
+	const char *key = (const char *)b->arena.data + e->key_off;
+	const void *value = b->arena.data + e->value_off;
+	sl_op op;
+	int rc, changed = 0;
+
+	*appended = 0;
+	memset(&op, 0, sizeof(op));
+	op.key = key;
+	op.key_len = e->key_len;
+	if (e->is_delete) {
+		if ((rc = state_delete(cx, key, e->key_len, &changed)) != SL_OK || !changed)
+			return rc;
+		op.type = SL_OP_DELETE;
+	} else if (cx->cache->row.kind == SL_NS_IMMUTABLE) {
+		if ((rc = state_write(cx, STMT_STATE_INSERT_NEW, key, e->key_len, &e->digest,
+		                      e->value_len, &changed)) != SL_OK)
+			return rc;
+		if (!changed) {
+			uint64_t old_loc;
+			sl_digest old;
+			if ((rc = state_get(cx, key, e->key_len, &old_loc, &old)) != SL_OK)
+				return rc == SL_ENOTFOUND ? sl_error_set(SL_EINTERNAL, "state lost")
+				                          : rc;
+			if (sl_digest_eq(&old, &e->digest))
+				return SL_OK;
+			return sl_error_set(SL_ECONFLICT,
+			                    "key '%.*s' is already set to another value (namespace "
+			                    "'%s' is immutable)",
+			                    (int)e->key_len, key, cx->cache->row.name);
+		}
+		op.type = SL_OP_SET;
+	} else {
+		if ((rc = state_write(cx, STMT_STATE_UPSERT, key, e->key_len, &e->digest,
+		                      e->value_len, &changed)) != SL_OK)
+			return rc;
+		op.type = SL_OP_UPDATE;
+	}
+	if (op.type != SL_OP_DELETE) {
+		op.value_len = e->value_len;
+		op.digest = e->digest;
+		if ((rc = store_blob_put(cx->s, &e->digest, value, e->value_len)) != SL_OK)
+			return rc;
+	}
+	if ((rc = append_op(cx, &op)) != SL_OK)
+		return rc;
+	*appended = 1;
+	return SL_OK;
+}
+
+/* Move the floor of a mutable namespace forward; see the file comment. */
+static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
+{
+	uint64_t f = *floor;
+	sl_op op;
+	int rc;
+
+	while (budget > 0 && f < cx->loc) {
+		if ((rc = store_op_get(cx->s, cx->cache->row.id, f, &cx->floor_element)) != SL_OK)
+			return rc;
+		if ((rc = sl_op_decode(&op, cx->floor_element.data, cx->floor_element.len)) !=
+		    SL_OK)
+			return sl_error_wrap("operation %llu", (unsigned long long)f);
+		if (op.type == SL_OP_UPDATE) {
+			uint64_t state_loc;
+			sl_digest digest;
+			int changed;
+			rc = state_get(cx, op.key, op.key_len, &state_loc, &digest);
+			if (rc != SL_OK && rc != SL_ENOTFOUND)
+				return rc;
+			if (rc == SL_OK && state_loc == f) {
+				if ((rc = state_write(cx, STMT_STATE_SET_LOC, op.key, op.key_len,
+				                      &digest, op.value_len, &changed)) != SL_OK)
+					return rc;
+				/* op borrows from floor_element, which append_op leaves alone. */
+				if ((rc = append_op(cx, &op)) != SL_OK)
+					return rc;
+				budget--;
+			}
+		}
+		f++;
+	}
+	*floor = f;
+	return SL_OK;
+}
+
+static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
+{
+	ns_row row;
+	sqlite3_stmt *st;
+	uint64_t n_appended = 0, floor;
+	sl_digest root;
+	sl_op commit;
+	int rc;
+
+	if ((rc = store_ns_load(cx->s, b->ns.name, &row)) != SL_OK)
+		return rc;
+	if ((rc = store_cache_get(cx->s, &row, &cx->cache)) != SL_OK)
+		return rc;
+	cx->loc = row.size;
+	floor = row.floor;
+	for (size_t i = 0; i < b->n; i++) {
+		int appended;
+		if ((rc = apply_entry(cx, b, &b->entries[i], &appended)) != SL_OK)
+			return rc;
+		n_appended += (uint64_t)appended;
+	}
+	if (n_appended == 0) {
+		out->size = row.size;
+		out->root = row.root;
+		out->floor = row.floor;
+		return SL_OK;
+	}
+	if (row.kind == SL_NS_MUTABLE && (rc = raise_floor(cx, n_appended + 1, &floor)) != SL_OK)
+		return rc;
+	memset(&commit, 0, sizeof(commit));
+	commit.type = SL_OP_COMMIT;
+	commit.floor = floor;
+	if ((rc = append_op(cx, &commit)) != SL_OK || (rc = flush_tail(cx)) != SL_OK)
+		return rc;
+	sl_mmr_frontier_root(&cx->cache->frontier, &root);
+	if (!(st = store_stmt(cx->s, STMT_NS_UPDATE)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row.id);
+	sqlite3_bind_int64(st, 2, (int64_t)cx->loc);
+	sqlite3_bind_int64(st, 3, (int64_t)floor);
+	sqlite3_bind_blob(st, 4, root.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)row.pruned);
+	if ((rc = store_step_done(cx->s, st, "update namespace")) != SL_OK)
+		return rc;
+	if ((rc = store_commit_txn(cx->s)) != SL_OK)
+		return rc;
+	cx->cache->row.size = cx->loc;
+	cx->cache->row.floor = floor;
+	cx->cache->row.root = root;
+	out->size = cx->loc;
+	out->root = root;
+	out->floor = floor;
+	return SL_OK;
+}
+
+int sl_batch_commit(sl_batch *b, sl_target *out)
+{
+	commit_ctx cx;
+	sl_target target;
+	int rc;
+
+	memset(&cx, 0, sizeof(cx));
+	cx.s = b->store;
+	sl_buf_init(&cx.element, 2 * SL_KEY_MAX);
+	sl_buf_init(&cx.floor_element, 2 * SL_KEY_MAX);
+	if ((rc = store_begin_write(b->store)) != SL_OK)
+		goto cleanup;
+	rc = commit_locked(b, &cx, &target);
+	if (rc == SL_OK && !sqlite3_get_autocommit(b->store->db))
+		rc = store_commit_txn(b->store); /* nothing appended: end the transaction */
+cleanup:
+	if (rc != SL_OK) {
+		store_rollback_txn(b->store);
+		store_cache_invalidate(b->store, b->ns.id);
+	} else {
+		b->n = 0;
+		sl_buf_reset(&b->arena);
+		if (out)
+			*out = target;
+	}
+	sl_buf_free(&cx.element);
+	sl_buf_free(&cx.floor_element);
+	return rc;
+}

@@ -1,0 +1,330 @@
+/*
+ * Reads: values, key listings, the operation log and proofs. Each public
+ * call runs inside one read transaction (BEGIN ... COMMIT), so everything
+ * it returns comes from a single snapshot of whole commits (invariants in
+ * store.c). Values are re-hashed on the way out: a value whose bytes no
+ * longer match its digest is reported as SL_ECORRUPT, never returned.
+ */
+#include "store/store_internal.h"
+
+#include <string.h>
+
+/* Run fn inside a read transaction; the result is fn's. */
+typedef int (*read_fn)(sl_store *s, void *arg);
+
+static int in_read_txn(sl_store *s, read_fn fn, void *arg)
+{
+	int rc = store_begin_read(s);
+	if (rc != SL_OK)
+		return rc;
+	rc = fn(s, arg);
+	store_rollback_txn(s); /* a read transaction has nothing to keep */
+	return rc;
+}
+
+/* ------------------------------------------------------------------ get */
+
+typedef struct get_args {
+	const char *ns;
+	const char *key;
+	size_t key_len;
+	sl_buf *value;
+	uint64_t loc;
+} get_args;
+
+static int get_locked(sl_store *s, void *arg)
+{
+	get_args *a = arg;
+	sqlite3_stmt *st;
+	ns_row row;
+	sl_digest digest, actual;
+	int rc;
+
+	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
+	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_STATE_GET)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row.id);
+	sqlite3_bind_blob(st, 2, a->key, (int)a->key_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
+		                                      (int)a->key_len, a->key, a->ns)
+		                       : store_sqlite_error(s, rc, "read state");
+		sqlite3_reset(st);
+		return rc;
+	}
+	a->loc = (uint64_t)sqlite3_column_int64(st, 0);
+	rc = sqlite3_column_bytes(st, 1) == SL_DIGEST_LEN ? SL_OK : SL_ECORRUPT;
+	if (rc == SL_OK)
+		memcpy(digest.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
+	sqlite3_reset(st);
+	if (rc != SL_OK)
+		return sl_error_set(SL_ECORRUPT, "state entry for '%.*s' is damaged",
+		                    (int)a->key_len, a->key);
+
+	if (!(st = store_stmt(s, STMT_BLOB_GET)))
+		return sl_error_last()->code;
+	sqlite3_bind_blob(st, 1, digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const void *data = sqlite3_column_blob(st, 0);
+		size_t len = (size_t)sqlite3_column_bytes(st, 0);
+		sl_sha256(&actual, data, len);
+		if (!sl_digest_eq(&actual, &digest))
+			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' does not match its digest",
+			                  (int)a->key_len, a->key);
+		else
+			rc = sl_buf_set(a->value, data, len);
+	} else if (rc == SQLITE_DONE) {
+		rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' is missing", (int)a->key_len,
+		                  a->key);
+	} else {
+		rc = store_sqlite_error(s, rc, "read value");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int sl_store_get(sl_store *s, const char *ns, const char *key, size_t key_len, sl_buf *value,
+                 uint64_t *loc_out)
+{
+	get_args a = {ns, key, key_len, value, 0};
+	int rc = in_read_txn(s, get_locked, &a);
+	if (rc == SL_OK && loc_out)
+		*loc_out = a.loc;
+	return rc;
+}
+
+/* ----------------------------------------------------------------- list */
+
+typedef struct list_args {
+	const char *ns;
+	const char *prefix;
+	size_t prefix_len;
+	sl_key_fn cb;
+	void *ctx;
+} list_args;
+
+static int list_locked(sl_store *s, void *arg)
+{
+	list_args *a = arg;
+	sqlite3_stmt *st;
+	ns_row row;
+	int rc;
+
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_STATE_RANGE)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row.id);
+	sqlite3_bind_blob(st, 2, a->prefix_len ? a->prefix : "", (int)a->prefix_len, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sl_key_entry e;
+		e.key = sqlite3_column_blob(st, 0);
+		e.key_len = (size_t)sqlite3_column_bytes(st, 0);
+		if (e.key_len < a->prefix_len || memcmp(e.key, a->prefix, a->prefix_len) != 0)
+			break; /* keys sort bytewise: past the prefix range */
+		e.loc = (uint64_t)sqlite3_column_int64(st, 1);
+		if (sqlite3_column_bytes(st, 2) != SL_DIGEST_LEN) {
+			sqlite3_reset(st);
+			return sl_error_set(SL_ECORRUPT, "state entry has a damaged digest");
+		}
+		memcpy(e.digest.bytes, sqlite3_column_blob(st, 2), SL_DIGEST_LEN);
+		e.value_len = (uint64_t)sqlite3_column_int64(st, 3);
+		if ((rc = a->cb(a->ctx, &e)) != 0) {
+			sqlite3_reset(st);
+			return rc;
+		}
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		rc = store_sqlite_error(s, rc, "list keys");
+	else
+		rc = SL_OK;
+	sqlite3_reset(st);
+	return rc;
+}
+
+int sl_store_list(sl_store *s, const char *ns, const char *prefix, size_t prefix_len, sl_key_fn cb,
+                  void *ctx)
+{
+	list_args a = {ns, prefix, prefix_len, cb, ctx};
+	return in_read_txn(s, list_locked, &a);
+}
+
+/* ------------------------------------------------------------------ log */
+
+typedef struct log_args {
+	const char *ns;
+	uint64_t from;
+	uint64_t limit;
+	sl_op_fn cb;
+	void *ctx;
+} log_args;
+
+static int log_locked(sl_store *s, void *arg)
+{
+	log_args *a = arg;
+	sqlite3_stmt *st;
+	ns_row row;
+	uint64_t end, expect;
+	int rc;
+
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (a->from < row.pruned)
+		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
+		                    (unsigned long long)row.pruned, a->ns);
+	end = row.size;
+	if (a->limit && a->from < end && end - a->from > a->limit)
+		end = a->from + a->limit;
+	if (a->from >= end)
+		return SL_OK;
+	if (!(st = store_stmt(s, STMT_OP_RANGE)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(row.id, a->from));
+	sqlite3_bind_int64(st, 2, store_pack_id(row.id, end));
+	expect = a->from;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
+		const uint8_t *element = sqlite3_column_blob(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		sl_op op;
+		if (loc != expect) {
+			rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+			                  (unsigned long long)expect);
+			goto out;
+		}
+		if ((rc = sl_op_decode(&op, element, len)) != SL_OK) {
+			sl_error_wrap("operation %llu", (unsigned long long)loc);
+			goto out;
+		}
+		if ((rc = a->cb(a->ctx, loc, &op, element, len)) != 0)
+			goto out;
+		expect++;
+	}
+	if (rc != SQLITE_DONE) {
+		rc = store_sqlite_error(s, rc, "read log");
+		goto out;
+	}
+	rc = expect == end ? SL_OK
+	                   : sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+	                                  (unsigned long long)expect);
+out:
+	sqlite3_reset(st);
+	return rc;
+}
+
+int sl_store_log(sl_store *s, const char *ns, uint64_t from, uint64_t limit, sl_op_fn cb, void *ctx)
+{
+	log_args a = {ns, from, limit, cb, ctx};
+	return in_read_txn(s, log_locked, &a);
+}
+
+/* --------------------------------------------------------------- proofs */
+
+typedef struct range_args {
+	const char *ns;
+	uint64_t size, start, end;
+	sl_mmr_proof *out;
+} range_args;
+
+static int range_proof_for_row(sl_store *s, const ns_row *row, uint64_t size, uint64_t start,
+                               uint64_t end, sl_mmr_proof *out)
+{
+	chunk_reader reader;
+	sl_mmr_nodes nodes;
+	if (size > row->size)
+		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
+		                    (unsigned long long)size, row->name,
+		                    (unsigned long long)row->size);
+	chunk_reader_init(&reader, s, row->id);
+	nodes = chunk_reader_nodes(&reader);
+	return sl_mmr_range_proof(out, &nodes, size, start, end);
+}
+
+static int range_locked(sl_store *s, void *arg)
+{
+	range_args *a = arg;
+	ns_row row;
+	int rc;
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	return range_proof_for_row(s, &row, a->size, a->start, a->end, a->out);
+}
+
+int sl_store_range_proof(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t end,
+                         sl_mmr_proof *out)
+{
+	range_args a = {ns, size, start, end, out};
+	return in_read_txn(s, range_locked, &a);
+}
+
+void sl_key_proof_init(sl_key_proof *p)
+{
+	memset(p, 0, sizeof(*p));
+	sl_buf_init(&p->element, 2 * SL_KEY_MAX);
+}
+
+void sl_key_proof_free(sl_key_proof *p)
+{
+	if (!p)
+		return;
+	sl_buf_free(&p->element);
+	sl_mmr_proof_free(&p->proof);
+}
+
+typedef struct prove_args {
+	const char *ns;
+	const char *key;
+	size_t key_len;
+	sl_key_proof *out;
+} prove_args;
+
+static int prove_locked(sl_store *s, void *arg)
+{
+	prove_args *a = arg;
+	sqlite3_stmt *st;
+	ns_row row;
+	sl_mmr_proof proof = {0, 0, NULL};
+	uint64_t loc;
+	int rc;
+
+	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
+	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_STATE_GET)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row.id);
+	sqlite3_bind_blob(st, 2, a->key, (int)a->key_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	loc = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)a->key_len, a->key,
+		                    a->ns);
+	if (rc != SQLITE_ROW)
+		return store_sqlite_error(s, rc, "read state");
+	if (loc >= row.size)
+		return sl_error_set(SL_ECORRUPT, "state of '%.*s' points past the log",
+		                    (int)a->key_len, a->key);
+	if ((rc = store_op_get(s, row.id, loc, &a->out->element)) != SL_OK)
+		return rc;
+	if ((rc = range_proof_for_row(s, &row, row.size, loc, loc + 1, &proof)) != SL_OK)
+		return rc;
+	sl_mmr_proof_free(&a->out->proof);
+	a->out->proof = proof;
+	a->out->loc = loc;
+	a->out->target.size = row.size;
+	a->out->target.root = row.root;
+	a->out->target.floor = row.floor;
+	return SL_OK;
+}
+
+int sl_store_prove_key(sl_store *s, const char *ns, const char *key, size_t key_len,
+                       sl_key_proof *out)
+{
+	prove_args a = {ns, key, key_len, out};
+	return in_read_txn(s, prove_locked, &a);
+}

@@ -1,0 +1,772 @@
+/*
+ * The store: a directory with one SQLite database (sluice.db) in WAL mode
+ * holding namespaces, their operation logs, MMR nodes, values and current
+ * state (schema in store_internal.h). This file opens and checks the
+ * database, owns the prepared statements and the per-namespace writer
+ * cache, and manages namespaces. Writes are in batch.c, reads and proofs in
+ * read.c, verification and pruning in verify.c.
+ *
+ * Invariants, for every namespace N, after every SQLite transaction:
+ *   I1. ops holds exactly the locations [N.pruned, N.size), and the last
+ *       one (if N.size > 0) is a commit whose floor equals N.floor.
+ *   I2. mmr holds exactly the sl_mmr_size_for_leaves(N.size) nodes of the
+ *       MMR over all N.size elements (the nodes of pruned operations stay),
+ *       and N.root is its root.
+ *   I3. state holds exactly the keys whose latest operation is a set or an
+ *       update, each with that operation's location, digest and size; each
+ *       such location is >= N.floor, and blobs holds each digest's value.
+ *   I4. every operation below N.floor is inactive: a commit, a delete, or a
+ *       set/update of a key whose state points at a later location.
+ * A commit moves from one such state to the next inside one SQLite write
+ * transaction (BEGIN IMMEDIATE ... COMMIT), so a crash at any point leaves
+ * the last commit, and readers, which read inside BEGIN ... COMMIT, see a
+ * single snapshot of whole commits. sl_store_verify checks I1-I4.
+ *
+ * An sl_store handle is used by one thread at a time. Several processes may
+ * open the same store: SQLite serialises writers (busy_timeout_ms), and the
+ * writer cache revalidates against the stored size in each transaction.
+ */
+#include "store/store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const stmt_sql[STMT__COUNT] = {
+        [STMT_NS_BY_NAME] = "SELECT id, kind, size, floor, root, pruned FROM namespaces "
+                            "WHERE name = ?1",
+        [STMT_NS_LIST] = "SELECT name FROM namespaces ORDER BY name",
+        [STMT_NS_INSERT] = "INSERT INTO namespaces(name, kind, size, floor, root, pruned) "
+                           "VALUES (?1, ?2, 0, 0, ?3, 0)",
+        [STMT_NS_UPDATE] = "UPDATE namespaces SET size = ?2, floor = ?3, root = ?4, pruned = ?5 "
+                           "WHERE id = ?1",
+        [STMT_NS_COUNT_KEYS] = "SELECT count(*) FROM state WHERE ns = ?1",
+        [STMT_OP_INSERT] = "INSERT INTO ops(id, element) VALUES (?1, ?2)",
+        [STMT_OP_GET] = "SELECT element FROM ops WHERE id = ?1",
+        [STMT_OP_RANGE] = "SELECT id, element FROM ops WHERE id >= ?1 AND id < ?2 ORDER BY id",
+        [STMT_OP_DELETE_BELOW] = "DELETE FROM ops WHERE id >= ?1 AND id < ?2",
+        [STMT_CHUNK_GET] = "SELECT nodes FROM mmr WHERE id = ?1",
+        [STMT_CHUNK_PUT] = "INSERT OR REPLACE INTO mmr(id, nodes) VALUES (?1, ?2)",
+        [STMT_BLOB_INSERT] = "INSERT OR IGNORE INTO blobs(digest, value) VALUES (?1, ?2)",
+        [STMT_BLOB_GET] = "SELECT value FROM blobs WHERE digest = ?1",
+        [STMT_STATE_GET] = "SELECT loc, digest, size FROM state WHERE ns = ?1 AND key = ?2",
+        [STMT_STATE_INSERT_NEW] = "INSERT INTO state(ns, key, loc, digest, size) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns, key) DO NOTHING",
+        [STMT_STATE_UPSERT] = "INSERT INTO state(ns, key, loc, digest, size) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns, key) DO UPDATE "
+                              "SET loc = excluded.loc, digest = excluded.digest, "
+                              "size = excluded.size",
+        [STMT_STATE_DELETE] = "DELETE FROM state WHERE ns = ?1 AND key = ?2",
+        [STMT_STATE_SET_LOC] = "UPDATE state SET loc = ?3 WHERE ns = ?1 AND key = ?2",
+        [STMT_STATE_RANGE] = "SELECT key, loc, digest, size FROM state WHERE ns = ?1 "
+                             "AND key >= ?2 ORDER BY key",
+        [STMT_BEGIN_READ] = "BEGIN",
+        [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema_sql[] =
+        "CREATE TABLE namespaces(\n"
+        "  id INTEGER PRIMARY KEY,\n"
+        "  name TEXT NOT NULL UNIQUE,\n"
+        "  kind INTEGER NOT NULL,\n"
+        "  size INTEGER NOT NULL,\n"
+        "  floor INTEGER NOT NULL,\n"
+        "  root BLOB NOT NULL,\n"
+        "  pruned INTEGER NOT NULL);\n"
+        "CREATE TABLE ops(id INTEGER PRIMARY KEY, element BLOB NOT NULL);\n"
+        "CREATE TABLE mmr(id INTEGER PRIMARY KEY, nodes BLOB NOT NULL);\n"
+        "CREATE TABLE blobs(digest BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;\n"
+        "CREATE TABLE state(\n"
+        "  ns INTEGER NOT NULL,\n"
+        "  key BLOB NOT NULL,\n"
+        "  loc INTEGER NOT NULL,\n"
+        "  digest BLOB NOT NULL,\n"
+        "  size INTEGER NOT NULL,\n"
+        "  PRIMARY KEY(ns, key)) WITHOUT ROWID;\n";
+
+/* ---------------------------------------------------------------- errors */
+
+int store_sqlite_error(sl_store *s, int rc, const char *what)
+{
+	char cause[SL_ERROR_CAUSE_MAX];
+	const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+	int code;
+
+	snprintf(cause, sizeof(cause), "sqlite rc=%d (%s)", rc, msg);
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return sl_error_set_cause(SL_ECORRUPT, cause,
+		                          "%s: the store file is damaged or not a sluice store",
+		                          what);
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		code = SL_EBUSY;
+		break;
+	case SQLITE_NOMEM:
+		code = SL_ENOMEM;
+		break;
+	case SQLITE_CONSTRAINT:
+		code = SL_EEXISTS;
+		break;
+	case SQLITE_READONLY:
+		code = SL_EINVAL;
+		break;
+	default:
+		code = SL_EIO;
+		break;
+	}
+	return sl_error_set_cause(code, cause, "%s: %s", what, msg);
+}
+
+sqlite3_stmt *store_stmt(sl_store *s, enum stmt_id id)
+{
+	sqlite3_stmt *st = s->stmts[id];
+	if (!st) {
+		int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
+		                            NULL);
+		if (rc != SQLITE_OK) {
+			store_sqlite_error(s, rc, "prepare statement");
+			return NULL;
+		}
+		s->stmts[id] = st;
+	}
+	sqlite3_reset(st);
+	return st;
+}
+
+/* Step a statement that returns no rows and reset it. */
+int store_step_done(sl_store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return store_sqlite_error(s, rc, what);
+	return SL_OK;
+}
+
+static int run_stmt(sl_store *s, enum stmt_id id, const char *what)
+{
+	sqlite3_stmt *st = store_stmt(s, id);
+	if (!st)
+		return sl_error_last()->code;
+	return store_step_done(s, st, what);
+}
+
+int store_begin_read(sl_store *s)
+{
+	return run_stmt(s, STMT_BEGIN_READ, "begin read");
+}
+
+int store_begin_write(sl_store *s)
+{
+	if (s->readonly)
+		return sl_error_set(SL_EINVAL, "store %s is open read-only", s->dir);
+	return run_stmt(s, STMT_BEGIN_WRITE, "begin write");
+}
+
+int store_commit_txn(sl_store *s)
+{
+	return run_stmt(s, STMT_COMMIT, "commit");
+}
+
+/* Roll back if a transaction is open; keeps the current error message. */
+void store_rollback_txn(sl_store *s)
+{
+	if (sqlite3_get_autocommit(s->db))
+		return;
+	sl_error saved = *sl_error_last();
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	if (saved.code != SL_OK)
+		sl_error_set_cause(saved.code, saved.cause, "%s", saved.message);
+}
+
+/* ------------------------------------------------------------------- open */
+
+void sl_store_options_init(sl_store_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->durable = 1;
+	o->busy_timeout_ms = 5000;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char path[4096];
+	size_t len = strlen(dir);
+	if (len == 0 || len >= sizeof(path))
+		return sl_error_set(SL_EINVAL, "bad store directory '%s'", dir);
+	memcpy(path, dir, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		char saved = path[i];
+		path[i] = '\0';
+		if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+			char cause[64];
+			snprintf(cause, sizeof(cause), "errno=%d", errno);
+			return sl_error_set_cause(SL_EIO, cause, "create directory %s: %s", path,
+			                          strerror(errno));
+		}
+		path[i] = saved;
+	}
+	return SL_OK;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Cheap structural check of the database header before SQLite sees it, so
+ * a truncated or foreign file is reported as such instead of surfacing
+ * later as a failed query. See the SQLite file format, "The Database
+ * Header": page size at 16, change counter at 24, page count at 28 (valid
+ * when the version-valid-for number at 92 equals the change counter). */
+static int precheck_file(const char *db_path, off_t size)
+{
+	uint8_t hdr[100];
+	char wal_path[4300];
+	int fd;
+	ssize_t got;
+
+	if (size < (off_t)sizeof(hdr))
+		return sl_error_set(SL_ECORRUPT, "store file %s is truncated (%lld bytes)", db_path,
+		                    (long long)size);
+	fd = open(db_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sl_error_set(SL_EIO, "open %s: %s", db_path, strerror(errno));
+	got = read(fd, hdr, sizeof(hdr));
+	close(fd);
+	if (got != (ssize_t)sizeof(hdr))
+		return sl_error_set(SL_EIO, "read %s: short read", db_path);
+	if (memcmp(hdr, "SQLite format 3", 16) != 0)
+		return sl_error_set(SL_ECORRUPT, "%s is not a sluice store (not a SQLite database)",
+		                    db_path);
+	uint32_t page_size = ((uint32_t)hdr[16] << 8) | hdr[17];
+	if (page_size == 1)
+		page_size = 65536;
+	uint32_t change = sl_be32_get(hdr + 24), pages = sl_be32_get(hdr + 28);
+	uint32_t valid_for = sl_be32_get(hdr + 92);
+	/* With a non-empty WAL, a checkpoint may have been cut short after
+	 * writing page 1; the WAL still holds every page, so skip. */
+	snprintf(wal_path, sizeof(wal_path), "%s-wal", db_path);
+	if (file_size(wal_path) > 32)
+		return SL_OK;
+	if (valid_for == change && pages > 0 && (uint64_t)size < (uint64_t)pages * page_size)
+		return sl_error_set(
+		        SL_ECORRUPT, "store file %s is truncated: %lld of %llu bytes present",
+		        db_path, (long long)size, (unsigned long long)pages * page_size);
+	return SL_OK;
+}
+
+static int pragma_int(sl_store *s, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? SL_OK : store_sqlite_error(s, rc, sql);
+}
+
+static int exec_sql(sl_store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? SL_OK : store_sqlite_error(s, rc, "set up store");
+}
+
+static int create_schema(sl_store *s)
+{
+	char pragmas[128];
+	int rc;
+	if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) != SL_OK)
+		return rc;
+	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+	         SL_APPLICATION_ID, SL_SCHEMA_VERSION);
+	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = exec_sql(s, pragmas)) != SL_OK ||
+	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+		store_rollback_txn(s);
+		return rc;
+	}
+	return SL_OK;
+}
+
+static int check_schema(sl_store *s, int may_create, const char *db_path)
+{
+	int64_t app_id = 0, version = 0;
+	int rc;
+	if ((rc = pragma_int(s, "PRAGMA application_id", &app_id)) != SL_OK ||
+	    (rc = pragma_int(s, "PRAGMA user_version", &version)) != SL_OK)
+		return rc;
+	if (app_id == 0 && version == 0) {
+		int64_t n_tables = 0;
+		if ((rc = pragma_int(s, "SELECT count(*) FROM sqlite_schema", &n_tables)) != SL_OK)
+			return rc;
+		if (n_tables != 0 || !may_create)
+			return sl_error_set(SL_ECORRUPT, "%s is not a sluice store", db_path);
+		return create_schema(s);
+	}
+	if (app_id != SL_APPLICATION_ID)
+		return sl_error_set(SL_ECORRUPT, "%s is not a sluice store (application id %lld)",
+		                    db_path, (long long)app_id);
+	if (version != SL_SCHEMA_VERSION)
+		return sl_error_set(SL_EINVAL,
+		                    "%s has store format %lld; this sluice reads format %d",
+		                    db_path, (long long)version, SL_SCHEMA_VERSION);
+	return SL_OK;
+}
+
+int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
+{
+	sl_store_options defaults;
+	sl_store *s = NULL;
+	char db_path[4200], pragmas[256];
+	int rc, flags;
+	off_t size;
+
+	if (!opts) {
+		sl_store_options_init(&defaults);
+		opts = &defaults;
+	}
+	if (!dir || !*dir)
+		return sl_error_set(SL_EINVAL, "no store directory given");
+	if (strlen(dir) > 4000)
+		return sl_error_set(SL_EINVAL, "store directory path too long");
+	snprintf(db_path, sizeof(db_path), "%s/sluice.db", dir);
+
+	size = file_size(db_path);
+	if (size < 0) {
+		if (!(opts->flags & SL_STORE_CREATE))
+			return sl_error_set(SL_ENOTFOUND,
+			                    "no store at %s (run `sluice init -d %s`)", dir, dir);
+		if ((rc = mkdir_p(dir)) != SL_OK)
+			return rc;
+	} else if (size > 0 && (rc = precheck_file(db_path, size)) != SL_OK) {
+		return rc;
+	}
+
+	s = sl_calloc(1, sizeof(*s));
+	if (!s)
+		return SL_ENOMEM;
+	s->readonly = (opts->flags & SL_STORE_READONLY) != 0;
+	if (!(s->dir = sl_strdup(dir))) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	flags = s->readonly ? SQLITE_OPEN_READONLY
+	                    : SQLITE_OPEN_READWRITE |
+	                              (opts->flags & SL_STORE_CREATE ? SQLITE_OPEN_CREATE : 0);
+	rc = sqlite3_open_v2(db_path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = store_sqlite_error(s, rc, "open store");
+		goto cleanup;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+	snprintf(pragmas, sizeof(pragmas),
+	         "%s PRAGMA synchronous = %s; PRAGMA cache_size = -65536; "
+	         "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456;",
+	         s->readonly ? "" : "PRAGMA journal_mode = WAL;",
+	         opts->durable ? "FULL" : "NORMAL");
+	if ((rc = exec_sql(s, pragmas)) != SL_OK)
+		goto cleanup;
+	if ((rc = check_schema(s, !s->readonly && (opts->flags & SL_STORE_CREATE), db_path)) !=
+	    SL_OK)
+		goto cleanup;
+	*out = s;
+	s = NULL;
+	rc = SL_OK;
+cleanup:
+	if (rc != SL_OK && s)
+		sl_error_wrap("open store %s", dir);
+	sl_store_free(s);
+	return rc;
+}
+
+void sl_store_free(sl_store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < STMT__COUNT; i++)
+		sqlite3_finalize(s->stmts[i]);
+	while (s->caches) {
+		ns_cache *next = s->caches->next;
+		sl_free(s->caches);
+		s->caches = next;
+	}
+	sqlite3_close(s->db);
+	sl_free(s->dir);
+	sl_free(s);
+}
+
+const char *sl_store_path(const sl_store *s)
+{
+	return s->dir;
+}
+
+/* ------------------------------------------------------------- namespaces */
+
+static int read_digest_column(sqlite3_stmt *st, int col, sl_digest *out)
+{
+	if (sqlite3_column_bytes(st, col) != SL_DIGEST_LEN)
+		return sl_error_set(SL_ECORRUPT, "stored digest has %d bytes",
+		                    sqlite3_column_bytes(st, col));
+	memcpy(out->bytes, sqlite3_column_blob(st, col), SL_DIGEST_LEN);
+	return SL_OK;
+}
+
+int store_ns_load(sl_store *s, const char *name, ns_row *out)
+{
+	sqlite3_stmt *st;
+	ns_row row;
+	int rc;
+
+	if ((rc = sl_ns_name_validate(name)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_NS_BY_NAME)))
+		return sl_error_last()->code;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return sl_error_set(SL_ENOTFOUND, "no namespace '%s'", name);
+	}
+	if (rc != SQLITE_ROW) {
+		rc = store_sqlite_error(s, rc, "read namespace");
+		sqlite3_reset(st);
+		return rc;
+	}
+	memset(&row, 0, sizeof(row));
+	row.id = sqlite3_column_int64(st, 0);
+	int64_t kind = sqlite3_column_int64(st, 1);
+	int64_t size = sqlite3_column_int64(st, 2), floor = sqlite3_column_int64(st, 3);
+	int64_t pruned = sqlite3_column_int64(st, 5);
+	rc = read_digest_column(st, 4, &row.root);
+	sqlite3_reset(st);
+	if (rc != SL_OK)
+		return rc;
+	if ((kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE) || size < 0 ||
+	    (uint64_t)size >= SL_LOC_LIMIT || floor < 0 || floor > size || pruned < 0 ||
+	    pruned > floor || row.id <= 0 || row.id >= SL_NS_ID_LIMIT)
+		return sl_error_set(SL_ECORRUPT, "namespace '%s': stored header is inconsistent",
+		                    name);
+	row.kind = (sl_ns_kind)kind;
+	row.size = (uint64_t)size;
+	row.floor = (uint64_t)floor;
+	row.pruned = (uint64_t)pruned;
+	snprintf(row.name, sizeof(row.name), "%s", name);
+	*out = row;
+	return SL_OK;
+}
+
+int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind)
+{
+	sqlite3_stmt *st;
+	sl_digest empty;
+	ns_row existing;
+	int rc;
+
+	if ((rc = sl_ns_name_validate(name)) != SL_OK)
+		return rc;
+	if (kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE)
+		return sl_error_set(SL_EINVAL, "unknown namespace kind %d", (int)kind);
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	rc = store_ns_load(s, name, &existing);
+	if (rc == SL_OK) {
+		rc = sl_error_set(SL_EEXISTS, "namespace '%s' already exists (%s)", name,
+		                  sl_ns_kind_name(existing.kind));
+		goto cleanup;
+	}
+	if (rc != SL_ENOTFOUND)
+		goto cleanup;
+	sl_mmr_root_digest(&empty, 0, NULL, 0);
+	if (!(st = store_stmt(s, STMT_NS_INSERT))) {
+		rc = sl_error_last()->code;
+		goto cleanup;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)kind);
+	sqlite3_bind_blob(st, 3, empty.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	if ((rc = store_step_done(s, st, "create namespace")) != SL_OK)
+		goto cleanup;
+	if (sqlite3_last_insert_rowid(s->db) >= SL_NS_ID_LIMIT) {
+		rc = sl_error_set(SL_ETOOLARGE, "too many namespaces");
+		goto cleanup;
+	}
+	rc = store_commit_txn(s);
+cleanup:
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	return rc;
+}
+
+static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
+{
+	ns_row row;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = store_ns_load(s, name, &row)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_NS_COUNT_KEYS)))
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row.id);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = store_sqlite_error(s, rc, "count keys");
+		sqlite3_reset(st);
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	out->keys = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	snprintf(out->name, sizeof(out->name), "%s", row.name);
+	out->kind = row.kind;
+	out->target.size = row.size;
+	out->target.root = row.root;
+	out->target.floor = row.floor;
+	out->pruned = row.pruned;
+	return SL_OK;
+}
+
+int sl_store_ns_info(sl_store *s, const char *name, sl_ns_info *out)
+{
+	int rc;
+	if ((rc = store_begin_read(s)) != SL_OK)
+		return rc;
+	rc = ns_info_locked(s, name, out);
+	if (rc == SL_OK)
+		rc = store_commit_txn(s);
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	return rc;
+}
+
+int sl_store_ns_list(sl_store *s, sl_ns_info **out, size_t *n_out)
+{
+	sl_ns_info *list = NULL;
+	size_t n = 0, cap = 0;
+	char **names = NULL;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = store_begin_read(s)) != SL_OK)
+		return rc;
+	if (!(st = store_stmt(s, STMT_NS_LIST))) {
+		rc = sl_error_last()->code;
+		goto cleanup;
+	}
+	/* Collect names first: ns_info_locked reuses other statements. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t new_cap = cap ? cap * 2 : 8;
+			char **grown = sl_realloc(names, new_cap * sizeof(*names));
+			if (!grown) {
+				rc = SL_ENOMEM;
+				sqlite3_reset(st);
+				goto cleanup;
+			}
+			names = grown;
+			cap = new_cap;
+		}
+		if (!(names[n] = sl_strdup((const char *)sqlite3_column_text(st, 0)))) {
+			rc = SL_ENOMEM;
+			sqlite3_reset(st);
+			goto cleanup;
+		}
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		rc = store_sqlite_error(s, rc, "list namespaces");
+		goto cleanup;
+	}
+	if (n > 0 && !(list = sl_calloc(n, sizeof(*list)))) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((rc = ns_info_locked(s, names[i], &list[i])) != SL_OK)
+			goto cleanup;
+	if ((rc = store_commit_txn(s)) != SL_OK)
+		goto cleanup;
+	*out = list;
+	*n_out = n;
+	list = NULL;
+cleanup:
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	for (size_t i = 0; i < n; i++)
+		sl_free(names[i]);
+	sl_free(names);
+	sl_free(list);
+	return rc;
+}
+
+/* ------------------------------------------------------ shared row access */
+
+int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_OP_GET);
+	int rc;
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(ns_id, loc));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		rc = sl_buf_set(element, sqlite3_column_blob(st, 0),
+		                (size_t)sqlite3_column_bytes(st, 0));
+	} else if (rc == SQLITE_DONE) {
+		rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+		                  (unsigned long long)loc);
+	} else {
+		rc = store_sqlite_error(s, rc, "read operation");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_blob_put(sl_store *s, const sl_digest *digest, const void *value, size_t len)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_BLOB_INSERT);
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_blob(st, 1, digest->bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob64(st, 2, len ? value : "", len, SQLITE_STATIC);
+	return store_step_done(s, st, "store value");
+}
+
+/* ----------------------------------------------------------- chunk reader */
+
+void chunk_reader_init(chunk_reader *r, sl_store *s, int64_t ns_id)
+{
+	r->store = s;
+	r->ns_id = ns_id;
+	r->chunk = UINT64_MAX;
+	r->n_nodes = 0;
+}
+
+static int chunk_load(sl_store *s, int64_t ns_id, uint64_t chunk, sl_digest *nodes, size_t *n_nodes)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_CHUNK_GET);
+	int rc, bytes;
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(ns_id, chunk));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		*n_nodes = 0;
+		rc = SL_OK;
+	} else if (rc == SQLITE_ROW) {
+		bytes = sqlite3_column_bytes(st, 0);
+		if (bytes <= 0 || bytes % SL_DIGEST_LEN != 0 ||
+		    bytes > SL_CHUNK_NODES * SL_DIGEST_LEN) {
+			rc = sl_error_set(SL_ECORRUPT, "MMR chunk %llu has %d bytes",
+			                  (unsigned long long)chunk, bytes);
+		} else {
+			memcpy(nodes, sqlite3_column_blob(st, 0), (size_t)bytes);
+			*n_nodes = (size_t)bytes / SL_DIGEST_LEN;
+			rc = SL_OK;
+		}
+	} else {
+		rc = store_sqlite_error(s, rc, "read MMR nodes");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int chunk_reader_get(void *ctx, uint64_t pos, sl_digest *out)
+{
+	chunk_reader *r = ctx;
+	uint64_t chunk = pos / SL_CHUNK_NODES;
+	size_t idx = (size_t)(pos % SL_CHUNK_NODES);
+	int rc;
+	if (chunk != r->chunk) {
+		r->chunk = UINT64_MAX;
+		if ((rc = chunk_load(r->store, r->ns_id, chunk, r->nodes, &r->n_nodes)) != SL_OK)
+			return rc;
+		r->chunk = chunk;
+	}
+	if (idx >= r->n_nodes)
+		return sl_error_set(SL_ECORRUPT, "MMR node %llu is missing",
+		                    (unsigned long long)pos);
+	*out = r->nodes[idx];
+	return SL_OK;
+}
+
+sl_mmr_nodes chunk_reader_nodes(chunk_reader *r)
+{
+	sl_mmr_nodes nodes = {chunk_reader_get, r};
+	return nodes;
+}
+
+/* ----------------------------------------------------------- writer cache */
+
+void store_cache_invalidate(sl_store *s, int64_t ns_id)
+{
+	for (ns_cache *c = s->caches; c; c = c->next)
+		if (c->row.id == ns_id)
+			c->valid = 0;
+}
+
+/* Return the writer cache for row, (re)loading the frontier and the tail
+ * chunk when the stored size moved since it was filled. Call inside the
+ * write transaction, with row freshly read. */
+int store_cache_get(sl_store *s, const ns_row *row, ns_cache **out)
+{
+	ns_cache *c;
+	chunk_reader reader;
+	sl_mmr_nodes nodes;
+	uint64_t mmr_size;
+	int rc;
+
+	for (c = s->caches; c; c = c->next)
+		if (c->row.id == row->id)
+			break;
+	if (!c) {
+		if (!(c = sl_calloc(1, sizeof(*c))))
+			return SL_ENOMEM;
+		c->next = s->caches;
+		s->caches = c;
+	}
+	if (c->valid && c->row.size == row->size && sl_digest_eq(&c->row.root, &row->root)) {
+		c->row = *row;
+		*out = c;
+		return SL_OK;
+	}
+	c->valid = 0;
+	chunk_reader_init(&reader, s, row->id);
+	nodes = chunk_reader_nodes(&reader);
+	if ((rc = sl_mmr_frontier_load(&c->frontier, row->size, &nodes)) != SL_OK)
+		return sl_error_wrap("load MMR of '%s'", row->name);
+	mmr_size = sl_mmr_size_for_leaves(row->size);
+	c->tail_chunk = mmr_size / SL_CHUNK_NODES;
+	c->tail_len = (size_t)(mmr_size % SL_CHUNK_NODES);
+	if (c->tail_len > 0) {
+		size_t n = 0;
+		if ((rc = chunk_load(s, row->id, c->tail_chunk, c->tail, &n)) != SL_OK)
+			return rc;
+		if (n != c->tail_len)
+			return sl_error_set(
+			        SL_ECORRUPT,
+			        "namespace '%s': MMR tail holds %zu nodes, expected %zu", row->name,
+			        n, c->tail_len);
+	}
+	c->row = *row;
+	c->valid = 1;
+	*out = c;
+	return SL_OK;
+}

@@ -1,0 +1,387 @@
+/*
+ * Verification and pruning.
+ *
+ * sl_store_verify checks the invariants of store.c against what is stored,
+ * from one read snapshot, trusting nothing but the operations themselves:
+ *   - the log holds exactly [pruned, size), every element decodes, its type
+ *     suits the namespace kind, commit floors never decrease and never pass
+ *     their own location, and the last operation is a commit whose floor is
+ *     the namespace floor (I1);
+ *   - re-appending every operation to an MMR (started from the stored peaks
+ *     at the pruned boundary) reproduces every stored node, no node is
+ *     stored past the end, and the root equals the stored root (I2);
+ *   - replaying the operations into a temporary table reproduces the state
+ *     table exactly, every live key sits at or above the floor (I3, I4),
+ *     and every value re-hashes to its digest.
+ * Nodes and leaves below the pruned boundary cannot be recomputed (their
+ * operations are gone); the report says where checking started.
+ *
+ * sl_store_prune deletes the operations below the floor of a mutable
+ * namespace. MMR nodes are kept: proofs for any range at or above the
+ * floor still work, and a syncing client receives the pinned nodes.
+ * Values no longer referenced are not collected yet.
+ */
+#include "store/store_internal.h"
+
+#include <string.h>
+
+typedef struct verify_ctx {
+	sl_store *s;
+	ns_row row;
+	sl_verify_report report;
+	sl_mmr_frontier frontier;
+	chunk_reader nodes;
+	sqlite3_stmt *replay_set, *replay_upsert, *replay_delete;
+} verify_ctx;
+
+static int exec_temp(sl_store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? SL_OK : store_sqlite_error(s, rc, "verify");
+}
+
+static int prepare(sl_store *s, const char *sql, sqlite3_stmt **out)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, out, NULL);
+	return rc == SQLITE_OK ? SL_OK : store_sqlite_error(s, rc, "verify");
+}
+
+/* A single integer from sql with ?1 bound to a and ?2 to b. */
+static int query_int(sl_store *s, const char *sql, int64_t a, int64_t b, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, sql, &st);
+	if (rc != SL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = SL_OK;
+	} else {
+		rc = store_sqlite_error(s, rc, "verify");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int replay_op(verify_ctx *v, uint64_t loc, const sl_op *op)
+{
+	sqlite3_stmt *st;
+	int rc;
+	switch (op->type) {
+	case SL_OP_SET:
+		st = v->replay_set;
+		break;
+	case SL_OP_UPDATE:
+		st = v->replay_upsert;
+		break;
+	case SL_OP_DELETE:
+		st = v->replay_delete;
+		break;
+	default:
+		return SL_OK;
+	}
+	sqlite3_reset(st);
+	sqlite3_bind_blob(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+	if (op->type != SL_OP_DELETE) {
+		sqlite3_bind_int64(st, 2, (int64_t)loc);
+		sqlite3_bind_blob(st, 3, op->digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (int64_t)op->value_len);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return sl_error_set(SL_ECORRUPT, "operation %llu sets immutable key '%.*s' again",
+		                    (unsigned long long)loc, (int)op->key_len, op->key);
+	return rc == SQLITE_DONE ? SL_OK : store_sqlite_error(v->s, rc, "verify replay");
+}
+
+static int check_op(verify_ctx *v, uint64_t loc, const sl_op *op, uint64_t *last_floor)
+{
+	int ok_type =
+	        op->type == SL_OP_COMMIT ||
+	        (v->row.kind == SL_NS_IMMUTABLE ? op->type == SL_OP_SET : op->type != SL_OP_SET);
+	if (!ok_type)
+		return sl_error_set(SL_ECORRUPT, "operation %llu: '%s' in a %s namespace",
+		                    (unsigned long long)loc, sl_op_type_name(op->type),
+		                    sl_ns_kind_name(v->row.kind));
+	if (op->type == SL_OP_COMMIT) {
+		if (op->floor < *last_floor || op->floor > loc)
+			return sl_error_set(SL_ECORRUPT,
+			                    "operation %llu: commit floor %llu out of order",
+			                    (unsigned long long)loc, (unsigned long long)op->floor);
+		*last_floor = op->floor;
+	}
+	return SL_OK;
+}
+
+/* Re-append one element and compare the nodes it creates with the store. */
+static int check_nodes(verify_ctx *v, uint64_t loc, const uint8_t *element, size_t len)
+{
+	sl_digest created[SL_MMR_MAX_PEAKS + 1], stored;
+	uint64_t first_pos;
+	size_t n = sl_mmr_frontier_append(&v->frontier, element, len, created, &first_pos);
+	int rc;
+	if (n == 0)
+		return sl_error_last()->code;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = chunk_reader_get(&v->nodes, first_pos + i, &stored)) != SL_OK)
+			return rc;
+		if (!sl_digest_eq(&stored, &created[i]))
+			return sl_error_set(SL_ECORRUPT,
+			                    "MMR node %llu (operation %llu) does not match the log",
+			                    (unsigned long long)(first_pos + i),
+			                    (unsigned long long)loc);
+	}
+	v->report.nodes_checked += n;
+	return SL_OK;
+}
+
+static int walk_log(verify_ctx *v)
+{
+	sqlite3_stmt *st = store_stmt(v->s, STMT_OP_RANGE);
+	uint64_t expect = v->row.pruned, last_floor = 0;
+	sl_op op;
+	int rc, last_is_commit = 0;
+
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(v->row.id, v->row.pruned));
+	sqlite3_bind_int64(st, 2, store_pack_id(v->row.id, SL_LOC_LIMIT - 1));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
+		const uint8_t *element = sqlite3_column_blob(st, 1);
+		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		if (loc != expect || loc >= v->row.size) {
+			rc = sl_error_set(SL_ECORRUPT,
+			                  "log holds operation %llu where %llu of %llu "
+			                  "was expected",
+			                  (unsigned long long)loc, (unsigned long long)expect,
+			                  (unsigned long long)v->row.size);
+			goto out;
+		}
+		if ((rc = sl_op_decode(&op, element, len)) != SL_OK) {
+			sl_error_wrap("operation %llu", (unsigned long long)loc);
+			goto out;
+		}
+		if ((rc = check_op(v, loc, &op, &last_floor)) != SL_OK ||
+		    (rc = check_nodes(v, loc, element, len)) != SL_OK ||
+		    (rc = replay_op(v, loc, &op)) != SL_OK)
+			goto out;
+		last_is_commit = op.type == SL_OP_COMMIT;
+		expect++;
+		v->report.ops_checked++;
+	}
+	if (rc != SQLITE_DONE) {
+		rc = store_sqlite_error(v->s, rc, "verify: read log");
+		goto out;
+	}
+	if (expect != v->row.size)
+		rc = sl_error_set(SL_ECORRUPT, "log ends at %llu, namespace size is %llu",
+		                  (unsigned long long)expect, (unsigned long long)v->row.size);
+	else if (v->row.size > 0 && v->row.size > v->row.pruned && !last_is_commit)
+		rc = sl_error_set(SL_ECORRUPT, "the last operation is not a commit");
+	else if (v->row.size > v->row.pruned && last_floor != v->row.floor)
+		rc = sl_error_set(SL_ECORRUPT, "last commit floor %llu, namespace floor %llu",
+		                  (unsigned long long)last_floor, (unsigned long long)v->row.floor);
+	else
+		rc = SL_OK;
+out:
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int check_tail(verify_ctx *v)
+{
+	uint64_t mmr_size = sl_mmr_size_for_leaves(v->row.size);
+	uint64_t n_chunks = (mmr_size + SL_CHUNK_NODES - 1) / SL_CHUNK_NODES;
+	int64_t extra_chunks, extra_ops, stored_bytes = 0;
+	sl_digest root;
+	int rc;
+
+	sl_mmr_frontier_root(&v->frontier, &root);
+	if (!sl_digest_eq(&root, &v->row.root))
+		return sl_error_set(SL_ECORRUPT,
+		                    "the root computed from the log (%s) differs from "
+		                    "the stored root (%s)",
+		                    sl_digest_to_hex(&root).s, sl_digest_to_hex(&v->row.root).s);
+	if ((rc = query_int(v->s, "SELECT count(*) FROM mmr WHERE id >= ?1 AND id < ?2",
+	                    store_pack_id(v->row.id, n_chunks), store_pack_id(v->row.id + 1, 0),
+	                    &extra_chunks)) != SL_OK ||
+	    (rc = query_int(v->s, "SELECT count(*) FROM ops WHERE (id >= ?1 AND id < ?2)",
+	                    store_pack_id(v->row.id, v->row.size), store_pack_id(v->row.id + 1, 0),
+	                    &extra_ops)) != SL_OK)
+		return rc;
+	if (n_chunks > 0 &&
+	    (rc = query_int(v->s,
+	                    "SELECT coalesce(length(nodes), 0) FROM mmr WHERE id = ?1 "
+	                    "UNION ALL SELECT 0 LIMIT 1",
+	                    store_pack_id(v->row.id, n_chunks - 1), 0, &stored_bytes)) != SL_OK)
+		return rc;
+	if (extra_chunks != 0 ||
+	    (n_chunks > 0 &&
+	     stored_bytes !=
+	             (int64_t)((mmr_size - (n_chunks - 1) * SL_CHUNK_NODES) * SL_DIGEST_LEN)))
+		return sl_error_set(SL_ECORRUPT, "MMR nodes are stored past position %llu",
+		                    (unsigned long long)mmr_size);
+	if (extra_ops != 0)
+		return sl_error_set(SL_ECORRUPT, "%lld operations are stored past the last commit",
+		                    (long long)extra_ops);
+	return SL_OK;
+}
+
+static int check_state(verify_ctx *v)
+{
+	int64_t missing = 0, unexpected = 0, below_floor = 0;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = query_int(v->s,
+	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM "
+	                    "temp.verify_state EXCEPT SELECT key, loc, digest, size FROM "
+	                    "main.state WHERE ns = ?1) WHERE ?2 = ?2",
+	                    v->row.id, 0, &missing)) != SL_OK ||
+	    (rc = query_int(v->s,
+	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM main.state "
+	                    "WHERE ns = ?1 EXCEPT SELECT key, loc, digest, size FROM "
+	                    "temp.verify_state) WHERE ?2 = ?2",
+	                    v->row.id, 0, &unexpected)) != SL_OK ||
+	    (rc = query_int(v->s, "SELECT count(*) FROM main.state WHERE ns = ?1 AND loc < ?2",
+	                    v->row.id, (int64_t)v->row.floor, &below_floor)) != SL_OK)
+		return rc;
+	if (missing || unexpected)
+		return sl_error_set(SL_ECORRUPT,
+		                    "state differs from the log: %lld entries missing or changed, "
+		                    "%lld unexpected",
+		                    (long long)missing, (long long)unexpected);
+	if (below_floor)
+		return sl_error_set(SL_ECORRUPT, "%lld live keys sit below the floor %llu",
+		                    (long long)below_floor, (unsigned long long)v->row.floor);
+
+	/* Every live value must be present and hash to its digest. */
+	if ((rc = prepare(v->s,
+	                  "SELECT s.key, s.digest, b.value, s.size FROM main.state s LEFT JOIN "
+	                  "main.blobs b ON b.digest = s.digest WHERE s.ns = ?1",
+	                  &st)) != SL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, v->row.id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sl_digest actual;
+		const void *value = sqlite3_column_blob(st, 2);
+		size_t len = (size_t)sqlite3_column_bytes(st, 2);
+		int key_len = sqlite3_column_bytes(st, 0);
+		const char *key = sqlite3_column_blob(st, 0);
+		v->report.keys_checked++;
+		if (sqlite3_column_type(st, 2) == SQLITE_NULL) {
+			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' is missing", key_len, key);
+			goto out;
+		}
+		sl_sha256(&actual, value, len);
+		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN ||
+		    memcmp(actual.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN) != 0 ||
+		    (int64_t)len != sqlite3_column_int64(st, 3)) {
+			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' does not match its digest",
+			                  key_len, key);
+			goto out;
+		}
+		v->report.blobs_checked++;
+	}
+	rc = rc == SQLITE_DONE ? SL_OK : store_sqlite_error(v->s, rc, "verify values");
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int verify_locked(verify_ctx *v, const char *ns)
+{
+	sl_mmr_nodes nodes;
+	int rc;
+
+	if ((rc = store_ns_load(v->s, ns, &v->row)) != SL_OK)
+		return rc;
+	v->report.pruned = v->row.pruned;
+	chunk_reader_init(&v->nodes, v->s, v->row.id);
+	nodes = chunk_reader_nodes(&v->nodes);
+	if ((rc = sl_mmr_frontier_load(&v->frontier, v->row.pruned, &nodes)) != SL_OK)
+		return rc;
+	if ((rc = exec_temp(v->s, "CREATE TEMP TABLE IF NOT EXISTS verify_state(key BLOB PRIMARY "
+	                          "KEY, loc INTEGER, digest BLOB, size INTEGER) WITHOUT ROWID; "
+	                          "DELETE FROM temp.verify_state;")) != SL_OK ||
+	    (rc = prepare(v->s, "INSERT INTO temp.verify_state VALUES (?1, ?2, ?3, ?4)",
+	                  &v->replay_set)) != SL_OK ||
+	    (rc = prepare(v->s, "INSERT OR REPLACE INTO temp.verify_state VALUES (?1, ?2, ?3, ?4)",
+	                  &v->replay_upsert)) != SL_OK ||
+	    (rc = prepare(v->s, "DELETE FROM temp.verify_state WHERE key = ?1",
+	                  &v->replay_delete)) != SL_OK)
+		return rc;
+	if ((rc = walk_log(v)) != SL_OK || (rc = check_tail(v)) != SL_OK ||
+	    (rc = check_state(v)) != SL_OK)
+		return rc;
+	return SL_OK;
+}
+
+int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out)
+{
+	verify_ctx v;
+	int rc;
+
+	memset(&v, 0, sizeof(v));
+	v.s = s;
+	if ((rc = store_begin_read(s)) != SL_OK)
+		return rc;
+	rc = verify_locked(&v, ns);
+	sqlite3_finalize(v.replay_set);
+	sqlite3_finalize(v.replay_upsert);
+	sqlite3_finalize(v.replay_delete);
+	store_rollback_txn(s);
+	sqlite3_exec(s->db, "DROP TABLE IF EXISTS temp.verify_state", NULL, NULL, NULL);
+	if (rc != SL_OK)
+		return sl_error_wrap("verify '%s'", ns);
+	if (out)
+		*out = v.report;
+	return SL_OK;
+}
+
+int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to)
+{
+	sqlite3_stmt *st;
+	ns_row row;
+	int rc;
+
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_load(s, ns, &row)) != SL_OK)
+		goto cleanup;
+	if (row.floor > row.pruned) {
+		if (!(st = store_stmt(s, STMT_OP_DELETE_BELOW))) {
+			rc = sl_error_last()->code;
+			goto cleanup;
+		}
+		sqlite3_bind_int64(st, 1, store_pack_id(row.id, row.pruned));
+		sqlite3_bind_int64(st, 2, store_pack_id(row.id, row.floor));
+		if ((rc = store_step_done(s, st, "prune")) != SL_OK)
+			goto cleanup;
+		if (!(st = store_stmt(s, STMT_NS_UPDATE))) {
+			rc = sl_error_last()->code;
+			goto cleanup;
+		}
+		sqlite3_bind_int64(st, 1, row.id);
+		sqlite3_bind_int64(st, 2, (int64_t)row.size);
+		sqlite3_bind_int64(st, 3, (int64_t)row.floor);
+		sqlite3_bind_blob(st, 4, row.root.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, (int64_t)row.floor);
+		if ((rc = store_step_done(s, st, "prune")) != SL_OK)
+			goto cleanup;
+	}
+	if ((rc = store_commit_txn(s)) != SL_OK)
+		goto cleanup;
+	store_cache_invalidate(s, row.id);
+	if (pruned_to)
+		*pruned_to = row.floor;
+cleanup:
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	return rc;
+}
