@@ -25,10 +25,11 @@
  *
  * Consistency proof from `old` to `new` leaves (old <= new): the peaks of
  * the old MMR (tallest first), then, walking the new MMR's peaks left to
- * right from the top, the digest of every node whose leaves are all new
- * (>= old) and whose parent also covers old leaves, in left-first
- * depth-first order; descent stops at old peaks. Verification rebuilds the
- * old root from the first part and the new root from both.
+ * right from the top, the digest of every maximal node made only of new
+ * leaves (>= old): a new peak, or a child of a node that also covers old
+ * leaves, in left-first depth-first order; descent stops at old peaks.
+ * Verification rebuilds the old root from the first part and the new root
+ * from both.
  *
  * Verification rejects any proof whose digest count differs from what the
  * shape requires, so an extra, missing, altered or reordered digest or
@@ -58,7 +59,8 @@ uint64_t sl_mmr_size_for_leaves(uint64_t leaves); /* nodes in an MMR of L leaves
 int sl_mmr_leaves_for_size(uint64_t *leaves, uint64_t size_in_nodes);
 
 /* Peaks of an MMR with `leaves` leaves, tallest (leftmost) first: their
- * positions and heights (a leaf has height 0). Returns the count. */
+ * positions and heights (a leaf has height 0). Returns the count, which is
+ * 0 for leaves == 0 and for leaves > SL_MMR_MAX_LEAVES. */
 size_t sl_mmr_peaks(uint64_t leaves, uint64_t pos_out[SL_MMR_MAX_PEAKS],
                     uint32_t height_out[SL_MMR_MAX_PEAKS]);
 
@@ -130,7 +132,8 @@ typedef struct sl_mmr_proof {
 void sl_mmr_proof_free(sl_mmr_proof *p); /* frees digests, zeroes p; NULL ok */
 
 /* Positions of the digests a range proof carries, in proof order. *out is
- * allocated with sl_malloc. SL_EINVAL unless start < end <= leaves. */
+ * allocated with sl_malloc (also when *n_out is 0) and freed with sl_free.
+ * SL_EINVAL unless start < end <= leaves. */
 int sl_mmr_range_proof_positions(uint64_t **out, size_t *n_out, uint64_t leaves, uint64_t start,
                                  uint64_t end);
 
