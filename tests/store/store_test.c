@@ -500,6 +500,22 @@ static void test_damaged_files(void **state)
 	assert_null(s);
 }
 
+/* The worked example of docs/protocol.md: an immutable namespace after
+ * `put a/b hello`, computed independently of this code base. */
+static void test_protocol_vector(void **state)
+{
+	fixture *f = *state;
+	sl_digest expect;
+	assert_int_equal(sl_store_ns_create(f->s, "doc", SL_NS_IMMUTABLE), SL_OK);
+	put1(f->s, "doc", "a/b", "hello", SL_OK);
+	sl_target t = target_of(f->s, "doc");
+	assert_int_equal(t.size, 2);
+	assert_int_equal(sl_digest_from_hex(&expect, "5fcd37e0069bf2a7206dd68b2628003d017911e485d6f3"
+						     "d90488f90870e3001f"),
+			 SL_OK);
+	assert_memory_equal(t.root.bytes, expect.bytes, 32);
+}
+
 /* Random operations on a mutable namespace against a model. */
 #define MODEL_KEYS 40
 
@@ -562,6 +578,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_tamper_value, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_root, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_damaged_files, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_protocol_vector, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_random_against_model, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
