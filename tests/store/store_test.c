@@ -482,10 +482,9 @@ static void test_damaged_files(void **state)
 	assert_int_equal(sl_store_open(&s, f->dir, NULL), SL_ECORRUPT);
 	assert_non_null(strstr(sl_error_last()->message, "truncated"));
 
-	write_file(path,
-	           "not a database at all, just some text that is long enough to pass "
-	           "the first length check of one hundred bytes....",
-	           116);
+	const char *garbage = "not a database at all, just some text that is long enough to "
+	                      "pass the first length check of one hundred bytes";
+	write_file(path, garbage, strlen(garbage));
 	assert_int_equal(sl_store_open(&s, f->dir, NULL), SL_ECORRUPT);
 	write_file(path, "short", 5);
 	assert_int_equal(sl_store_open(&s, f->dir, NULL), SL_ECORRUPT);
@@ -510,9 +509,10 @@ static void test_protocol_vector(void **state)
 	put1(f->s, "doc", "a/b", "hello", SL_OK);
 	sl_target t = target_of(f->s, "doc");
 	assert_int_equal(t.size, 2);
-	assert_int_equal(sl_digest_from_hex(&expect, "5fcd37e0069bf2a7206dd68b2628003d017911e485d6f3"
-						     "d90488f90870e3001f"),
-			 SL_OK);
+	assert_int_equal(sl_digest_from_hex(&expect,
+	                                    "5fcd37e0069bf2a7206dd68b2628003d017911e485d6f3"
+	                                    "d90488f90870e3001f"),
+	                 SL_OK);
 	assert_memory_equal(t.root.bytes, expect.bytes, 32);
 }
 
