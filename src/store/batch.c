@@ -216,34 +216,6 @@ static int bind_state_key(sqlite3_stmt *st, const ns_cache *c, const char *key, 
 	return sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
 }
 
-/* Look up key in the state: SL_OK with its location and digest, or
- * SL_ENOTFOUND. */
-static int state_get(commit_ctx *cx, const char *key, size_t key_len, uint64_t *loc,
-                     sl_digest *digest)
-{
-	sqlite3_stmt *st = store_stmt(cx->s, STMT_STATE_GET);
-	int rc;
-	if (!st)
-		return sl_error_last()->code;
-	bind_state_key(st, cx->cache, key, key_len);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*loc = (uint64_t)sqlite3_column_int64(st, 0);
-		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN)
-			rc = sl_error_set(SL_ECORRUPT, "state: bad digest");
-		else {
-			memcpy(digest->bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
-			rc = SL_OK;
-		}
-	} else if (rc == SQLITE_DONE) {
-		rc = SL_ENOTFOUND;
-	} else {
-		rc = store_sqlite_error(cx->s, rc, "read state");
-	}
-	sqlite3_reset(st);
-	return rc;
-}
-
 /* Write key -> (cx->loc, digest, size) with the given statement. Returns
  * SL_OK and *changed = rows changed. */
 static int state_write(commit_ctx *cx, enum stmt_id id, const char *key, size_t key_len,
@@ -299,12 +271,12 @@ static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, 
 		                      e->value_len, &changed)) != SL_OK)
 			return rc;
 		if (!changed) {
-			uint64_t old_loc;
-			sl_digest old;
-			if ((rc = state_get(cx, key, e->key_len, &old_loc, &old)) != SL_OK)
+			state_entry old;
+			rc = store_state_get(cx->s, cx->cache->row.id, key, e->key_len, &old);
+			if (rc != SL_OK)
 				return rc == SL_ENOTFOUND ? sl_error_set(SL_EINTERNAL, "state lost")
 				                          : rc;
-			if (sl_digest_eq(&old, &e->digest))
+			if (sl_digest_eq(&old.digest, &e->digest))
 				return SL_OK;
 			return sl_error_set(SL_ECONFLICT,
 			                    "key '%.*s' is already set to another value (namespace "
@@ -344,15 +316,14 @@ static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
 		    SL_OK)
 			return sl_error_wrap("operation %llu", (unsigned long long)f);
 		if (op.type == SL_OP_UPDATE) {
-			uint64_t state_loc;
-			sl_digest digest;
+			state_entry cur;
 			int changed;
-			rc = state_get(cx, op.key, op.key_len, &state_loc, &digest);
+			rc = store_state_get(cx->s, cx->cache->row.id, op.key, op.key_len, &cur);
 			if (rc != SL_OK && rc != SL_ENOTFOUND)
 				return rc;
-			if (rc == SL_OK && state_loc == f) {
+			if (rc == SL_OK && cur.loc == f) {
 				if ((rc = state_write(cx, STMT_STATE_SET_LOC, op.key, op.key_len,
-				                      &digest, op.value_len, &changed)) != SL_OK)
+				                      &cur.digest, cur.size, &changed)) != SL_OK)
 					return rc;
 				/* op borrows from floor_element, which append_op leaves alone. */
 				if ((rc = append_op(cx, &op)) != SL_OK)

@@ -37,32 +37,19 @@ static int get_locked(sl_store *s, void *arg)
 	get_args *a = arg;
 	sqlite3_stmt *st;
 	ns_row row;
+	state_entry entry;
 	sl_digest digest, actual;
 	int rc;
 
 	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
 	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
 		return rc;
-	if (!(st = store_stmt(s, STMT_STATE_GET)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, row.id);
-	sqlite3_bind_blob(st, 2, a->key, (int)a->key_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
-		                                      (int)a->key_len, a->key, a->ns)
-		                       : store_sqlite_error(s, rc, "read state");
-		sqlite3_reset(st);
-		return rc;
-	}
-	a->loc = (uint64_t)sqlite3_column_int64(st, 0);
-	rc = sqlite3_column_bytes(st, 1) == SL_DIGEST_LEN ? SL_OK : SL_ECORRUPT;
-	if (rc == SL_OK)
-		memcpy(digest.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
-	sqlite3_reset(st);
-	if (rc != SL_OK)
-		return sl_error_set(SL_ECORRUPT, "state entry for '%.*s' is damaged",
-		                    (int)a->key_len, a->key);
+	if ((rc = store_state_get(s, row.id, a->key, a->key_len, &entry)) != SL_OK)
+		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
+		                                         (int)a->key_len, a->key, a->ns)
+		                          : rc;
+	a->loc = entry.loc;
+	digest = entry.digest;
 
 	if (!(st = store_stmt(s, STMT_BLOB_GET)))
 		return sl_error_last()->code;
@@ -285,7 +272,7 @@ typedef struct prove_args {
 static int prove_locked(sl_store *s, void *arg)
 {
 	prove_args *a = arg;
-	sqlite3_stmt *st;
+	state_entry entry;
 	ns_row row;
 	sl_mmr_proof proof = {0, 0, NULL};
 	uint64_t loc;
@@ -294,18 +281,11 @@ static int prove_locked(sl_store *s, void *arg)
 	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
 	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
 		return rc;
-	if (!(st = store_stmt(s, STMT_STATE_GET)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, row.id);
-	sqlite3_bind_blob(st, 2, a->key, (int)a->key_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	loc = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)a->key_len, a->key,
-		                    a->ns);
-	if (rc != SQLITE_ROW)
-		return store_sqlite_error(s, rc, "read state");
+	if ((rc = store_state_get(s, row.id, a->key, a->key_len, &entry)) != SL_OK)
+		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
+		                                         (int)a->key_len, a->key, a->ns)
+		                          : rc;
+	loc = entry.loc;
 	if (loc >= row.size)
 		return sl_error_set(SL_ECORRUPT, "state of '%.*s' points past the log",
 		                    (int)a->key_len, a->key);

@@ -353,7 +353,14 @@ int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
 			                    "no store at %s (run `sluice init -d %s`)", dir, dir);
 		if ((rc = mkdir_p(dir)) != SL_OK)
 			return rc;
-	} else if (size > 0 && (rc = precheck_file(db_path, size)) != SL_OK) {
+	} else if (size == 0) {
+		/* Only a missing file is created: an empty one may be what is left
+		 * of a store, and SQLite would write a header into it. */
+		return sl_error_set(SL_ECORRUPT,
+		                    "store file %s is empty; it is not a sluice store (remove it "
+		                    "to create a new store there)",
+		                    db_path);
+	} else if ((rc = precheck_file(db_path, size)) != SL_OK) {
 		return rc;
 	}
 
@@ -634,6 +641,34 @@ int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element)
 		                  (unsigned long long)loc);
 	} else {
 		rc = store_sqlite_error(s, rc, "read operation");
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_STATE_GET);
+	int rc;
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, ns_id);
+	sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->loc = (uint64_t)sqlite3_column_int64(st, 0);
+		out->size = (uint64_t)sqlite3_column_int64(st, 2);
+		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN) {
+			rc = sl_error_set(SL_ECORRUPT, "state entry for '%.*s' is damaged",
+			                  (int)key_len, key);
+		} else {
+			memcpy(out->digest.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
+			rc = SL_OK;
+		}
+	} else if (rc == SQLITE_DONE) {
+		rc = sl_error_set(SL_ENOTFOUND, "no key '%.*s'", (int)key_len, key);
+	} else {
+		rc = store_sqlite_error(s, rc, "read state");
 	}
 	sqlite3_reset(st);
 	return rc;

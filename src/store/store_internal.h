@@ -104,6 +104,13 @@ typedef struct chunk_reader {
 	sl_digest nodes[SL_CHUNK_NODES];
 } chunk_reader;
 
+/* A row of the state table. */
+typedef struct state_entry {
+	uint64_t loc;
+	sl_digest digest;
+	uint64_t size;
+} state_entry;
+
 /* --- store.c */
 int store_sqlite_error(sl_store *s, int rc, const char *what);
 sqlite3_stmt *store_stmt(sl_store *s, enum stmt_id id);
@@ -114,6 +121,8 @@ int store_commit_txn(sl_store *s);
 void store_rollback_txn(sl_store *s);
 int store_ns_load(sl_store *s, const char *name, ns_row *out);
 int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element);
+/* SL_OK, or SL_ENOTFOUND if key has no live value. */
+int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out);
 int store_blob_put(sl_store *s, const sl_digest *digest, const void *value, size_t len);
 void store_cache_invalidate(sl_store *s, int64_t ns_id);
 int store_cache_get(sl_store *s, const ns_row *row, ns_cache **out);
