@@ -1,0 +1,27 @@
+/*
+ * Entry point of the `sluice` program: the table of top-level commands.
+ * Option parsing, dispatch and error reporting live in common.c; each
+ * command in its cmd_*.c file.
+ */
+#include "cli/cli.h"
+
+static const cli_command commands[] = {
+        {"init", cli_cmd_init, "create a store"},
+        {"ns", cli_cmd_ns, "create and list namespaces"},
+        {"put", cli_cmd_put, "set a key to a value from a file or stdin"},
+        {"get", cli_cmd_get, "write a key's value to stdout"},
+        {"del", cli_cmd_del, "delete a key (mutable namespaces)"},
+        {"ls", cli_cmd_ls, "list keys, optionally under a prefix"},
+        {"import", cli_cmd_import, "put every file under a directory"},
+        {"root", cli_cmd_root, "print a namespace's size, root and floor"},
+        {"log", cli_cmd_log, "print a namespace's operation log"},
+        {"prove", cli_cmd_prove, "prove a key's latest operation against the root"},
+        {"check-proof", cli_cmd_check_proof, "verify a proof made by 'sluice prove --json'"},
+        {"verify", cli_cmd_verify, "recompute and check a namespace's stored data"},
+        {"tool", cli_cmd_tool, "stand-alone helpers (mmr-root)"},
+};
+
+int main(int argc, char **argv)
+{
+	return cli_main(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+}
