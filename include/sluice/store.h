@@ -92,6 +92,12 @@ typedef struct sl_store_options {
 	int durable;
 	/* Milliseconds to wait for another writer's lock. Default 5000. */
 	int busy_timeout_ms;
+	/* The state table is brought up to date once this many operations
+	 * have been appended since it last was (default 131072). Until then
+	 * each handle holds their effect in memory, rebuilt from the log, so
+	 * a commit only appends. Larger: fewer, longer flushes and more work
+	 * and memory to open a namespace. */
+	uint64_t state_flush_ops;
 } sl_store_options;
 
 void sl_store_options_init(sl_store_options *o);
@@ -196,8 +202,14 @@ typedef struct sl_verify_report {
 int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out);
 
 /* Delete operations below the inactivity floor (mutable namespaces). The
- * MMR nodes are kept, so proofs for [floor, size) still work. */
+ * MMR nodes are kept, so proofs for [floor, size) still work. Writes the
+ * state table up to date first. */
 int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to);
+
+/* Write the effect of the operations appended since the state table was
+ * last brought up to date into it now (see state_flush_ops). Changes no
+ * result of any read; it only moves work. */
+int sl_store_flush(sl_store *s, const char *ns);
 
 #ifdef __cplusplus
 }

@@ -146,11 +146,13 @@ int sl_batch_del(sl_batch *b, const char *key, size_t key_len)
 
 typedef struct commit_ctx {
 	sl_store *s;
+	ns_row row;
 	ns_cache *cache;
 	uint64_t loc; /* next location */
 	int tail_dirty;
 	sl_buf element;       /* encoding of the operation being appended */
 	sl_buf floor_element; /* operation read at the floor */
+	sl_buf floor_value;   /* and its inline value */
 } commit_ctx;
 
 static int flush_tail(commit_ctx *cx)
@@ -161,32 +163,44 @@ static int flush_tail(commit_ctx *cx)
 		return SL_OK;
 	if (!(st = store_stmt(cx->s, STMT_CHUNK_PUT)))
 		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, store_pack_id(c->row.id, c->tail_chunk));
+	sqlite3_bind_int64(st, 1, store_pack_id(c->ns_id, c->tail_chunk));
 	sqlite3_bind_blob(st, 2, c->tail, (int)(c->tail_len * SL_DIGEST_LEN), SQLITE_STATIC);
 	cx->tail_dirty = 0;
 	return store_step_done(cx->s, st, "write MMR nodes");
 }
 
-static int append_op(commit_ctx *cx, const sl_op *op)
+/* Append op at cx->loc with its value: inline in the operation's row when
+ * small, otherwise in blobs. For set and update, the overlay now points the
+ * key at the new location; for delete, it holds a tombstone. */
+static int append_op(commit_ctx *cx, const sl_op *op, const void *value)
 {
 	ns_cache *c = cx->cache;
 	sl_digest nodes[SL_MMR_MAX_PEAKS + 1];
 	uint64_t first_pos;
-	sqlite3_stmt *st;
+	int has_value = op->type == SL_OP_SET || op->type == SL_OP_UPDATE;
+	int inline_value = has_value && op->value_len <= SL_INLINE_VALUE_MAX;
 	size_t n;
 	int rc;
 
 	if (cx->loc >= SL_LOC_LIMIT)
 		return sl_error_set(SL_ETOOLARGE, "namespace '%s' is full (%llu operations)",
-		                    c->row.name, (unsigned long long)SL_LOC_LIMIT);
+		                    cx->row.name, (unsigned long long)SL_LOC_LIMIT);
 	sl_buf_reset(&cx->element);
 	if ((rc = sl_op_encode(op, &cx->element)) != SL_OK)
 		return rc;
-	if (!(st = store_stmt(cx->s, STMT_OP_INSERT)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, store_pack_id(c->row.id, cx->loc));
-	sqlite3_bind_blob(st, 2, cx->element.data, (int)cx->element.len, SQLITE_STATIC);
-	if ((rc = store_step_done(cx->s, st, "append operation")) != SL_OK)
+	if (has_value && !inline_value &&
+	    (rc = store_blob_put(cx->s, &op->digest, value, (size_t)op->value_len)) != SL_OK)
+		return rc;
+	if ((rc = store_op_put(cx->s, c->ns_id, cx->loc, &cx->element, value, (size_t)op->value_len,
+	                       inline_value)) != SL_OK)
+		return rc;
+	if (has_value) {
+		state_entry e = {cx->loc, op->digest, op->value_len};
+		rc = overlay_put(&c->ov, op->key, op->key_len, &e, 0);
+	} else if (op->type == SL_OP_DELETE) {
+		rc = overlay_put(&c->ov, op->key, op->key_len, NULL, 1);
+	}
+	if (rc != SL_OK)
 		return rc;
 
 	n = sl_mmr_frontier_append(&c->frontier, cx->element.data, cx->element.len, nodes,
@@ -210,93 +224,43 @@ static int append_op(commit_ctx *cx, const sl_op *op)
 	return SL_OK;
 }
 
-static int bind_state_key(sqlite3_stmt *st, const ns_cache *c, const char *key, size_t key_len)
-{
-	sqlite3_bind_int64(st, 1, c->row.id);
-	return sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
-}
-
-/* Write key -> (cx->loc, digest, size) with the given statement. Returns
- * SL_OK and *changed = rows changed. */
-static int state_write(commit_ctx *cx, enum stmt_id id, const char *key, size_t key_len,
-                       const sl_digest *digest, uint64_t size, int *changed)
-{
-	sqlite3_stmt *st = store_stmt(cx->s, id);
-	int rc;
-	if (!st)
-		return sl_error_last()->code;
-	bind_state_key(st, cx->cache, key, key_len);
-	sqlite3_bind_int64(st, 3, (int64_t)cx->loc);
-	if (id == STMT_STATE_INSERT_NEW || id == STMT_STATE_UPSERT) {
-		sqlite3_bind_blob(st, 4, digest->bytes, SL_DIGEST_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, (int64_t)size);
-	}
-	if ((rc = store_step_done(cx->s, st, "write state")) != SL_OK)
-		return rc;
-	*changed = sqlite3_changes(cx->s->db);
-	return SL_OK;
-}
-
-static int state_delete(commit_ctx *cx, const char *key, size_t key_len, int *changed)
-{
-	sqlite3_stmt *st = store_stmt(cx->s, STMT_STATE_DELETE);
-	int rc;
-	if (!st)
-		return sl_error_last()->code;
-	bind_state_key(st, cx->cache, key, key_len);
-	if ((rc = store_step_done(cx->s, st, "delete state")) != SL_OK)
-		return rc;
-	*changed = sqlite3_changes(cx->s->db);
-	return SL_OK;
-}
-
 /* Apply one entry; *appended is set to 1 if it appended an operation. */
 static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, int *appended)
 {
 	const char *key = (const char *)b->arena.data + e->key_off;
 	const void *value = b->arena.data + e->value_off;
+	state_entry cur;
 	sl_op op;
-	int rc, changed = 0;
+	int rc;
 
 	*appended = 0;
 	memset(&op, 0, sizeof(op));
 	op.key = key;
 	op.key_len = e->key_len;
-	if (e->is_delete) {
-		if ((rc = state_delete(cx, key, e->key_len, &changed)) != SL_OK || !changed)
+	op.value_len = e->value_len;
+	op.digest = e->digest;
+	if (e->is_delete || cx->row.kind == SL_NS_IMMUTABLE) {
+		rc = store_lookup(cx->s, cx->cache, key, e->key_len, &cur);
+		if (rc != SL_OK && rc != SL_ENOTFOUND)
 			return rc;
-		op.type = SL_OP_DELETE;
-	} else if (cx->cache->row.kind == SL_NS_IMMUTABLE) {
-		if ((rc = state_write(cx, STMT_STATE_INSERT_NEW, key, e->key_len, &e->digest,
-		                      e->value_len, &changed)) != SL_OK)
-			return rc;
-		if (!changed) {
-			state_entry old;
-			rc = store_state_get(cx->s, cx->cache->row.id, key, e->key_len, &old);
-			if (rc != SL_OK)
-				return rc == SL_ENOTFOUND ? sl_error_set(SL_EINTERNAL, "state lost")
-				                          : rc;
-			if (sl_digest_eq(&old.digest, &e->digest))
+		if (e->is_delete) {
+			if (rc == SL_ENOTFOUND)
+				return SL_OK;
+			op.type = SL_OP_DELETE;
+		} else if (rc == SL_OK) {
+			if (sl_digest_eq(&cur.digest, &e->digest))
 				return SL_OK;
 			return sl_error_set(SL_ECONFLICT,
 			                    "key '%.*s' is already set to another value (namespace "
 			                    "'%s' is immutable)",
-			                    (int)e->key_len, key, cx->cache->row.name);
+			                    (int)e->key_len, key, cx->row.name);
+		} else {
+			op.type = SL_OP_SET;
 		}
-		op.type = SL_OP_SET;
 	} else {
-		if ((rc = state_write(cx, STMT_STATE_UPSERT, key, e->key_len, &e->digest,
-		                      e->value_len, &changed)) != SL_OK)
-			return rc;
 		op.type = SL_OP_UPDATE;
 	}
-	if (op.type != SL_OP_DELETE) {
-		op.value_len = e->value_len;
-		op.digest = e->digest;
-		if ((rc = store_blob_put(cx->s, &e->digest, value, e->value_len)) != SL_OK)
-			return rc;
-	}
-	if ((rc = append_op(cx, &op)) != SL_OK)
+	if ((rc = append_op(cx, &op, value)) != SL_OK)
 		return rc;
 	*appended = 1;
 	return SL_OK;
@@ -306,27 +270,35 @@ static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, 
 static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
 {
 	uint64_t f = *floor;
+	state_entry cur;
 	sl_op op;
-	int rc;
+	int rc, has_value;
 
 	while (budget > 0 && f < cx->loc) {
-		if ((rc = store_op_get(cx->s, cx->cache->row.id, f, &cx->floor_element)) != SL_OK)
+		if ((rc = store_op_get(cx->s, cx->cache->ns_id, f, &cx->floor_element,
+		                       &cx->floor_value, &has_value)) != SL_OK)
 			return rc;
 		if ((rc = sl_op_decode(&op, cx->floor_element.data, cx->floor_element.len)) !=
 		    SL_OK)
 			return sl_error_wrap("operation %llu", (unsigned long long)f);
 		if (op.type == SL_OP_UPDATE) {
-			state_entry cur;
-			int changed;
-			rc = store_state_get(cx->s, cx->cache->row.id, op.key, op.key_len, &cur);
+			rc = store_lookup(cx->s, cx->cache, op.key, op.key_len, &cur);
 			if (rc != SL_OK && rc != SL_ENOTFOUND)
 				return rc;
 			if (rc == SL_OK && cur.loc == f) {
-				if ((rc = state_write(cx, STMT_STATE_SET_LOC, op.key, op.key_len,
-				                      &cur.digest, cur.size, &changed)) != SL_OK)
-					return rc;
+				sl_buf blob = SL_BUF_INIT(SL_VALUE_MAX);
+				const void *value = cx->floor_value.data;
+				/* A large value stays in blobs under the same digest. */
+				if (!has_value) {
+					if ((rc = store_value_get(cx->s, cx->cache->ns_id, &cur,
+					                          &blob)) != SL_OK)
+						return rc;
+					value = blob.data;
+				}
 				/* op borrows from floor_element, which append_op leaves alone. */
-				if ((rc = append_op(cx, &op)) != SL_OK)
+				rc = append_op(cx, &op, value);
+				sl_buf_free(&blob);
+				if (rc != SL_OK)
 					return rc;
 				budget--;
 			}
@@ -339,19 +311,15 @@ static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
 
 static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
 {
-	ns_row row;
-	sqlite3_stmt *st;
 	uint64_t n_appended = 0, floor;
-	sl_digest root;
 	sl_op commit;
 	int rc;
 
-	if ((rc = store_ns_load(cx->s, b->ns.name, &row)) != SL_OK)
+	if ((rc = store_ns_sync(cx->s, b->ns.name, &cx->row, &cx->cache)) != SL_OK ||
+	    (rc = store_cache_writer(cx->s, &cx->row, cx->cache)) != SL_OK)
 		return rc;
-	if ((rc = store_cache_get(cx->s, &row, &cx->cache)) != SL_OK)
-		return rc;
-	cx->loc = row.size;
-	floor = row.floor;
+	cx->loc = cx->row.size;
+	floor = cx->row.floor;
 	for (size_t i = 0; i < b->n; i++) {
 		int appended;
 		if ((rc = apply_entry(cx, b, &b->entries[i], &appended)) != SL_OK)
@@ -359,35 +327,33 @@ static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
 		n_appended += (uint64_t)appended;
 	}
 	if (n_appended == 0) {
-		out->size = row.size;
-		out->root = row.root;
-		out->floor = row.floor;
+		out->size = cx->row.size;
+		out->root = cx->row.root;
+		out->floor = cx->row.floor;
 		return SL_OK;
 	}
-	if (row.kind == SL_NS_MUTABLE && (rc = raise_floor(cx, n_appended + 1, &floor)) != SL_OK)
+	if (cx->row.kind == SL_NS_MUTABLE &&
+	    (rc = raise_floor(cx, n_appended + 1, &floor)) != SL_OK)
 		return rc;
 	memset(&commit, 0, sizeof(commit));
 	commit.type = SL_OP_COMMIT;
 	commit.floor = floor;
-	if ((rc = append_op(cx, &commit)) != SL_OK || (rc = flush_tail(cx)) != SL_OK)
+	if ((rc = append_op(cx, &commit, NULL)) != SL_OK || (rc = flush_tail(cx)) != SL_OK)
 		return rc;
-	sl_mmr_frontier_root(&cx->cache->frontier, &root);
-	if (!(st = store_stmt(cx->s, STMT_NS_UPDATE)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, row.id);
-	sqlite3_bind_int64(st, 2, (int64_t)cx->loc);
-	sqlite3_bind_int64(st, 3, (int64_t)floor);
-	sqlite3_bind_blob(st, 4, root.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, (int64_t)row.pruned);
-	if ((rc = store_step_done(cx->s, st, "update namespace")) != SL_OK)
+	cx->row.size = cx->loc;
+	cx->row.floor = floor;
+	sl_mmr_frontier_root(&cx->cache->frontier, &cx->row.root);
+	cx->cache->ov_upto = cx->row.size;
+	if (cx->row.size - cx->row.state_loc >= cx->s->state_flush_ops &&
+	    (rc = store_state_flush(cx->s, &cx->row, cx->cache)) != SL_OK)
 		return rc;
-	if ((rc = store_commit_txn(cx->s)) != SL_OK)
+	if ((rc = store_ns_write(cx->s, &cx->row)) != SL_OK ||
+	    (rc = store_commit_txn(cx->s)) != SL_OK)
 		return rc;
-	cx->cache->row.size = cx->loc;
-	cx->cache->row.floor = floor;
-	cx->cache->row.root = root;
-	out->size = cx->loc;
-	out->root = root;
+	cx->cache->fr_size = cx->row.size;
+	cx->cache->fr_root = cx->row.root;
+	out->size = cx->row.size;
+	out->root = cx->row.root;
 	out->floor = floor;
 	return SL_OK;
 }
@@ -402,6 +368,7 @@ int sl_batch_commit(sl_batch *b, sl_target *out)
 	cx.s = b->store;
 	sl_buf_init(&cx.element, 2 * SL_KEY_MAX);
 	sl_buf_init(&cx.floor_element, 2 * SL_KEY_MAX);
+	sl_buf_init(&cx.floor_value, SL_INLINE_VALUE_MAX);
 	if ((rc = store_begin_write(b->store)) != SL_OK)
 		goto cleanup;
 	rc = commit_locked(b, &cx, &target);
@@ -409,6 +376,7 @@ int sl_batch_commit(sl_batch *b, sl_target *out)
 		rc = store_commit_txn(b->store); /* nothing appended: end the transaction */
 cleanup:
 	if (rc != SL_OK) {
+		/* The overlay and frontier hold the rolled-back operations. */
 		store_rollback_txn(b->store);
 		store_cache_invalidate(b->store, b->ns.id);
 	} else {
@@ -419,5 +387,27 @@ cleanup:
 	}
 	sl_buf_free(&cx.element);
 	sl_buf_free(&cx.floor_element);
+	sl_buf_free(&cx.floor_value);
+	return rc;
+}
+
+int sl_store_flush(sl_store *s, const char *ns)
+{
+	ns_row row;
+	ns_cache *c;
+	int rc;
+
+	memset(&row, 0, sizeof(row));
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_sync(s, ns, &row, &c)) == SL_OK && row.state_loc < row.size &&
+	    (rc = store_state_flush(s, &row, c)) == SL_OK)
+		rc = store_ns_write(s, &row);
+	if (rc == SL_OK)
+		rc = store_commit_txn(s);
+	if (rc != SL_OK) {
+		store_rollback_txn(s);
+		store_cache_invalidate(s, row.id);
+	}
 	return rc;
 }

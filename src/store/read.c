@@ -35,43 +35,22 @@ typedef struct get_args {
 static int get_locked(sl_store *s, void *arg)
 {
 	get_args *a = arg;
-	sqlite3_stmt *st;
 	ns_row row;
+	ns_cache *c;
 	state_entry entry;
-	sl_digest digest, actual;
 	int rc;
 
 	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
-	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+	    (rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK)
 		return rc;
-	if ((rc = store_state_get(s, row.id, a->key, a->key_len, &entry)) != SL_OK)
+	if ((rc = store_lookup(s, c, a->key, a->key_len, &entry)) != SL_OK)
 		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
 		                                         (int)a->key_len, a->key, a->ns)
 		                          : rc;
 	a->loc = entry.loc;
-	digest = entry.digest;
-
-	if (!(st = store_stmt(s, STMT_BLOB_GET)))
-		return sl_error_last()->code;
-	sqlite3_bind_blob(st, 1, digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const void *data = sqlite3_column_blob(st, 0);
-		size_t len = (size_t)sqlite3_column_bytes(st, 0);
-		sl_sha256(&actual, data, len);
-		if (!sl_digest_eq(&actual, &digest))
-			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' does not match its digest",
-			                  (int)a->key_len, a->key);
-		else
-			rc = sl_buf_set(a->value, data, len);
-	} else if (rc == SQLITE_DONE) {
-		rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' is missing", (int)a->key_len,
-		                  a->key);
-	} else {
-		rc = store_sqlite_error(s, rc, "read value");
-	}
-	sqlite3_reset(st);
-	return rc;
+	if ((rc = store_value_get(s, row.id, &entry, a->value)) != SL_OK)
+		return sl_error_wrap("key '%.*s'", (int)a->key_len, a->key);
+	return SL_OK;
 }
 
 int sl_store_get(sl_store *s, const char *ns, const char *key, size_t key_len, sl_buf *value,
@@ -94,42 +73,85 @@ typedef struct list_args {
 	void *ctx;
 } list_args;
 
+/* Step the state table scan: SL_OK with *has_row set, or an error. */
+static int table_next(sl_store *s, sqlite3_stmt *st, const list_args *a, sl_key_entry *e,
+                      int *has_row)
+{
+	int rc = sqlite3_step(st);
+	*has_row = 0;
+	if (rc == SQLITE_DONE)
+		return SL_OK;
+	if (rc != SQLITE_ROW)
+		return store_sqlite_error(s, rc, "list keys");
+	e->key = sqlite3_column_blob(st, 0);
+	e->key_len = (size_t)sqlite3_column_bytes(st, 0);
+	if (e->key_len < a->prefix_len || memcmp(e->key, a->prefix, a->prefix_len) != 0)
+		return SL_OK; /* keys sort bytewise: past the prefix range */
+	e->loc = (uint64_t)sqlite3_column_int64(st, 1);
+	if (sqlite3_column_bytes(st, 2) != SL_DIGEST_LEN)
+		return sl_error_set(SL_ECORRUPT, "state entry has a damaged digest");
+	memcpy(e->digest.bytes, sqlite3_column_blob(st, 2), SL_DIGEST_LEN);
+	e->value_len = (uint64_t)sqlite3_column_int64(st, 3);
+	*has_row = 1;
+	return SL_OK;
+}
+
+static int compare_keys(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+	int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+	return c ? c : (a_len > b_len) - (a_len < b_len);
+}
+
+/* Merge the state table (as of state_loc) with the overlay, both in key
+ * order; the overlay wins on equal keys and its tombstones hide keys. */
 static int list_locked(sl_store *s, void *arg)
 {
 	list_args *a = arg;
-	sqlite3_stmt *st;
+	const overlay_entry **ov = NULL;
+	size_t n_ov = 0, i = 0;
+	sqlite3_stmt *st = NULL;
 	ns_row row;
-	int rc;
+	ns_cache *c;
+	sl_key_entry t;
+	int rc, has_row;
 
-	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+	if ((rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK ||
+	    (rc = overlay_sorted(&c->ov, a->prefix, a->prefix_len, &ov, &n_ov)) != SL_OK)
 		return rc;
-	if (!(st = store_stmt(s, STMT_STATE_RANGE)))
-		return sl_error_last()->code;
+	if (!(st = store_stmt(s, STMT_STATE_RANGE))) {
+		rc = sl_error_last()->code;
+		goto out;
+	}
 	sqlite3_bind_int64(st, 1, row.id);
 	sqlite3_bind_blob(st, 2, a->prefix_len ? a->prefix : "", (int)a->prefix_len, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		sl_key_entry e;
-		e.key = sqlite3_column_blob(st, 0);
-		e.key_len = (size_t)sqlite3_column_bytes(st, 0);
-		if (e.key_len < a->prefix_len || memcmp(e.key, a->prefix, a->prefix_len) != 0)
-			break; /* keys sort bytewise: past the prefix range */
-		e.loc = (uint64_t)sqlite3_column_int64(st, 1);
-		if (sqlite3_column_bytes(st, 2) != SL_DIGEST_LEN) {
-			sqlite3_reset(st);
-			return sl_error_set(SL_ECORRUPT, "state entry has a damaged digest");
+	if ((rc = table_next(s, st, a, &t, &has_row)) != SL_OK)
+		goto out;
+	while (has_row || i < n_ov) {
+		int cmp = !has_row    ? 1
+		          : i == n_ov ? -1
+		                      : compare_keys(t.key, t.key_len, ov[i]->key, ov[i]->key_len);
+		if (cmp < 0) {
+			if ((rc = a->cb(a->ctx, &t)) != 0)
+				goto out;
+		} else {
+			const overlay_entry *e = ov[i++];
+			if (!e->deleted) {
+				sl_key_entry o = {e->key, e->key_len, e->st.loc, e->st.digest,
+				                  e->st.size};
+				if ((rc = a->cb(a->ctx, &o)) != 0)
+					goto out;
+			}
+			if (cmp > 0)
+				continue; /* the table row is still to come */
 		}
-		memcpy(e.digest.bytes, sqlite3_column_blob(st, 2), SL_DIGEST_LEN);
-		e.value_len = (uint64_t)sqlite3_column_int64(st, 3);
-		if ((rc = a->cb(a->ctx, &e)) != 0) {
-			sqlite3_reset(st);
-			return rc;
-		}
+		if ((rc = table_next(s, st, a, &t, &has_row)) != SL_OK)
+			goto out;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		rc = store_sqlite_error(s, rc, "list keys");
-	else
-		rc = SL_OK;
-	sqlite3_reset(st);
+	rc = SL_OK;
+out:
+	if (st)
+		sqlite3_reset(st);
+	sl_free(ov);
 	return rc;
 }
 
@@ -274,28 +296,28 @@ static int prove_locked(sl_store *s, void *arg)
 	prove_args *a = arg;
 	state_entry entry;
 	ns_row row;
+	ns_cache *c;
 	sl_mmr_proof proof = {0, 0, NULL};
-	uint64_t loc;
 	int rc;
 
 	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
-	    (rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+	    (rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK)
 		return rc;
-	if ((rc = store_state_get(s, row.id, a->key, a->key_len, &entry)) != SL_OK)
+	if ((rc = store_lookup(s, c, a->key, a->key_len, &entry)) != SL_OK)
 		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
 		                                         (int)a->key_len, a->key, a->ns)
 		                          : rc;
-	loc = entry.loc;
-	if (loc >= row.size)
+	if (entry.loc >= row.size)
 		return sl_error_set(SL_ECORRUPT, "state of '%.*s' points past the log",
 		                    (int)a->key_len, a->key);
-	if ((rc = store_op_get(s, row.id, loc, &a->out->element)) != SL_OK)
+	if ((rc = store_op_get(s, row.id, entry.loc, &a->out->element, NULL, NULL)) != SL_OK)
 		return rc;
-	if ((rc = range_proof_for_row(s, &row, row.size, loc, loc + 1, &proof)) != SL_OK)
+	if ((rc = range_proof_for_row(s, &row, row.size, entry.loc, entry.loc + 1, &proof)) !=
+	    SL_OK)
 		return rc;
 	sl_mmr_proof_free(&a->out->proof);
 	a->out->proof = proof;
-	a->out->loc = loc;
+	a->out->loc = entry.loc;
 	a->out->target.size = row.size;
 	a->out->target.root = row.root;
 	a->out->target.floor = row.floor;

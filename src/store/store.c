@@ -8,19 +8,33 @@
  *
  * Invariants, for every namespace N, after every SQLite transaction:
  *   I1. ops holds exactly the locations [N.pruned, N.size), and the last
- *       one (if N.size > 0) is a commit whose floor equals N.floor.
+ *       one (if N.size > N.pruned) is a commit whose floor equals N.floor.
+ *       A set/update of at most SL_INLINE_VALUE_MAX bytes holds its value
+ *       in its row; a larger one's value is in blobs.
  *   I2. mmr holds exactly the sl_mmr_size_for_leaves(N.size) nodes of the
  *       MMR over all N.size elements (the nodes of pruned operations stay),
  *       and N.root is its root.
- *   I3. state holds exactly the keys whose latest operation is a set or an
- *       update, each with that operation's location, digest and size; each
- *       such location is >= N.floor, and blobs holds each digest's value.
+ *   I3. N.pruned <= N.state_loc <= N.size, and state holds exactly the
+ *       keys whose latest operation below N.state_loc is a set or an
+ *       update, with that operation's location, digest and size. The
+ *       current state is that, updated by the operations of
+ *       [N.state_loc, N.size), which each handle replays into its overlay
+ *       (store_ns_sync) and a flush writes into state in key order.
  *   I4. every operation below N.floor is inactive: a commit, a delete, or a
- *       set/update of a key whose state points at a later location.
+ *       set/update of a key whose current state points at a later
+ *       location; so every live key's location is >= N.floor, and
+ *       N.pruned <= N.floor (prune flushes first, so the state table never
+ *       refers to a pruned operation).
  * A commit moves from one such state to the next inside one SQLite write
  * transaction (BEGIN IMMEDIATE ... COMMIT), so a crash at any point leaves
  * the last commit, and readers, which read inside BEGIN ... COMMIT, see a
  * single snapshot of whole commits. sl_store_verify checks I1-I4.
+ *
+ * Why the overlay: a commit of random keys into a B-tree of a million
+ * keys dirties one page per key, and SQLite writes each dirty page to the
+ * WAL (and again at checkpoint): about 20 KB per operation, 20k op/s. With
+ * the overlay, a commit appends to ops and mmr only, and a flush of 131072
+ * operations sorted by key touches each state page once.
  *
  * An sl_store handle is used by one thread at a time. Several processes may
  * open the same store: SQLite serialises writers (busy_timeout_ms), and the
@@ -36,31 +50,29 @@
 #include <unistd.h>
 
 static const char *const stmt_sql[STMT__COUNT] = {
-        [STMT_NS_BY_NAME] = "SELECT id, kind, size, floor, root, pruned FROM namespaces "
-                            "WHERE name = ?1",
+        [STMT_NS_BY_NAME] = "SELECT id, kind, size, floor, root, pruned, state_loc "
+                            "FROM namespaces WHERE name = ?1",
         [STMT_NS_LIST] = "SELECT name FROM namespaces ORDER BY name",
-        [STMT_NS_INSERT] = "INSERT INTO namespaces(name, kind, size, floor, root, pruned) "
-                           "VALUES (?1, ?2, 0, 0, ?3, 0)",
-        [STMT_NS_UPDATE] = "UPDATE namespaces SET size = ?2, floor = ?3, root = ?4, pruned = ?5 "
-                           "WHERE id = ?1",
+        [STMT_NS_INSERT] = "INSERT INTO namespaces(name, kind, size, floor, root, pruned, "
+                           "state_loc) VALUES (?1, ?2, 0, 0, ?3, 0, 0)",
+        [STMT_NS_UPDATE] = "UPDATE namespaces SET size = ?2, floor = ?3, root = ?4, pruned = ?5, "
+                           "state_loc = ?6 WHERE id = ?1",
         [STMT_NS_COUNT_KEYS] = "SELECT count(*) FROM state WHERE ns = ?1",
-        [STMT_OP_INSERT] = "INSERT INTO ops(id, element) VALUES (?1, ?2)",
-        [STMT_OP_GET] = "SELECT element FROM ops WHERE id = ?1",
-        [STMT_OP_RANGE] = "SELECT id, element FROM ops WHERE id >= ?1 AND id < ?2 ORDER BY id",
+        [STMT_OP_INSERT] = "INSERT INTO ops(id, element, value) VALUES (?1, ?2, ?3)",
+        [STMT_OP_GET] = "SELECT element, value FROM ops WHERE id = ?1",
+        [STMT_OP_RANGE] = "SELECT id, element, value FROM ops WHERE id >= ?1 AND id < ?2 "
+                          "ORDER BY id",
         [STMT_OP_DELETE_BELOW] = "DELETE FROM ops WHERE id >= ?1 AND id < ?2",
         [STMT_CHUNK_GET] = "SELECT nodes FROM mmr WHERE id = ?1",
         [STMT_CHUNK_PUT] = "INSERT OR REPLACE INTO mmr(id, nodes) VALUES (?1, ?2)",
         [STMT_BLOB_INSERT] = "INSERT OR IGNORE INTO blobs(digest, value) VALUES (?1, ?2)",
         [STMT_BLOB_GET] = "SELECT value FROM blobs WHERE digest = ?1",
         [STMT_STATE_GET] = "SELECT loc, digest, size FROM state WHERE ns = ?1 AND key = ?2",
-        [STMT_STATE_INSERT_NEW] = "INSERT INTO state(ns, key, loc, digest, size) "
-                                  "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns, key) DO NOTHING",
         [STMT_STATE_UPSERT] = "INSERT INTO state(ns, key, loc, digest, size) "
                               "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns, key) DO UPDATE "
                               "SET loc = excluded.loc, digest = excluded.digest, "
                               "size = excluded.size",
         [STMT_STATE_DELETE] = "DELETE FROM state WHERE ns = ?1 AND key = ?2",
-        [STMT_STATE_SET_LOC] = "UPDATE state SET loc = ?3 WHERE ns = ?1 AND key = ?2",
         [STMT_STATE_RANGE] = "SELECT key, loc, digest, size FROM state WHERE ns = ?1 "
                              "AND key >= ?2 ORDER BY key",
         [STMT_BEGIN_READ] = "BEGIN",
@@ -77,8 +89,9 @@ static const char schema_sql[] =
         "  size INTEGER NOT NULL,\n"
         "  floor INTEGER NOT NULL,\n"
         "  root BLOB NOT NULL,\n"
-        "  pruned INTEGER NOT NULL);\n"
-        "CREATE TABLE ops(id INTEGER PRIMARY KEY, element BLOB NOT NULL);\n"
+        "  pruned INTEGER NOT NULL,\n"
+        "  state_loc INTEGER NOT NULL);\n"
+        "CREATE TABLE ops(id INTEGER PRIMARY KEY, element BLOB NOT NULL, value BLOB);\n"
         "CREATE TABLE mmr(id INTEGER PRIMARY KEY, nodes BLOB NOT NULL);\n"
         "CREATE TABLE blobs(digest BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;\n"
         "CREATE TABLE state(\n"
@@ -193,6 +206,7 @@ void sl_store_options_init(sl_store_options *o)
 	memset(o, 0, sizeof(*o));
 	o->durable = 1;
 	o->busy_timeout_ms = 5000;
+	o->state_flush_ops = SL_STATE_FLUSH_OPS_DEFAULT;
 }
 
 static int mkdir_p(const char *dir)
@@ -368,6 +382,8 @@ int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
 	if (!s)
 		return SL_ENOMEM;
 	s->readonly = (opts->flags & SL_STORE_READONLY) != 0;
+	s->state_flush_ops =
+	        opts->state_flush_ops ? opts->state_flush_ops : SL_STATE_FLUSH_OPS_DEFAULT;
 	if (!(s->dir = sl_strdup(dir))) {
 		rc = SL_ENOMEM;
 		goto cleanup;
@@ -410,6 +426,7 @@ void sl_store_free(sl_store *s)
 		sqlite3_finalize(s->stmts[i]);
 	while (s->caches) {
 		ns_cache *next = s->caches->next;
+		overlay_clear(&s->caches->ov);
 		sl_free(s->caches);
 		s->caches = next;
 	}
@@ -459,20 +476,22 @@ int store_ns_load(sl_store *s, const char *name, ns_row *out)
 	row.id = sqlite3_column_int64(st, 0);
 	int64_t kind = sqlite3_column_int64(st, 1);
 	int64_t size = sqlite3_column_int64(st, 2), floor = sqlite3_column_int64(st, 3);
-	int64_t pruned = sqlite3_column_int64(st, 5);
+	int64_t pruned = sqlite3_column_int64(st, 5), state_loc = sqlite3_column_int64(st, 6);
 	rc = read_digest_column(st, 4, &row.root);
 	sqlite3_reset(st);
 	if (rc != SL_OK)
 		return rc;
 	if ((kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE) || size < 0 ||
 	    (uint64_t)size >= SL_LOC_LIMIT || floor < 0 || floor > size || pruned < 0 ||
-	    pruned > floor || row.id <= 0 || row.id >= SL_NS_ID_LIMIT)
+	    pruned > floor || state_loc < pruned || state_loc > size || row.id <= 0 ||
+	    row.id >= SL_NS_ID_LIMIT)
 		return sl_error_set(SL_ECORRUPT, "namespace '%s': stored header is inconsistent",
 		                    name);
 	row.kind = (sl_ns_kind)kind;
 	row.size = (uint64_t)size;
 	row.floor = (uint64_t)floor;
 	row.pruned = (uint64_t)pruned;
+	row.state_loc = (uint64_t)state_loc;
 	snprintf(row.name, sizeof(row.name), "%s", name);
 	*out = row;
 	return SL_OK;
@@ -520,26 +539,51 @@ cleanup:
 	return rc;
 }
 
+/* Live keys: the state table's count, corrected by the overlay entries
+ * that add a key the table lacks or delete one it has. */
+int store_count_live_keys(sl_store *s, ns_cache *c, uint64_t *out)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_NS_COUNT_KEYS);
+	int64_t n;
+	int rc;
+
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, c->ns_id);
+	rc = sqlite3_step(st);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return store_sqlite_error(s, rc, "count keys");
+	for (size_t i = 0; i < c->ov.cap; i++) {
+		const overlay_entry *e = c->ov.slots[i];
+		state_entry in_table;
+		if (!e)
+			continue;
+		rc = store_state_get(s, c->ns_id, e->key, e->key_len, &in_table);
+		if (rc != SL_OK && rc != SL_ENOTFOUND)
+			return rc;
+		if (rc == SL_OK && e->deleted)
+			n--;
+		else if (rc == SL_ENOTFOUND && !e->deleted)
+			n++;
+	}
+	*out = (uint64_t)n;
+	return SL_OK;
+}
+
 static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
 {
 	ns_row row;
-	sqlite3_stmt *st;
+	ns_cache *c;
+	uint64_t keys;
 	int rc;
 
-	if ((rc = store_ns_load(s, name, &row)) != SL_OK)
+	if ((rc = store_ns_sync(s, name, &row, &c)) != SL_OK ||
+	    (rc = store_count_live_keys(s, c, &keys)) != SL_OK)
 		return rc;
-	if (!(st = store_stmt(s, STMT_NS_COUNT_KEYS)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, row.id);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = store_sqlite_error(s, rc, "count keys");
-		sqlite3_reset(st);
-		return rc;
-	}
 	memset(out, 0, sizeof(*out));
-	out->keys = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	out->keys = keys;
 	snprintf(out->name, sizeof(out->name), "%s", row.name);
 	out->kind = row.kind;
 	out->target.size = row.size;
@@ -625,7 +669,8 @@ cleanup:
 
 /* ------------------------------------------------------ shared row access */
 
-int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element)
+int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element, sl_buf *value,
+                 int *has_value)
 {
 	sqlite3_stmt *st = store_stmt(s, STMT_OP_GET);
 	int rc;
@@ -636,6 +681,11 @@ int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element)
 	if (rc == SQLITE_ROW) {
 		rc = sl_buf_set(element, sqlite3_column_blob(st, 0),
 		                (size_t)sqlite3_column_bytes(st, 0));
+		if (rc == SL_OK && value) {
+			*has_value = sqlite3_column_type(st, 1) != SQLITE_NULL;
+			rc = sl_buf_set(value, sqlite3_column_blob(st, 1),
+			                (size_t)sqlite3_column_bytes(st, 1));
+		}
 	} else if (rc == SQLITE_DONE) {
 		rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
 		                  (unsigned long long)loc);
@@ -643,6 +693,61 @@ int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element)
 		rc = store_sqlite_error(s, rc, "read operation");
 	}
 	sqlite3_reset(st);
+	return rc;
+}
+
+int store_op_put(sl_store *s, int64_t ns_id, uint64_t loc, const sl_buf *element, const void *value,
+                 size_t value_len, int has_value)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_OP_INSERT);
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(ns_id, loc));
+	sqlite3_bind_blob(st, 2, element->data, (int)element->len, SQLITE_STATIC);
+	if (has_value)
+		sqlite3_bind_blob(st, 3, value_len ? value : "", (int)value_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 3);
+	return store_step_done(s, st, "append operation");
+}
+
+int store_value_get(sl_store *s, int64_t ns_id, const state_entry *st, sl_buf *value)
+{
+	sl_buf element = SL_BUF_INIT(2 * SL_KEY_MAX);
+	sl_digest actual;
+	int rc, has_value = 0;
+
+	if (st->size <= SL_INLINE_VALUE_MAX) {
+		rc = store_op_get(s, ns_id, st->loc, &element, value, &has_value);
+		if (rc == SL_OK && !has_value)
+			rc = sl_error_set(SL_ECORRUPT, "operation %llu lost its value",
+			                  (unsigned long long)st->loc);
+	} else {
+		sqlite3_stmt *q = store_stmt(s, STMT_BLOB_GET);
+		if (!q) {
+			rc = sl_error_last()->code;
+			goto cleanup;
+		}
+		sqlite3_bind_blob(q, 1, st->digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+		if (rc == SQLITE_ROW)
+			rc = sl_buf_set(value, sqlite3_column_blob(q, 0),
+			                (size_t)sqlite3_column_bytes(q, 0));
+		else if (rc == SQLITE_DONE)
+			rc = sl_error_set(SL_ECORRUPT, "value %s is missing",
+			                  sl_digest_to_hex(&st->digest).s);
+		else
+			rc = store_sqlite_error(s, rc, "read value");
+		sqlite3_reset(q);
+	}
+	if (rc != SL_OK)
+		goto cleanup;
+	sl_sha256(&actual, value->data, value->len);
+	if (!sl_digest_eq(&actual, &st->digest) || value->len != st->size)
+		rc = sl_error_set(SL_ECORRUPT, "value of operation %llu does not match its digest",
+		                  (unsigned long long)st->loc);
+cleanup:
+	sl_buf_free(&element);
 	return rc;
 }
 
@@ -748,41 +853,181 @@ sl_mmr_nodes chunk_reader_nodes(chunk_reader *r)
 	return nodes;
 }
 
-/* ----------------------------------------------------------- writer cache */
+/* ------------------------------------------------- namespace cache, overlay */
+
+int store_ns_write(sl_store *s, const ns_row *row)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_NS_UPDATE);
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, row->id);
+	sqlite3_bind_int64(st, 2, (int64_t)row->size);
+	sqlite3_bind_int64(st, 3, (int64_t)row->floor);
+	sqlite3_bind_blob(st, 4, row->root.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)row->pruned);
+	sqlite3_bind_int64(st, 6, (int64_t)row->state_loc);
+	return store_step_done(s, st, "update namespace");
+}
 
 void store_cache_invalidate(sl_store *s, int64_t ns_id)
 {
-	for (ns_cache *c = s->caches; c; c = c->next)
-		if (c->row.id == ns_id)
-			c->valid = 0;
+	for (ns_cache *c = s->caches; c; c = c->next) {
+		if (c->ns_id == ns_id) {
+			c->ov_valid = 0;
+			c->fr_valid = 0;
+			overlay_clear(&c->ov);
+		}
+	}
 }
 
-/* Return the writer cache for row, (re)loading the frontier and the tail
- * chunk when the stored size moved since it was filled. Call inside the
- * write transaction, with row freshly read. */
-int store_cache_get(sl_store *s, const ns_row *row, ns_cache **out)
+static int cache_find(sl_store *s, int64_t ns_id, ns_cache **out)
 {
 	ns_cache *c;
+	for (c = s->caches; c; c = c->next)
+		if (c->ns_id == ns_id)
+			break;
+	if (!c) {
+		if (!(c = sl_calloc(1, sizeof(*c))))
+			return SL_ENOMEM;
+		c->ns_id = ns_id;
+		overlay_init(&c->ov);
+		c->next = s->caches;
+		s->caches = c;
+	}
+	*out = c;
+	return SL_OK;
+}
+
+/* Apply operations [c->ov_upto, size) of the log to the overlay. */
+static int overlay_replay(sl_store *s, ns_cache *c, uint64_t size)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_OP_RANGE);
+	uint64_t expect = c->ov_upto;
+	int rc;
+
+	if (!st)
+		return sl_error_last()->code;
+	sqlite3_bind_int64(st, 1, store_pack_id(c->ns_id, c->ov_upto));
+	sqlite3_bind_int64(st, 2, store_pack_id(c->ns_id, size));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
+		sl_op op;
+		state_entry e;
+		if (loc != expect) {
+			rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+			                  (unsigned long long)expect);
+			goto out;
+		}
+		if ((rc = sl_op_decode(&op, sqlite3_column_blob(st, 1),
+		                       (size_t)sqlite3_column_bytes(st, 1))) != SL_OK) {
+			sl_error_wrap("operation %llu", (unsigned long long)loc);
+			goto out;
+		}
+		e.loc = loc;
+		e.digest = op.digest;
+		e.size = op.value_len;
+		if (op.type == SL_OP_SET || op.type == SL_OP_UPDATE)
+			rc = overlay_put(&c->ov, op.key, op.key_len, &e, 0);
+		else if (op.type == SL_OP_DELETE)
+			rc = overlay_put(&c->ov, op.key, op.key_len, NULL, 1);
+		if (rc != SL_OK)
+			goto out;
+		expect++;
+	}
+	if (rc != SQLITE_DONE) {
+		rc = store_sqlite_error(s, rc, "read log");
+		goto out;
+	}
+	rc = expect == size ? SL_OK
+	                    : sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+	                                   (unsigned long long)expect);
+out:
+	sqlite3_reset(st);
+	return rc;
+}
+
+int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out)
+{
+	ns_cache *c;
+	int rc;
+
+	if ((rc = store_ns_load(s, name, row)) != SL_OK ||
+	    (rc = cache_find(s, row->id, &c)) != SL_OK)
+		return rc;
+	if (!c->ov_valid || c->ov_base != row->state_loc || c->ov_upto > row->size) {
+		overlay_clear(&c->ov);
+		c->ov_base = c->ov_upto = row->state_loc;
+		c->ov_valid = 1;
+	}
+	if (c->ov_upto < row->size) {
+		if ((rc = overlay_replay(s, c, row->size)) != SL_OK) {
+			c->ov_valid = 0;
+			return sl_error_wrap("namespace '%s'", row->name);
+		}
+		c->ov_upto = row->size;
+	}
+	*out = c;
+	return SL_OK;
+}
+
+int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out)
+{
+	const overlay_entry *e = overlay_get(&c->ov, key, key_len);
+	if (e) {
+		if (e->deleted)
+			return sl_error_set(SL_ENOTFOUND, "no key '%.*s'", (int)key_len, key);
+		*out = e->st;
+		return SL_OK;
+	}
+	return store_state_get(s, c->ns_id, key, key_len, out);
+}
+
+int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
+{
+	const overlay_entry **list = NULL;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = overlay_sorted(&c->ov, "", 0, &list, &n)) != SL_OK)
+		return rc;
+	/* Key order: consecutive keys share B-tree pages, so each page is
+	 * written once per flush instead of once per operation. */
+	for (size_t i = 0; i < n && rc == SL_OK; i++) {
+		const overlay_entry *e = list[i];
+		sqlite3_stmt *st =
+		        store_stmt(s, e->deleted ? STMT_STATE_DELETE : STMT_STATE_UPSERT);
+		if (!st) {
+			rc = sl_error_last()->code;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, c->ns_id);
+		sqlite3_bind_blob(st, 2, e->key, (int)e->key_len, SQLITE_STATIC);
+		if (!e->deleted) {
+			sqlite3_bind_int64(st, 3, (int64_t)e->st.loc);
+			sqlite3_bind_blob(st, 4, e->st.digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 5, (int64_t)e->st.size);
+		}
+		rc = store_step_done(s, st, "write state");
+	}
+	sl_free(list);
+	if (rc != SL_OK)
+		return rc;
+	overlay_clear(&c->ov);
+	row->state_loc = row->size;
+	c->ov_base = c->ov_upto = row->size;
+	return SL_OK;
+}
+
+int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c)
+{
 	chunk_reader reader;
 	sl_mmr_nodes nodes;
 	uint64_t mmr_size;
 	int rc;
 
-	for (c = s->caches; c; c = c->next)
-		if (c->row.id == row->id)
-			break;
-	if (!c) {
-		if (!(c = sl_calloc(1, sizeof(*c))))
-			return SL_ENOMEM;
-		c->next = s->caches;
-		s->caches = c;
-	}
-	if (c->valid && c->row.size == row->size && sl_digest_eq(&c->row.root, &row->root)) {
-		c->row = *row;
-		*out = c;
+	if (c->fr_valid && c->fr_size == row->size && sl_digest_eq(&c->fr_root, &row->root))
 		return SL_OK;
-	}
-	c->valid = 0;
+	c->fr_valid = 0;
 	chunk_reader_init(&reader, s, row->id);
 	nodes = chunk_reader_nodes(&reader);
 	if ((rc = sl_mmr_frontier_load(&c->frontier, row->size, &nodes)) != SL_OK)
@@ -800,8 +1045,8 @@ int store_cache_get(sl_store *s, const ns_row *row, ns_cache **out)
 			        "namespace '%s': MMR tail holds %zu nodes, expected %zu", row->name,
 			        n, c->tail_len);
 	}
-	c->row = *row;
-	c->valid = 1;
-	*out = c;
+	c->fr_size = row->size;
+	c->fr_root = row->root;
+	c->fr_valid = 1;
 	return SL_OK;
 }

@@ -4,18 +4,27 @@
  *
  * Schema (sluice.db, application_id 'SLCE', user_version SL_SCHEMA_VERSION):
  *
- *   namespaces(id, name, kind, size, floor, root, pruned)
- *       one row per namespace; size/floor/root describe the last commit.
- *   ops(id = ns<<40 | loc, element)
- *       the operation log; element is the encoding the MMR leaf hashes.
+ *   namespaces(id, name, kind, size, floor, root, pruned, state_loc)
+ *       one row per namespace; size/floor/root describe the last commit;
+ *       state_loc is the log location up to which the state table is
+ *       current.
+ *   ops(id = ns<<40 | loc, element, value)
+ *       the operation log; element is the encoding the MMR leaf hashes;
+ *       value holds the value of a set/update of at most
+ *       SL_INLINE_VALUE_MAX bytes (NULL otherwise).
  *   mmr(id = ns<<40 | chunk, nodes)
  *       MMR node digests, SL_CHUNK_NODES per row, position order. Writing
  *       whole chunks instead of one row per node keeps a commit of 1000
- *       operations at ~35 row writes for the MMR instead of ~2000.
+ *       operations at ~35 row writes for the MMR instead of ~2000; 63
+ *       digests (2016 bytes) let two rows share a 4 KiB page.
  *   blobs(digest, value)
- *       every value once per SHA-256 digest.
+ *       values larger than SL_INLINE_VALUE_MAX, once per SHA-256 digest.
  *   state(ns, key, loc, digest, size)
- *       the current state: each live key and the operation that set it.
+ *       the state as of state_loc: each live key and the operation that
+ *       set it. The operations of [state_loc, size) are held in memory by
+ *       each handle (the overlay, rebuilt from the log) and written here
+ *       in key order once they pass state_flush_ops, so a commit only
+ *       appends; see store.c.
  *
  * Locations are limited to 2^40 per namespace by the id packing (about a
  * trillion operations), namespace ids to 2^22.
@@ -27,12 +36,14 @@
 
 #include "sluice/store.h"
 
-#define SL_SCHEMA_VERSION 1
-#define SL_APPLICATION_ID 0x534c4345 /* 'SLCE' */
-#define SL_CHUNK_NODES    64
-#define SL_LOC_BITS       40
-#define SL_LOC_LIMIT      (UINT64_C(1) << SL_LOC_BITS)
-#define SL_NS_ID_LIMIT    (INT64_C(1) << 22)
+#define SL_SCHEMA_VERSION          1
+#define SL_APPLICATION_ID          0x534c4345 /* 'SLCE' */
+#define SL_CHUNK_NODES             63
+#define SL_INLINE_VALUE_MAX        64
+#define SL_STATE_FLUSH_OPS_DEFAULT (UINT64_C(1) << 17)
+#define SL_LOC_BITS                40
+#define SL_LOC_LIMIT               (UINT64_C(1) << SL_LOC_BITS)
+#define SL_NS_ID_LIMIT             (INT64_C(1) << 22)
 
 /* Prepared statements, compiled once per store handle. */
 enum stmt_id {
@@ -50,10 +61,8 @@ enum stmt_id {
 	STMT_BLOB_INSERT,
 	STMT_BLOB_GET,
 	STMT_STATE_GET,
-	STMT_STATE_INSERT_NEW,
 	STMT_STATE_UPSERT,
 	STMT_STATE_DELETE,
-	STMT_STATE_SET_LOC,
 	STMT_STATE_RANGE,
 	STMT_BEGIN_READ,
 	STMT_BEGIN_WRITE,
@@ -70,16 +79,57 @@ typedef struct ns_row {
 	uint64_t size;
 	uint64_t floor;
 	uint64_t pruned;
+	uint64_t state_loc;
 	sl_digest root;
 } ns_row;
 
-/* Writer-side cache of one namespace: its frontier and the tail chunk of
- * MMR nodes, valid while `row.size` equals the stored size (another
- * process may have committed in between; the writer re-reads the row
- * inside its write transaction and reloads when it moved). */
+/* A row of the state table. */
+typedef struct state_entry {
+	uint64_t loc;
+	sl_digest digest;
+	uint64_t size;
+} state_entry;
+
+/* overlay.c: key -> state entry or tombstone, for [state_loc, size). */
+typedef struct overlay_entry {
+	uint64_t hash;
+	state_entry st;
+	int deleted;
+	size_t key_len;
+	char key[];
+} overlay_entry;
+
+typedef struct overlay {
+	overlay_entry **slots;
+	size_t cap;   /* power of two, or 0 */
+	size_t count; /* entries, tombstones included */
+} overlay;
+
+void overlay_init(overlay *ov);
+void overlay_clear(overlay *ov);
+const overlay_entry *overlay_get(const overlay *ov, const char *key, size_t key_len);
+/* Insert or replace; st NULL with deleted = 1 for a tombstone. */
+int overlay_put(overlay *ov, const char *key, size_t key_len, const state_entry *st, int deleted);
+/* Entries whose key starts with prefix, sorted bytewise; *out from sl_malloc. */
+int overlay_sorted(const overlay *ov, const char *prefix, size_t prefix_len,
+                   const overlay_entry ***out, size_t *n_out);
+
+/* What a handle keeps of one namespace between transactions. Each part is
+ * checked against the namespace row inside every transaction that uses it
+ * (another handle or process may have committed in between):
+ *   - the overlay holds the effect of the operations [ov_base, ov_upto);
+ *     it is valid while ov_base == row.state_loc and ov_upto <= row.size,
+ *     and is then brought up to row.size by replaying the new operations;
+ *   - the writer part (frontier and MMR tail chunk) is valid while
+ *     fr_size == row.size and fr_root == row.root. */
 typedef struct ns_cache {
-	int valid;
-	ns_row row;
+	int64_t ns_id;
+	int ov_valid;
+	uint64_t ov_base, ov_upto;
+	overlay ov;
+	int fr_valid;
+	uint64_t fr_size;
+	sl_digest fr_root;
 	sl_mmr_frontier frontier;
 	uint64_t tail_chunk;            /* chunk index of the tail */
 	size_t tail_len;                /* nodes in tail */
@@ -91,6 +141,7 @@ struct sl_store {
 	sqlite3 *db;
 	char *dir;
 	int readonly;
+	uint64_t state_flush_ops;
 	sqlite3_stmt *stmts[STMT__COUNT];
 	ns_cache *caches;
 };
@@ -104,13 +155,6 @@ typedef struct chunk_reader {
 	sl_digest nodes[SL_CHUNK_NODES];
 } chunk_reader;
 
-/* A row of the state table. */
-typedef struct state_entry {
-	uint64_t loc;
-	sl_digest digest;
-	uint64_t size;
-} state_entry;
-
 /* --- store.c */
 int store_sqlite_error(sl_store *s, int rc, const char *what);
 sqlite3_stmt *store_stmt(sl_store *s, enum stmt_id id);
@@ -120,12 +164,35 @@ int store_begin_write(sl_store *s);
 int store_commit_txn(sl_store *s);
 void store_rollback_txn(sl_store *s);
 int store_ns_load(sl_store *s, const char *name, ns_row *out);
-int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element);
-/* SL_OK, or SL_ENOTFOUND if key has no live value. */
-int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out);
+int store_ns_write(sl_store *s, const ns_row *row);
+/* Read operation loc; with value non-NULL also its inline value, and
+ * *has_value says whether the row holds one. */
+int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element, sl_buf *value,
+                 int *has_value);
+int store_op_put(sl_store *s, int64_t ns_id, uint64_t loc, const sl_buf *element, const void *value,
+                 size_t value_len, int has_value);
 int store_blob_put(sl_store *s, const sl_digest *digest, const void *value, size_t len);
+/* The value of a live state entry: inline in its operation or a blob;
+ * re-hashed, SL_ECORRUPT if it does not match. */
+int store_value_get(sl_store *s, int64_t ns_id, const state_entry *st, sl_buf *value);
+/* SL_OK, or SL_ENOTFOUND if key has no row in the state table. */
+int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out);
+
+/* Inside a transaction: read the namespace row and bring the handle's
+ * overlay up to its size. */
+int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out);
+/* The current state of key: the overlay, then the state table.
+ * SL_ENOTFOUND if it is absent or deleted. */
+int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out);
+/* Inside a write transaction, after store_ns_sync: load the frontier and
+ * tail chunk for row if the cached ones are stale. */
+int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
+/* Write the overlay into the state table and move row->state_loc to
+ * row->size (the caller writes the row). */
+int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
 void store_cache_invalidate(sl_store *s, int64_t ns_id);
-int store_cache_get(sl_store *s, const ns_row *row, ns_cache **out);
+/* Live keys of the namespace: state table and overlay together. */
+int store_count_live_keys(sl_store *s, ns_cache *c, uint64_t *out);
 
 static inline int64_t store_pack_id(int64_t ns_id, uint64_t low)
 {

@@ -28,6 +28,7 @@
 typedef struct verify_ctx {
 	sl_store *s;
 	ns_row row;
+	ns_cache *cache;
 	sl_verify_report report;
 	sl_mmr_frontier frontier;
 	chunk_reader nodes;
@@ -117,6 +118,54 @@ static int check_op(verify_ctx *v, uint64_t loc, const sl_op *op, uint64_t *last
 	return SL_OK;
 }
 
+/* The value column of an operation row: a small set/update holds its
+ * value, which must hash to the operation's digest; nothing else does. */
+static int check_inline_value(uint64_t loc, const sl_op *op, sqlite3_stmt *st, int col)
+{
+	int has_value = sqlite3_column_type(st, col) != SQLITE_NULL;
+	int want = (op->type == SL_OP_SET || op->type == SL_OP_UPDATE) &&
+	           op->value_len <= SL_INLINE_VALUE_MAX;
+	sl_digest actual;
+	if (has_value != want)
+		return sl_error_set(SL_ECORRUPT, "operation %llu: value %s",
+		                    (unsigned long long)loc,
+		                    want ? "missing" : "where none belongs");
+	if (!want)
+		return SL_OK;
+	sl_sha256(&actual, sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col));
+	if ((uint64_t)sqlite3_column_bytes(st, col) != op->value_len ||
+	    !sl_digest_eq(&actual, &op->digest))
+		return sl_error_set(SL_ECORRUPT, "operation %llu: value does not match its digest",
+		                    (unsigned long long)loc);
+	return SL_OK;
+}
+
+/* At state_loc, the replay so far must equal the state table exactly. */
+static int check_state_table(verify_ctx *v)
+{
+	int64_t missing = 0, unexpected = 0;
+	int rc;
+	if ((rc = query_int(v->s,
+	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM "
+	                    "temp.verify_state EXCEPT SELECT key, loc, digest, size FROM "
+	                    "main.state WHERE ns = ?1)",
+	                    v->row.id, 0, &missing)) != SL_OK ||
+	    (rc = query_int(v->s,
+	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM main.state "
+	                    "WHERE ns = ?1 EXCEPT SELECT key, loc, digest, size FROM "
+	                    "temp.verify_state)",
+	                    v->row.id, 0, &unexpected)) != SL_OK)
+		return rc;
+	if (missing || unexpected)
+		return sl_error_set(
+		        SL_ECORRUPT,
+		        "state table differs from the log at %llu: %lld entries missing "
+		        "or changed, %lld unexpected",
+		        (unsigned long long)v->row.state_loc, (long long)missing,
+		        (long long)unexpected);
+	return SL_OK;
+}
+
 /* Re-append one element and compare the nodes it creates with the store. */
 static int check_nodes(verify_ctx *v, uint64_t loc, const uint8_t *element, size_t len)
 {
@@ -154,6 +203,8 @@ static int walk_log(verify_ctx *v)
 		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
 		const uint8_t *element = sqlite3_column_blob(st, 1);
 		size_t len = (size_t)sqlite3_column_bytes(st, 1);
+		if (loc == v->row.state_loc && (rc = check_state_table(v)) != SL_OK)
+			goto out;
 		if (loc != expect || loc >= v->row.size) {
 			rc = sl_error_set(SL_ECORRUPT,
 			                  "log holds operation %llu where %llu of %llu "
@@ -167,6 +218,7 @@ static int walk_log(verify_ctx *v)
 			goto out;
 		}
 		if ((rc = check_op(v, loc, &op, &last_floor)) != SL_OK ||
+		    (rc = check_inline_value(loc, &op, st, 2)) != SL_OK ||
 		    (rc = check_nodes(v, loc, element, len)) != SL_OK ||
 		    (rc = replay_op(v, loc, &op)) != SL_OK)
 			goto out;
@@ -178,6 +230,9 @@ static int walk_log(verify_ctx *v)
 		rc = store_sqlite_error(v->s, rc, "verify: read log");
 		goto out;
 	}
+	if (expect == v->row.size && v->row.state_loc == v->row.size &&
+	    (rc = check_state_table(v)) != SL_OK)
+		goto out;
 	if (expect != v->row.size)
 		rc = sl_error_set(SL_ECORRUPT, "log ends at %llu, namespace size is %llu",
 		                  (unsigned long long)expect, (unsigned long long)v->row.size);
@@ -232,65 +287,61 @@ static int check_tail(verify_ctx *v)
 	return SL_OK;
 }
 
+/* The current state (table and overlay) must equal the full replay, no
+ * live key may sit below the floor, and every live value must re-hash to
+ * its digest. */
 static int check_state(verify_ctx *v)
 {
-	int64_t missing = 0, unexpected = 0, below_floor = 0;
+	sl_buf value = SL_BUF_INIT(SL_VALUE_MAX);
 	sqlite3_stmt *st = NULL;
+	uint64_t live = 0;
 	int rc;
 
-	if ((rc = query_int(v->s,
-	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM "
-	                    "temp.verify_state EXCEPT SELECT key, loc, digest, size FROM "
-	                    "main.state WHERE ns = ?1) WHERE ?2 = ?2",
-	                    v->row.id, 0, &missing)) != SL_OK ||
-	    (rc = query_int(v->s,
-	                    "SELECT count(*) FROM (SELECT key, loc, digest, size FROM main.state "
-	                    "WHERE ns = ?1 EXCEPT SELECT key, loc, digest, size FROM "
-	                    "temp.verify_state) WHERE ?2 = ?2",
-	                    v->row.id, 0, &unexpected)) != SL_OK ||
-	    (rc = query_int(v->s, "SELECT count(*) FROM main.state WHERE ns = ?1 AND loc < ?2",
-	                    v->row.id, (int64_t)v->row.floor, &below_floor)) != SL_OK)
-		return rc;
-	if (missing || unexpected)
-		return sl_error_set(SL_ECORRUPT,
-		                    "state differs from the log: %lld entries missing or changed, "
-		                    "%lld unexpected",
-		                    (long long)missing, (long long)unexpected);
-	if (below_floor)
-		return sl_error_set(SL_ECORRUPT, "%lld live keys sit below the floor %llu",
-		                    (long long)below_floor, (unsigned long long)v->row.floor);
-
-	/* Every live value must be present and hash to its digest. */
-	if ((rc = prepare(v->s,
-	                  "SELECT s.key, s.digest, b.value, s.size FROM main.state s LEFT JOIN "
-	                  "main.blobs b ON b.digest = s.digest WHERE s.ns = ?1",
-	                  &st)) != SL_OK)
-		return rc;
-	sqlite3_bind_int64(st, 1, v->row.id);
+	if ((rc = store_count_live_keys(v->s, v->cache, &live)) != SL_OK ||
+	    (rc = prepare(v->s, "SELECT key, loc, digest, size FROM temp.verify_state", &st)) !=
+	            SL_OK)
+		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		sl_digest actual;
-		const void *value = sqlite3_column_blob(st, 2);
-		size_t len = (size_t)sqlite3_column_bytes(st, 2);
-		int key_len = sqlite3_column_bytes(st, 0);
 		const char *key = sqlite3_column_blob(st, 0);
-		v->report.keys_checked++;
-		if (sqlite3_column_type(st, 2) == SQLITE_NULL) {
-			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' is missing", key_len, key);
+		int key_len = sqlite3_column_bytes(st, 0);
+		state_entry want = {(uint64_t)sqlite3_column_int64(st, 1),
+		                    {{0}},
+		                    (uint64_t)sqlite3_column_int64(st, 3)};
+		state_entry have;
+		memcpy(want.digest.bytes, sqlite3_column_blob(st, 2), SL_DIGEST_LEN);
+		rc = store_lookup(v->s, v->cache, key, (size_t)key_len, &have);
+		if (rc != SL_OK && rc != SL_ENOTFOUND)
 			goto out;
-		}
-		sl_sha256(&actual, value, len);
-		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN ||
-		    memcmp(actual.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN) != 0 ||
-		    (int64_t)len != sqlite3_column_int64(st, 3)) {
-			rc = sl_error_set(SL_ECORRUPT, "value of '%.*s' does not match its digest",
+		if (rc == SL_ENOTFOUND || have.loc != want.loc || have.size != want.size ||
+		    !sl_digest_eq(&have.digest, &want.digest)) {
+			rc = sl_error_set(SL_ECORRUPT, "state of '%.*s' differs from the log",
 			                  key_len, key);
 			goto out;
 		}
+		if (want.loc < v->row.floor) {
+			rc = sl_error_set(SL_ECORRUPT, "live key '%.*s' sits below the floor %llu",
+			                  key_len, key, (unsigned long long)v->row.floor);
+			goto out;
+		}
+		if ((rc = store_value_get(v->s, v->row.id, &want, &value)) != SL_OK) {
+			sl_error_wrap("key '%.*s'", key_len, key);
+			goto out;
+		}
+		v->report.keys_checked++;
 		v->report.blobs_checked++;
 	}
-	rc = rc == SQLITE_DONE ? SL_OK : store_sqlite_error(v->s, rc, "verify values");
+	if (rc != SQLITE_DONE) {
+		rc = store_sqlite_error(v->s, rc, "verify state");
+		goto out;
+	}
+	rc = live == v->report.keys_checked
+	             ? SL_OK
+	             : sl_error_set(SL_ECORRUPT, "%llu live keys, the log has %llu",
+	                            (unsigned long long)live,
+	                            (unsigned long long)v->report.keys_checked);
 out:
 	sqlite3_finalize(st);
+	sl_buf_free(&value);
 	return rc;
 }
 
@@ -299,7 +350,7 @@ static int verify_locked(verify_ctx *v, const char *ns)
 	sl_mmr_nodes nodes;
 	int rc;
 
-	if ((rc = store_ns_load(v->s, ns, &v->row)) != SL_OK)
+	if ((rc = store_ns_sync(v->s, ns, &v->row, &v->cache)) != SL_OK)
 		return rc;
 	v->report.pruned = v->row.pruned;
 	chunk_reader_init(&v->nodes, v->s, v->row.id);
@@ -347,14 +398,19 @@ int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out)
 int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to)
 {
 	sqlite3_stmt *st;
+	ns_cache *c;
 	ns_row row;
 	int rc;
 
+	memset(&row, 0, sizeof(row));
 	if ((rc = store_begin_write(s)) != SL_OK)
 		return rc;
-	if ((rc = store_ns_load(s, ns, &row)) != SL_OK)
+	if ((rc = store_ns_sync(s, ns, &row, &c)) != SL_OK)
 		goto cleanup;
 	if (row.floor > row.pruned) {
+		/* The state table must not refer to operations about to go. */
+		if (row.state_loc < row.size && (rc = store_state_flush(s, &row, c)) != SL_OK)
+			goto cleanup;
 		if (!(st = store_stmt(s, STMT_OP_DELETE_BELOW))) {
 			rc = sl_error_last()->code;
 			goto cleanup;
@@ -363,25 +419,17 @@ int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to)
 		sqlite3_bind_int64(st, 2, store_pack_id(row.id, row.floor));
 		if ((rc = store_step_done(s, st, "prune")) != SL_OK)
 			goto cleanup;
-		if (!(st = store_stmt(s, STMT_NS_UPDATE))) {
-			rc = sl_error_last()->code;
-			goto cleanup;
-		}
-		sqlite3_bind_int64(st, 1, row.id);
-		sqlite3_bind_int64(st, 2, (int64_t)row.size);
-		sqlite3_bind_int64(st, 3, (int64_t)row.floor);
-		sqlite3_bind_blob(st, 4, row.root.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, (int64_t)row.floor);
-		if ((rc = store_step_done(s, st, "prune")) != SL_OK)
+		row.pruned = row.floor;
+		if ((rc = store_ns_write(s, &row)) != SL_OK)
 			goto cleanup;
 	}
-	if ((rc = store_commit_txn(s)) != SL_OK)
-		goto cleanup;
-	store_cache_invalidate(s, row.id);
-	if (pruned_to)
-		*pruned_to = row.floor;
+	rc = store_commit_txn(s);
 cleanup:
-	if (rc != SL_OK)
+	if (rc != SL_OK) {
 		store_rollback_txn(s);
+		store_cache_invalidate(s, row.id);
+	} else if (pruned_to) {
+		*pruned_to = row.pruned;
+	}
 	return rc;
 }

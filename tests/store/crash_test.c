@@ -1,6 +1,7 @@
 /*
  * Crash test: a child process commits batches to a mutable and an
- * immutable namespace as fast as it can (pruning now and then), and
+ * immutable namespace as fast as it can (pruning now and then, flushing
+ * the state table every few thousand operations), and
  * reports each acknowledged commit's size on a pipe. The parent kills it
  * with SIGKILL at a random moment, reopens the store and checks that
  *   - sl_store_verify passes for both namespaces (log, MMR, state, values);
@@ -36,7 +37,11 @@ static void child_main(const char *dir, int fd, uint64_t seed)
 	char key[48], value[64];
 	uint64_t serial = 0;
 
-	if (sl_store_open(&s, dir, NULL) != SL_OK)
+	sl_store_options o;
+	sl_store_options_init(&o);
+	/* Small, so that kills also land inside state-table flushes. */
+	o.state_flush_ops = 1 + tu_rng_below(&rng, 3000);
+	if (sl_store_open(&s, dir, &o) != SL_OK)
 		_exit(3);
 	for (;;) {
 		sl_batch *m, *im;

@@ -390,13 +390,23 @@ static void tamper(fixture *f, const char *sql)
 	sqlite3_close(db);
 }
 
+/* Keys k0..k6 in a mutable namespace, the state table flushed up to date,
+ * then k0 updated once more (so the overlay is not empty). Even keys hold
+ * small values (inline in their operation), odd keys 100-byte values (in
+ * blobs): "k<n>" followed by '.' padding. */
 static void build_tamper_fixture(fixture *f)
 {
-	char key[32];
+	char key[32], value[128];
 	assert_int_equal(sl_store_ns_create(f->s, "kv", SL_NS_MUTABLE), SL_OK);
 	for (int i = 0; i < 40; i++) {
 		snprintf(key, sizeof(key), "k%d", i % 7);
-		put1(f->s, "kv", key, key, SL_OK);
+		memset(value, '.', sizeof(value));
+		snprintf(value, sizeof(value), "%s", key);
+		value[strlen(key)] = (i % 7) % 2 ? '.' : '\0';
+		value[100] = '\0';
+		put1(f->s, "kv", key, value, SL_OK);
+		if (i == 34)
+			assert_int_equal(sl_store_flush(f->s, "kv"), SL_OK);
 	}
 	expect_verified(f->s, "kv");
 	sl_store_free(f->s);
@@ -430,14 +440,30 @@ static void test_tamper_state(void **state)
 	expect_corrupt_after(*state, "DELETE FROM state WHERE key = CAST('k3' AS BLOB)");
 }
 
-static void test_tamper_value(void **state)
+static void test_tamper_blob_value(void **state)
 {
 	fixture *f = *state;
 	expect_corrupt_after(f, "UPDATE blobs SET value = CAST('evil' AS BLOB) "
+	                        "WHERE substr(value, 1, 3) = CAST('k3.' AS BLOB)");
+	sl_buf v = SL_BUF_INIT(1024);
+	assert_int_equal(sl_store_get(f->s, "kv", "k3", 2, &v, NULL), SL_ECORRUPT);
+	sl_buf_free(&v);
+}
+
+static void test_tamper_inline_value(void **state)
+{
+	fixture *f = *state;
+	expect_corrupt_after(f, "UPDATE ops SET value = CAST('k9' AS BLOB) "
 	                        "WHERE value = CAST('k2' AS BLOB)");
 	sl_buf v = SL_BUF_INIT(1024);
 	assert_int_equal(sl_store_get(f->s, "kv", "k2", 2, &v, NULL), SL_ECORRUPT);
 	sl_buf_free(&v);
+}
+
+static void test_tamper_state_loc(void **state)
+{
+	/* Claim the state table is current up to the end: it is not. */
+	expect_corrupt_after(*state, "UPDATE namespaces SET state_loc = size");
 }
 
 static void test_tamper_root(void **state)
@@ -519,11 +545,59 @@ static void test_protocol_vector(void **state)
 /* Random operations on a mutable namespace against a model. */
 #define MODEL_KEYS 40
 
+typedef struct list_collect {
+	char keys[MODEL_KEYS][16];
+	size_t n;
+	int sorted;
+} list_collect;
+
+static int list_collect_cb(void *ctx, const sl_key_entry *e)
+{
+	list_collect *c = ctx;
+	if (c->n == MODEL_KEYS || e->key_len >= sizeof(c->keys[0]))
+		return SL_EINTERNAL;
+	memcpy(c->keys[c->n], e->key, e->key_len);
+	c->keys[c->n][e->key_len] = '\0';
+	if (c->n > 0 && strcmp(c->keys[c->n - 1], c->keys[c->n]) >= 0)
+		c->sorted = 0;
+	c->n++;
+	return 0;
+}
+
+/* list and the key count must agree with the model. */
+static void expect_listing(sl_store *s, const int *live)
+{
+	list_collect c = {.n = 0, .sorted = 1};
+	size_t n_live = 0;
+	sl_ns_info info;
+	assert_int_equal(sl_store_list(s, "kv", "key/", 4, list_collect_cb, &c), SL_OK);
+	assert_true(c.sorted);
+	for (int k = 0; k < MODEL_KEYS; k++)
+		n_live += (size_t)live[k];
+	assert_int_equal(c.n, n_live);
+	for (size_t i = 0; i < c.n; i++)
+		assert_true(live[atoi(c.keys[i] + 4)]);
+	assert_int_equal(sl_store_ns_info(s, "kv", &info), SL_OK);
+	assert_int_equal(info.keys, n_live);
+}
+
+/* Reopen with a small random flush threshold, so state-table flushes land
+ * between and inside the commits of the random test. */
+static void reopen_flushing(fixture *f, tu_rng *rng)
+{
+	sl_store_options o;
+	sl_store_free(f->s);
+	sl_store_options_init(&o);
+	o.durable = 0;
+	o.state_flush_ops = 1 + tu_rng_below(rng, 60);
+	assert_int_equal(sl_store_open(&f->s, f->dir, &o), SL_OK);
+}
+
 static void test_random_against_model(void **state)
 {
 	fixture *f = *state;
 	tu_rng rng = tu_rng_seeded("test_random_against_model");
-	char model[MODEL_KEYS][24];
+	char model[MODEL_KEYS][128];
 	int live[MODEL_KEYS] = {0};
 	char key[16];
 	assert_int_equal(sl_store_ns_create(f->s, "kv", SL_NS_MUTABLE), SL_OK);
@@ -538,8 +612,11 @@ static void test_random_against_model(void **state)
 				assert_int_equal(sl_batch_del(b, key, strlen(key)), SL_OK);
 				live[k] = 0;
 			} else {
-				snprintf(model[k], sizeof(model[k]), "v%llu",
-				         (unsigned long long)tu_rng_next(&rng));
+				int n_pad = tu_rng_below(&rng, 3) == 0 ? 100 : 0;
+				snprintf(model[k], sizeof(model[k]), "v%llu%.*s",
+				         (unsigned long long)tu_rng_next(&rng), n_pad,
+				         "........................................................."
+				         "...........................................");
 				assert_int_equal(sl_batch_put(b, key, strlen(key), model[k],
 				                              strlen(model[k])),
 				                 SL_OK);
@@ -548,8 +625,10 @@ static void test_random_against_model(void **state)
 		}
 		assert_int_equal(sl_batch_commit(b, NULL), SL_OK);
 		sl_batch_free(b);
+		if (commit % 10 == 9)
+			expect_listing(f->s, live);
 		if (commit % 40 == 39) {
-			reopen(f);
+			reopen_flushing(f, &rng);
 			if (tu_rng_below(&rng, 2))
 				assert_int_equal(sl_store_prune(f->s, "kv", NULL), SL_OK);
 			expect_verified(f->s, "kv");
@@ -575,7 +654,9 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_tamper_op, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_node, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_state, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_tamper_value, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_tamper_blob_value, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_tamper_inline_value, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_tamper_state_loc, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_root, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_damaged_files, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_protocol_vector, setup, teardown),
