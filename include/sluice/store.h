@@ -93,7 +93,7 @@ typedef struct sl_store_options {
 	/* Milliseconds to wait for another writer's lock. Default 5000. */
 	int busy_timeout_ms;
 	/* The state table is brought up to date once this many operations
-	 * have been appended since it last was (default 131072). Until then
+	 * have been appended since it last was (default 262144). Until then
 	 * each handle holds their effect in memory, rebuilt from the log, so
 	 * a commit only appends. Larger: fewer, longer flushes and more work
 	 * and memory to open a namespace. */

@@ -40,7 +40,7 @@
 #define SL_APPLICATION_ID          0x534c4345 /* 'SLCE' */
 #define SL_CHUNK_NODES             63
 #define SL_INLINE_VALUE_MAX        64
-#define SL_STATE_FLUSH_OPS_DEFAULT (UINT64_C(1) << 17)
+#define SL_STATE_FLUSH_OPS_DEFAULT (UINT64_C(1) << 18)
 #define SL_LOC_BITS                40
 #define SL_LOC_LIMIT               (UINT64_C(1) << SL_LOC_BITS)
 #define SL_NS_ID_LIMIT             (INT64_C(1) << 22)
@@ -175,14 +175,14 @@ int store_blob_put(sl_store *s, const sl_digest *digest, const void *value, size
 /* The value of a live state entry: inline in its operation or a blob;
  * re-hashed, SL_ECORRUPT if it does not match. */
 int store_value_get(sl_store *s, int64_t ns_id, const state_entry *st, sl_buf *value);
-/* SL_OK, or SL_ENOTFOUND if key has no row in the state table. */
+/* SL_OK, or SL_ENOTFOUND (without a message) if key has no row. */
 int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out);
 
 /* Inside a transaction: read the namespace row and bring the handle's
  * overlay up to its size. */
 int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out);
 /* The current state of key: the overlay, then the state table.
- * SL_ENOTFOUND if it is absent or deleted. */
+ * SL_ENOTFOUND (without a message) if it is absent or deleted. */
 int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out);
 /* Inside a write transaction, after store_ns_sync: load the frontier and
  * tail chunk for row if the cached ones are stale. */
