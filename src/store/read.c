@@ -24,6 +24,21 @@ static int in_read_txn(sl_store *s, read_fn fn, void *arg)
 
 /* ------------------------------------------------------------------ get */
 
+/* The namespace row and the current state of key, for get and prove. */
+static int find_key(sl_store *s, const char *ns, const char *key, size_t key_len, ns_row *row,
+                    state_entry *entry)
+{
+	ns_cache *c;
+	int rc;
+	if ((rc = sl_key_validate(key, key_len)) != SL_OK ||
+	    (rc = store_ns_sync(s, ns, row, &c)) != SL_OK)
+		return rc;
+	rc = store_lookup(s, c, key, key_len, entry);
+	if (rc == SL_ENOTFOUND)
+		return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)key_len, key, ns);
+	return rc;
+}
+
 typedef struct get_args {
 	const char *ns;
 	const char *key;
@@ -36,17 +51,11 @@ static int get_locked(sl_store *s, void *arg)
 {
 	get_args *a = arg;
 	ns_row row;
-	ns_cache *c;
 	state_entry entry;
 	int rc;
 
-	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
-	    (rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK)
+	if ((rc = find_key(s, a->ns, a->key, a->key_len, &row, &entry)) != SL_OK)
 		return rc;
-	if ((rc = store_lookup(s, c, a->key, a->key_len, &entry)) != SL_OK)
-		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
-		                                         (int)a->key_len, a->key, a->ns)
-		                          : rc;
 	a->loc = entry.loc;
 	if ((rc = store_value_get(s, row.id, &entry, a->value)) != SL_OK)
 		return sl_error_wrap("key '%.*s'", (int)a->key_len, a->key);
@@ -172,12 +181,17 @@ typedef struct log_args {
 	void *ctx;
 } log_args;
 
+static int log_entry_cb(void *ctx, const log_entry *e)
+{
+	const log_args *a = ctx;
+	return a->cb(a->ctx, e->loc, e->op, e->element, e->element_len);
+}
+
 static int log_locked(sl_store *s, void *arg)
 {
 	log_args *a = arg;
-	sqlite3_stmt *st;
 	ns_row row;
-	uint64_t end, expect;
+	uint64_t end;
 	int rc;
 
 	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
@@ -188,41 +202,7 @@ static int log_locked(sl_store *s, void *arg)
 	end = row.size;
 	if (a->limit && a->from < end && end - a->from > a->limit)
 		end = a->from + a->limit;
-	if (a->from >= end)
-		return SL_OK;
-	if (!(st = store_stmt(s, STMT_OP_RANGE)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, store_pack_id(row.id, a->from));
-	sqlite3_bind_int64(st, 2, store_pack_id(row.id, end));
-	expect = a->from;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
-		const uint8_t *element = sqlite3_column_blob(st, 1);
-		size_t len = (size_t)sqlite3_column_bytes(st, 1);
-		sl_op op;
-		if (loc != expect) {
-			rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
-			                  (unsigned long long)expect);
-			goto out;
-		}
-		if ((rc = sl_op_decode(&op, element, len)) != SL_OK) {
-			sl_error_wrap("operation %llu", (unsigned long long)loc);
-			goto out;
-		}
-		if ((rc = a->cb(a->ctx, loc, &op, element, len)) != 0)
-			goto out;
-		expect++;
-	}
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(s, rc, "read log");
-		goto out;
-	}
-	rc = expect == end ? SL_OK
-	                   : sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
-	                                  (unsigned long long)expect);
-out:
-	sqlite3_reset(st);
-	return rc;
+	return store_log_walk(s, row.id, a->from, end, log_entry_cb, a);
 }
 
 int sl_store_log(sl_store *s, const char *ns, uint64_t from, uint64_t limit, sl_op_fn cb, void *ctx)
@@ -296,17 +276,11 @@ static int prove_locked(sl_store *s, void *arg)
 	prove_args *a = arg;
 	state_entry entry;
 	ns_row row;
-	ns_cache *c;
 	sl_mmr_proof proof = {0, 0, NULL};
 	int rc;
 
-	if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK ||
-	    (rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK)
+	if ((rc = find_key(s, a->ns, a->key, a->key_len, &row, &entry)) != SL_OK)
 		return rc;
-	if ((rc = store_lookup(s, c, a->key, a->key_len, &entry)) != SL_OK)
-		return rc == SL_ENOTFOUND ? sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'",
-		                                         (int)a->key_len, a->key, a->ns)
-		                          : rc;
 	if (entry.loc >= row.size)
 		return sl_error_set(SL_ECORRUPT, "state of '%.*s' points past the log",
 		                    (int)a->key_len, a->key);

@@ -901,52 +901,60 @@ static int cache_find(sl_store *s, int64_t ns_id, ns_cache **out)
 	return SL_OK;
 }
 
-/* Apply operations [c->ov_upto, size) of the log to the overlay. */
-static int overlay_replay(sl_store *s, ns_cache *c, uint64_t size)
+int store_log_walk(sl_store *s, int64_t ns_id, uint64_t from, uint64_t end, log_walk_fn fn,
+                   void *ctx)
 {
-	sqlite3_stmt *st = store_stmt(s, STMT_OP_RANGE);
-	uint64_t expect = c->ov_upto;
+	sqlite3_stmt *st;
+	uint64_t expect = from;
 	int rc;
 
-	if (!st)
+	if (from >= end)
+		return SL_OK;
+	if (!(st = store_stmt(s, STMT_OP_RANGE)))
 		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, store_pack_id(c->ns_id, c->ov_upto));
-	sqlite3_bind_int64(st, 2, store_pack_id(c->ns_id, size));
+	sqlite3_bind_int64(st, 1, store_pack_id(ns_id, from));
+	sqlite3_bind_int64(st, 2, store_pack_id(ns_id, end));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
+		log_entry e;
 		sl_op op;
-		state_entry e;
-		if (loc != expect) {
-			rc = sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
-			                  (unsigned long long)expect);
+		e.loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
+		e.element = sqlite3_column_blob(st, 1);
+		e.element_len = (size_t)sqlite3_column_bytes(st, 1);
+		e.has_value = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		e.value = sqlite3_column_blob(st, 2);
+		e.value_len = (size_t)sqlite3_column_bytes(st, 2);
+		e.op = &op;
+		if (e.loc != expect)
+			break; /* a gap: reported below */
+		if ((rc = sl_op_decode(&op, e.element, e.element_len)) != SL_OK) {
+			sl_error_wrap("operation %llu", (unsigned long long)e.loc);
 			goto out;
 		}
-		if ((rc = sl_op_decode(&op, sqlite3_column_blob(st, 1),
-		                       (size_t)sqlite3_column_bytes(st, 1))) != SL_OK) {
-			sl_error_wrap("operation %llu", (unsigned long long)loc);
-			goto out;
-		}
-		e.loc = loc;
-		e.digest = op.digest;
-		e.size = op.value_len;
-		if (op.type == SL_OP_SET || op.type == SL_OP_UPDATE)
-			rc = overlay_put(&c->ov, op.key, op.key_len, &e, 0);
-		else if (op.type == SL_OP_DELETE)
-			rc = overlay_put(&c->ov, op.key, op.key_len, NULL, 1);
-		if (rc != SL_OK)
+		if ((rc = fn(ctx, &e)) != 0)
 			goto out;
 		expect++;
 	}
-	if (rc != SQLITE_DONE) {
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		rc = store_sqlite_error(s, rc, "read log");
 		goto out;
 	}
-	rc = expect == size ? SL_OK
-	                    : sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
-	                                   (unsigned long long)expect);
+	rc = expect == end ? SL_OK
+	                   : sl_error_set(SL_ECORRUPT, "operation %llu is missing from the log",
+	                                  (unsigned long long)expect);
 out:
 	sqlite3_reset(st);
 	return rc;
+}
+
+static int replay_into_overlay(void *ctx, const log_entry *e)
+{
+	ns_cache *c = ctx;
+	state_entry st = {e->loc, e->op->digest, e->op->value_len};
+	if (e->op->type == SL_OP_SET || e->op->type == SL_OP_UPDATE)
+		return overlay_put(&c->ov, e->op->key, e->op->key_len, &st, 0);
+	if (e->op->type == SL_OP_DELETE)
+		return overlay_put(&c->ov, e->op->key, e->op->key_len, NULL, 1);
+	return SL_OK;
 }
 
 int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out)
@@ -963,7 +971,8 @@ int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out)
 		c->ov_valid = 1;
 	}
 	if (c->ov_upto < row->size) {
-		if ((rc = overlay_replay(s, c, row->size)) != SL_OK) {
+		if ((rc = store_log_walk(s, c->ns_id, c->ov_upto, row->size, replay_into_overlay,
+		                         c)) != SL_OK) {
 			c->ov_valid = 0;
 			return sl_error_wrap("namespace '%s'", row->name);
 		}

@@ -178,6 +178,26 @@ int store_value_get(sl_store *s, int64_t ns_id, const state_entry *st, sl_buf *v
 /* SL_OK, or SL_ENOTFOUND (without a message) if key has no row. */
 int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len, state_entry *out);
 
+/* One operation of the log, borrowed for the duration of a callback. */
+typedef struct log_entry {
+	uint64_t loc;
+	const sl_op *op;
+	const uint8_t *element;
+	size_t element_len;
+	int has_value; /* the row holds an inline value */
+	const void *value;
+	size_t value_len;
+} log_entry;
+
+/* Non-zero stops the walk and is returned. */
+typedef int (*log_walk_fn)(void *ctx, const log_entry *e);
+
+/* Decode operations [from, end) in order and hand each to fn; a missing
+ * or undecodable operation is SL_ECORRUPT. Uses STMT_OP_RANGE: fn must
+ * not walk the log itself. */
+int store_log_walk(sl_store *s, int64_t ns_id, uint64_t from, uint64_t end, log_walk_fn fn,
+                   void *ctx);
+
 /* Inside a transaction: read the namespace row and bring the handle's
  * overlay up to its size. */
 int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out);

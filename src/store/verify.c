@@ -29,6 +29,8 @@ typedef struct verify_ctx {
 	sl_store *s;
 	ns_row row;
 	ns_cache *cache;
+	uint64_t last_floor;
+	int last_is_commit;
 	sl_verify_report report;
 	sl_mmr_frontier frontier;
 	chunk_reader nodes;
@@ -120,23 +122,22 @@ static int check_op(verify_ctx *v, uint64_t loc, const sl_op *op, uint64_t *last
 
 /* The value column of an operation row: a small set/update holds its
  * value, which must hash to the operation's digest; nothing else does. */
-static int check_inline_value(uint64_t loc, const sl_op *op, sqlite3_stmt *st, int col)
+static int check_inline_value(const log_entry *e)
 {
-	int has_value = sqlite3_column_type(st, col) != SQLITE_NULL;
+	const sl_op *op = e->op;
 	int want = (op->type == SL_OP_SET || op->type == SL_OP_UPDATE) &&
 	           op->value_len <= SL_INLINE_VALUE_MAX;
 	sl_digest actual;
-	if (has_value != want)
+	if (e->has_value != want)
 		return sl_error_set(SL_ECORRUPT, "operation %llu: value %s",
-		                    (unsigned long long)loc,
+		                    (unsigned long long)e->loc,
 		                    want ? "missing" : "where none belongs");
 	if (!want)
 		return SL_OK;
-	sl_sha256(&actual, sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col));
-	if ((uint64_t)sqlite3_column_bytes(st, col) != op->value_len ||
-	    !sl_digest_eq(&actual, &op->digest))
+	sl_sha256(&actual, e->value, e->value_len);
+	if (e->value_len != op->value_len || !sl_digest_eq(&actual, &op->digest))
 		return sl_error_set(SL_ECORRUPT, "operation %llu: value does not match its digest",
-		                    (unsigned long long)loc);
+		                    (unsigned long long)e->loc);
 	return SL_OK;
 }
 
@@ -188,64 +189,36 @@ static int check_nodes(verify_ctx *v, uint64_t loc, const uint8_t *element, size
 	return SL_OK;
 }
 
+static int verify_entry(void *ctx, const log_entry *e)
+{
+	verify_ctx *v = ctx;
+	int rc;
+	if (e->loc == v->row.state_loc && (rc = check_state_table(v)) != SL_OK)
+		return rc;
+	if ((rc = check_op(v, e->loc, e->op, &v->last_floor)) != SL_OK ||
+	    (rc = check_inline_value(e)) != SL_OK ||
+	    (rc = check_nodes(v, e->loc, e->element, e->element_len)) != SL_OK ||
+	    (rc = replay_op(v, e->loc, e->op)) != SL_OK)
+		return rc;
+	v->last_is_commit = e->op->type == SL_OP_COMMIT;
+	v->report.ops_checked++;
+	return SL_OK;
+}
+
 static int walk_log(verify_ctx *v)
 {
-	sqlite3_stmt *st = store_stmt(v->s, STMT_OP_RANGE);
-	uint64_t expect = v->row.pruned, last_floor = 0;
-	sl_op op;
-	int rc, last_is_commit = 0;
-
-	if (!st)
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, store_pack_id(v->row.id, v->row.pruned));
-	sqlite3_bind_int64(st, 2, store_pack_id(v->row.id, SL_LOC_LIMIT - 1));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t loc = (uint64_t)sqlite3_column_int64(st, 0) & (SL_LOC_LIMIT - 1);
-		const uint8_t *element = sqlite3_column_blob(st, 1);
-		size_t len = (size_t)sqlite3_column_bytes(st, 1);
-		if (loc == v->row.state_loc && (rc = check_state_table(v)) != SL_OK)
-			goto out;
-		if (loc != expect || loc >= v->row.size) {
-			rc = sl_error_set(SL_ECORRUPT,
-			                  "log holds operation %llu where %llu of %llu "
-			                  "was expected",
-			                  (unsigned long long)loc, (unsigned long long)expect,
-			                  (unsigned long long)v->row.size);
-			goto out;
-		}
-		if ((rc = sl_op_decode(&op, element, len)) != SL_OK) {
-			sl_error_wrap("operation %llu", (unsigned long long)loc);
-			goto out;
-		}
-		if ((rc = check_op(v, loc, &op, &last_floor)) != SL_OK ||
-		    (rc = check_inline_value(loc, &op, st, 2)) != SL_OK ||
-		    (rc = check_nodes(v, loc, element, len)) != SL_OK ||
-		    (rc = replay_op(v, loc, &op)) != SL_OK)
-			goto out;
-		last_is_commit = op.type == SL_OP_COMMIT;
-		expect++;
-		v->report.ops_checked++;
-	}
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(v->s, rc, "verify: read log");
-		goto out;
-	}
-	if (expect == v->row.size && v->row.state_loc == v->row.size &&
-	    (rc = check_state_table(v)) != SL_OK)
-		goto out;
-	if (expect != v->row.size)
-		rc = sl_error_set(SL_ECORRUPT, "log ends at %llu, namespace size is %llu",
-		                  (unsigned long long)expect, (unsigned long long)v->row.size);
-	else if (v->row.size > 0 && v->row.size > v->row.pruned && !last_is_commit)
-		rc = sl_error_set(SL_ECORRUPT, "the last operation is not a commit");
-	else if (v->row.size > v->row.pruned && last_floor != v->row.floor)
-		rc = sl_error_set(SL_ECORRUPT, "last commit floor %llu, namespace floor %llu",
-		                  (unsigned long long)last_floor, (unsigned long long)v->row.floor);
-	else
-		rc = SL_OK;
-out:
-	sqlite3_reset(st);
-	return rc;
+	int rc = store_log_walk(v->s, v->row.id, v->row.pruned, v->row.size, verify_entry, v);
+	if (rc != SL_OK)
+		return rc;
+	if (v->row.state_loc == v->row.size && (rc = check_state_table(v)) != SL_OK)
+		return rc;
+	if (v->row.size > v->row.pruned && !v->last_is_commit)
+		return sl_error_set(SL_ECORRUPT, "the last operation is not a commit");
+	if (v->row.size > v->row.pruned && v->last_floor != v->row.floor)
+		return sl_error_set(SL_ECORRUPT, "last commit floor %llu, namespace floor %llu",
+		                    (unsigned long long)v->last_floor,
+		                    (unsigned long long)v->row.floor);
+	return SL_OK;
 }
 
 static int check_tail(verify_ctx *v)
