@@ -2,8 +2,9 @@
  * sluice store layer: a node's database on SQLite (WAL mode).
  *
  * A store is a directory holding `sluice.db`. It has namespaces, each with
- * an operation log authenticated by an MMR (merkle/), a current-state index
- * and values kept once per SHA-256 digest in a blob table. Writes go through
+ * an operation log authenticated by an MMR (merkle/) and a current-state
+ * index; values over 64 bytes are kept once per SHA-256 digest in a blob
+ * table, smaller ones with the operation that set them. Writes go through
  * a batch that is applied as one commit in one SQLite transaction; readers
  * only ever see whole commits. See src/store/store.c for the invariants.
  */
