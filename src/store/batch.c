@@ -4,17 +4,23 @@
  * sl_batch_put/del copy keys and values into one arena and hash each value
  * up front, so the write transaction does no more than it must. A commit,
  * inside one BEGIN IMMEDIATE transaction:
- *   1. re-reads the namespace row and (re)loads the writer cache (frontier
- *      and MMR tail chunk) if another handle moved it;
- *   2. applies each entry in order against the state table, appending a
- *      set/update/delete operation for each effective change (an immutable
- *      re-set with the same digest and a delete of an absent key append
- *      nothing; an immutable re-set with another digest fails the commit);
+ *   1. re-reads the namespace row, brings the handle's overlay up to the
+ *      stored size (replaying what other handles committed) and (re)loads
+ *      the frontier and MMR tail chunk if they are stale;
+ *   2. applies each entry in order against the current state (overlay,
+ *      then state table), appending a set/update/delete operation for
+ *      each effective change (an immutable re-set with the same digest
+ *      and a delete of an absent key append nothing; an immutable re-set
+ *      with another digest fails the commit) and recording it in the
+ *      overlay;
  *   3. for mutable namespaces, raises the inactivity floor (below);
  *   4. appends the commit operation carrying the floor, writes the MMR
- *      nodes chunk by chunk and the new size/floor/root, and commits.
- * Any failure rolls the transaction back and drops the writer cache, so
- * the store is exactly as before and the batch keeps its entries.
+ *      nodes chunk by chunk, flushes the overlay into the state table
+ *      when state_flush_ops operations have accumulated, writes the new
+ *      size/floor/root/state_loc, and commits.
+ * Any failure rolls the transaction back and drops the handle's cache
+ * (overlay and frontier), so the store is exactly as before and the batch
+ * keeps its entries.
  *
  * Raising the floor (as commonware's `any` database does): starting at the
  * current floor, each operation is examined; one that is still active (an

@@ -78,7 +78,6 @@ static const char *const stmt_sql[STMT__COUNT] = {
         [STMT_BEGIN_READ] = "BEGIN",
         [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
-        [STMT_ROLLBACK] = "ROLLBACK",
 };
 
 static const char schema_sql[] =

@@ -244,8 +244,7 @@ static int check_tail(verify_ctx *v)
 		return rc;
 	if (n_chunks > 0 &&
 	    (rc = query_int(v->s,
-	                    "SELECT coalesce(length(nodes), 0) FROM mmr WHERE id = ?1 "
-	                    "UNION ALL SELECT 0 LIMIT 1",
+	                    "SELECT coalesce((SELECT length(nodes) FROM mmr WHERE id = ?1), 0)",
 	                    store_pack_id(v->row.id, n_chunks - 1), 0, &stored_bytes)) != SL_OK)
 		return rc;
 	if (extra_chunks != 0 ||
