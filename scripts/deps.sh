@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang clang-format
   libsqlite3-dev sqlite3 libssl-dev libsodium-dev libjansson-dev libcmocka-dev
+  libmicrohttpd-dev libcurl4-openssl-dev curl redis-server nodejs
   jq
 )
 

@@ -1,0 +1,155 @@
+/*
+ * sluice net layer: the HTTP server (libmicrohttpd), the HTTP client
+ * (libcurl multi), Prometheus metrics and the binary wire codec of the
+ * sync protocol (docs/protocol.md, "Sync wire format").
+ *
+ * Everything here is bounded: request and response bodies have caps
+ * (SL_ETOOLARGE / HTTP 413 past them), every client request has a
+ * timeout, and an idle or stalled server connection is closed.
+ */
+#ifndef SLUICE_NET_H
+#define SLUICE_NET_H
+
+#include "sluice/base.h"
+#include "sluice/mmr.h"
+#include "sluice/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ HTTP server */
+
+/* A request as handed to a handler; every pointer is borrowed for the
+ * duration of the call. */
+typedef struct sl_http_request {
+	const char *method; /* "GET", "POST", ... */
+	const char *path;   /* URL path without the query, e.g. "/api/v0/info" */
+	const uint8_t *body;
+	size_t body_len;
+	void *impl; /* private: the connection */
+} sl_http_request;
+
+/* The query parameter `name` (percent-decoded), or NULL if absent. */
+const char *sl_http_request_query(const sl_http_request *r, const char *name);
+/* The request header `name` (case-insensitive), or NULL if absent. */
+const char *sl_http_request_header(const sl_http_request *r, const char *name);
+
+/* Filled by the handler. The server sends `body` with `status` and
+ * `content_type` (default "application/json") and frees the body. */
+typedef struct sl_http_response {
+	int status; /* default 200 */
+	const char *content_type;
+	sl_buf body; /* capped at the server's max_response */
+} sl_http_response;
+
+/* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,
+ * "Wire protocol"). Returns SL_OK. */
+int sl_http_response_error(sl_http_response *r, int status, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Called from the server's worker threads, possibly several at once. */
+typedef void (*sl_http_handler)(void *ctx, const sl_http_request *req, sl_http_response *resp);
+
+typedef struct sl_http_server_options {
+	const char *listen_addr; /* IPv4 address to bind; default "127.0.0.1" */
+	uint16_t port;           /* 0: the kernel picks a free port */
+	unsigned threads;        /* worker threads, default 4 */
+	size_t max_request;      /* request body cap (413 past it), default 64 MiB */
+	size_t max_response;     /* response body cap, default 256 MiB */
+	unsigned timeout_s;      /* idle / stalled connection timeout, default 30 */
+	unsigned max_connections; /* default 256 */
+} sl_http_server_options;
+
+void sl_http_server_options_init(sl_http_server_options *o);
+
+typedef struct sl_http_server sl_http_server;
+
+/* Starts listening and serving in background threads. A request whose
+ * body passes max_request gets 413 with a JSON error and the handler is
+ * not called; malformed HTTP gets 400. */
+int sl_http_server_start(sl_http_server **out, const sl_http_server_options *o,
+                         sl_http_handler handler, void *ctx);
+uint16_t sl_http_server_port(const sl_http_server *s); /* the bound port */
+/* Stops accepting, waits for handlers in flight, frees. NULL ok. */
+void sl_http_server_stop(sl_http_server *s);
+
+/* ------------------------------------------------------------ HTTP client */
+
+typedef struct sl_http_client_options {
+	unsigned max_in_flight;      /* requests at once, default 4 */
+	unsigned connect_timeout_ms; /* default 5000 */
+	unsigned request_timeout_ms; /* whole request, default 30000 */
+	size_t max_response;         /* response body cap, default 256 MiB */
+} sl_http_client_options;
+
+void sl_http_client_options_init(sl_http_client_options *o);
+
+/* One libcurl multi handle with kept-alive connections. Used by one thread. */
+typedef struct sl_http_client sl_http_client;
+
+int sl_http_client_new(sl_http_client **out, const sl_http_client_options *o);
+void sl_http_client_free(sl_http_client *c); /* aborts requests in flight; NULL ok */
+
+/* The outcome of one request. rc is SL_OK when a complete response
+ * arrived (whatever its status); otherwise SL_ETIMEOUT, SL_EIO (connect
+ * refused, reset, malformed HTTP) or SL_ETOOLARGE, with `error` saying
+ * what happened in words. */
+typedef struct sl_http_result {
+	uint64_t tag;
+	int rc;
+	long status;
+	sl_buf body;
+	char error[256];
+} sl_http_result;
+
+void sl_http_result_init(sl_http_result *r);
+void sl_http_result_free(sl_http_result *r);
+
+/* Queue a request. headers: NULL or a NULL-terminated array of
+ * "Name: value" strings; url, headers and body are copied. The request
+ * starts at once if fewer than max_in_flight are running, else when one
+ * finishes. tag is returned with the result. */
+int sl_http_client_submit(sl_http_client *c, const char *method, const char *url,
+                          const char *const *headers, const void *body, size_t body_len,
+                          uint64_t tag);
+/* Drive transfers for up to timeout_ms; returns 1 with *out filled (the
+ * caller frees it) when a request has finished, 0 if none finished in
+ * time, or a negative SL_E* code if the client itself failed. */
+int sl_http_client_poll(sl_http_client *c, int timeout_ms, sl_http_result *out);
+/* Requests queued or running, not yet returned by poll. */
+size_t sl_http_client_pending(const sl_http_client *c);
+/* Submit one request and wait for it (other requests keep running and
+ * their results stay queued for poll). Returns the result's rc. */
+int sl_http_client_fetch(sl_http_client *c, const char *method, const char *url,
+                         const char *const *headers, const void *body, size_t body_len,
+                         sl_http_result *out);
+
+/* ---------------------------------------------------------------- metrics */
+
+/* Counters and gauges rendered in the Prometheus text format. Updates are
+ * atomic and may come from any thread. */
+typedef struct sl_metrics sl_metrics;
+typedef struct sl_metric sl_metric;
+
+int sl_metrics_new(sl_metrics **out);
+void sl_metrics_free(sl_metrics *m); /* NULL ok */
+/* Register a metric; the same name and labels twice returns the same
+ * metric. labels: NULL or the text between braces, e.g. "endpoint=\"ops\"".
+ * Returns NULL only when out of memory. */
+sl_metric *sl_metrics_counter(sl_metrics *m, const char *name, const char *labels,
+                              const char *help);
+sl_metric *sl_metrics_gauge(sl_metrics *m, const char *name, const char *labels,
+                            const char *help);
+void sl_metric_add(sl_metric *c, uint64_t n); /* counter; NULL ok (no-op) */
+void sl_metric_set(sl_metric *g, double v);   /* gauge; NULL ok (no-op) */
+double sl_metric_value(const sl_metric *m);
+/* `# HELP`, `# TYPE` and value lines, metrics in registration order. */
+int sl_metrics_render(sl_metrics *m, sl_buf *out);
+/* Serve GET /metrics on addr:port (404 for anything else). */
+int sl_metrics_serve(sl_http_server **out, sl_metrics *m, const char *addr, uint16_t port);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
