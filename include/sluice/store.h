@@ -187,6 +187,48 @@ int sl_store_prove_key(sl_store *s, const char *ns, const char *key, size_t key_
 int sl_store_range_proof(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t end,
                          sl_mmr_proof *out);
 
+/* ------------------------------------------------------------ replication */
+
+/* Create namespace `name` as a replica that starts at location `start` of
+ * another node's log (src/store/replica.c): it holds no operation below
+ * start, and `pinned` (the peaks of the MMR of `start` leaves, tallest
+ * first, as sl_mmr_range_verify_pinned returns them) stand for them. Its
+ * size and pruned boundary are `start`, its root that of the pinned
+ * peaks. start 0 with no pinned nodes creates a plain empty namespace.
+ * SL_EEXISTS if it exists; SL_EINVAL if n_pinned is not popcount(start). */
+int sl_store_ns_create_at(sl_store *s, const char *name, sl_ns_kind kind, uint64_t start,
+                          const sl_digest *pinned, size_t n_pinned);
+
+/* Append operations received from another node, which the caller has
+ * verified against a root it trusts, to the end of ns's log in one
+ * transaction. start must be the namespace's size (SL_ECONFLICT
+ * otherwise) and the last operation a commit (SL_EINVAL). values[i] is the
+ * value of a set/update (its length and digest are checked: SL_EVERIFY)
+ * and is ignored for other operations. An element that does not decode,
+ * an operation that does not suit the kind, or a commit floor that moves
+ * back or past its location is SL_ECORRUPT. On failure nothing is written.
+ * *out (may be NULL) receives the new target. */
+int sl_store_append_ops(sl_store *s, const char *ns, uint64_t start, const sl_bytes *elements,
+                        const sl_bytes *values, size_t n, sl_target *out);
+
+/* A range of the log as sync serves it, read in one snapshot: the range
+ * proof for operations [start, end) against the MMR at `size` operations
+ * (0: the latest commit), where end = min(start + max, size), then each of
+ * those operations handed to cb with its value (NULL/0 for delete and
+ * commit). A non-zero return from cb stops and is returned. SL_EINVAL for
+ * an empty range, a size past the last commit, or a start below the pruned
+ * boundary. */
+typedef int (*sl_op_value_fn)(void *ctx, uint64_t loc, const sl_op *op, const uint8_t *element,
+                              size_t element_len, const void *value, size_t value_len);
+int sl_store_read_range(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t max,
+                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof);
+
+/* Consistency proof that the namespace's MMR at old_size operations is a
+ * prefix of the one at new_size (old_size <= new_size <= size). SL_EINVAL
+ * if old_size is below the pruned boundary (and not 0). */
+int sl_store_consistency_proof(sl_store *s, const char *ns, uint64_t old_size, uint64_t new_size,
+                               sl_mmr_proof *out);
+
 /* ------------------------------------------------------------- maintenance */
 
 typedef struct sl_verify_report {

@@ -150,18 +150,7 @@ int sl_batch_del(sl_batch *b, const char *key, size_t key_len)
 
 /* ----------------------------------------------------------------- commit */
 
-typedef struct commit_ctx {
-	sl_store *s;
-	ns_row row;
-	ns_cache *cache;
-	uint64_t loc; /* next location */
-	int tail_dirty;
-	sl_buf element;       /* encoding of the operation being appended */
-	sl_buf floor_element; /* operation read at the floor */
-	sl_buf floor_value;   /* and its inline value */
-} commit_ctx;
-
-static int flush_tail(commit_ctx *cx)
+int store_append_flush_tail(append_ctx *cx)
 {
 	ns_cache *c = cx->cache;
 	sqlite3_stmt *st;
@@ -175,10 +164,7 @@ static int flush_tail(commit_ctx *cx)
 	return store_step_done(cx->s, st, "write MMR nodes");
 }
 
-/* Append op at cx->loc with its value: inline in the operation's row when
- * small, otherwise in blobs. For set and update, the overlay now points the
- * key at the new location; for delete, it holds a tombstone. */
-static int append_op(commit_ctx *cx, const sl_op *op, const void *value)
+int store_append_op(append_ctx *cx, const sl_op *op, const void *value)
 {
 	ns_cache *c = cx->cache;
 	sl_digest nodes[SL_MMR_MAX_PEAKS + 1];
@@ -220,7 +206,7 @@ static int append_op(commit_ctx *cx, const sl_op *op, const void *value)
 		c->tail[c->tail_len++] = nodes[i];
 		cx->tail_dirty = 1;
 		if (c->tail_len == SL_CHUNK_NODES) {
-			if ((rc = flush_tail(cx)) != SL_OK)
+			if ((rc = store_append_flush_tail(cx)) != SL_OK)
 				return rc;
 			c->tail_chunk++;
 			c->tail_len = 0;
@@ -231,7 +217,7 @@ static int append_op(commit_ctx *cx, const sl_op *op, const void *value)
 }
 
 /* Apply one entry; *appended is set to 1 if it appended an operation. */
-static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, int *appended)
+static int apply_entry(append_ctx *cx, const sl_batch *b, const batch_entry *e, int *appended)
 {
 	const char *key = (const char *)b->arena.data + e->key_off;
 	const void *value = b->arena.data + e->value_off;
@@ -266,14 +252,14 @@ static int apply_entry(commit_ctx *cx, const sl_batch *b, const batch_entry *e, 
 	} else {
 		op.type = SL_OP_UPDATE;
 	}
-	if ((rc = append_op(cx, &op, value)) != SL_OK)
+	if ((rc = store_append_op(cx, &op, value)) != SL_OK)
 		return rc;
 	*appended = 1;
 	return SL_OK;
 }
 
 /* Move the floor of a mutable namespace forward; see the file comment. */
-static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
+static int raise_floor(append_ctx *cx, uint64_t budget, uint64_t *floor)
 {
 	uint64_t f = *floor;
 	state_entry cur;
@@ -301,8 +287,9 @@ static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
 						return rc;
 					value = blob.data;
 				}
-				/* op borrows from floor_element, which append_op leaves alone. */
-				rc = append_op(cx, &op, value);
+				/* op borrows from floor_element, which store_append_op leaves
+				 * alone. */
+				rc = store_append_op(cx, &op, value);
 				sl_buf_free(&blob);
 				if (rc != SL_OK)
 					return rc;
@@ -315,7 +302,27 @@ static int raise_floor(commit_ctx *cx, uint64_t budget, uint64_t *floor)
 	return SL_OK;
 }
 
-static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
+int store_append_finish(append_ctx *cx, uint64_t floor)
+{
+	int rc;
+	if ((rc = store_append_flush_tail(cx)) != SL_OK)
+		return rc;
+	cx->row.size = cx->loc;
+	cx->row.floor = floor;
+	sl_mmr_frontier_root(&cx->cache->frontier, &cx->row.root);
+	cx->cache->ov_upto = cx->row.size;
+	if (cx->row.size - cx->row.state_loc >= cx->s->state_flush_ops &&
+	    (rc = store_state_flush(cx->s, &cx->row, cx->cache)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_write(cx->s, &cx->row)) != SL_OK ||
+	    (rc = store_commit_txn(cx->s)) != SL_OK)
+		return rc;
+	cx->cache->fr_size = cx->row.size;
+	cx->cache->fr_root = cx->row.root;
+	return SL_OK;
+}
+
+static int commit_locked(sl_batch *b, append_ctx *cx, sl_target *out)
 {
 	uint64_t n_appended = 0, floor;
 	sl_op commit;
@@ -344,20 +351,10 @@ static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
 	memset(&commit, 0, sizeof(commit));
 	commit.type = SL_OP_COMMIT;
 	commit.floor = floor;
-	if ((rc = append_op(cx, &commit, NULL)) != SL_OK || (rc = flush_tail(cx)) != SL_OK)
+	if ((rc = store_append_op(cx, &commit, NULL)) != SL_OK)
 		return rc;
-	cx->row.size = cx->loc;
-	cx->row.floor = floor;
-	sl_mmr_frontier_root(&cx->cache->frontier, &cx->row.root);
-	cx->cache->ov_upto = cx->row.size;
-	if (cx->row.size - cx->row.state_loc >= cx->s->state_flush_ops &&
-	    (rc = store_state_flush(cx->s, &cx->row, cx->cache)) != SL_OK)
+	if ((rc = store_append_finish(cx, floor)) != SL_OK)
 		return rc;
-	if ((rc = store_ns_write(cx->s, &cx->row)) != SL_OK ||
-	    (rc = store_commit_txn(cx->s)) != SL_OK)
-		return rc;
-	cx->cache->fr_size = cx->row.size;
-	cx->cache->fr_root = cx->row.root;
 	out->size = cx->row.size;
 	out->root = cx->row.root;
 	out->floor = floor;
@@ -366,7 +363,7 @@ static int commit_locked(sl_batch *b, commit_ctx *cx, sl_target *out)
 
 int sl_batch_commit(sl_batch *b, sl_target *out)
 {
-	commit_ctx cx;
+	append_ctx cx;
 	sl_target target;
 	int rc;
 

@@ -228,6 +228,10 @@ static int range_proof_for_row(sl_store *s, const ns_row *row, uint64_t size, ui
 		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
 		                    (unsigned long long)size, row->name,
 		                    (unsigned long long)row->size);
+	/* A replica holds only the pinned nodes below its start (replica.c). */
+	if (start < row->pruned)
+		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
+		                    (unsigned long long)row->pruned, row->name);
 	chunk_reader_init(&reader, s, row->id);
 	nodes = chunk_reader_nodes(&reader);
 	return sl_mmr_range_proof(out, &nodes, size, start, end);
@@ -248,6 +252,115 @@ int sl_store_range_proof(sl_store *s, const char *ns, uint64_t size, uint64_t st
 {
 	range_args a = {ns, size, start, end, out};
 	return in_read_txn(s, range_locked, &a);
+}
+
+/* ----------------------------------------------------- ranges for sync */
+
+typedef struct read_range_args {
+	sl_store *s;
+	const char *ns;
+	uint64_t size, start, max;
+	sl_op_value_fn cb;
+	void *ctx;
+	sl_mmr_proof *proof;
+	int64_t ns_id;
+	sl_buf blob;
+} read_range_args;
+
+static int range_entry_cb(void *ctx, const log_entry *e)
+{
+	read_range_args *a = ctx;
+	const void *value = NULL;
+	size_t value_len = 0;
+	int rc;
+
+	if (e->op->type == SL_OP_SET || e->op->type == SL_OP_UPDATE) {
+		value = e->value;
+		value_len = e->value_len;
+		if (!e->has_value) { /* a large value, in blobs */
+			state_entry st = {e->loc, e->op->digest, e->op->value_len};
+			if ((rc = store_value_get(a->s, a->ns_id, &st, &a->blob)) != SL_OK)
+				return rc;
+			value = a->blob.data;
+			value_len = a->blob.len;
+		}
+	}
+	return a->cb(a->ctx, e->loc, e->op, e->element, e->element_len, value, value_len);
+}
+
+static int read_range_locked(sl_store *s, void *arg)
+{
+	read_range_args *a = arg;
+	uint64_t end;
+	ns_row row;
+	int rc;
+
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (a->size == 0)
+		a->size = row.size;
+	if (a->start >= a->size || a->max == 0)
+		return sl_error_set(SL_EINVAL,
+		                    "no operations from %llu (max %llu) in the first %llu of '%s'",
+		                    (unsigned long long)a->start, (unsigned long long)a->max,
+		                    (unsigned long long)a->size, a->ns);
+	end = a->size - a->start > a->max ? a->start + a->max : a->size;
+	if ((rc = range_proof_for_row(s, &row, a->size, a->start, end, a->proof)) != SL_OK)
+		return rc;
+	a->ns_id = row.id;
+	return store_log_walk(s, row.id, a->start, end, range_entry_cb, a);
+}
+
+int sl_store_read_range(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t max,
+                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof)
+{
+	read_range_args a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.s = s;
+	a.ns = ns;
+	a.size = size;
+	a.start = start;
+	a.max = max;
+	a.cb = cb;
+	a.ctx = ctx;
+	a.proof = proof;
+	sl_buf_init(&a.blob, SL_VALUE_MAX);
+	rc = in_read_txn(s, read_range_locked, &a);
+	sl_buf_free(&a.blob);
+	return rc;
+}
+
+static int consistency_locked(sl_store *s, void *arg)
+{
+	range_args *a = arg;
+	chunk_reader reader;
+	sl_mmr_nodes nodes;
+	ns_row row;
+	int rc;
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (a->end > row.size || a->start > a->end)
+		return sl_error_set(SL_EINVAL,
+		                    "no consistency proof from %llu to %llu operations of '%s' "
+		                    "(size %llu)",
+		                    (unsigned long long)a->start, (unsigned long long)a->end, a->ns,
+		                    (unsigned long long)row.size);
+	/* The peaks of a size below the pruned boundary may not be stored. */
+	if (a->start != 0 && a->start < row.pruned)
+		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
+		                    (unsigned long long)row.pruned, a->ns);
+	chunk_reader_init(&reader, s, row.id);
+	nodes = chunk_reader_nodes(&reader);
+	return sl_mmr_consistency_proof(a->out, &nodes, a->start, a->end);
+}
+
+int sl_store_consistency_proof(sl_store *s, const char *ns, uint64_t old_size, uint64_t new_size,
+                               sl_mmr_proof *out)
+{
+	range_args a = {ns, new_size, old_size, new_size, out};
+	return in_read_txn(s, consistency_locked, &a);
 }
 
 void sl_key_proof_init(sl_key_proof *p)

@@ -8,7 +8,9 @@
  *
  * Invariants, for every namespace N, after every SQLite transaction:
  *   I1. ops holds exactly the locations [N.pruned, N.size), and the last
- *       one (if N.size > N.pruned) is a commit whose floor equals N.floor.
+ *       one (if N.size > N.pruned) is a commit whose floor, raised to
+ *       N.pruned if below it, equals N.floor (only a replica's log, which
+ *       starts mid-way, holds commits with floors below N.pruned).
  *       A set/update of at most SL_INLINE_VALUE_MAX bytes holds its value
  *       in its row; a larger one's value is in blobs.
  *   I2. mmr holds exactly the sl_mmr_size_for_leaves(N.size) nodes of the
@@ -497,7 +499,7 @@ int store_ns_load(sl_store *s, const char *name, ns_row *out)
 	return SL_OK;
 }
 
-int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind)
+int store_ns_insert(sl_store *s, const char *name, sl_ns_kind kind)
 {
 	sqlite3_stmt *st;
 	sl_digest empty;
@@ -508,32 +510,34 @@ int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind)
 		return rc;
 	if (kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE)
 		return sl_error_set(SL_EINVAL, "unknown namespace kind %d", (int)kind);
-	if ((rc = store_begin_write(s)) != SL_OK)
-		return rc;
 	rc = store_ns_load(s, name, &existing);
-	if (rc == SL_OK) {
-		rc = sl_error_set(SL_EEXISTS, "namespace '%s' already exists (%s)", name,
-		                  sl_ns_kind_name(existing.kind));
-		goto cleanup;
-	}
+	if (rc == SL_OK)
+		return sl_error_set(SL_EEXISTS, "namespace '%s' already exists (%s)", name,
+		                    sl_ns_kind_name(existing.kind));
 	if (rc != SL_ENOTFOUND)
-		goto cleanup;
+		return rc;
+	sl_error_clear();
 	sl_mmr_root_digest(&empty, 0, NULL, 0);
-	if (!(st = store_stmt(s, STMT_NS_INSERT))) {
-		rc = sl_error_last()->code;
-		goto cleanup;
-	}
+	if (!(st = store_stmt(s, STMT_NS_INSERT)))
+		return sl_error_last()->code;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, (int)kind);
 	sqlite3_bind_blob(st, 3, empty.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
 	if ((rc = store_step_done(s, st, "create namespace")) != SL_OK)
-		goto cleanup;
-	if (sqlite3_last_insert_rowid(s->db) >= SL_NS_ID_LIMIT) {
-		rc = sl_error_set(SL_ETOOLARGE, "too many namespaces");
-		goto cleanup;
-	}
-	rc = store_commit_txn(s);
-cleanup:
+		return rc;
+	if (sqlite3_last_insert_rowid(s->db) >= SL_NS_ID_LIMIT)
+		return sl_error_set(SL_ETOOLARGE, "too many namespaces");
+	return SL_OK;
+}
+
+int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind)
+{
+	int rc;
+
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_insert(s, name, kind)) == SL_OK)
+		rc = store_commit_txn(s);
 	if (rc != SL_OK)
 		store_rollback_txn(s);
 	return rc;

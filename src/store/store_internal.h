@@ -164,6 +164,8 @@ int store_commit_txn(sl_store *s);
 void store_rollback_txn(sl_store *s);
 int store_ns_load(sl_store *s, const char *name, ns_row *out);
 int store_ns_write(sl_store *s, const ns_row *row);
+/* Inside a write transaction: validate and add an empty namespace. */
+int store_ns_insert(sl_store *s, const char *name, sl_ns_kind kind);
 /* Read operation loc; with value non-NULL also its inline value, and
  * *has_value says whether the row holds one. */
 int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element, sl_buf *value,
@@ -217,6 +219,30 @@ static inline int64_t store_pack_id(int64_t ns_id, uint64_t low)
 {
 	return (int64_t)(((uint64_t)ns_id << SL_LOC_BITS) | low);
 }
+
+/* --- batch.c: appending operations inside a write transaction, after
+ * store_ns_sync and store_cache_writer. Used by commits and by replication
+ * (replica.c). */
+typedef struct append_ctx {
+	sl_store *s;
+	ns_row row;
+	ns_cache *cache;
+	uint64_t loc; /* next location */
+	int tail_dirty;
+	sl_buf element;       /* encoding of the operation being appended */
+	sl_buf floor_element; /* operation read at the floor */
+	sl_buf floor_value;   /* and its inline value */
+} append_ctx;
+
+/* Append op at cx->loc with its value: inline in the operation's row when
+ * small, otherwise in blobs. For set and update, the overlay now points the
+ * key at the new location; for delete, it holds a tombstone. */
+int store_append_op(append_ctx *cx, const sl_op *op, const void *value);
+int store_append_flush_tail(append_ctx *cx);
+/* After the last operation (a commit carrying floor): write the MMR tail,
+ * the new size/floor/root (flushing the state table when due) and commit
+ * the transaction. */
+int store_append_finish(append_ctx *cx, uint64_t floor);
 
 /* --- chunk reader (store.c) */
 void chunk_reader_init(chunk_reader *r, sl_store *s, int64_t ns_id);

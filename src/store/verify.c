@@ -214,7 +214,8 @@ static int walk_log(verify_ctx *v)
 		return rc;
 	if (v->row.size > v->row.pruned && !v->last_is_commit)
 		return sl_error_set(SL_ECORRUPT, "the last operation is not a commit");
-	if (v->row.size > v->row.pruned && v->last_floor != v->row.floor)
+	if (v->row.size > v->row.pruned &&
+	    (v->last_floor > v->row.pruned ? v->last_floor : v->row.pruned) != v->row.floor)
 		return sl_error_set(SL_ECORRUPT, "last commit floor %llu, namespace floor %llu",
 		                    (unsigned long long)v->last_floor,
 		                    (unsigned long long)v->row.floor);
