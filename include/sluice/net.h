@@ -44,7 +44,7 @@ typedef struct sl_http_response {
 } sl_http_response;
 
 /* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,
- * "Wire protocol"). Returns SL_OK. */
+ * "Wire protocol"). SL_OK, or SL_ENOMEM/SL_ETOOLARGE leaving r as it was. */
 int sl_http_response_error(sl_http_response *r, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
@@ -52,12 +52,12 @@ int sl_http_response_error(sl_http_response *r, int status, const char *code, co
 typedef void (*sl_http_handler)(void *ctx, const sl_http_request *req, sl_http_response *resp);
 
 typedef struct sl_http_server_options {
-	const char *listen_addr; /* IPv4 address to bind; default "127.0.0.1" */
-	uint16_t port;           /* 0: the kernel picks a free port */
-	unsigned threads;        /* worker threads, default 4 */
-	size_t max_request;      /* request body cap (413 past it), default 64 MiB */
-	size_t max_response;     /* response body cap, default 256 MiB */
-	unsigned timeout_s;      /* idle / stalled connection timeout, default 30 */
+	const char *listen_addr;  /* IPv4 address to bind; default "127.0.0.1" */
+	uint16_t port;            /* 0: the kernel picks a free port */
+	unsigned threads;         /* worker threads, default 4 */
+	size_t max_request;       /* request body cap (413 past it), default 64 MiB */
+	size_t max_response;      /* response body cap, default 256 MiB */
+	unsigned timeout_s;       /* idle / stalled connection timeout, default 30 */
 	unsigned max_connections; /* default 256 */
 } sl_http_server_options;
 
@@ -139,8 +139,7 @@ void sl_metrics_free(sl_metrics *m); /* NULL ok */
  * Returns NULL only when out of memory. */
 sl_metric *sl_metrics_counter(sl_metrics *m, const char *name, const char *labels,
                               const char *help);
-sl_metric *sl_metrics_gauge(sl_metrics *m, const char *name, const char *labels,
-                            const char *help);
+sl_metric *sl_metrics_gauge(sl_metrics *m, const char *name, const char *labels, const char *help);
 void sl_metric_add(sl_metric *c, uint64_t n); /* counter; NULL ok (no-op) */
 void sl_metric_set(sl_metric *g, double v);   /* gauge; NULL ok (no-op) */
 double sl_metric_value(const sl_metric *m);
@@ -148,6 +147,64 @@ double sl_metric_value(const sl_metric *m);
 int sl_metrics_render(sl_metrics *m, sl_buf *out);
 /* Serve GET /metrics on addr:port (404 for anything else). */
 int sl_metrics_serve(sl_http_server **out, sl_metrics *m, const char *addr, uint16_t port);
+
+/* ------------------------------------------------------------ wire codec */
+
+/* The binary frames of the sync protocol; every byte is written down in
+ * docs/protocol.md ("Sync wire format"). Decoders accept exactly one
+ * well-formed frame: a wrong version, a count past its cap, a truncated
+ * or overlong field, an element that is not one valid operation, a value
+ * of the wrong length or trailing bytes is SL_ECORRUPT (SL_ETOOLARGE for a
+ * count past its cap), and nothing is returned. */
+
+#define SL_WIRE_VERSION     1
+#define SL_WIRE_MAX_OPS     65536  /* operations in one ops frame */
+#define SL_WIRE_MAX_ENTRIES 100000 /* entries in one commit batch */
+
+/* An ops frame: operations [start, start+n) with their values, a range
+ * proof for them against the MMR of `size` leaves, and optionally the
+ * pinned nodes for `start`. Decoded elements and values borrow from the
+ * frame buffer. */
+typedef struct sl_wire_ops {
+	uint64_t start;
+	uint64_t size;
+	size_t n;
+	sl_bytes *elements; /* n; owned array, borrowed bytes */
+	sl_bytes *values;   /* n; {NULL, 0} for delete and commit */
+	sl_mmr_proof proof; /* owned */
+	size_t n_pinned;
+	sl_digest pinned[SL_MMR_MAX_PEAKS];
+} sl_wire_ops;
+
+/* Encoding in three steps, so a server can stream operations out of the
+ * store: begin writes the header with a count that end patches in. */
+int sl_wire_ops_begin(sl_buf *out, uint64_t start, uint64_t size);
+/* value: the value of a set/update (value_len must equal the element's),
+ * ignored for other operations. */
+int sl_wire_ops_add(sl_buf *out, const uint8_t *element, size_t element_len, const void *value,
+                    size_t value_len);
+int sl_wire_ops_end(sl_buf *out, size_t n_ops, const sl_mmr_proof *proof, const sl_digest *pinned,
+                    size_t n_pinned);
+int sl_wire_ops_decode(sl_wire_ops *out, const uint8_t *frame, size_t len);
+void sl_wire_ops_free(sl_wire_ops *w); /* NULL ok */
+
+/* A commit batch (POST .../commit): puts and deletes in order. */
+typedef struct sl_wire_entry {
+	int is_delete;
+	const char *key; /* borrowed from the body; not NUL-terminated */
+	size_t key_len;
+	const uint8_t *value;
+	size_t value_len;
+} sl_wire_entry;
+
+int sl_wire_batch_begin(sl_buf *out);
+int sl_wire_batch_put(sl_buf *out, const char *key, size_t key_len, const void *value,
+                      size_t value_len);
+int sl_wire_batch_del(sl_buf *out, const char *key, size_t key_len);
+/* Patches the entry count into the header written by begin. */
+int sl_wire_batch_end(sl_buf *out, size_t n_entries);
+/* Keys are validated (sl_key_validate); *out is from sl_malloc. */
+int sl_wire_batch_decode(sl_wire_entry **out, size_t *n_out, const uint8_t *body, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,509 @@
+/*
+ * The HTTP server: a thin layer over libmicrohttpd (MHD) running its own
+ * epoll threads (a pool of `threads`), bound to one IPv4 address. MHD
+ * parses HTTP, keeps connections alive, answers malformed requests with
+ * 400 and closes connections idle or stalled for timeout_s.
+ *
+ * MHD calls the access handler several times per request: once when the
+ * headers are in (we allocate a request_state and check Content-Length),
+ * once per chunk of body (appended to a buffer capped at max_request),
+ * and once more with no data when the body is complete, which is when the
+ * caller's handler runs and its response is queued. A body past the cap
+ * is answered with 413 and never reaches the handler: at once when
+ * Content-Length announces it (MHD then skips the body and closes the
+ * connection), otherwise after the rest of the body has been read and
+ * thrown away, because MHD only accepts a response once the request is
+ * complete. A client that keeps sending past twice the cap is cut off.
+ * The request_state is freed in the completion callback, which MHD calls
+ * for every request it presented to us, finished or not.
+ *
+ * Response bodies are handed to MHD without a copy: MHD frees them with
+ * sl_free once sent. MHD's own diagnostics go to sl_log at debug level;
+ * the last one on the starting thread explains a failed start.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "sluice/net.h"
+
+#define DEFAULT_LISTEN_ADDR     "127.0.0.1"
+#define DEFAULT_THREADS         4
+#define DEFAULT_MAX_REQUEST     ((size_t)64 * 1024 * 1024)
+#define DEFAULT_MAX_RESPONSE    ((size_t)256 * 1024 * 1024)
+#define DEFAULT_TIMEOUT_S       30
+#define DEFAULT_MAX_CONNECTIONS 256
+/* Error bodies are small; they get their own cap so that a tiny
+ * max_response cannot prevent a 413 or 500 from being sent. */
+#define ERROR_BODY_MAX  4096
+#define MHD_MESSAGE_MAX 256
+
+struct sl_http_server {
+	struct MHD_Daemon *daemon;
+	sl_http_handler handler;
+	void *ctx;
+	size_t max_request;
+	size_t max_response;
+	uint16_t port;
+};
+
+/* Per request, from the first access-handler call to completion. */
+typedef struct request_state {
+	sl_buf body;
+	/* 0 while all is well, else the status to answer once the body has
+	 * been read: 413 (past max_request) or 500 (out of memory). */
+	unsigned reject_status;
+	size_t discarded; /* body bytes thrown away after a rejection */
+} request_state;
+
+/* The last MHD diagnostic on this thread, to explain a failed start. */
+static _Thread_local char mhd_last_message[MHD_MESSAGE_MAX];
+
+void sl_http_server_options_init(sl_http_server_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->listen_addr = DEFAULT_LISTEN_ADDR;
+	o->port = 0;
+	o->threads = DEFAULT_THREADS;
+	o->max_request = DEFAULT_MAX_REQUEST;
+	o->max_response = DEFAULT_MAX_RESPONSE;
+	o->timeout_s = DEFAULT_TIMEOUT_S;
+	o->max_connections = DEFAULT_MAX_CONNECTIONS;
+}
+
+/* ------------------------------------------------------------- requests */
+
+static const char *lookup_value(const sl_http_request *r, enum MHD_ValueKind kind, const char *name)
+{
+	const char *value = NULL;
+	size_t value_len = 0;
+
+	if (!r || !r->impl || !name)
+		return NULL;
+	if (MHD_lookup_connection_value_n(r->impl, kind, name, strlen(name), &value, &value_len) !=
+	    MHD_YES)
+		return NULL;
+	/* "?flag" is present without a value. */
+	return value ? value : "";
+}
+
+const char *sl_http_request_query(const sl_http_request *r, const char *name)
+{
+	return lookup_value(r, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *sl_http_request_header(const sl_http_request *r, const char *name)
+{
+	return lookup_value(r, MHD_HEADER_KIND, name);
+}
+
+/* ------------------------------------------------------------ responses */
+
+/* Append s as the inside of a JSON string. */
+static int append_json_escaped(sl_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *run = p;
+	char esc[7];
+	size_t esc_len;
+	int rc = SL_OK;
+
+	for (; *p; p++) {
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			continue;
+		rc = sl_buf_append(b, run, (size_t)(p - run));
+		if (rc != SL_OK)
+			goto cleanup;
+		esc[0] = '\\';
+		esc_len = 2;
+		switch (*p) {
+		case '"':
+			esc[1] = '"';
+			break;
+		case '\\':
+			esc[1] = '\\';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 0xf];
+			esc_len = 6;
+			break;
+		}
+		rc = sl_buf_append(b, esc, esc_len);
+		if (rc != SL_OK)
+			goto cleanup;
+		run = p + 1;
+	}
+	rc = sl_buf_append(b, run, (size_t)(p - run));
+cleanup:
+	return rc;
+}
+
+int sl_http_response_error(sl_http_response *r, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	char *message = NULL;
+	sl_buf json = SL_BUF_INIT(r->body.max);
+	int n;
+	int rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		rc = sl_error_set(SL_EINVAL, "cannot format error message \"%s\"", fmt);
+		goto cleanup;
+	}
+	message = sl_malloc((size_t)n + 1);
+	if (!message) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	va_start(ap, fmt);
+	vsnprintf(message, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+
+	rc = sl_buf_append_str(&json, "{\"error\":\"");
+	if (rc == SL_OK)
+		rc = append_json_escaped(&json, code ? code : "");
+	if (rc == SL_OK)
+		rc = sl_buf_append_str(&json, "\",\"message\":\"");
+	if (rc == SL_OK)
+		rc = append_json_escaped(&json, message);
+	if (rc == SL_OK)
+		rc = sl_buf_append_str(&json, "\"}");
+	if (rc != SL_OK)
+		goto cleanup;
+	/* Whatever the handler wrote so far is replaced. */
+	sl_buf_free(&r->body);
+	r->body = json;
+	sl_buf_init(&json, 0);
+	r->status = status;
+	r->content_type = "application/json";
+cleanup:
+	sl_buf_free(&json);
+	sl_free(message);
+	return rc;
+}
+
+/* Queue resp on conn. The body moves to MHD, which frees it once sent. */
+static enum MHD_Result send_response(struct MHD_Connection *conn, sl_http_response *resp)
+{
+	static char empty[1];
+	struct MHD_Response *reply = NULL;
+	unsigned status = resp->status == 0 ? 200u : (unsigned)resp->status;
+	const char *content_type = resp->content_type ? resp->content_type : "application/json";
+	enum MHD_Result result = MHD_NO;
+
+	if (resp->status != 0 && (resp->status < 100 || resp->status > 599)) {
+		sl_log(SL_LOG_WARN, "http handler set an invalid status", "status=%d",
+		       resp->status);
+		status = 500;
+	}
+	if (resp->body.data && resp->body.len > 0) {
+		reply = MHD_create_response_from_buffer_with_free_callback(
+		        resp->body.len, resp->body.data, sl_free);
+		if (reply)
+			sl_buf_init(&resp->body, resp->body.max); /* now MHD's */
+	} else {
+		reply = MHD_create_response_from_buffer(0, empty, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!reply)
+		goto cleanup;
+	if (MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES)
+		goto cleanup;
+	result = MHD_queue_response(conn, status, reply);
+cleanup:
+	if (reply)
+		MHD_destroy_response(reply);
+	sl_buf_free(&resp->body);
+	return result;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                  const char *message)
+{
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX)};
+
+	if (sl_http_response_error(&resp, (int)status, code, "%s", message) != SL_OK) {
+		/* Out of memory: the status alone still says what happened. */
+		resp.status = (int)status;
+	}
+	return send_response(conn, &resp);
+}
+
+/* ----------------------------------------------------------- MHD hooks */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char quoted[MHD_MESSAGE_MAX + 16];
+	size_t len;
+
+	(void)cls;
+	vsnprintf(mhd_last_message, sizeof(mhd_last_message), fmt, ap);
+	len = strlen(mhd_last_message);
+	while (len > 0 && (mhd_last_message[len - 1] == '\n' || mhd_last_message[len - 1] == '\r'))
+		mhd_last_message[--len] = '\0';
+	sl_log(SL_LOG_DEBUG, "http server", "detail=%s",
+	       sl_log_quote(quoted, sizeof(quoted), mhd_last_message));
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+	request_state *st = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)why;
+	if (!st)
+		return;
+	sl_buf_free(&st->body);
+	sl_free(st);
+	*con_cls = NULL;
+}
+
+/* The announced body length, or 0 when there is no Content-Length (a
+ * chunked body is checked as it arrives). An absurd value counts as huge. */
+static unsigned long long declared_length(struct MHD_Connection *conn)
+{
+	const char *value =
+	        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	unsigned long long n;
+
+	if (!value)
+		return 0;
+	errno = 0;
+	n = strtoull(value, NULL, 10);
+	if (errno == ERANGE)
+		return ULLONG_MAX;
+	return n;
+}
+
+/* Take one chunk of body, or throw it away once the request is rejected. */
+static void take_body(request_state *st, const char *data, size_t len)
+{
+	int rc;
+
+	if (st->reject_status == 0) {
+		rc = sl_buf_append(&st->body, data, len);
+		if (rc == SL_OK)
+			return;
+		st->reject_status = rc == SL_ETOOLARGE ? 413u : 500u;
+		st->discarded = st->body.len;
+		sl_buf_free(&st->body);
+	}
+	st->discarded = len > SIZE_MAX - st->discarded ? SIZE_MAX : st->discarded + len;
+}
+
+/* First call for a request: the headers are in, the body is not. */
+static enum MHD_Result start_request(const sl_http_server *s, struct MHD_Connection *conn,
+                                     void **con_cls)
+{
+	request_state *st;
+	unsigned long long declared;
+	char message[160];
+
+	st = sl_calloc(1, sizeof(*st));
+	if (!st)
+		return MHD_NO;
+	sl_buf_init(&st->body, s->max_request);
+	*con_cls = st;
+	declared = declared_length(conn);
+	if (declared <= s->max_request)
+		return MHD_YES;
+	snprintf(message, sizeof(message),
+	         "request body of %llu bytes exceeds the limit of %zu bytes", declared,
+	         s->max_request);
+	return send_error(conn, 413, "too_large", message);
+}
+
+/* Last call: the whole body is in. */
+static enum MHD_Result finish_request(const sl_http_server *s, struct MHD_Connection *conn,
+                                      const char *url, const char *method, const request_state *st)
+{
+	sl_http_request req;
+	sl_http_response resp;
+	char message[160];
+
+	if (st->reject_status == 413) {
+		snprintf(message, sizeof(message),
+		         "request body of %zu bytes exceeds the limit of %zu bytes", st->discarded,
+		         s->max_request);
+		return send_error(conn, 413, "too_large", message);
+	}
+	if (st->reject_status != 0)
+		return send_error(conn, 500, "internal", "out of memory reading the request body");
+
+	req.method = method;
+	req.path = url;
+	req.body = st->body.data ? st->body.data : (const uint8_t *)"";
+	req.body_len = st->body.len;
+	req.impl = conn;
+	resp.status = 0;
+	resp.content_type = NULL;
+	sl_buf_init(&resp.body, s->max_response);
+	s->handler(s->ctx, &req, &resp);
+	return send_response(conn, &resp);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+	const sl_http_server *s = cls;
+	request_state *st = *con_cls;
+	enum MHD_Result result;
+
+	(void)version;
+	if (!st) {
+		result = start_request(s, conn, con_cls);
+		goto cleanup;
+	}
+	if (*upload_data_size > 0) {
+		take_body(st, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		/* Reading a rejected body is bounded too: past twice the cap
+		 * the connection is closed without an answer. */
+		result = st->reject_status && st->discarded / 2 > s->max_request ? MHD_NO : MHD_YES;
+		goto cleanup;
+	}
+	result = finish_request(s, conn, url, method, st);
+cleanup:
+	return result;
+}
+
+/* --------------------------------------------------------------- server */
+
+static int check_options(const sl_http_server_options *o, sl_http_handler handler)
+{
+	if (!handler)
+		return sl_error_set(SL_EINVAL, "http server: no handler");
+	if (o->threads == 0)
+		return sl_error_set(SL_EINVAL, "http server: threads must be at least 1");
+	if (o->timeout_s == 0)
+		return sl_error_set(SL_EINVAL,
+		                    "http server: timeout_s must be at least 1 (idle connections "
+		                    "must be closed)");
+	if (o->max_connections < o->threads)
+		return sl_error_set(
+		        SL_EINVAL,
+		        "http server: max_connections (%u) must be at least threads (%u)",
+		        o->max_connections, o->threads);
+	return SL_OK;
+}
+
+int sl_http_server_start(sl_http_server **out, const sl_http_server_options *o,
+                         sl_http_handler handler, void *ctx)
+{
+	sl_http_server_options defaults;
+	sl_http_server *s = NULL;
+	struct sockaddr_in sa;
+	const union MHD_DaemonInfo *info;
+	const char *addr;
+	unsigned int flags;
+	int rc;
+
+	if (!o) {
+		sl_http_server_options_init(&defaults);
+		o = &defaults;
+	}
+	addr = o->listen_addr ? o->listen_addr : DEFAULT_LISTEN_ADDR;
+	rc = check_options(o, handler);
+	if (rc != SL_OK)
+		goto cleanup;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(o->port);
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		rc = sl_error_set(SL_EINVAL,
+		                  "http server: listen address \"%s\" is not an IPv4 address "
+		                  "(such as 127.0.0.1 or 0.0.0.0)",
+		                  addr);
+		goto cleanup;
+	}
+
+	s = sl_calloc(1, sizeof(*s));
+	if (!s) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	s->handler = handler;
+	s->ctx = ctx;
+	s->max_request = o->max_request;
+	s->max_response = o->max_response;
+
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	mhd_last_message[0] = '\0';
+	/* The logger comes first so that start-up messages reach it too. */
+	s->daemon = MHD_start_daemon(
+	        flags, o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+	        s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+	        (unsigned int)o->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout_s,
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_connections,
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+	if (!s->daemon) {
+		rc = sl_error_set_cause(
+		        SL_EIO, mhd_last_message, "http server: cannot listen on %s:%u%s%s", addr,
+		        (unsigned)o->port, mhd_last_message[0] ? ": " : "", mhd_last_message);
+		goto cleanup;
+	}
+	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = info && info->port ? info->port : o->port;
+	if (s->port == 0) {
+		rc = sl_error_set(SL_EIO, "http server: cannot tell which port %s:0 was bound to",
+		                  addr);
+		goto cleanup;
+	}
+	sl_log(SL_LOG_DEBUG, "http server listening", "addr=%s port=%u threads=%u", addr,
+	       (unsigned)s->port, o->threads);
+	*out = s;
+	s = NULL;
+	rc = SL_OK;
+cleanup:
+	sl_http_server_stop(s);
+	return rc;
+}
+
+uint16_t sl_http_server_port(const sl_http_server *s)
+{
+	return s ? s->port : 0;
+}
+
+void sl_http_server_stop(sl_http_server *s)
+{
+	if (!s)
+		return;
+	/* Joins MHD's threads, so handlers in flight finish first; requests
+	 * still open get their completion callback. */
+	if (s->daemon)
+		MHD_stop_daemon(s->daemon);
+	sl_free(s);
+}
