@@ -114,6 +114,9 @@ int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind);
 /* *out is an array allocated with sl_malloc, sorted by name. */
 int sl_store_ns_list(sl_store *s, sl_ns_info **out, size_t *n_out);
 int sl_store_ns_info(sl_store *s, const char *name, sl_ns_info *out);
+/* Like sl_store_ns_info without counting live keys (out->keys is 0):
+ * one row read, for callers that ask often (sync). */
+int sl_store_ns_head(sl_store *s, const char *name, sl_ns_info *out);
 
 /* ------------------------------------------------------------------ writes */
 
@@ -211,17 +214,25 @@ int sl_store_ns_create_at(sl_store *s, const char *name, sl_ns_kind kind, uint64
 int sl_store_append_ops(sl_store *s, const char *ns, uint64_t start, const sl_bytes *elements,
                         const sl_bytes *values, size_t n, sl_target *out);
 
-/* A range of the log as sync serves it, read in one snapshot: the range
- * proof for operations [start, end) against the MMR at `size` operations
- * (0: the latest commit), where end = min(start + max, size), then each of
- * those operations handed to cb with its value (NULL/0 for delete and
- * commit). A non-zero return from cb stops and is returned. SL_EINVAL for
- * an empty range, a size past the last commit, or a start below the pruned
- * boundary. */
+/* A range of the log as sync serves it, read in one snapshot: operations
+ * [start, end) handed to cb in order with their values (NULL/0 for delete
+ * and commit), where end = min(start + max, size), then the range proof
+ * for the operations cb took against the MMR at `size` operations (0: the
+ * latest commit). cb returns 0 to go on, a positive value to stop after
+ * this operation (a byte budget), or a negative error, which is returned.
+ * *n_read (may be NULL) receives how many operations cb took. SL_EINVAL
+ * for an empty range, a size past the last commit, or a start below the
+ * pruned boundary. */
 typedef int (*sl_op_value_fn)(void *ctx, uint64_t loc, const sl_op *op, const uint8_t *element,
                               size_t element_len, const void *value, size_t value_len);
 int sl_store_read_range(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t max,
-                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof);
+                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof, uint64_t *n_read);
+
+/* The pinned nodes for `start`: the peaks of the namespace's MMR at
+ * `start` operations, tallest first (start 0: none). SL_EINVAL if start
+ * is past the last commit or below the pruned boundary (and not 0). */
+int sl_store_pinned_nodes(sl_store *s, const char *ns, uint64_t start,
+                          sl_digest out[SL_MMR_MAX_PEAKS], size_t *n_out);
 
 /* Consistency proof that the namespace's MMR at old_size operations is a
  * prefix of the one at new_size (old_size <= new_size <= size). SL_EINVAL

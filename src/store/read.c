@@ -264,6 +264,7 @@ typedef struct read_range_args {
 	void *ctx;
 	sl_mmr_proof *proof;
 	int64_t ns_id;
+	uint64_t n_read; /* operations handed to cb */
 	sl_buf blob;
 } read_range_args;
 
@@ -285,6 +286,7 @@ static int range_entry_cb(void *ctx, const log_entry *e)
 			value_len = a->blob.len;
 		}
 	}
+	a->n_read++;
 	return a->cb(a->ctx, e->loc, e->op, e->element, e->element_len, value, value_len);
 }
 
@@ -304,15 +306,24 @@ static int read_range_locked(sl_store *s, void *arg)
 		                    "no operations from %llu (max %llu) in the first %llu of '%s'",
 		                    (unsigned long long)a->start, (unsigned long long)a->max,
 		                    (unsigned long long)a->size, a->ns);
+	if (a->size > row.size)
+		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
+		                    (unsigned long long)a->size, a->ns,
+		                    (unsigned long long)row.size);
+	if (a->start < row.pruned)
+		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
+		                    (unsigned long long)row.pruned, a->ns);
 	end = a->size - a->start > a->max ? a->start + a->max : a->size;
-	if ((rc = range_proof_for_row(s, &row, a->size, a->start, end, a->proof)) != SL_OK)
-		return rc;
 	a->ns_id = row.id;
-	return store_log_walk(s, row.id, a->start, end, range_entry_cb, a);
+	rc = store_log_walk(s, row.id, a->start, end, range_entry_cb, a);
+	if (rc < 0)
+		return rc;
+	/* The callback may stop early (rc > 0): prove what it took. */
+	return range_proof_for_row(s, &row, a->size, a->start, a->start + a->n_read, a->proof);
 }
 
 int sl_store_read_range(sl_store *s, const char *ns, uint64_t size, uint64_t start, uint64_t max,
-                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof)
+                        sl_op_value_fn cb, void *ctx, sl_mmr_proof *proof, uint64_t *n_read)
 {
 	read_range_args a;
 	int rc;
@@ -329,7 +340,48 @@ int sl_store_read_range(sl_store *s, const char *ns, uint64_t size, uint64_t sta
 	sl_buf_init(&a.blob, SL_VALUE_MAX);
 	rc = in_read_txn(s, read_range_locked, &a);
 	sl_buf_free(&a.blob);
+	if (rc == SL_OK && n_read)
+		*n_read = a.n_read;
 	return rc;
+}
+
+typedef struct pinned_args {
+	const char *ns;
+	uint64_t start;
+	sl_digest *out;
+	size_t *n_out;
+} pinned_args;
+
+static int pinned_locked(sl_store *s, void *arg)
+{
+	pinned_args *a = arg;
+	uint64_t pos[SL_MMR_MAX_PEAKS];
+	chunk_reader reader;
+	size_t n;
+	ns_row row;
+	int rc;
+
+	if ((rc = store_ns_load(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (a->start > row.size || (a->start != 0 && a->start < row.pruned))
+		return sl_error_set(SL_EINVAL,
+		                    "no pinned nodes for %llu in '%s' (pruned %llu, size %llu)",
+		                    (unsigned long long)a->start, a->ns,
+		                    (unsigned long long)row.pruned, (unsigned long long)row.size);
+	n = sl_mmr_pinned_positions(a->start, pos);
+	chunk_reader_init(&reader, s, row.id);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = chunk_reader_get(&reader, pos[i], &a->out[i])) != SL_OK)
+			return rc;
+	*a->n_out = n;
+	return SL_OK;
+}
+
+int sl_store_pinned_nodes(sl_store *s, const char *ns, uint64_t start,
+                          sl_digest out[SL_MMR_MAX_PEAKS], size_t *n_out)
+{
+	pinned_args a = {ns, start, out, n_out};
+	return in_read_txn(s, pinned_locked, &a);
 }
 
 static int consistency_locked(sl_store *s, void *arg)

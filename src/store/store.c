@@ -610,6 +610,26 @@ int sl_store_ns_info(sl_store *s, const char *name, sl_ns_info *out)
 	return rc;
 }
 
+int sl_store_ns_head(sl_store *s, const char *name, sl_ns_info *out)
+{
+	ns_row row;
+	int rc;
+	if ((rc = store_begin_read(s)) != SL_OK)
+		return rc;
+	rc = store_ns_load(s, name, &row);
+	store_rollback_txn(s);
+	if (rc != SL_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", row.name);
+	out->kind = row.kind;
+	out->target.size = row.size;
+	out->target.root = row.root;
+	out->target.floor = row.floor;
+	out->pruned = row.pruned;
+	return SL_OK;
+}
+
 int sl_store_ns_list(sl_store *s, sl_ns_info **out, size_t *n_out)
 {
 	sl_ns_info *list = NULL;

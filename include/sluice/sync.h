@@ -1,0 +1,111 @@
+/*
+ * sluice sync layer: serving a store's namespaces over HTTP (/api/v0) and
+ * a client that keeps a local namespace in step with a server's,
+ * accepting nothing it has not verified against a root it trusts.
+ * Endpoints and frames: docs/protocol.md ("Sync"); the client's design and
+ * invariants: src/sync/client.c.
+ */
+#ifndef SLUICE_SYNC_H
+#define SLUICE_SYNC_H
+
+#include <signal.h>
+
+#include "sluice/net.h"
+#include "sluice/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* -------------------------------------------------------------- node key */
+
+/* The node's Ed25519 key, kept in DIR/node.key (the 64-byte secret key in
+ * hex, mode 0600) and created there on first use. A file that is not a
+ * key is SL_ECORRUPT, never replaced. */
+typedef struct sl_node_key {
+	uint8_t pk[SL_ED25519_PK_LEN];
+	uint8_t sk[SL_ED25519_SK_LEN];
+} sl_node_key;
+
+int sl_node_key_load(sl_node_key *out, const char *dir, int create);
+
+/* ---------------------------------------------------------------- targets */
+
+/* A namespace's latest commit as a server announces it. */
+typedef struct sl_signed_target {
+	char ns[SL_NS_NAME_MAX + 1];
+	sl_ns_kind kind;
+	sl_target target;
+	uint8_t node[SL_ED25519_PK_LEN]; /* the signer */
+	uint8_t signature[SL_ED25519_SIG_LEN];
+	int has_signature;
+} sl_signed_target;
+
+/* The signed message (docs/protocol.md, "Targets"):
+ * "sluice/target/v1" || u8 ns_len || ns || be64 size || root || be64 floor */
+int sl_target_message(sl_buf *out, const char *ns, const sl_target *t);
+int sl_target_sign(sl_signed_target *t, const sl_node_key *key);
+/* SL_OK, or SL_EVERIFY if unsigned, signed by another key than trusted_pk
+ * (when not NULL), or the signature does not verify. */
+int sl_target_verify(const sl_signed_target *t, const uint8_t *trusted_pk);
+/* JSON: {"ns","kind","size","root","floor","node","signature"}. */
+int sl_target_to_json(const sl_signed_target *t, sl_buf *out);
+/* SL_ECORRUPT naming the field for anything malformed. */
+int sl_target_from_json(sl_signed_target *out, const char *json, size_t len);
+
+/* ----------------------------------------------------------------- server */
+
+typedef struct sl_sync_server_options {
+	const char *store_dir;   /* required */
+	const char *listen_addr; /* default "127.0.0.1" */
+	uint16_t port;           /* 0: any free port */
+	unsigned threads;        /* default 4 */
+	const char *token;       /* bearer token for commits; NULL: commits refused */
+	const sl_node_key *key;  /* required: signs targets */
+	sl_metrics *metrics;     /* may be NULL */
+	size_t frame_budget;     /* bytes of operations per ops frame, default 16 MiB */
+	unsigned timeout_s;      /* idle connection timeout, default 30 */
+} sl_sync_server_options;
+
+void sl_sync_server_options_init(sl_sync_server_options *o);
+
+typedef struct sl_sync_server sl_sync_server;
+
+int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o);
+uint16_t sl_sync_server_port(const sl_sync_server *s);
+void sl_sync_server_stop(sl_sync_server *s); /* NULL ok */
+
+/* ----------------------------------------------------------------- client */
+
+typedef struct sl_sync_client_options {
+	const char *server;          /* "HOST:PORT" or "http://HOST:PORT" */
+	const char *ns;              /* the server's namespace */
+	const char *local_ns;        /* the local one; default ns */
+	sl_store *store;             /* the local store */
+	uint32_t batch_size;         /* operations per request, default 50 */
+	unsigned max_outstanding;    /* requests in flight, default 4 */
+	uint64_t target_interval_ms; /* poll for a new target, default 1000 */
+	uint64_t sync_interval_ms;   /* wait between syncs, default 10000 */
+	int once;                    /* stop after one completed sync */
+	const uint8_t *trust_key;    /* NULL: targets need no signature */
+	unsigned request_timeout_ms; /* default 10000 */
+	uint64_t retry_base_ms;      /* first backoff, default 100 */
+	uint64_t retry_max_ms;       /* backoff cap, default 5000 */
+	sl_metrics *metrics;         /* may be NULL */
+	volatile sig_atomic_t *stop; /* non-zero: finish what is verified and return */
+} sl_sync_client_options;
+
+void sl_sync_client_options_init(sl_sync_client_options *o);
+
+/* Sync until *stop (SL_OK), or with once until one sync completed (SL_OK).
+ * Network errors, timeouts and batches that fail verification are retried
+ * with backoff and never returned. A target that fails its signature
+ * check, or a server whose history does not extend what this client
+ * verified, is SL_EVERIFY with once; otherwise it is logged and retried
+ * after sync_interval_ms, and nothing from that server is applied. */
+int sl_sync_client_run(const sl_sync_client_options *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

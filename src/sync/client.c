@@ -1,0 +1,934 @@
+/*
+ * The sync client: keeps a local namespace in step with a server's,
+ * accepting nothing it has not verified.
+ *
+ * One sync: fetch the target (size, root, floor; its signature checked
+ * when a key is trusted), prove that it extends what is stored locally,
+ * then fetch operations in ranges of batch_size with up to
+ * max_outstanding requests in flight over kept-alive connections, verify
+ * each frame's range proof against the root of the target it was
+ * requested for, and apply verified operations in order. Meanwhile the
+ * target is polled; a larger one is adopted only after a consistency
+ * proof from the current one. The sync is complete when the local root
+ * equals the target root.
+ *
+ * A mutable namespace that does not exist locally starts at the server's
+ * floor: the first frame is requested with its pinned nodes, whose values
+ * the verified proof fixes (sl_mmr_range_verify_pinned), and the replica
+ * is created from them (store/replica.c).
+ *
+ * Invariants:
+ *   C1. Nothing reaches the store unverified: every applied operation came
+ *       in a frame whose proof checked against the root of a target that
+ *       was signed by the trusted key (if any) and proved consistent with
+ *       the local log (C3).
+ *   C2. Operations are applied in location order, in runs that end with a
+ *       commit, each run in one store transaction, so the local size is
+ *       always one of the server's commit boundaries and a crash loses at
+ *       most the run being written.
+ *   C3. The client moves from target T to T' only after verifying a
+ *       consistency proof from T to T'; a sync starts only after verifying
+ *       one from the local (size, root) to the target. A server that
+ *       rewrote its history cannot produce either, and is not followed.
+ *   C4. A restarted client resumes at its local size: nothing applied is
+ *       fetched again; verified operations past the last applied commit
+ *       were only in memory and are fetched again.
+ *
+ * Faults: a request that fails (network error, timeout, 5xx, a frame
+ * that does not decode or verify) is requested again after an exponential
+ * backoff with jitter, and counted. A range that keeps failing ends the
+ * attempt; the sync then starts over from the target, with backoff, so a
+ * server that went away or changed is looked at afresh.
+ */
+#include "sluice/sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define URL_MAX          512
+#define RANGE_ATTEMPTS   8    /* failures of one range before starting over */
+#define APPLY_MIN_OPS    4096 /* apply once this many verified ops are ready */
+#define APPLY_MAX_WAIT   200  /* ms; or once the oldest has waited this long */
+#define TAG_TARGET       (UINT64_MAX - 1)
+#define TAG_CONSISTENCY  (UINT64_MAX - 2)
+#define SYNC_ERR_RESTART 1 /* positive: start the sync over (not an error) */
+
+/* A range of operations to fetch, against one target. */
+typedef struct range {
+	uint64_t start, count;
+	sl_target target; /* the proof is requested and checked against this */
+	int pinned;       /* ask for the pinned nodes (bootstrap at the floor) */
+	unsigned attempts;
+	uint64_t ready_ns; /* not before this time (backoff) */
+} range;
+
+/* A verified frame waiting to be applied; its elements borrow from body. */
+typedef struct frame {
+	sl_buf body;
+	sl_wire_ops ops;
+	size_t applied; /* ops of this frame already in the store */
+} frame;
+
+typedef struct metrics {
+	sl_metric *fetched, *applied, *rejected, *retries, *target_size, *local_size,
+	        *last_duration, *syncs, *refused;
+} metrics;
+
+typedef struct client {
+	const sl_sync_client_options *o;
+	const char *local_ns;
+	char base[URL_MAX];
+	sl_http_client *http;
+	metrics m;
+	uint64_t rng;
+
+	/* one sync */
+	sl_signed_target target;  /* adopted */
+	sl_signed_target pending; /* awaiting its consistency proof */
+	int has_pending, target_in_flight;
+	uint64_t next_poll_ns;
+	uint64_t local_size;
+	int local_exists;
+	uint64_t next_start; /* first location not yet requested */
+	range *in_flight;    /* indexed by tag */
+	size_t cap_in_flight;
+	range *retry;
+	size_t n_retry, cap_retry;
+	frame **frames; /* sorted by start */
+	size_t n_frames, cap_frames;
+	uint64_t oldest_ready_ns;
+} client;
+
+void sl_sync_client_options_init(sl_sync_client_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->batch_size = 50;
+	o->max_outstanding = 4;
+	o->target_interval_ms = 1000;
+	o->sync_interval_ms = 10000;
+	o->request_timeout_ms = 10000;
+	o->retry_base_ms = 100;
+	o->retry_max_ms = 5000;
+}
+
+static int stopping(const client *c)
+{
+	return c->o->stop && *c->o->stop;
+}
+
+/* ------------------------------------------------------------- backoff */
+
+static uint64_t next_random(client *c)
+{
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 7;
+	c->rng ^= c->rng << 17;
+	return c->rng;
+}
+
+/* base * 2^attempt, capped, with jitter in [d/2, d). */
+static uint64_t backoff_ms(client *c, unsigned attempt)
+{
+	uint64_t d = c->o->retry_base_ms;
+	for (unsigned i = 0; i < attempt && d < c->o->retry_max_ms; i++)
+		d *= 2;
+	if (d > c->o->retry_max_ms)
+		d = c->o->retry_max_ms;
+	if (d < 2)
+		return d;
+	return d / 2 + next_random(c) % (d / 2);
+}
+
+/* Sleep in short steps so a stop request is seen. */
+static void pause_ms(const client *c, uint64_t ms)
+{
+	uint64_t end = sl_clock_mono_ns() + ms * 1000000;
+	while (!stopping(c) && sl_clock_mono_ns() < end) {
+		uint64_t left = (end - sl_clock_mono_ns()) / 1000000;
+		sl_sleep_ms(left < 50 ? left + 1 : 50);
+	}
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+static void url_for(const client *c, char *out, size_t cap, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void url_for(const client *c, char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(out, cap, "%s/api/v0/ns/%s/", c->base, c->o->ns);
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < cap)
+		vsnprintf(out + n, cap - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+/* SL_OK for a 2xx answer; otherwise an error saying what went wrong. */
+static int result_status(const sl_http_result *r, const char *what)
+{
+	if (r->rc != SL_OK)
+		return sl_error_set(r->rc, "%s: %s", what, r->error);
+	if (r->status < 200 || r->status >= 300)
+		return sl_error_set(r->status >= 500 ? SL_EIO : SL_EINVAL, "%s: HTTP %ld: %.*s",
+		                    what, r->status, (int)(r->body.len < 200 ? r->body.len : 200),
+		                    r->body.data ? (const char *)r->body.data : "");
+	return SL_OK;
+}
+
+static int parse_target(client *c, const sl_http_result *r, sl_signed_target *out)
+{
+	int rc;
+	if ((rc = result_status(r, "fetch target")) != SL_OK)
+		return rc;
+	if ((rc = sl_target_from_json(out, (const char *)r->body.data, r->body.len)) != SL_OK)
+		return rc;
+	if (strcmp(out->ns, c->o->ns) != 0)
+		return sl_error_set(SL_ECORRUPT, "asked for the target of '%s', got '%s'", c->o->ns,
+		                    out->ns);
+	if (c->o->trust_key && (rc = sl_target_verify(out, c->o->trust_key)) != SL_OK) {
+		sl_metric_add(c->m.refused, 1);
+		return rc;
+	}
+	return SL_OK;
+}
+
+/* Blocking fetch with retries and backoff until it answers 2xx, a
+ * non-retryable error (SL_EVERIFY) occurs, or stop. */
+static int fetch_target(client *c, sl_signed_target *out)
+{
+	char url[URL_MAX];
+	url_for(c, url, sizeof(url), "target");
+	for (unsigned attempt = 0;; attempt++) {
+		sl_http_result r;
+		int rc;
+		sl_http_result_init(&r);
+		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
+		rc = parse_target(c, &r, out);
+		sl_http_result_free(&r);
+		if (rc == SL_OK || rc == SL_EVERIFY)
+			return rc;
+		if (stopping(c))
+			return rc;
+		{
+			uint64_t wait = backoff_ms(c, attempt);
+			sl_metric_add(c->m.retries, 1);
+			sl_log(SL_LOG_WARN, "cannot reach the server; retrying",
+			       "reason=\"%s\" in_ms=%llu", sl_error_last()->message,
+			       (unsigned long long)wait);
+			pause_ms(c, wait);
+		}
+	}
+}
+
+static int check_consistency(client *c, uint64_t old_size, const sl_digest *old_root,
+                             const sl_signed_target *to, const sl_http_result *r)
+{
+	sl_mmr_proof proof = {0, 0, NULL};
+	int rc;
+	if ((rc = result_status(r, "fetch consistency proof")) != SL_OK)
+		return rc;
+	if (sl_mmr_proof_decode(&proof, r->body.data, r->body.len) != SL_OK ||
+	    proof.leaves != to->target.size ||
+	    sl_mmr_consistency_verify(&proof, old_size, old_root, &to->target.root) != SL_OK)
+		rc = sl_error_set(SL_EVERIFY,
+		                  "the server's log at %llu operations does not extend the one "
+		                  "verified at %llu: it rewrote its history",
+		                  (unsigned long long)to->target.size,
+		                  (unsigned long long)old_size);
+	sl_mmr_proof_free(&proof);
+	(void)c;
+	return rc;
+}
+
+/* Blocking: prove (old_size, old_root) is a prefix of `to`. Network
+ * failures are retried; SL_EVERIFY is returned. */
+static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_root,
+                             const sl_signed_target *to)
+{
+	char url[URL_MAX];
+	url_for(c, url, sizeof(url), "consistency?from=%llu&to=%llu", (unsigned long long)old_size,
+	        (unsigned long long)to->target.size);
+	for (unsigned attempt = 0;; attempt++) {
+		sl_http_result r;
+		int rc;
+		sl_http_result_init(&r);
+		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
+		rc = check_consistency(c, old_size, old_root, to, &r);
+		/* A server that answers but cannot prove it is refused. */
+		if (rc == SL_OK || rc == SL_EVERIFY || (r.rc == SL_OK && r.status < 500) ||
+		    stopping(c) || attempt + 1 >= RANGE_ATTEMPTS) {
+			if (rc != SL_OK && rc != SL_EVERIFY && r.rc == SL_OK && r.status < 500)
+				rc = sl_error_set(
+				        SL_EVERIFY,
+				        "the server cannot prove that its log extends the "
+				        "one verified at %llu operations: %s",
+				        (unsigned long long)old_size, sl_error_last()->message);
+			sl_http_result_free(&r);
+			return rc;
+		}
+		sl_http_result_free(&r);
+		sl_metric_add(c->m.retries, 1);
+		pause_ms(c, backoff_ms(c, attempt));
+	}
+}
+
+/* --------------------------------------------------------------- ranges */
+
+static int retry_push(client *c, const range *r)
+{
+	if (c->n_retry == c->cap_retry) {
+		size_t cap = c->cap_retry ? c->cap_retry * 2 : 16;
+		range *grown = sl_realloc(c->retry, cap * sizeof(*grown));
+		if (!grown)
+			return SL_ENOMEM;
+		c->retry = grown;
+		c->cap_retry = cap;
+	}
+	c->retry[c->n_retry++] = *r;
+	return SL_OK;
+}
+
+/* A range failed: request it again after a backoff, or give up on this
+ * attempt (SYNC_ERR_RESTART) after RANGE_ATTEMPTS failures. */
+static int range_failed(client *c, range *r, const char *why, int rejected)
+{
+	uint64_t wait = backoff_ms(c, r->attempts);
+	if (rejected)
+		sl_metric_add(c->m.rejected, 1);
+	sl_metric_add(c->m.retries, 1);
+	sl_log(rejected ? SL_LOG_WARN : SL_LOG_INFO,
+	       rejected ? "rejected a batch that failed verification; fetching it again"
+	                : "a request failed; fetching it again",
+	       "start=%llu count=%llu attempt=%u in_ms=%llu reason=\"%s\"",
+	       (unsigned long long)r->start, (unsigned long long)r->count, r->attempts + 1,
+	       (unsigned long long)wait, why);
+	if (++r->attempts >= RANGE_ATTEMPTS)
+		return SYNC_ERR_RESTART;
+	r->ready_ns = sl_clock_mono_ns() + wait * 1000000;
+	return retry_push(c, r);
+}
+
+static size_t frames_ops(const client *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n_frames; i++)
+		n += c->frames[i]->ops.n - c->frames[i]->applied;
+	return n;
+}
+
+static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit);
+
+/* Every buffered operation is contiguous and none is a commit: nothing
+ * can be applied until the rest of the commit arrives, so the buffer must
+ * grow past its budget (a commit is applied whole, C2). */
+static int needs_commit(const client *c)
+{
+	size_t n_frames;
+	uint64_t n_ops, n_to_commit;
+	contiguous(c, &n_frames, &n_ops, &n_to_commit);
+	return n_to_commit == 0 && n_frames == c->n_frames;
+}
+
+static int submit(client *c, const range *r)
+{
+	char url[URL_MAX];
+	uint64_t tag;
+
+	for (tag = 0; tag < c->cap_in_flight && c->in_flight[tag].count != 0; tag++)
+		;
+	if (tag == c->cap_in_flight)
+		return sl_error_set(SL_EINTERNAL, "no free request slot");
+	url_for(c, url, sizeof(url), "ops?start=%llu&max=%llu&size=%llu%s",
+	        (unsigned long long)r->start, (unsigned long long)r->count,
+	        (unsigned long long)r->target.size, r->pinned ? "&pinned=1" : "");
+	c->in_flight[tag] = *r;
+	sl_log(SL_LOG_DEBUG, "requesting operations", "start=%llu count=%llu size=%llu",
+	       (unsigned long long)r->start, (unsigned long long)r->count,
+	       (unsigned long long)r->target.size);
+	return sl_http_client_submit(c->http, "GET", url, NULL, NULL, 0, tag);
+}
+
+static size_t n_in_flight(const client *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->cap_in_flight; i++)
+		n += c->in_flight[i].count != 0;
+	return n;
+}
+
+/* Fill free request slots: due retries first, then new ranges. Frames
+ * waiting to be applied are bounded, so memory stays bounded when one
+ * range lags. */
+static int issue(client *c)
+{
+	size_t budget = (size_t)c->o->max_outstanding * c->o->batch_size * 8 + APPLY_MIN_OPS;
+	uint64_t now = sl_clock_mono_ns();
+	int rc;
+
+	while (n_in_flight(c) < c->o->max_outstanding) {
+		size_t due = c->n_retry;
+		for (size_t i = 0; i < c->n_retry; i++)
+			if (c->retry[i].ready_ns <= now &&
+			    (due == c->n_retry || c->retry[i].start < c->retry[due].start))
+				due = i;
+		if (due < c->n_retry) {
+			range r = c->retry[due];
+			c->retry[due] = c->retry[--c->n_retry];
+			if ((rc = submit(c, &r)) != SL_OK)
+				return rc;
+			continue;
+		}
+		if (c->next_start >= c->target.target.size ||
+		    (frames_ops(c) >= budget && !needs_commit(c)))
+			return SL_OK;
+		{
+			range r;
+			uint64_t left = c->target.target.size - c->next_start;
+			memset(&r, 0, sizeof(r));
+			r.start = c->next_start;
+			r.count = left < c->o->batch_size ? left : c->o->batch_size;
+			r.target = c->target.target;
+			if ((rc = submit(c, &r)) != SL_OK)
+				return rc;
+			c->next_start += r.count;
+		}
+	}
+	return SL_OK;
+}
+
+/* --------------------------------------------------------------- frames */
+
+static void frame_free(frame *f)
+{
+	if (!f)
+		return;
+	sl_wire_ops_free(&f->ops);
+	sl_buf_free(&f->body);
+	sl_free(f);
+}
+
+/* Decode and verify a frame for range r. SL_OK with *out, or an error
+ * saying why it was rejected. */
+static int verify_frame(const range *r, sl_http_result *res, frame **out,
+                        sl_digest pinned[SL_MMR_MAX_PEAKS], size_t *n_pinned)
+{
+	frame *f;
+	int rc;
+
+	if (!(f = sl_calloc(1, sizeof(*f))))
+		return SL_ENOMEM;
+	f->body = res->body; /* take the body: the ops borrow from it */
+	sl_buf_init(&res->body, 0);
+	if ((rc = sl_wire_ops_decode(&f->ops, f->body.data, f->body.len)) != SL_OK)
+		goto fail;
+	if (f->ops.start != r->start || f->ops.size != r->target.size || f->ops.n > r->count) {
+		rc = sl_error_set(
+		        SL_EVERIFY, "frame for [%llu, +%zu) of %llu, asked for [%llu, +%llu)",
+		        (unsigned long long)f->ops.start, f->ops.n, (unsigned long long)f->ops.size,
+		        (unsigned long long)r->start, (unsigned long long)r->count);
+		goto fail;
+	}
+	if ((rc = sl_mmr_range_verify_pinned(&f->ops.proof, f->ops.start, f->ops.elements, f->ops.n,
+	                                     &r->target.root, pinned, n_pinned)) != SL_OK)
+		goto fail;
+	/* The proof covers the elements, which carry each value's digest. */
+	for (size_t i = 0; i < f->ops.n; i++) {
+		sl_op op;
+		sl_digest actual;
+		if (sl_op_decode(&op, f->ops.elements[i].data, f->ops.elements[i].len) != SL_OK ||
+		    (op.type != SL_OP_SET && op.type != SL_OP_UPDATE))
+			continue; /* the decoder already checked every element */
+		sl_sha256(&actual, f->ops.values[i].data, f->ops.values[i].len);
+		if (!sl_digest_eq(&actual, &op.digest)) {
+			rc = sl_error_set(SL_EVERIFY,
+			                  "the value of operation %llu does not match its digest",
+			                  (unsigned long long)(f->ops.start + i));
+			goto fail;
+		}
+	}
+	if (r->pinned && (f->ops.n_pinned != *n_pinned ||
+	                  memcmp(f->ops.pinned, pinned, *n_pinned * sizeof(*pinned)) != 0)) {
+		rc = sl_error_set(SL_EVERIFY, "the pinned nodes do not match the proof");
+		goto fail;
+	}
+	*out = f;
+	return SL_OK;
+fail:
+	frame_free(f);
+	return rc;
+}
+
+static int frames_insert(client *c, frame *f)
+{
+	size_t i;
+	if (c->n_frames == c->cap_frames) {
+		size_t cap = c->cap_frames ? c->cap_frames * 2 : 16;
+		frame **grown = sl_realloc(c->frames, cap * sizeof(*grown));
+		if (!grown)
+			return SL_ENOMEM;
+		c->frames = grown;
+		c->cap_frames = cap;
+	}
+	for (i = c->n_frames; i > 0 && c->frames[i - 1]->ops.start > f->ops.start; i--)
+		c->frames[i] = c->frames[i - 1];
+	c->frames[i] = f;
+	c->n_frames++;
+	if (c->oldest_ready_ns == 0)
+		c->oldest_ready_ns = sl_clock_mono_ns();
+	return SL_OK;
+}
+
+/* Verified operations contiguous from the local size, and how many of
+ * them end at the last commit among them. */
+static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit)
+{
+	uint64_t loc = c->local_size;
+	*n_frames = 0;
+	*n_ops = *n_to_commit = 0;
+	for (size_t i = 0; i < c->n_frames; i++) {
+		const frame *f = c->frames[i];
+		if (f->ops.start + f->applied != loc)
+			break;
+		for (size_t j = f->applied; j < f->ops.n; j++) {
+			(*n_ops)++;
+			if (f->ops.elements[j].len > 0 &&
+			    f->ops.elements[j].data[0] == SL_OP_COMMIT)
+				*n_to_commit = *n_ops;
+		}
+		loc = f->ops.start + f->ops.n;
+		(*n_frames)++;
+	}
+}
+
+/* Apply the contiguous verified operations up to their last commit (C2),
+ * when enough are ready, the oldest has waited long enough, or force. */
+static int apply_ready(client *c, int force)
+{
+	size_t n_frames, k = 0;
+	uint64_t n_ops, n_apply;
+	sl_bytes *elements = NULL, *values = NULL;
+	sl_target after;
+	int rc;
+
+	if (!c->local_exists) /* waiting for the bootstrap frame */
+		return SL_OK;
+	contiguous(c, &n_frames, &n_ops, &n_apply);
+	if (n_apply == 0)
+		return SL_OK;
+	if (!force && n_apply < APPLY_MIN_OPS &&
+	    sl_clock_mono_ns() - c->oldest_ready_ns < APPLY_MAX_WAIT * UINT64_C(1000000) &&
+	    c->local_size + n_apply < c->target.target.size)
+		return SL_OK;
+	if (!(elements = sl_malloc(n_apply * sizeof(*elements))) ||
+	    !(values = sl_malloc(n_apply * sizeof(*values)))) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n_frames && k < n_apply; i++) {
+		frame *f = c->frames[i];
+		for (size_t j = f->applied; j < f->ops.n && k < n_apply; j++, k++) {
+			elements[k] = f->ops.elements[j];
+			values[k] = f->ops.values[j];
+		}
+	}
+	if ((rc = sl_store_append_ops(c->o->store, c->local_ns, c->local_size, elements, values,
+	                              (size_t)n_apply, &after)) != SL_OK)
+		goto cleanup;
+	c->local_size = after.size;
+	sl_metric_add(c->m.applied, n_apply);
+	sl_metric_set(c->m.local_size, (double)after.size);
+	/* Drop what is applied; keep the rest of a partly applied frame. */
+	k = (size_t)n_apply;
+	while (k > 0) {
+		frame *f = c->frames[0];
+		size_t left = f->ops.n - f->applied;
+		if (left > k) {
+			f->applied += k;
+			break;
+		}
+		k -= left;
+		frame_free(f);
+		memmove(c->frames, c->frames + 1, (--c->n_frames) * sizeof(*c->frames));
+	}
+	c->oldest_ready_ns = c->n_frames ? sl_clock_mono_ns() : 0;
+cleanup:
+	sl_free(elements);
+	sl_free(values);
+	return rc;
+}
+
+/* ------------------------------------------------------------- results */
+
+static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
+{
+	range r = c->in_flight[tag];
+	sl_digest pinned[SL_MMR_MAX_PEAKS];
+	size_t n_pinned = 0;
+	frame *f = NULL;
+	int rc;
+
+	memset(&c->in_flight[tag], 0, sizeof(c->in_flight[tag]));
+	sl_log(SL_LOG_DEBUG, "received operations", "start=%llu status=%ld bytes=%zu rc=%d",
+	       (unsigned long long)r.start, res->status, res->body.len, res->rc);
+	if ((rc = result_status(res, "fetch operations")) != SL_OK) {
+		if (res->rc == SL_OK && res->status == 410)
+			return sl_error_set(
+			        SL_EVERIFY,
+			        "the server pruned operations this client still needs "
+			        "(local size %llu); remove the local namespace to start "
+			        "again from the server's floor",
+			        (unsigned long long)c->local_size);
+		return range_failed(c, &r, sl_error_last()->message, 0);
+	}
+	if ((rc = verify_frame(&r, res, &f, pinned, &n_pinned)) != SL_OK)
+		return rc == SL_ENOMEM ? rc : range_failed(c, &r, sl_error_last()->message, 1);
+	sl_metric_add(c->m.fetched, f->ops.n);
+	if (!c->local_exists && r.pinned) {
+		/* The bootstrap frame at the floor: its proof fixed the pinned nodes. */
+		if ((rc = sl_store_ns_create_at(c->o->store, c->local_ns, c->target.kind, r.start,
+		                                pinned, n_pinned)) != SL_OK) {
+			frame_free(f);
+			return rc;
+		}
+		c->local_exists = 1;
+		c->local_size = r.start;
+	}
+	if (f->ops.n < r.count) { /* the server's byte budget cut it short */
+		range rest = r;
+		rest.start += f->ops.n;
+		rest.count -= f->ops.n;
+		rest.attempts = 0;
+		rest.pinned = 0;
+		rest.ready_ns = 0;
+		if ((rc = retry_push(c, &rest)) != SL_OK) {
+			frame_free(f);
+			return rc;
+		}
+	}
+	if ((rc = frames_insert(c, f)) != SL_OK)
+		frame_free(f);
+	return rc;
+}
+
+static int on_target_result(client *c, sl_http_result *res)
+{
+	sl_signed_target t;
+	char url[URL_MAX];
+	int rc;
+
+	c->target_in_flight = 0;
+	c->next_poll_ns = sl_clock_mono_ns() + c->o->target_interval_ms * 1000000;
+	if ((rc = parse_target(c, res, &t)) != SL_OK) {
+		if (rc == SL_EVERIFY)
+			return rc;
+		sl_log(SL_LOG_INFO, "could not poll the target", "reason=\"%s\"",
+		       sl_error_last()->message);
+		return SL_OK;
+	}
+	if (t.target.size == c->target.target.size) {
+		if (!sl_digest_eq(&t.target.root, &c->target.target.root))
+			return sl_error_set(
+			        SL_EVERIFY,
+			        "the server announced another root for %llu operations: "
+			        "it rewrote its history",
+			        (unsigned long long)t.target.size);
+		return SL_OK;
+	}
+	if (t.target.size < c->target.target.size)
+		return sl_error_set(SL_EVERIFY,
+		                    "the server went back from %llu to %llu operations: it rewrote "
+		                    "its history",
+		                    (unsigned long long)c->target.target.size,
+		                    (unsigned long long)t.target.size);
+	if (c->has_pending)
+		return SL_OK;
+	c->pending = t;
+	c->has_pending = 1;
+	url_for(c, url, sizeof(url), "consistency?from=%llu&to=%llu",
+	        (unsigned long long)c->target.target.size, (unsigned long long)t.target.size);
+	return sl_http_client_submit(c->http, "GET", url, NULL, NULL, 0, TAG_CONSISTENCY);
+}
+
+static int on_consistency_result(client *c, sl_http_result *res)
+{
+	int rc;
+	c->has_pending = 0;
+	rc = check_consistency(c, c->target.target.size, &c->target.target.root, &c->pending, res);
+	if (rc == SL_EVERIFY)
+		return rc;
+	if (rc != SL_OK) {
+		sl_log(SL_LOG_INFO, "could not check the new target; will poll again",
+		       "reason=\"%s\"", sl_error_last()->message);
+		return SL_OK;
+	}
+	sl_log(SL_LOG_INFO, "moving to a new target", "ns=%s size=%llu previous=%llu", c->o->ns,
+	       (unsigned long long)c->pending.target.size,
+	       (unsigned long long)c->target.target.size);
+	c->target = c->pending;
+	sl_metric_set(c->m.target_size, (double)c->target.target.size);
+	return SL_OK;
+}
+
+/* ----------------------------------------------------------------- sync */
+
+static void reset_attempt(client *c)
+{
+	for (size_t i = 0; i < c->n_frames; i++)
+		frame_free(c->frames[i]);
+	c->n_frames = 0;
+	c->n_retry = 0;
+	c->oldest_ready_ns = 0;
+	c->has_pending = 0;
+	c->target_in_flight = 0;
+	memset(c->in_flight, 0, c->cap_in_flight * sizeof(*c->in_flight));
+	/* Requests still running belong to the old attempt: drop them. */
+	sl_http_client_free(c->http);
+	c->http = NULL;
+}
+
+static int open_http(client *c)
+{
+	sl_http_client_options ho;
+	sl_http_client_options_init(&ho);
+	ho.max_in_flight = c->o->max_outstanding + 2; /* + target poll and its proof */
+	ho.request_timeout_ms = c->o->request_timeout_ms;
+	ho.connect_timeout_ms = c->o->request_timeout_ms < 5000 ? c->o->request_timeout_ms : 5000;
+	return sl_http_client_new(&c->http, &ho);
+}
+
+/* Where the local namespace stands, and proof that the target extends it. */
+static int check_local(client *c)
+{
+	sl_ns_info info;
+	int rc = sl_store_ns_head(c->o->store, c->local_ns, &info);
+
+	if (rc == SL_ENOTFOUND) {
+		c->local_exists = 0;
+		c->local_size = 0;
+		return SL_OK;
+	}
+	if (rc != SL_OK)
+		return rc;
+	if (info.kind != c->target.kind)
+		return sl_error_set(SL_ECONFLICT, "local namespace '%s' is %s, the server's is %s",
+		                    c->local_ns, sl_ns_kind_name(info.kind),
+		                    sl_ns_kind_name(c->target.kind));
+	c->local_exists = 1;
+	c->local_size = info.target.size;
+	if (info.target.size > c->target.target.size)
+		return sl_error_set(
+		        SL_EVERIFY,
+		        "the server holds %llu operations, fewer than the %llu verified "
+		        "here: it rewrote its history",
+		        (unsigned long long)c->target.target.size,
+		        (unsigned long long)info.target.size);
+	if (info.target.size == c->target.target.size) {
+		if (!sl_digest_eq(&info.target.root, &c->target.target.root))
+			return sl_error_set(SL_EVERIFY,
+			                    "the server's root at %llu operations differs from the "
+			                    "one verified here: it rewrote its history",
+			                    (unsigned long long)info.target.size);
+		return SL_OK;
+	}
+	if (info.target.size == 0)
+		return SL_OK;
+	return fetch_consistency(c, info.target.size, &info.target.root, &c->target);
+}
+
+/* One sync: from the target to root match. SL_OK when complete (or
+ * stopped), SYNC_ERR_RESTART to start over, or an error. */
+static int sync_once(client *c)
+{
+	uint64_t started = sl_clock_mono_ns(), first_size;
+	sl_ns_info info;
+	int rc;
+
+	if ((rc = open_http(c)) != SL_OK)
+		return rc;
+	if ((rc = fetch_target(c, &c->target)) != SL_OK)
+		return stopping(c) ? SL_OK : rc;
+	sl_metric_set(c->m.target_size, (double)c->target.target.size);
+	if ((rc = check_local(c)) != SL_OK)
+		return stopping(c) ? SL_OK : rc;
+	first_size = c->local_size;
+	if (!c->local_exists) {
+		uint64_t start = c->target.kind == SL_NS_MUTABLE ? c->target.target.floor : 0;
+		if (start == 0 || c->target.target.size == 0) {
+			if ((rc = sl_store_ns_create_at(c->o->store, c->local_ns, c->target.kind, 0,
+			                                NULL, 0)) != SL_OK)
+				return rc;
+			c->local_exists = 1;
+		} else {
+			range r;
+			memset(&r, 0, sizeof(r));
+			r.start = start;
+			r.count = c->o->batch_size;
+			if (r.count > c->target.target.size - start)
+				r.count = c->target.target.size - start;
+			r.target = c->target.target;
+			r.pinned = 1;
+			if ((rc = retry_push(c, &r)) != SL_OK)
+				return rc;
+			c->next_start = start + r.count;
+			first_size = start;
+		}
+	}
+	if (c->local_exists)
+		c->next_start = c->local_size;
+	sl_log(SL_LOG_INFO, "syncing", "ns=%s local_size=%llu target_size=%llu", c->o->ns,
+	       (unsigned long long)c->local_size, (unsigned long long)c->target.target.size);
+	c->next_poll_ns = sl_clock_mono_ns() + c->o->target_interval_ms * 1000000;
+
+	while (!(c->local_exists && c->local_size == c->target.target.size)) {
+		sl_http_result res;
+		uint64_t now;
+
+		if (stopping(c))
+			return apply_ready(c, 1);
+		if ((rc = issue(c)) != SL_OK)
+			return rc;
+		now = sl_clock_mono_ns();
+		if (!c->target_in_flight && !c->has_pending && now >= c->next_poll_ns) {
+			char url[URL_MAX];
+			url_for(c, url, sizeof(url), "target");
+			if ((rc = sl_http_client_submit(c->http, "GET", url, NULL, NULL, 0,
+			                                TAG_TARGET)) != SL_OK)
+				return rc;
+			c->target_in_flight = 1;
+		}
+		sl_http_result_init(&res);
+		/* With nothing in flight (ranges waiting out their backoff), poll
+		 * returns at once: wait a little instead of spinning. */
+		if (sl_http_client_pending(c->http) == 0)
+			pause_ms(c, 5);
+		rc = sl_http_client_poll(c->http, 20, &res);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			if (res.tag == TAG_TARGET)
+				rc = on_target_result(c, &res);
+			else if (res.tag == TAG_CONSISTENCY)
+				rc = on_consistency_result(c, &res);
+			else if (res.tag < c->cap_in_flight && c->in_flight[res.tag].count)
+				rc = on_ops_result(c, res.tag, &res);
+			else
+				rc = SL_OK;
+			sl_http_result_free(&res);
+			if (rc != SL_OK)
+				return rc;
+		}
+		if ((rc = apply_ready(c, 0)) != SL_OK)
+			return rc;
+	}
+	if ((rc = sl_store_ns_head(c->o->store, c->local_ns, &info)) != SL_OK)
+		return rc;
+	if (!sl_digest_eq(&info.target.root, &c->target.target.root))
+		return sl_error_set(SL_EINTERNAL, "local root differs from the target after sync");
+	{
+		double seconds = (double)(sl_clock_mono_ns() - started) / 1e9;
+		sl_digest_hex root = sl_digest_to_hex(&info.target.root);
+		uint64_t ops = info.target.size - first_size;
+		sl_metric_set(c->m.last_duration, seconds);
+		sl_metric_set(c->m.local_size, (double)info.target.size);
+		sl_metric_add(c->m.syncs, 1);
+		sl_log(SL_LOG_INFO, "root match",
+		       "ns=%s size=%llu root=%s ops_fetched=%llu seconds=%.3f", c->o->ns,
+		       (unsigned long long)info.target.size, root.s, (unsigned long long)ops,
+		       seconds);
+	}
+	return SL_OK;
+}
+
+static int register_metrics(client *c)
+{
+	sl_metrics *m = c->o->metrics;
+	if (!m)
+		return SL_OK;
+	c->m.fetched = sl_metrics_counter(m, "sluice_client_ops_fetched_total", NULL,
+	                                  "operations received in verified frames");
+	c->m.applied = sl_metrics_counter(m, "sluice_client_ops_applied_total", NULL,
+	                                  "operations applied to the local store");
+	c->m.rejected = sl_metrics_counter(m, "sluice_client_batches_rejected_total", NULL,
+	                                   "frames that failed decoding or verification");
+	c->m.retries = sl_metrics_counter(m, "sluice_client_retries_total", NULL,
+	                                  "requests made again after a failure");
+	c->m.refused = sl_metrics_counter(m, "sluice_client_targets_refused_total", NULL,
+	                                  "targets refused: bad signature or rewritten history");
+	c->m.syncs = sl_metrics_counter(m, "sluice_client_syncs_total", NULL,
+	                                "syncs completed with a root match");
+	c->m.target_size = sl_metrics_gauge(m, "sluice_client_target_size", NULL,
+	                                    "operations in the adopted target");
+	c->m.local_size = sl_metrics_gauge(m, "sluice_client_local_size", NULL,
+	                                   "operations in the local namespace");
+	c->m.last_duration = sl_metrics_gauge(m, "sluice_client_last_sync_seconds", NULL,
+	                                      "duration of the last completed sync");
+	if (!c->m.fetched || !c->m.applied || !c->m.rejected || !c->m.retries || !c->m.refused ||
+	    !c->m.syncs || !c->m.target_size || !c->m.local_size || !c->m.last_duration)
+		return SL_ENOMEM;
+	return SL_OK;
+}
+
+int sl_sync_client_run(const sl_sync_client_options *o)
+{
+	client c;
+	unsigned failures = 0;
+	int rc = SL_OK;
+
+	memset(&c, 0, sizeof(c));
+	c.o = o;
+	c.local_ns = o->local_ns ? o->local_ns : o->ns;
+	c.rng = sl_clock_mono_ns() | 1;
+	if (!o->server || !o->ns || !o->store || o->batch_size == 0 || o->max_outstanding == 0)
+		return sl_error_set(SL_EINVAL, "sync needs a server, a namespace, a store, a batch "
+		                               "size and at least one request in flight");
+	if (sl_ns_name_validate(o->ns) != SL_OK || sl_ns_name_validate(c.local_ns) != SL_OK)
+		return sl_error_last()->code;
+	if ((size_t)snprintf(c.base, sizeof(c.base), "%s%s",
+	                     strncmp(o->server, "http://", 7) == 0 ? "" : "http://",
+	                     o->server) >= sizeof(c.base) - 64)
+		return sl_error_set(SL_EINVAL, "server address too long");
+	if ((rc = register_metrics(&c)) != SL_OK)
+		return rc;
+	c.cap_in_flight = o->max_outstanding;
+	if (!(c.in_flight = sl_calloc(c.cap_in_flight, sizeof(*c.in_flight))))
+		return SL_ENOMEM;
+
+	while (!stopping(&c)) {
+		rc = sync_once(&c);
+		reset_attempt(&c);
+		if (rc == SL_OK) {
+			failures = 0;
+			if (o->once || stopping(&c))
+				break;
+			pause_ms(&c, o->sync_interval_ms);
+			continue;
+		}
+		if (rc == SL_EVERIFY) {
+			sl_metric_add(c.m.refused, 1);
+			sl_log(SL_LOG_ERROR, "refusing the server", "reason=\"%s\"",
+			       sl_error_last()->message);
+			if (o->once)
+				break;
+			pause_ms(&c, o->sync_interval_ms);
+			continue;
+		}
+		if (rc != SYNC_ERR_RESTART && rc != SL_EIO && rc != SL_ETIMEOUT &&
+		    rc != SL_EINVAL && rc != SL_ECORRUPT)
+			break; /* the local store failed: nothing to retry */
+		{
+			uint64_t wait = backoff_ms(&c, failures++);
+			sl_metric_add(c.m.retries, 1);
+			sl_log(SL_LOG_WARN, "sync attempt failed; starting over",
+			       "reason=\"%s\" in_ms=%llu",
+			       rc == SYNC_ERR_RESTART ? "a range kept failing"
+			                              : sl_error_last()->message,
+			       (unsigned long long)wait);
+			pause_ms(&c, wait);
+			rc = SL_OK;
+		}
+	}
+	sl_free(c.in_flight);
+	sl_free(c.retry);
+	sl_free(c.frames);
+	return rc;
+}

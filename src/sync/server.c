@@ -1,0 +1,547 @@
+/*
+ * The sync server: a store's namespaces over HTTP (/api/v0), on top of
+ * net/'s HTTP server. Endpoints (docs/protocol.md, "Sync"):
+ *   GET  /api/v0/info                        node id, version, namespaces
+ *   GET  /api/v0/ns/{ns}/target              latest commit, signed
+ *   GET  /api/v0/ns/{ns}/ops?start=&max=&size=&pinned=   ops frame
+ *   GET  /api/v0/ns/{ns}/consistency?from=&to=           proof (binary)
+ *   POST /api/v0/ns/{ns}/commit              batch frame, bearer token
+ *
+ * Handlers run on the HTTP server's worker threads. An sl_store handle is
+ * used by one thread at a time, so each request borrows one from a small
+ * pool (opened on demand, kept for the next request); SQLite's WAL lets
+ * the readers run while a commit is written. Every read comes from one
+ * snapshot of whole commits. An ops frame stops growing once it holds
+ * frame_budget bytes (at least one operation), and its proof covers
+ * exactly the operations it carries. Parameters are parsed strictly: a
+ * malformed request gets a 4xx JSON error and changes nothing.
+ */
+#include "sluice/sync.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_MAX        16
+#define OPS_MAX_DEFAULT 1000
+#define FRAME_BUDGET    (16u << 20)
+#define API_PREFIX      "/api/v0/"
+#define NS_PREFIX       "/api/v0/ns/"
+#define CONTENT_OPS     "application/vnd.sluice.ops"
+#define CONTENT_PROOF   "application/vnd.sluice.proof"
+
+enum endpoint { EP_INFO, EP_TARGET, EP_OPS, EP_CONSISTENCY, EP_COMMIT, EP_OTHER, EP__COUNT };
+
+static const char *const endpoint_names[EP__COUNT] = {"info",        "target", "ops",
+                                                      "consistency", "commit", "other"};
+
+struct sl_sync_server {
+	sl_sync_server_options o;
+	char *store_dir;
+	char *token;
+	sl_node_key key;
+	sl_http_server *http;
+	pthread_mutex_t pool_mu;
+	sl_store *pool[POOL_MAX];
+	size_t n_pool;
+	sl_metric *requests[EP__COUNT], *errors[EP__COUNT];
+	sl_metric *ops_served, *bytes_served, *ops_committed;
+};
+
+void sl_sync_server_options_init(sl_sync_server_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->listen_addr = "127.0.0.1";
+	o->threads = 4;
+	o->frame_budget = FRAME_BUDGET;
+	o->timeout_s = 30;
+}
+
+/* ------------------------------------------------------------ store pool */
+
+static sl_store *pool_get(sl_sync_server *srv)
+{
+	sl_store *s = NULL;
+	sl_store_options so;
+
+	pthread_mutex_lock(&srv->pool_mu);
+	if (srv->n_pool > 0)
+		s = srv->pool[--srv->n_pool];
+	pthread_mutex_unlock(&srv->pool_mu);
+	if (s)
+		return s;
+	sl_store_options_init(&so);
+	if (sl_store_open(&s, srv->store_dir, &so) != SL_OK)
+		return NULL;
+	return s;
+}
+
+static void pool_put(sl_sync_server *srv, sl_store *s)
+{
+	pthread_mutex_lock(&srv->pool_mu);
+	if (srv->n_pool < POOL_MAX) {
+		srv->pool[srv->n_pool++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&srv->pool_mu);
+	sl_store_free(s);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A status for a library error: the client's fault (4xx) or ours (5xx). */
+static int status_for(int code)
+{
+	switch (code) {
+	case SL_EINVAL:
+	case SL_ECORRUPT:
+		return 400;
+	case SL_ENOTFOUND:
+		return 404;
+	case SL_ECONFLICT:
+	case SL_EEXISTS:
+		return 409;
+	case SL_ETOOLARGE:
+		return 413;
+	case SL_EBUSY:
+	case SL_ETIMEOUT:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+static const char *error_name(int status)
+{
+	switch (status) {
+	case 400:
+		return "bad_request";
+	case 401:
+		return "unauthorized";
+	case 403:
+		return "forbidden";
+	case 404:
+		return "not_found";
+	case 405:
+		return "method_not_allowed";
+	case 409:
+		return "conflict";
+	case 410:
+		return "gone";
+	case 413:
+		return "too_large";
+	case 503:
+		return "unavailable";
+	default:
+		return "internal";
+	}
+}
+
+static void fail(sl_http_response *resp, int status, const char *message)
+{
+	sl_buf_free(&resp->body);
+	sl_http_response_error(resp, status, error_name(status), "%s", message);
+}
+
+static void fail_last(sl_http_response *resp)
+{
+	const sl_error *e = sl_error_last();
+	fail(resp, status_for(e->code), e->message);
+}
+
+/* A decimal uint64 query parameter: digits only, no overflow. */
+static int query_u64(const sl_http_request *req, const char *name, uint64_t *out, int required,
+                     sl_http_response *resp)
+{
+	const char *s = sl_http_request_query(req, name);
+	uint64_t v = 0;
+	char msg[128];
+
+	if (!s || !*s) {
+		if (!required)
+			return SL_OK;
+		snprintf(msg, sizeof(msg), "query parameter '%s' is required", name);
+		fail(resp, 400, msg);
+		return SL_EINVAL;
+	}
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
+			snprintf(msg, sizeof(msg), "query parameter '%s' is not a decimal integer",
+			         name);
+			fail(resp, 400, msg);
+			return SL_EINVAL;
+		}
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*out = v;
+	return SL_OK;
+}
+
+/* ------------------------------------------------------------- endpoints */
+
+static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp)
+{
+	sl_ns_info *list = NULL;
+	size_t n = 0;
+	char node[2 * SL_ED25519_PK_LEN + 1];
+	int rc;
+
+	if ((rc = sl_store_ns_list(s, &list, &n)) != SL_OK) {
+		fail_last(resp);
+		return;
+	}
+	sl_hex_encode(node, srv->key.pk, SL_ED25519_PK_LEN);
+	rc = sl_buf_printf(&resp->body, "{\"node\":\"%s\",\"version\":\"%s\",\"namespaces\":[",
+	                   node, SLUICE_VERSION);
+	for (size_t i = 0; rc == SL_OK && i < n; i++) {
+		sl_digest_hex root = sl_digest_to_hex(&list[i].target.root);
+		rc = sl_buf_printf(
+		        &resp->body,
+		        "%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%llu,\"root\":\"%s\","
+		        "\"floor\":%llu,\"pruned\":%llu}",
+		        i ? "," : "", list[i].name, sl_ns_kind_name(list[i].kind),
+		        (unsigned long long)list[i].target.size, root.s,
+		        (unsigned long long)list[i].target.floor,
+		        (unsigned long long)list[i].pruned);
+	}
+	if (rc == SL_OK)
+		rc = sl_buf_append_str(&resp->body, "]}");
+	if (rc != SL_OK)
+		fail_last(resp);
+	sl_free(list);
+}
+
+static int current_target(sl_sync_server *srv, sl_store *s, const char *ns, sl_signed_target *out)
+{
+	sl_ns_info info;
+	int rc;
+	if ((rc = sl_store_ns_head(s, ns, &info)) != SL_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	strcpy(out->ns, ns);
+	out->kind = info.kind;
+	out->target = info.target;
+	return sl_target_sign(out, &srv->key);
+}
+
+static void handle_target(sl_sync_server *srv, sl_store *s, const char *ns, sl_http_response *resp)
+{
+	sl_signed_target t;
+	if (current_target(srv, s, ns, &t) != SL_OK || sl_target_to_json(&t, &resp->body) != SL_OK)
+		fail_last(resp);
+}
+
+typedef struct ops_writer {
+	sl_buf *body;
+	size_t budget;
+} ops_writer;
+
+static int add_op(void *ctx, uint64_t loc, const sl_op *op, const uint8_t *element,
+                  size_t element_len, const void *value, size_t value_len)
+{
+	ops_writer *w = ctx;
+	int rc;
+	(void)loc;
+	(void)op;
+	if ((rc = sl_wire_ops_add(w->body, element, element_len, value, value_len)) != SL_OK)
+		return rc;
+	return w->body->len >= w->budget ? 1 : 0;
+}
+
+static void handle_ops(sl_sync_server *srv, sl_store *s, const sl_http_request *req, const char *ns,
+                       sl_http_response *resp)
+{
+	uint64_t start = 0, max = OPS_MAX_DEFAULT, size = 0, pinned = 0, n_read = 0;
+	sl_digest pins[SL_MMR_MAX_PEAKS];
+	size_t n_pins = 0;
+	sl_mmr_proof proof = {0, 0, NULL};
+	sl_ns_info info;
+	ops_writer w = {&resp->body, srv->o.frame_budget};
+	char msg[160];
+
+	if (query_u64(req, "start", &start, 1, resp) != SL_OK ||
+	    query_u64(req, "max", &max, 0, resp) != SL_OK ||
+	    query_u64(req, "size", &size, 0, resp) != SL_OK ||
+	    query_u64(req, "pinned", &pinned, 0, resp) != SL_OK)
+		return;
+	if (max == 0 || pinned > 1) {
+		fail(resp, 400, "'max' must be at least 1 and 'pinned' 0 or 1");
+		return;
+	}
+	if (max > SL_WIRE_MAX_OPS)
+		max = SL_WIRE_MAX_OPS;
+	if (sl_store_ns_head(s, ns, &info) != SL_OK) {
+		fail_last(resp);
+		return;
+	}
+	if (size == 0)
+		size = info.target.size;
+	if (start < info.pruned) {
+		snprintf(msg, sizeof(msg), "operations below %llu were pruned; start at the floor",
+		         (unsigned long long)info.pruned);
+		fail(resp, 410, msg);
+		return;
+	}
+	if (size > info.target.size || start >= size) {
+		snprintf(msg, sizeof(msg), "no operations from %llu in the first %llu (size %llu)",
+		         (unsigned long long)start, (unsigned long long)size,
+		         (unsigned long long)info.target.size);
+		fail(resp, 400, msg);
+		return;
+	}
+	if ((pinned && sl_store_pinned_nodes(s, ns, start, pins, &n_pins) != SL_OK) ||
+	    sl_wire_ops_begin(&resp->body, start, size) != SL_OK ||
+	    sl_store_read_range(s, ns, size, start, max, add_op, &w, &proof, &n_read) != SL_OK ||
+	    sl_wire_ops_end(&resp->body, (size_t)n_read, &proof, pins, n_pins) != SL_OK) {
+		fail_last(resp);
+		goto cleanup;
+	}
+	resp->content_type = CONTENT_OPS;
+	sl_metric_add(srv->ops_served, n_read);
+cleanup:
+	sl_mmr_proof_free(&proof);
+}
+
+static void handle_consistency(sl_store *s, const sl_http_request *req, const char *ns,
+                               sl_http_response *resp)
+{
+	uint64_t from = 0, to = 0;
+	sl_mmr_proof proof = {0, 0, NULL};
+
+	if (query_u64(req, "from", &from, 1, resp) != SL_OK ||
+	    query_u64(req, "to", &to, 1, resp) != SL_OK)
+		return;
+	if (sl_store_consistency_proof(s, ns, from, to, &proof) != SL_OK ||
+	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK) {
+		const sl_error *e = sl_error_last();
+		fail(resp, strstr(e->message, "pruned") ? 410 : status_for(e->code), e->message);
+	} else {
+		resp->content_type = CONTENT_PROOF;
+	}
+	sl_mmr_proof_free(&proof);
+}
+
+/* Constant-time in the token's bytes, so it cannot be guessed byte by
+ * byte from response times. */
+static int token_matches(const char *given, const char *want)
+{
+	size_t n = strlen(want), m = strlen(given);
+	unsigned char diff = (unsigned char)(m != n);
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)((i < m ? given[i] : 0) ^ want[i]);
+	return diff == 0;
+}
+
+static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_request *req,
+                          const char *ns, sl_http_response *resp)
+{
+	const char *auth = sl_http_request_header(req, "Authorization");
+	sl_wire_entry *entries = NULL;
+	sl_signed_target t;
+	sl_batch *b = NULL;
+	size_t n = 0;
+	int rc = SL_OK;
+
+	if (!srv->token) {
+		fail(resp, 403, "commits are disabled: start the server with --token-file");
+		return;
+	}
+	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !token_matches(auth + 7, srv->token)) {
+		fail(resp, 401, "a valid bearer token is required");
+		return;
+	}
+	if (sl_wire_batch_decode(&entries, &n, req->body, req->body_len) != SL_OK ||
+	    sl_batch_new(&b, s, ns) != SL_OK) {
+		fail_last(resp);
+		goto cleanup;
+	}
+	for (size_t i = 0; rc == SL_OK && i < n; i++)
+		rc = entries[i].is_delete ? sl_batch_del(b, entries[i].key, entries[i].key_len)
+		                          : sl_batch_put(b, entries[i].key, entries[i].key_len,
+		                                         entries[i].value, entries[i].value_len);
+	if (rc != SL_OK || sl_batch_commit(b, NULL) != SL_OK ||
+	    current_target(srv, s, ns, &t) != SL_OK ||
+	    sl_target_to_json(&t, &resp->body) != SL_OK) {
+		fail_last(resp);
+		goto cleanup;
+	}
+	sl_metric_add(srv->ops_committed, n);
+	sl_log(SL_LOG_INFO, "applied a commit", "ns=%s entries=%zu size=%llu", ns, n,
+	       (unsigned long long)t.target.size);
+cleanup:
+	sl_batch_free(b);
+	sl_free(entries);
+}
+
+/* --------------------------------------------------------------- routing */
+
+/* Splits "/api/v0/ns/{ns}/{action}"; ns is copied into ns_out. */
+static enum endpoint route(const char *path, char ns_out[SL_NS_NAME_MAX + 1])
+{
+	const char *p, *slash;
+	size_t len;
+
+	if (strcmp(path, API_PREFIX "info") == 0)
+		return EP_INFO;
+	if (strncmp(path, NS_PREFIX, strlen(NS_PREFIX)) != 0)
+		return EP_OTHER;
+	p = path + strlen(NS_PREFIX);
+	if (!(slash = strchr(p, '/')) || (len = (size_t)(slash - p)) == 0 || len > SL_NS_NAME_MAX)
+		return EP_OTHER;
+	memcpy(ns_out, p, len);
+	ns_out[len] = 0;
+	if (sl_ns_name_validate(ns_out) != SL_OK)
+		return EP_OTHER;
+	slash++;
+	if (strcmp(slash, "target") == 0)
+		return EP_TARGET;
+	if (strcmp(slash, "ops") == 0)
+		return EP_OPS;
+	if (strcmp(slash, "consistency") == 0)
+		return EP_CONSISTENCY;
+	if (strcmp(slash, "commit") == 0)
+		return EP_COMMIT;
+	return EP_OTHER;
+}
+
+static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp)
+{
+	sl_sync_server *srv = ctx;
+	char ns[SL_NS_NAME_MAX + 1] = "";
+	enum endpoint ep = route(req->path, ns);
+	int is_post = ep == EP_COMMIT;
+	sl_store *s = NULL;
+
+	sl_metric_add(srv->requests[ep], 1);
+	if (ep == EP_OTHER) {
+		fail(resp, 404, "no such endpoint");
+		goto out;
+	}
+	if (strcmp(req->method, is_post ? "POST" : "GET") != 0) {
+		fail(resp, 405, is_post ? "use POST" : "use GET");
+		goto out;
+	}
+	if (!(s = pool_get(srv))) {
+		fail(resp, 503, sl_error_last()->message);
+		goto out;
+	}
+	switch (ep) {
+	case EP_INFO:
+		handle_info(srv, s, resp);
+		break;
+	case EP_TARGET:
+		handle_target(srv, s, ns, resp);
+		break;
+	case EP_OPS:
+		handle_ops(srv, s, req, ns, resp);
+		break;
+	case EP_CONSISTENCY:
+		handle_consistency(s, req, ns, resp);
+		break;
+	default:
+		handle_commit(srv, s, req, ns, resp);
+		break;
+	}
+	pool_put(srv, s);
+out:
+	if (resp->status >= 400) {
+		sl_metric_add(srv->errors[ep], 1);
+		sl_log(SL_LOG_DEBUG, "refused a request", "method=%s path=%s status=%d",
+		       req->method, req->path, resp->status);
+	} else {
+		sl_metric_add(srv->bytes_served, resp->body.len);
+	}
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static int register_metrics(sl_sync_server *srv)
+{
+	sl_metrics *m = srv->o.metrics;
+	if (!m)
+		return SL_OK;
+	for (int i = 0; i < EP__COUNT; i++) {
+		char labels[64];
+		snprintf(labels, sizeof(labels), "endpoint=\"%s\"", endpoint_names[i]);
+		if (!(srv->requests[i] = sl_metrics_counter(m, "sluice_server_requests_total",
+		                                            labels, "HTTP requests received")) ||
+		    !(srv->errors[i] = sl_metrics_counter(m, "sluice_server_errors_total", labels,
+		                                          "HTTP requests answered with an error")))
+			return SL_ENOMEM;
+	}
+	if (!(srv->ops_served = sl_metrics_counter(m, "sluice_server_ops_served_total", NULL,
+	                                           "operations sent in ops frames")) ||
+	    !(srv->bytes_served = sl_metrics_counter(m, "sluice_server_bytes_served_total", NULL,
+	                                             "response body bytes sent")) ||
+	    !(srv->ops_committed = sl_metrics_counter(m, "sluice_server_commit_entries_total", NULL,
+	                                              "entries received in commits")))
+		return SL_ENOMEM;
+	return SL_OK;
+}
+
+int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
+{
+	sl_http_server_options ho;
+	sl_sync_server *srv;
+	sl_store *probe = NULL;
+	int rc;
+
+	if (!o->store_dir || !o->key)
+		return sl_error_set(SL_EINVAL, "a store directory and a node key are required");
+	if (!(srv = sl_calloc(1, sizeof(*srv))))
+		return SL_ENOMEM;
+	srv->o = *o;
+	srv->key = *o->key;
+	srv->o.key = &srv->key;
+	if (!srv->o.frame_budget)
+		srv->o.frame_budget = FRAME_BUDGET;
+	pthread_mutex_init(&srv->pool_mu, NULL);
+	if (!(srv->store_dir = sl_strdup(o->store_dir)) ||
+	    (o->token && !(srv->token = sl_strdup(o->token)))) {
+		rc = SL_ENOMEM;
+		goto fail;
+	}
+	if ((rc = register_metrics(srv)) != SL_OK)
+		goto fail;
+	/* Open one handle now, so a missing or damaged store fails at start. */
+	if (!(probe = pool_get(srv))) {
+		rc = sl_error_last()->code;
+		goto fail;
+	}
+	pool_put(srv, probe);
+	sl_http_server_options_init(&ho);
+	ho.listen_addr = o->listen_addr ? o->listen_addr : "127.0.0.1";
+	ho.port = o->port;
+	ho.threads = o->threads ? o->threads : 4;
+	ho.timeout_s = o->timeout_s ? o->timeout_s : 30;
+	ho.max_response = srv->o.frame_budget + (SL_VALUE_MAX + (64u << 10));
+	if ((rc = sl_http_server_start(&srv->http, &ho, handle, srv)) != SL_OK)
+		goto fail;
+	*out = srv;
+	return SL_OK;
+fail:
+	sl_sync_server_stop(srv);
+	return rc;
+}
+
+uint16_t sl_sync_server_port(const sl_sync_server *s)
+{
+	return sl_http_server_port(s->http);
+}
+
+void sl_sync_server_stop(sl_sync_server *s)
+{
+	if (!s)
+		return;
+	sl_http_server_stop(s->http);
+	for (size_t i = 0; i < s->n_pool; i++)
+		sl_store_free(s->pool[i]);
+	pthread_mutex_destroy(&s->pool_mu);
+	sl_free(s->store_dir);
+	if (s->token) {
+		memset(s->token, 0, strlen(s->token));
+		sl_free(s->token);
+	}
+	memset(&s->key, 0, sizeof(s->key));
+	sl_free(s);
+}
