@@ -14,6 +14,7 @@
 #define SLUICE_CLI_H
 
 #include <getopt.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +63,8 @@ int cli_cmd_verify(int argc, char **argv);
 int cli_cmd_prove(int argc, char **argv);
 int cli_cmd_check_proof(int argc, char **argv);
 int cli_cmd_tool(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
+int cli_cmd_sync(int argc, char **argv);
 
 /* `sluice` itself: --version, then dispatch through table, then flush
  * stdout (a failed write is a failure). main() only calls this. */
@@ -83,7 +86,7 @@ int cli_dispatch(const char *group, const char *usage, const cli_command *table,
 #define CLI_OPT_CMD  0x101
 
 /* Most options one command may add to the common ones. */
-#define CLI_MAX_OPTIONS 8
+#define CLI_MAX_OPTIONS 12
 
 /* A command's description and, after cli_parse, its parsed command line.
  * Every command takes -d/--dir DIR and -h/--help. */
@@ -116,6 +119,16 @@ void cli_print_usage(const cli_cmd *cmd, FILE *f);
 
 /* Strict unsigned decimal for option `what`: CLI_OK or CLI_USAGE. */
 int cli_parse_u64(const char *name, const char *what, const char *s, uint64_t *out);
+
+/* A duration for option `what`: a number with a unit, ms, s, m or h
+ * ("100ms", "1s", "2m"); a bare number is seconds. CLI_OK or CLI_USAGE. */
+int cli_parse_duration_ms(const char *name, const char *what, const char *s, uint64_t *out);
+
+/* A TCP port for option `what`: 0..65535. CLI_OK or CLI_USAGE. */
+int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out);
+
+/* Install SIGINT/SIGTERM handlers that set *flag (and ignore SIGPIPE). */
+void cli_on_stop_signal(volatile sig_atomic_t *flag);
 
 /* ---------------------------------------------------------------- errors */
 

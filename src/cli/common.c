@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,6 +224,67 @@ int cli_parse_u64(const char *name, const char *what, const char *s, uint64_t *o
 	}
 	*out = v;
 	return CLI_OK;
+}
+
+int cli_parse_duration_ms(const char *name, const char *what, const char *s, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
+	size_t digits = strspn(s, "0123456789");
+	char number[32];
+	uint64_t v;
+
+	if (digits == 0 || digits >= sizeof(number))
+		return cli_usage_error(name, "%s: '%s' is not a duration like 100ms, 5s or 2m",
+		                       what, s);
+	memcpy(number, s, digits);
+	number[digits] = 0;
+	if (cli_parse_u64(name, what, number, &v) != CLI_OK)
+		return CLI_USAGE;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s + digits, units[i].suffix) != 0)
+			continue;
+		if (v > UINT64_MAX / 2 / units[i].ms)
+			return cli_usage_error(name, "%s: '%s' is too long", what, s);
+		*out = v * units[i].ms;
+		return CLI_OK;
+	}
+	return cli_usage_error(name, "%s: '%s' has an unknown unit (use ms, s, m or h)", what, s);
+}
+
+int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out)
+{
+	uint64_t v;
+	if (cli_parse_u64(name, what, s, &v) != CLI_OK)
+		return CLI_USAGE;
+	if (v > 65535)
+		return cli_usage_error(name, "%s: %llu is not a TCP port", what,
+		                       (unsigned long long)v);
+	*out = (uint16_t)v;
+	return CLI_OK;
+}
+
+static volatile sig_atomic_t *stop_flag;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	if (stop_flag)
+		*stop_flag = 1;
+}
+
+void cli_on_stop_signal(volatile sig_atomic_t *flag)
+{
+	struct sigaction sa;
+	stop_flag = flag;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 }
 
 /* -------------------------------------------------------------- dispatch */

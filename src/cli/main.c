@@ -18,6 +18,8 @@ static const cli_command commands[] = {
         {"prove", cli_cmd_prove, "prove a key's latest operation against the root"},
         {"check-proof", cli_cmd_check_proof, "verify a proof made by 'sluice prove --json'"},
         {"verify", cli_cmd_verify, "recompute and check a namespace's stored data"},
+        {"serve", cli_cmd_serve, "serve the store's namespaces to syncing clients"},
+        {"sync", cli_cmd_sync, "keep a local namespace in step with a server's"},
         {"tool", cli_cmd_tool, "stand-alone helpers (mmr-root)"},
 };
 
