@@ -138,7 +138,8 @@ static void read_verified(fixture *f, const char *ns, uint64_t start, uint64_t m
 
 	assert_int_equal(sl_store_ns_info(f->src, ns, &info), SL_OK);
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(sl_store_read_range(f->src, ns, 0, start, max, collect, r, &proof), SL_OK);
+	assert_int_equal(sl_store_read_range(f->src, ns, 0, start, max, collect, r, &proof, NULL),
+	                 SL_OK);
 	assert_true(r->n > 0);
 	assert_int_equal(sl_mmr_range_verify_pinned(&proof, start, r->elements, r->n,
 	                                            &info.target.root, pins, &n_pins),
