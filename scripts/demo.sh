@@ -49,3 +49,29 @@ sed -E 's/"root": *"[0-9a-f]{64}"/"root": "af5570f5a1810b7af78caf4bc70a660f0df51
 
 say "recompute every MMR node, the root and the state from the log"
 "$SLUICE" verify objects -d "$store"
+
+say "live sync: a server that keeps writing, a client that verifies and follows"
+server_dir="$work/server"
+client_dir="$work/client"
+SLUICE_LOG=info "$SLUICE" serve -d "$server_dir" --db mutable -i 2000 -t 100ms -o 20 \
+  -p 0 -m 0 2>"$work/server.log" &
+server=$!
+trap 'kill "$server" "${client:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  grep -q 'msg="serving"' "$work/server.log" && break
+  sleep 0.1
+done
+port=$(sed -n 's/.*msg="serving".* port=\([0-9]*\) .*/\1/p' "$work/server.log")
+key=$(curl -sf "http://127.0.0.1:$port/api/v0/info" | jq -r .node)
+echo "server on 127.0.0.1:$port, node key $key"
+echo "client: sluice sync -s 127.0.0.1:$port --trust-key <key> -i 2s demo (runs for 20 s)"
+SLUICE_LOG=info "$SLUICE" sync -d "$client_dir" -s "127.0.0.1:$port" --trust-key "$key" \
+  -t 500ms -i 2s demo 2> >(sed -u -E 's/^ts=[^ ]+ level=[a-z]+ //') &
+client=$!
+sleep 20
+kill -TERM "$client" 2>/dev/null || true
+wait "$client" 2>/dev/null || true
+kill -TERM "$server"
+wait "$server" 2>/dev/null || true
+say "after stopping both: the client's copy verifies"
+"$SLUICE" verify demo -d "$client_dir"

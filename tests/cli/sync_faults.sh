@@ -22,6 +22,7 @@ for run in 1 2 3 4 5 6; do
 	SLUICE_LOG=info "$SLUICE" sync -d "$c" -s "127.0.0.1:$port" --once -b 10 -r 1 demo \
 		2>"$TMP/kill.$run.log" &
 	pid=$!
+	CHILD_PIDS+=("$pid")
 	sleep "0.$((RANDOM % 6 + 1))"
 	kill -9 "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -32,6 +33,7 @@ for run in 1 2 3 4 5 6; do
 		SLUICE_LOG=info "$SLUICE" sync -d "$c" -s "127.0.0.1:$port" --once -b 10 -r 1 demo \
 			2>"$TMP/resume.$run.log" &
 		pid=$!
+		CHILD_PIDS+=("$pid")
 		wait_until 20 grep -q 'msg="syncing"' "$TMP/resume.$run.log" || fail "resume did not start"
 		grep -q "msg=\"syncing\" ns=demo local_size=$size " "$TMP/resume.$run.log" ||
 			fail "run $run: resumed at $(grep syncing "$TMP/resume.$run.log"), stored $size"
