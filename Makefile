@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench fuzz format format-check clean
+.PHONY: all deps build test test-asan demo bench bench-sync fuzz format format-check clean
 
 all: build
 
@@ -30,6 +30,9 @@ demo: build
 
 bench: build
 	@scripts/bench.sh $(BUILD)
+
+bench-sync: build
+	@bench/sync_bench.sh $(BUILD) $(BENCH_OPS)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps

@@ -211,6 +211,9 @@ int sl_ed25519_verify(const uint8_t sig[SL_ED25519_SIG_LEN], const void *msg, si
 /* ----------------------------------------------------------------- clock */
 
 uint64_t sl_clock_mono_ns(void); /* monotonic, for durations */
+/* A fast non-cryptographic random number (xorshift64) for jitter and test
+ * data; *state must start non-zero. Never for keys or secrets. */
+uint64_t sl_xorshift64(uint64_t *state);
 uint64_t sl_clock_wall_ms(void); /* Unix epoch milliseconds */
 void sl_sleep_ms(uint64_t ms);
 /* "2026-11-21T08:47:20.123Z" into out (at least 25 bytes). */

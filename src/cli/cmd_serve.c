@@ -161,14 +161,6 @@ typedef struct generator {
 	uint64_t rng;
 } generator;
 
-static uint64_t gen_random(generator *g)
-{
-	g->rng ^= g->rng << 13;
-	g->rng ^= g->rng >> 7;
-	g->rng ^= g->rng << 17;
-	return g->rng;
-}
-
 /* One commit of n operations: fresh keys in an immutable namespace;
  * updates of a bounded key space, and a delete now and then, in a
  * mutable one (so the floor moves). */
@@ -183,14 +175,15 @@ static int generate(generator *g, uint64_t n)
 	for (uint64_t i = 0; i < n && rc == SL_OK; i++) {
 		char key[48];
 		uint8_t value[DEMO_VALUE_LEN];
-		uint64_t k =
-		        g->kind == SL_NS_IMMUTABLE ? g->next_key++ : gen_random(g) % g->key_space;
-		int klen = snprintf(key, sizeof(key), "key/%020llu", (unsigned long long)k);
+		uint64_t k = g->kind == SL_NS_IMMUTABLE ? g->next_key++
+		                                        : sl_xorshift64(&g->rng) % g->key_space;
+		/* 32-byte keys, as in the benchmarks. */
+		int klen = snprintf(key, sizeof(key), "key/%028llu", (unsigned long long)k);
 		for (size_t j = 0; j < sizeof(value); j += 8) {
-			uint64_t r = gen_random(g);
+			uint64_t r = sl_xorshift64(&g->rng);
 			memcpy(value + j, &r, 8);
 		}
-		if (g->kind == SL_NS_MUTABLE && gen_random(g) % 10 == 0)
+		if (g->kind == SL_NS_MUTABLE && sl_xorshift64(&g->rng) % 10 == 0)
 			rc = sl_batch_del(b, key, (size_t)klen);
 		else
 			rc = sl_batch_put(b, key, (size_t)klen, value, sizeof(value));

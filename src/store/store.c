@@ -576,6 +576,17 @@ int store_count_live_keys(sl_store *s, ns_cache *c, uint64_t *out)
 	return SL_OK;
 }
 
+static void info_from_row(sl_ns_info *out, const ns_row *row)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", row->name);
+	out->kind = row->kind;
+	out->target.size = row->size;
+	out->target.root = row->root;
+	out->target.floor = row->floor;
+	out->pruned = row->pruned;
+}
+
 static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
 {
 	ns_row row;
@@ -586,14 +597,8 @@ static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
 	if ((rc = store_ns_sync(s, name, &row, &c)) != SL_OK ||
 	    (rc = store_count_live_keys(s, c, &keys)) != SL_OK)
 		return rc;
-	memset(out, 0, sizeof(*out));
+	info_from_row(out, &row);
 	out->keys = keys;
-	snprintf(out->name, sizeof(out->name), "%s", row.name);
-	out->kind = row.kind;
-	out->target.size = row.size;
-	out->target.root = row.root;
-	out->target.floor = row.floor;
-	out->pruned = row.pruned;
 	return SL_OK;
 }
 
@@ -620,13 +625,7 @@ int sl_store_ns_head(sl_store *s, const char *name, sl_ns_info *out)
 	store_rollback_txn(s);
 	if (rc != SL_OK)
 		return rc;
-	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "%s", row.name);
-	out->kind = row.kind;
-	out->target.size = row.size;
-	out->target.root = row.root;
-	out->target.floor = row.floor;
-	out->pruned = row.pruned;
+	info_from_row(out, &row);
 	return SL_OK;
 }
 

@@ -118,14 +118,6 @@ static int stopping(const client *c)
 
 /* ------------------------------------------------------------- backoff */
 
-static uint64_t next_random(client *c)
-{
-	c->rng ^= c->rng << 13;
-	c->rng ^= c->rng >> 7;
-	c->rng ^= c->rng << 17;
-	return c->rng;
-}
-
 /* base * 2^attempt, capped, with jitter in [d/2, d). */
 static uint64_t backoff_ms(client *c, unsigned attempt)
 {
@@ -136,7 +128,7 @@ static uint64_t backoff_ms(client *c, unsigned attempt)
 		d = c->o->retry_max_ms;
 	if (d < 2)
 		return d;
-	return d / 2 + next_random(c) % (d / 2);
+	return d / 2 + sl_xorshift64(&c->rng) % (d / 2);
 }
 
 /* Sleep in short steps so a stop request is seen. */
