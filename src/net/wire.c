@@ -14,7 +14,6 @@
  */
 #include "sluice/net.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #define OPS_HEADER_LEN   (1 + 8 + 8 + 4) /* version, start, size, count */
@@ -227,11 +226,9 @@ static int decode_batch(sl_wire_entry *entries, uint32_t n, sl_reader *r)
 			return sl_error_set(SL_ECORRUPT, "malformed batch: entry %u key length", i);
 		e->key = (const char *)bytes;
 		e->key_len = (size_t)len;
-		if (sl_key_validate(e->key, e->key_len) != SL_OK) {
-			char why[SL_ERROR_MSG_MAX];
-			snprintf(why, sizeof(why), "%s", sl_error_last()->message);
-			return sl_error_set(SL_ECORRUPT, "malformed batch: entry %u: %s", i, why);
-		}
+		if (sl_key_validate(e->key, e->key_len) != SL_OK)
+			return sl_error_set(SL_ECORRUPT, "malformed batch: entry %u: %s", i,
+			                    sl_error_last()->message);
 		e->is_delete = kind == ENTRY_DELETE;
 		if (e->is_delete)
 			continue;

@@ -219,19 +219,30 @@ typedef struct range_args {
 	sl_mmr_proof *out;
 } range_args;
 
+/* A range starting at `start` of the MMR at `size` operations can be
+ * read and proved: size is not past the last commit, and start is not
+ * below the pruned boundary (a replica holds only the pinned nodes below
+ * its start, replica.c). */
+static int check_range(const ns_row *row, uint64_t size, uint64_t start)
+{
+	if (size > row->size)
+		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
+		                    (unsigned long long)size, row->name,
+		                    (unsigned long long)row->size);
+	if (start < row->pruned)
+		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
+		                    (unsigned long long)row->pruned, row->name);
+	return SL_OK;
+}
+
 static int range_proof_for_row(sl_store *s, const ns_row *row, uint64_t size, uint64_t start,
                                uint64_t end, sl_mmr_proof *out)
 {
 	chunk_reader reader;
 	sl_mmr_nodes nodes;
-	if (size > row->size)
-		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
-		                    (unsigned long long)size, row->name,
-		                    (unsigned long long)row->size);
-	/* A replica holds only the pinned nodes below its start (replica.c). */
-	if (start < row->pruned)
-		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
-		                    (unsigned long long)row->pruned, row->name);
+	int rc;
+	if ((rc = check_range(row, size, start)) != SL_OK)
+		return rc;
 	chunk_reader_init(&reader, s, row->id);
 	nodes = chunk_reader_nodes(&reader);
 	return sl_mmr_range_proof(out, &nodes, size, start, end);
@@ -306,13 +317,9 @@ static int read_range_locked(sl_store *s, void *arg)
 		                    "no operations from %llu (max %llu) in the first %llu of '%s'",
 		                    (unsigned long long)a->start, (unsigned long long)a->max,
 		                    (unsigned long long)a->size, a->ns);
-	if (a->size > row.size)
-		return sl_error_set(SL_EINVAL, "size %llu is past the last commit of '%s' (%llu)",
-		                    (unsigned long long)a->size, a->ns,
-		                    (unsigned long long)row.size);
-	if (a->start < row.pruned)
-		return sl_error_set(SL_EINVAL, "operations below %llu of '%s' were pruned",
-		                    (unsigned long long)row.pruned, a->ns);
+	/* Checked before the walk too: it would meet missing operations. */
+	if ((rc = check_range(&row, a->size, a->start)) != SL_OK)
+		return rc;
 	end = a->size - a->start > a->max ? a->start + a->max : a->size;
 	a->ns_id = row.id;
 	rc = store_log_walk(s, row.id, a->start, end, range_entry_cb, a);

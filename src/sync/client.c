@@ -66,7 +66,8 @@ typedef struct range {
 typedef struct frame {
 	sl_buf body;
 	sl_wire_ops ops;
-	size_t applied; /* ops of this frame already in the store */
+	size_t applied;    /* ops of this frame already in the store */
+	size_t commit_end; /* ops up to and including its last commit; 0: none */
 } frame;
 
 typedef struct metrics {
@@ -212,7 +213,7 @@ static int fetch_target(client *c, sl_signed_target *out)
 	}
 }
 
-static int check_consistency(client *c, uint64_t old_size, const sl_digest *old_root,
+static int check_consistency(uint64_t old_size, const sl_digest *old_root,
                              const sl_signed_target *to, const sl_http_result *r)
 {
 	sl_mmr_proof proof = {0, 0, NULL};
@@ -228,7 +229,6 @@ static int check_consistency(client *c, uint64_t old_size, const sl_digest *old_
 		                  (unsigned long long)to->target.size,
 		                  (unsigned long long)old_size);
 	sl_mmr_proof_free(&proof);
-	(void)c;
 	return rc;
 }
 
@@ -245,20 +245,17 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 		int rc;
 		sl_http_result_init(&r);
 		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
-		rc = check_consistency(c, old_size, old_root, to, &r);
-		/* A server that answers but cannot prove it is refused. */
-		if (rc == SL_OK || rc == SL_EVERIFY || (r.rc == SL_OK && r.status < 500) ||
-		    stopping(c) || attempt + 1 >= RANGE_ATTEMPTS) {
-			if (rc != SL_OK && rc != SL_EVERIFY && r.rc == SL_OK && r.status < 500)
-				rc = sl_error_set(
-				        SL_EVERIFY,
-				        "the server cannot prove that its log extends the "
-				        "one verified at %llu operations: %s",
-				        (unsigned long long)old_size, sl_error_last()->message);
-			sl_http_result_free(&r);
-			return rc;
-		}
+		rc = check_consistency(old_size, old_root, to, &r);
+		/* A server that answers but cannot prove it is refused; only
+		 * network errors and 5xx are retried. */
+		if (rc != SL_OK && rc != SL_EVERIFY && r.rc == SL_OK && r.status < 500)
+			rc = sl_error_set(SL_EVERIFY,
+			                  "the server cannot prove that its log extends the one "
+			                  "verified at %llu operations: %s",
+			                  (unsigned long long)old_size, sl_error_last()->message);
 		sl_http_result_free(&r);
+		if (rc == SL_OK || rc == SL_EVERIFY || stopping(c) || attempt + 1 >= RANGE_ATTEMPTS)
+			return rc;
 		sl_metric_add(c->m.retries, 1);
 		pause_ms(c, backoff_ms(c, attempt));
 	}
@@ -308,7 +305,24 @@ static size_t frames_ops(const client *c)
 	return n;
 }
 
-static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit);
+/* Verified operations contiguous from the local size, and how many of
+ * them end at the last commit among them. */
+static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit)
+{
+	uint64_t loc = c->local_size;
+	*n_frames = 0;
+	*n_ops = *n_to_commit = 0;
+	for (size_t i = 0; i < c->n_frames; i++) {
+		const frame *f = c->frames[i];
+		if (f->ops.start + f->applied != loc)
+			break;
+		if (f->commit_end > f->applied)
+			*n_to_commit = *n_ops + (f->commit_end - f->applied);
+		*n_ops += f->ops.n - f->applied;
+		loc = f->ops.start + f->ops.n;
+		(*n_frames)++;
+	}
+}
 
 /* Every buffered operation is contiguous and none is a commit: nothing
  * can be applied until the rest of the commit arrives, so the buffer must
@@ -423,13 +437,16 @@ static int verify_frame(const range *r, sl_http_result *res, frame **out,
 	if ((rc = sl_mmr_range_verify_pinned(&f->ops.proof, f->ops.start, f->ops.elements, f->ops.n,
 	                                     &r->target.root, pinned, n_pinned)) != SL_OK)
 		goto fail;
-	/* The proof covers the elements, which carry each value's digest. */
+	/* The proof covers the elements, which carry each value's digest.
+	 * (The decoder already checked that every element decodes.) */
 	for (size_t i = 0; i < f->ops.n; i++) {
 		sl_op op;
 		sl_digest actual;
-		if (sl_op_decode(&op, f->ops.elements[i].data, f->ops.elements[i].len) != SL_OK ||
-		    (op.type != SL_OP_SET && op.type != SL_OP_UPDATE))
-			continue; /* the decoder already checked every element */
+		sl_op_decode(&op, f->ops.elements[i].data, f->ops.elements[i].len);
+		if (op.type == SL_OP_COMMIT)
+			f->commit_end = i + 1;
+		if (op.type != SL_OP_SET && op.type != SL_OP_UPDATE)
+			continue;
 		sl_sha256(&actual, f->ops.values[i].data, f->ops.values[i].len);
 		if (!sl_digest_eq(&actual, &op.digest)) {
 			rc = sl_error_set(SL_EVERIFY,
@@ -468,28 +485,6 @@ static int frames_insert(client *c, frame *f)
 	if (c->oldest_ready_ns == 0)
 		c->oldest_ready_ns = sl_clock_mono_ns();
 	return SL_OK;
-}
-
-/* Verified operations contiguous from the local size, and how many of
- * them end at the last commit among them. */
-static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit)
-{
-	uint64_t loc = c->local_size;
-	*n_frames = 0;
-	*n_ops = *n_to_commit = 0;
-	for (size_t i = 0; i < c->n_frames; i++) {
-		const frame *f = c->frames[i];
-		if (f->ops.start + f->applied != loc)
-			break;
-		for (size_t j = f->applied; j < f->ops.n; j++) {
-			(*n_ops)++;
-			if (f->ops.elements[j].len > 0 &&
-			    f->ops.elements[j].data[0] == SL_OP_COMMIT)
-				*n_to_commit = *n_ops;
-		}
-		loc = f->ops.start + f->ops.n;
-		(*n_frames)++;
-	}
 }
 
 /* Apply the contiguous verified operations up to their last commit (C2),
@@ -645,7 +640,7 @@ static int on_consistency_result(client *c, sl_http_result *res)
 {
 	int rc;
 	c->has_pending = 0;
-	rc = check_consistency(c, c->target.target.size, &c->target.target.root, &c->pending, res);
+	rc = check_consistency(c->target.target.size, &c->target.target.root, &c->pending, res);
 	if (rc == SL_EVERIFY)
 		return rc;
 	if (rc != SL_OK) {

@@ -307,17 +307,26 @@ static void handle_consistency(sl_store *s, const sl_http_request *req, const ch
 {
 	uint64_t from = 0, to = 0;
 	sl_mmr_proof proof = {0, 0, NULL};
+	sl_ns_info info;
 
 	if (query_u64(req, "from", &from, 1, resp) != SL_OK ||
 	    query_u64(req, "to", &to, 1, resp) != SL_OK)
 		return;
-	if (sl_store_consistency_proof(s, ns, from, to, &proof) != SL_OK ||
-	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK) {
-		const sl_error *e = sl_error_last();
-		fail(resp, strstr(e->message, "pruned") ? 410 : status_for(e->code), e->message);
-	} else {
-		resp->content_type = CONTENT_PROOF;
+	if (sl_store_ns_head(s, ns, &info) != SL_OK) {
+		fail_last(resp);
+		return;
 	}
+	if (from != 0 && from < info.pruned) {
+		fail(resp, 410,
+		     "operations below the pruned boundary cannot be proved; start at the "
+		     "floor");
+		return;
+	}
+	if (sl_store_consistency_proof(s, ns, from, to, &proof) != SL_OK ||
+	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK)
+		fail_last(resp);
+	else
+		resp->content_type = CONTENT_PROOF;
 	sl_mmr_proof_free(&proof);
 }
 
