@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config clang clang-format
   libsqlite3-dev sqlite3 libssl-dev libsodium-dev libjansson-dev libcmocka-dev
   libmicrohttpd-dev libcurl4-openssl-dev curl redis-server nodejs
-  jq
+  jq libpq-dev postgresql rclone
 )
 
 missing=()
@@ -20,7 +20,18 @@ for p in "${packages[@]}"; do
     [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
 done
 
+# The S3-compatible test server (s3rver) is pinned in tests/package.json.
+install_test_servers() {
+  local tests
+  tests="$(cd "$(dirname "$0")/../tests" && pwd)"
+  if [ ! -x "$tests/node_modules/.bin/s3rver" ]; then
+    echo "deps: npm ci in tests/" >&2
+    (cd "$tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_test_servers
   exit 0
 fi
 
@@ -32,3 +43,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_test_servers

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Starts and stops the real servers the pipeline tests talk to, on loopback,
+# with throwaway data directories and free ports.
+#
+#   scripts/services.sh start [pg] [s3]   # both when none is named
+#       Prints shell assignments (eval them) and writes them to DIR/env:
+#         SLUICE_SERVICES_DIR  the throwaway directory (pass it to stop)
+#         SLUICE_PG_URL        postgresql://sluice@127.0.0.1:PORT/sluice
+#         SLUICE_PG_PORT
+#         SLUICE_S3_ENDPOINT   http://127.0.0.1:PORT (s3rver; key and secret S3RVER)
+#         SLUICE_S3_PORT
+#       Buckets "source" and "dest" exist at start.
+#   scripts/services.sh stop DIR          # stops what DIR holds, removes DIR
+#   scripts/services.sh restart-pg DIR    # pg_ctl restart (tests of outages)
+#   scripts/services.sh stop-pg DIR | start-pg DIR
+#
+# PostgreSQL refuses to run as root, so as root initdb and pg_ctl run as the
+# `postgres` user, which owns the data directory. s3rver comes from
+# tests/package.json (pinned), installed by scripts/deps.sh.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();});'
+}
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_ctl_run() { # dir, action...
+  local dir="$1"
+  shift
+  as_pg "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 "$@" >/dev/null
+}
+
+start_pg() {
+  local dir="$1" port
+  port="$(free_port)"
+  mkdir -p "$dir/pg" "$dir/pgsock"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$dir" "$dir/pg" "$dir/pgsock"
+    chmod 755 "$dir"
+  fi
+  as_pg "$pg_bin/initdb" -D "$dir/pg" -U sluice -A trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  cat >>"$dir/pg/postgresql.conf" <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir/pgsock'
+fsync = off
+full_page_writes = off
+max_connections = 200
+EOF
+  as_pg touch "$dir/pg.log"
+  pg_ctl_run "$dir" start || { cat "$dir/pg.log" >&2; return 1; }
+  as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U sluice sluice
+  echo "SLUICE_PG_PORT=$port" >>"$dir/env"
+  echo "SLUICE_PG_URL=postgresql://sluice@127.0.0.1:$port/sluice" >>"$dir/env"
+}
+
+start_s3() {
+  local dir="$1" port bin="$root/tests/node_modules/.bin/s3rver"
+  [ -x "$bin" ] || { echo "services: s3rver missing; run scripts/deps.sh" >&2; return 1; }
+  port="$(free_port)"
+  mkdir -p "$dir/s3"
+  "$bin" -d "$dir/s3" -a 127.0.0.1 -p "$port" --silent --service-endpoint localhost \
+    --configure-bucket source --configure-bucket dest >"$dir/s3.log" 2>&1 &
+  echo $! >"$dir/s3.pid"
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+      echo "SLUICE_S3_PORT=$port" >>"$dir/env"
+      echo "SLUICE_S3_ENDPOINT=http://127.0.0.1:$port" >>"$dir/env"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "services: s3rver did not start:" >&2
+  cat "$dir/s3.log" >&2
+  return 1
+}
+
+stop_all() {
+  local dir="$1"
+  [ -d "$dir" ] || return 0
+  if [ -f "$dir/s3.pid" ]; then
+    kill "$(cat "$dir/s3.pid")" 2>/dev/null || true
+  fi
+  if [ -f "$dir/pg/postmaster.pid" ]; then
+    pg_ctl_run "$dir" stop -m immediate 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+start)
+  want_pg=0 want_s3=0
+  [ $# -eq 0 ] && set -- pg s3
+  for s in "$@"; do
+    case "$s" in
+    pg) want_pg=1 ;;
+    s3) want_s3=1 ;;
+    *) echo "services: unknown service '$s' (pg, s3)" >&2; exit 2 ;;
+    esac
+  done
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/sluice-services.XXXXXX")"
+  echo "SLUICE_SERVICES_DIR=$dir" >"$dir/env"
+  trap 'stop_all "$dir"' ERR
+  [ $want_pg -eq 1 ] && start_pg "$dir"
+  [ $want_s3 -eq 1 ] && start_s3 "$dir"
+  trap - ERR
+  sed 's/^/export /' "$dir/env"
+  ;;
+stop) stop_all "${1:?services: stop needs the directory}" ;;
+restart-pg) pg_ctl_run "${1:?}" restart -m fast ;;
+stop-pg) pg_ctl_run "${1:?}" stop -m fast ;;
+start-pg) pg_ctl_run "${1:?}" start ;;
+*)
+  echo "usage: services.sh start [pg] [s3] | stop DIR | restart-pg DIR | stop-pg DIR | start-pg DIR" >&2
+  exit 2
+  ;;
+esac
