@@ -34,7 +34,8 @@ enum {
 	SL_ETIMEOUT = -9,   /* a deadline passed */
 	SL_ECONFLICT = -10, /* e.g. an immutable key set to another value */
 	SL_EBUSY = -11,     /* resource locked by another writer */
-	SL_EINTERNAL = -12  /* a bug: an invariant did not hold */
+	SL_EINTERNAL = -12, /* a bug: an invariant did not hold */
+	SL_EAUTH = -13      /* a remote refused our credentials or our clock */
 };
 
 #define SL_ERROR_MSG_MAX   512

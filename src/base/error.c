@@ -43,6 +43,8 @@ const char *sl_strerror(int code)
 		return "busy";
 	case SL_EINTERNAL:
 		return "internal error";
+	case SL_EAUTH:
+		return "refused by remote";
 	default:
 		return "unknown error";
 	}

@@ -1,0 +1,237 @@
+/* connect/: the stores a pipeline reads from and writes to.
+ *
+ * A pipeline moves objects. The *source* lists rows (metadata only, in
+ * cursor order); a *fetcher* reads one object's bytes in parts; a *sink*
+ * stores objects by key. Fetchers and sinks are small vtables so the
+ * pipeline (src/pipeline/) does not know which store it talks to.
+ *
+ * Threads: a source or a fetcher is used by one thread at a time (the
+ * pipeline opens one fetcher per worker). A sink is shared by all workers:
+ * begin/write/commit/abort are called concurrently for different objects.
+ *
+ * Errors follow base.h. Codes with a meaning here:
+ *   SL_ENOTFOUND  the object is gone from the source (recorded as a failure)
+ *   SL_EAUTH      the remote refused our credentials or our clock: no other
+ *                 object can succeed, so the pipeline stops the run
+ *   SL_ECONFLICT  the destination holds other bytes under the key
+ *   anything else a failure of this object, retried later with backoff
+ */
+#ifndef SLUICE_CONNECT_H
+#define SLUICE_CONNECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ----------------------------------------------------------------- rows */
+
+#define SL_UUID_TEXT_LEN 36
+#define SL_TS_TEXT_MAX   40
+
+/* Where a pipeline has got to: the last row done, in (created_at, id)
+ * order. created_at is PostgreSQL's text for a timestamptz in UTC with
+ * microseconds ("2026-11-21 10:00:00.123456+00"); an empty created_at
+ * means "before every row". */
+typedef struct sl_cursor {
+	char created_at[SL_TS_TEXT_MAX];
+	char id[SL_UUID_TEXT_LEN + 1];
+} sl_cursor;
+
+/* One source row: what the pipeline needs to move one object. */
+typedef struct sl_row {
+	char id[SL_UUID_TEXT_LEN + 1];   /* uuid, lower case */
+	char created_at[SL_TS_TEXT_MAX]; /* as in sl_cursor */
+	char *key;                       /* destination key (owned) */
+	char *object_key;                /* S3 mode: key in the source bucket (owned); else NULL */
+	int64_t size;                    /* bytes if known, else -1 */
+} sl_row;
+
+typedef struct sl_row_batch {
+	sl_row *rows;
+	size_t n;
+} sl_row_batch;
+
+void sl_row_free(sl_row *row);           /* frees key and object_key; NULL ok */
+void sl_row_batch_free(sl_row_batch *b); /* frees every row and the array; NULL ok */
+int sl_row_copy(sl_row *out, const sl_row *in);
+
+/* The destination key of a row: "[competition_id/][agent_id/]<data_type>/<id>",
+ * NULL (or empty) segments left out. SL_EINVAL when the result is not a valid
+ * key (store/key.c rules) or data_type is missing. *out is owned by the caller. */
+int sl_object_key_build(char **out, const char *competition_id, const char *agent_id,
+                        const char *data_type, const char *id);
+
+/* --------------------------------------------------------------- source */
+
+/* Lists rows in cursor order. See sl_pg_source_next for the contract of
+ * next, sl_pg_source_get for get and sl_pg_source_lag for lag. */
+typedef struct sl_source_ops {
+	int (*next)(void *self, const sl_cursor *after, const char *since, size_t limit,
+	            sl_row_batch *out, int *held_by);
+	int (*get)(void *self, const char *id, sl_row *out);
+	int (*lag)(void *self, const sl_cursor *after, const char *since,
+	           char newest[SL_TS_TEXT_MAX], uint64_t *rows_after);
+	void (*close)(void *self);
+} sl_source_ops;
+
+typedef struct sl_source {
+	const sl_source_ops *ops;
+	void *self;
+} sl_source;
+
+void sl_source_close(sl_source *s); /* NULL or closed ok */
+
+/* -------------------------------------------------------------- fetcher */
+
+/* Reads an object's bytes: up to cap bytes from offset into buf, *n_read the
+ * count, *total the object's full size. The pipeline reads part by part,
+ * so memory is bounded by the part size, not the object size. */
+typedef struct sl_fetcher_ops {
+	int (*read)(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
+	            size_t *n_read, uint64_t *total);
+	void (*close)(void *self);
+} sl_fetcher_ops;
+
+typedef struct sl_fetcher {
+	const sl_fetcher_ops *ops;
+	void *self;
+} sl_fetcher;
+
+void sl_fetcher_close(sl_fetcher *f); /* NULL or closed ok */
+
+/* ----------------------------------------------------------------- sink */
+
+/* Stores objects by key. Every sink is idempotent: storing a key again with
+ * the same bytes leaves the destination as it was.
+ *
+ * For each object the pipeline calls begin, then write with consecutive
+ * chunks (each `part_size` bytes but the last, total `size`), then commit or
+ * abort. `data` is borrowed for the call only. After commit returns SL_OK
+ * the object is stored (or, for sinks that batch, will be at flush). abort
+ * releases the upload and leaves nothing behind (no partial file, no
+ * orphaned multipart parts). flush is called once per batch, after the
+ * commits and before the cursor is saved: when it returns SL_OK, every
+ * committed object is durable. */
+typedef struct sl_sink_ops {
+	const char *kind; /* "s3", "dir", "node" */
+	int (*begin)(void *self, const char *key, uint64_t size, void **upload);
+	int (*write)(void *self, void *upload, const uint8_t *data, size_t len);
+	int (*commit)(void *self, void *upload);
+	void (*abort)(void *self, void *upload);
+	int (*flush)(void *self);
+	void (*close)(void *self);
+} sl_sink_ops;
+
+typedef struct sl_sink {
+	const sl_sink_ops *ops;
+	void *self;
+	size_t part_size; /* chunk size the sink wants from write (bytes) */
+} sl_sink;
+
+void sl_sink_close(sl_sink *s); /* NULL or closed ok */
+
+/* ----------------------------------------------------------- PostgreSQL */
+
+/* Table and column names are configurable; defaults are recall-synchronizer's. */
+typedef struct sl_pg_config {
+	const char *url;                /* libpq connection string or URI */
+	const char *table;              /* "object_index" (may be schema-qualified) */
+	const char *col_id;             /* "id" uuid */
+	const char *col_object_key;     /* "object_key" text (S3 mode) */
+	const char *col_competition_id; /* "competition_id" uuid NULL */
+	const char *col_agent_id;       /* "agent_id" uuid NULL */
+	const char *col_data_type;      /* "data_type" text or enum */
+	const char *col_data;           /* "data" bytea or text (direct mode) */
+	const char *col_size_bytes;     /* "size_bytes" */
+	const char *col_created_at;     /* "created_at" timestamptz */
+	int s3_mode;                    /* rows name an object in the source bucket */
+	uint32_t timeout_ms;            /* connect and statement timeout (default 30000) */
+	uint32_t reconnect_ms; /* how long to keep reconnecting after the server goes away (default
+	                          60000) */
+} sl_pg_config;
+
+void sl_pg_config_init(sl_pg_config *c); /* the defaults above */
+
+typedef struct sl_pg_source sl_pg_source;
+
+int sl_pg_source_open(sl_pg_source **out, const sl_pg_config *cfg);
+void sl_pg_source_close(sl_pg_source *s); /* NULL ok */
+
+/* At most `limit` rows strictly after `after` in (created_at, id) order,
+ * and after `since` (RFC3339, or NULL), never holding row data. Only rows
+ * older than the commit horizon are returned: the start of the oldest
+ * transaction still open in the database, so a row a long transaction
+ * commits later (with an earlier created_at) is not passed over. When the
+ * horizon holds rows back, *held_by is set to that transaction's backend
+ * pid (else 0). */
+int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since, size_t limit,
+                      sl_row_batch *out, int *held_by);
+
+/* The row with this id, for retries. SL_ENOTFOUND when it is gone. */
+int sl_pg_source_get(sl_pg_source *s, const char *id, sl_row *out);
+
+/* For status: the newest created_at in the table ("" when empty) and how
+ * many rows lie after the cursor. */
+int sl_pg_source_lag(sl_pg_source *s, const sl_cursor *after, const char *since,
+                     char newest[SL_TS_TEXT_MAX], uint64_t *rows_after);
+
+/* The source vtable over an open PostgreSQL source; closing it closes s. */
+void sl_pg_source_bind(sl_source *out, sl_pg_source *s);
+
+/* Direct mode: a fetcher that reads `data` of a row by id, in parts, over
+ * its own connection. */
+int sl_pg_fetcher_open(sl_fetcher *out, const sl_pg_config *cfg);
+
+/* ------------------------------------------------------------------- S3 */
+
+typedef struct sl_s3_config {
+	const char *endpoint; /* "http://127.0.0.1:9000" or "https://s3.eu-west-1.amazonaws.com" */
+	const char *region;   /* "us-east-1" */
+	const char *bucket;
+	const char *prefix; /* sink only: prepended to every key ("" or NULL: none) */
+	const char *access_key_id;
+	const char *secret_access_key;
+	int path_style;       /* 1: endpoint/bucket/key; 0: bucket.host/key */
+	uint32_t timeout_ms;  /* per request (default 60000) */
+	uint32_t max_retries; /* per request, on 500/503/connection errors (default 6) */
+	size_t part_size;     /* multipart part size and threshold (default 8 MiB, min 5 MiB) */
+	size_t concurrency;   /* connections kept (default 16) */
+} sl_s3_config;
+
+void sl_s3_config_init(sl_s3_config *c);
+
+/* A sink into a bucket: objects up to part_size in one PUT, larger ones by
+ * multipart upload (aborted on failure). 503 SlowDown slows every worker
+ * down (honouring Retry-After) and speeds back up on success. A refused
+ * signature or a skewed clock is SL_EAUTH with a message that says which. */
+int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg);
+
+/* S3 mode: a fetcher that reads row->object_key from the bucket with ranged
+ * GETs. SL_ENOTFOUND for a missing object. */
+int sl_s3_fetcher_open(sl_fetcher *out, const sl_s3_config *cfg);
+
+/* ------------------------------------------------------ directory, node */
+
+/* A sink into a directory: each key becomes a file under root (its segments
+ * directories), written to a temporary file, fsynced and renamed. A key
+ * that could escape root is SL_EINVAL. An existing file with the same bytes
+ * is left untouched. */
+int sl_dir_sink_open(sl_sink *out, const char *root);
+
+/* A sink into a sluice node namespace (immutable; created if missing):
+ * a local store directory, or a remote node's commit endpoint with a token
+ * (url like "http://127.0.0.1:7070"). Objects are committed at flush, in one
+ * commit per batch. */
+int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns);
+int sl_node_sink_open_remote(sl_sink *out, const char *url, const char *token, const char *ns,
+                             uint32_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
