@@ -116,21 +116,25 @@ void sl_fetcher_close(sl_fetcher *f); /* NULL or closed ok */
  * releases the upload and leaves nothing behind (no partial file, no
  * orphaned multipart parts). flush is called once per batch, after the
  * commits and before the cursor is saved: when it returns SL_OK, every
- * committed object is durable. */
+ * object committed since the last flush is durable, except those it
+ * reported through on_failed (a sink that stores in batches finds out about
+ * one object's refusal only then). Any other return means none of them is
+ * known to be stored. */
+typedef void (*sl_sink_failed_fn)(void *ctx, const char *key, int code, const char *message);
+
 typedef struct sl_sink_ops {
 	const char *kind; /* "s3", "dir", "node" */
 	int (*begin)(void *self, const char *key, uint64_t size, void **upload);
 	int (*write)(void *self, void *upload, const uint8_t *data, size_t len);
 	int (*commit)(void *self, void *upload);
 	void (*abort)(void *self, void *upload);
-	int (*flush)(void *self);
+	int (*flush)(void *self, sl_sink_failed_fn on_failed, void *ctx);
 	void (*close)(void *self);
 } sl_sink_ops;
 
 typedef struct sl_sink {
 	const sl_sink_ops *ops;
 	void *self;
-	size_t part_size; /* chunk size the sink wants from write (bytes) */
 } sl_sink;
 
 void sl_sink_close(sl_sink *s); /* NULL or closed ok */
