@@ -44,7 +44,8 @@
  * not covered; nor are prepared (two-phase) transactions, which have no
  * backend. A role without pg_read_all_stats sees NULL xact_start for other
  * roles' sessions; we notice such a session by a NULL xact_start with a
- * non-NULL backend_xid and log a warning once, but cannot hold rows for it
+ * non-NULL backend_xid (its backend_type is hidden too, so a NULL one counts
+ * as a client) and log a warning once, but cannot hold rows for it
  * (nor for a read-only transaction of another role that has not yet
  * written). Rows whose created_at is NULL are never listed.
  *
@@ -666,7 +667,8 @@ static int read_horizon(sl_pg_source *s, char horizon[SL_TS_TEXT_MAX], int *pid)
 	static const char sql[] =
 	        "WITH open AS ("
 	        "  SELECT pid, xact_start, backend_xid FROM pg_stat_activity"
-	        "  WHERE backend_type = 'client backend' AND datname = current_database()"
+	        "  WHERE coalesce(backend_type, 'client backend') = 'client backend'"
+	        "    AND datname = current_database()"
 	        "    AND pid <> pg_backend_pid()"
 	        "    AND coalesce(application_name, '') <> 'sluice'),"
 	        " oldest AS (SELECT pid, xact_start FROM open WHERE xact_start IS NOT NULL"
@@ -726,8 +728,9 @@ int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since
 	if ((rc = read_horizon(s, horizon, &pid)) != SL_OK)
 		return rc;
 	params[n_params++] = horizon;
-	if ((rc = sl_buf_printf(&sql, "SELECT %s, %s < $1::timestamptz FROM %s WHERE true",
-	                        s->columns, s->created_at, s->table)) != SL_OK ||
+	if ((rc = sl_buf_printf(&sql,
+	                        "SELECT %s, %s < $1::timestamptz FROM %s WHERE %s IS NOT NULL",
+	                        s->columns, s->created_at, s->table, s->created_at)) != SL_OK ||
 	    (rc = append_after(s, &sql, after, since, params, &n_params)) != SL_OK)
 		goto cleanup;
 	snprintf(limit_text, sizeof(limit_text), "%zu", limit);
@@ -806,11 +809,12 @@ int sl_pg_source_lag(sl_pg_source *s, const sl_cursor *after, const char *since,
 	char newest_text[SL_TS_TEXT_MAX] = "";
 	int n_params = 0, rc;
 
-	if ((rc = sl_buf_printf(
-	             &sql,
-	             "SELECT (SELECT " TS_SQL("max(%s)") " FROM %s),"
-	                                                 " (SELECT count(*) FROM %s WHERE true",
-	             s->created_at, s->table, s->table)) != SL_OK ||
+	static const char lag_sql[] = "SELECT (SELECT " TS_SQL(
+	        "max(%s)") " FROM %s),"
+	                   " (SELECT count(*) FROM %s WHERE %s IS NOT NULL";
+
+	if ((rc = sl_buf_printf(&sql, lag_sql, s->created_at, s->table, s->table, s->created_at)) !=
+	            SL_OK ||
 	    (rc = append_after(s, &sql, after, since, params, &n_params)) != SL_OK ||
 	    (rc = sl_buf_append_str(&sql, ")")) != SL_OK)
 		goto cleanup;

@@ -34,7 +34,7 @@ static PGconn *connect_admin(void)
 	PGconn *c = PQconnectdb(svc.pg_url);
 	if (PQstatus(c) != CONNECTION_OK)
 		fail_msg("connect: %s", PQerrorMessage(c));
-	PQexec(c, "SET client_min_messages = warning");
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
 	return c;
 }
 
@@ -371,6 +371,48 @@ static void test_late_commit(void **state)
 	PQfinish(late);
 }
 
+/* A role without pg_read_all_stats cannot see when another role's
+ * transaction started: the source says so in a warning, once. */
+static void test_hidden_transactions_warn(void **state)
+{
+	sl_pg_config cfg = config("t_hidden");
+	char url[512], line[1024];
+	sl_pg_source *s;
+	sl_row_batch b;
+	PGconn *writer;
+	FILE *log = tmpfile();
+	int held, warnings = 0;
+	(void)state;
+
+	make_table("t_hidden", 0, 1);
+	sqlf(admin, "DO $$ BEGIN CREATE ROLE reader LOGIN; CREATE ROLE writer LOGIN;"
+	            " EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+	sqlf(admin, "GRANT SELECT ON t_hidden TO reader; GRANT ALL ON t_hidden TO writer");
+	snprintf(url, sizeof(url), "postgresql://writer@127.0.0.1:%d/sluice", svc.pg_port);
+	writer = PQconnectdb(url);
+	assert_int_equal(PQstatus(writer), CONNECTION_OK);
+	sqlf(writer, "BEGIN");
+	sqlf(writer, "INSERT INTO t_hidden (id, data_type) VALUES ('" ID("01") "', 'log')");
+
+	snprintf(url, sizeof(url), "postgresql://reader@127.0.0.1:%d/sluice", svc.pg_port);
+	cfg.url = url;
+	s = open_source(&cfg);
+	assert_non_null(log);
+	sl_log_set_output(log);
+	next_ok(s, NULL, NULL, 10, &b, &held);
+	next_ok(s, NULL, NULL, 10, &b, &held);
+	sl_log_set_output(NULL);
+	rewind(log);
+	while (fgets(line, sizeof(line), log) != NULL)
+		warnings += strstr(line, "pg_read_all_stats") != NULL;
+	assert_int_equal(warnings, 1);
+	assert_int_equal(held, 0);
+	fclose(log);
+	sqlf(writer, "ROLLBACK");
+	PQfinish(writer);
+	sl_pg_source_close(s);
+}
+
 /* ------------------------------------------------------------ get, lag */
 
 static void test_get_and_lag(void **state)
@@ -656,6 +698,7 @@ int main(void)
 	        cmocka_unit_test(test_pages_same_created_at),
 	        cmocka_unit_test(test_since_and_limit),
 	        cmocka_unit_test(test_late_commit),
+	        cmocka_unit_test(test_hidden_transactions_warn),
 	        cmocka_unit_test(test_get_and_lag),
 	        cmocka_unit_test(test_fetcher_bytea),
 	        cmocka_unit_test(test_fetcher_text),
