@@ -49,6 +49,8 @@ typedef struct sl_row {
 	char *key;                       /* destination key (owned) */
 	char *object_key;                /* S3 mode: key in the source bucket (owned); else NULL */
 	int64_t size;                    /* bytes if known, else -1 */
+	char *error; /* the row cannot be moved as it stands (no valid key, no object_key):
+	              * why (owned); the pipeline records it as a failure and goes on */
 } sl_row;
 
 typedef struct sl_row_batch {

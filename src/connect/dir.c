@@ -85,15 +85,6 @@ static int open_parent(dir_sink *d, char *key_copy, const char *key, int *dir_ou
 	return SL_OK;
 }
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s);
-	char *copy = sl_malloc(n + 1);
-	if (copy != NULL)
-		memcpy(copy, s, n + 1);
-	return copy;
-}
-
 static void upload_free(dir_upload *u)
 {
 	if (u == NULL)
@@ -120,7 +111,7 @@ static int dir_begin(void *self, const char *key, uint64_t size, void **upload)
 
 	if ((rc = sl_key_validate(key, strlen(key))) != SL_OK)
 		return rc;
-	if ((u = sl_calloc(1, sizeof(*u))) == NULL || (key_copy = dup_string(key)) == NULL) {
+	if ((u = sl_calloc(1, sizeof(*u))) == NULL || (key_copy = sl_strdup(key)) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
@@ -129,7 +120,7 @@ static int dir_begin(void *self, const char *key, uint64_t size, void **upload)
 	if ((rc = open_parent(d, key_copy, key, &u->dir_fd, &name)) != SL_OK)
 		goto cleanup;
 	tmp_len = strlen(name) + 32;
-	if ((u->name = dup_string(name)) == NULL || (u->tmp_name = sl_malloc(tmp_len)) == NULL ||
+	if ((u->name = sl_strdup(name)) == NULL || (u->tmp_name = sl_malloc(tmp_len)) == NULL ||
 	    (rc = sl_sha256_ctx_new(&u->hash)) != SL_OK) {
 		rc = rc != SL_OK ? rc : SL_ENOMEM;
 		goto cleanup;
@@ -291,7 +282,7 @@ int sl_dir_sink_open(sl_sink *out, const char *root)
 		rc = sl_error_set(SL_EIO, "open %s: %s", root, strerror(errno));
 		goto cleanup;
 	}
-	if ((d->root = dup_string(root)) == NULL) {
+	if ((d->root = sl_strdup(root)) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}

@@ -61,15 +61,6 @@ typedef struct node_upload {
 	sl_buf value;
 } node_upload;
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s);
-	char *copy = sl_malloc(n + 1);
-	if (copy != NULL)
-		memcpy(copy, s, n + 1);
-	return copy;
-}
-
 /* ------------------------------------------------------------- commits */
 
 /* One commit of entries [from, to) locally. */
@@ -146,7 +137,7 @@ static int note_refused(node_sink *n, const char *key, int code)
 		n->cap_refused = cap;
 	}
 	refused *r = &n->refused[n->n_refused];
-	if ((r->key = dup_string(key)) == NULL)
+	if ((r->key = sl_strdup(key)) == NULL)
 		return SL_ENOMEM;
 	r->code = code;
 	snprintf(r->message, sizeof(r->message), "%s", sl_error_last()->message);
@@ -205,7 +196,7 @@ static int node_begin(void *self, const char *key, uint64_t size, void **upload)
 	if ((u = sl_calloc(1, sizeof(*u))) == NULL)
 		return SL_ENOMEM;
 	sl_buf_init(&u->value, (size_t)size);
-	if ((u->key = dup_string(key)) == NULL ||
+	if ((u->key = sl_strdup(key)) == NULL ||
 	    (rc = sl_buf_reserve(&u->value, (size_t)size)) != SL_OK) {
 		sl_free(u->key);
 		sl_buf_free(&u->value);
@@ -375,7 +366,7 @@ static int node_new(node_sink **out, const char *ns)
 	if ((n = sl_calloc(1, sizeof(*n))) == NULL)
 		return SL_ENOMEM;
 	pthread_mutex_init(&n->mu, NULL);
-	if ((n->ns = dup_string(ns)) == NULL) {
+	if ((n->ns = sl_strdup(ns)) == NULL) {
 		rc = SL_ENOMEM;
 		node_close(n);
 		return rc;

@@ -14,8 +14,10 @@ void sl_row_free(sl_row *row)
 		return;
 	sl_free(row->key);
 	sl_free(row->object_key);
+	sl_free(row->error);
 	row->key = NULL;
 	row->object_key = NULL;
+	row->error = NULL;
 }
 
 void sl_row_batch_free(sl_row_batch *b)
@@ -29,24 +31,16 @@ void sl_row_batch_free(sl_row_batch *b)
 	b->n = 0;
 }
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s);
-	char *copy = sl_malloc(n + 1);
-	if (copy != NULL)
-		memcpy(copy, s, n + 1);
-	return copy;
-}
-
 int sl_row_copy(sl_row *out, const sl_row *in)
 {
 	sl_row row = *in;
 	row.key = NULL;
 	row.object_key = NULL;
-	if (in->key != NULL && (row.key = dup_string(in->key)) == NULL)
-		return SL_ENOMEM;
-	if (in->object_key != NULL && (row.object_key = dup_string(in->object_key)) == NULL) {
-		sl_free(row.key);
+	row.error = NULL;
+	if ((in->key != NULL && (row.key = sl_strdup(in->key)) == NULL) ||
+	    (in->object_key != NULL && (row.object_key = sl_strdup(in->object_key)) == NULL) ||
+	    (in->error != NULL && (row.error = sl_strdup(in->error)) == NULL)) {
+		sl_row_free(&row);
 		return SL_ENOMEM;
 	}
 	*out = row;

@@ -580,22 +580,26 @@ static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, in
 	            SL_OK)
 		return rc;
 	row.size = size != NULL ? strtoll(size, NULL, 10) : -1;
-	if (s->s3_mode) {
-		if (object_key == NULL || object_key[0] == '\0')
-			return sl_error_set(SL_ECORRUPT, "PostgreSQL: row %s has no object_key",
-			                    row.id);
-		if (strlen(object_key) > OBJECT_KEY_MAX)
-			return sl_error_set(SL_ETOOLARGE,
-			                    "PostgreSQL: row %s: object_key longer than %u bytes",
-			                    row.id, OBJECT_KEY_MAX);
-		if ((row.object_key = sl_strdup(object_key)) == NULL)
-			return SL_ENOMEM;
-	}
-	rc = sl_object_key_build(&row.key, field(res, i, ROW_COMPETITION), field(res, i, ROW_AGENT),
-	                         field(res, i, ROW_DATA_TYPE), row.id);
-	if (rc != SL_OK) {
+	/* A row that cannot be moved as it stands is returned with its reason,
+	 * so the pipeline records it and goes on instead of stopping at it. */
+	if (s->s3_mode && (object_key == NULL || object_key[0] == '\0'))
+		rc = sl_error_set(SL_EINVAL, "row %s has no object_key", row.id);
+	else if (s->s3_mode && strlen(object_key) > OBJECT_KEY_MAX)
+		rc = sl_error_set(SL_ETOOLARGE, "row %s: object_key longer than %u bytes", row.id,
+		                  OBJECT_KEY_MAX);
+	else if (s->s3_mode && (row.object_key = sl_strdup(object_key)) == NULL)
+		return SL_ENOMEM;
+	else
+		rc = sl_object_key_build(&row.key, field(res, i, ROW_COMPETITION),
+		                         field(res, i, ROW_AGENT), field(res, i, ROW_DATA_TYPE),
+		                         row.id);
+	if (rc == SL_ENOMEM) {
 		sl_row_free(&row);
 		return rc;
+	}
+	if (rc != SL_OK && (row.error = sl_strdup(sl_error_last()->message)) == NULL) {
+		sl_row_free(&row);
+		return SL_ENOMEM;
 	}
 	*out = row;
 	return SL_OK;

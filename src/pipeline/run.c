@@ -86,6 +86,14 @@ static void job_fail(job *j, int rc, const char *what)
 	         e->code == rc && e->message[0] ? e->message : sl_strerror(rc));
 }
 
+/* A job whose outcome is known before any transfer: a failure. */
+static void settle(job *j, int rc, const char *why)
+{
+	j->rc = rc;
+	j->settled = 1;
+	snprintf(j->error, sizeof(j->error), "read from source: %s", why);
+}
+
 /* Copies one object, part by part. */
 static void transfer(worker *w, job *j)
 {
@@ -259,20 +267,25 @@ static int read_batch(sl_pipeline_state *st, sl_source *src, const sl_pipeline_o
 		rc = src->ops->get(src->self, due[i].row_id, &j->row);
 		if (rc == SL_ENOTFOUND) {
 			/* Deleted from the source since it failed: it stays a failure
-			 * (and is parked in time), not silently forgotten. */
+			 * (and is parked in time), not silently forgotten. Its key
+			 * and created_at stay as recorded (empty: unchanged). */
 			snprintf(j->row.id, sizeof(j->row.id), "%s", due[i].row_id);
-			/* key and created_at stay as recorded (empty: unchanged) */
-			job_fail(j, rc, "read from source");
-			j->settled = 1;
+			settle(j, rc, sl_error_last()->message);
 		} else if (rc != SL_OK) {
 			goto cleanup;
+		} else if (j->row.error != NULL) {
+			settle(j, SL_EINVAL, j->row.error);
 		}
 		j->prior_attempts = due[i].attempts;
 		n++;
 	}
 	for (size_t i = 0; i < rows.n; i++) {
-		jobs[n++].row = rows.rows[i];
+		job *j = &jobs[n++];
+		j->row = rows.rows[i];
 		memset(&rows.rows[i], 0, sizeof(rows.rows[i])); /* moved */
+		if (j->row.error != NULL) {
+			settle(j, SL_EINVAL, j->row.error);
+		}
 	}
 	*jobs_out = jobs;
 	*n_out = n;

@@ -50,15 +50,6 @@ static int db_error(sl_pipeline_state *st, int rc, const char *what)
 	                          st->path, what, sqlite3_errmsg(st->db));
 }
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s);
-	char *copy = sl_malloc(n + 1);
-	if (copy != NULL)
-		memcpy(copy, s, n + 1);
-	return copy;
-}
-
 int sl_pipeline_state_open(sl_pipeline_state **out, const char *path)
 {
 	sl_pipeline_state *st = sl_calloc(1, sizeof(*st));
@@ -67,7 +58,7 @@ int sl_pipeline_state_open(sl_pipeline_state **out, const char *path)
 	if (st == NULL)
 		return SL_ENOMEM;
 	st->lock_fd = -1;
-	if ((st->path = dup_string(path)) == NULL) {
+	if ((st->path = sl_strdup(path)) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}

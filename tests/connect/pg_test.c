@@ -159,6 +159,22 @@ static void test_keys(void **state)
 	assert_int_equal(b.rows[2].size, -1);
 	assert_int_equal(b.rows[3].size, 2);
 	assert_null(b.rows[0].object_key);
+	for (size_t i = 0; i < 4; i++)
+		assert_null(b.rows[i].error);
+	sl_row_batch_free(&b);
+
+	/* A row whose key cannot be built comes back with the reason, and the
+	 * rows after it still come: one bad row does not stop the pipeline. */
+	sqlf(admin, "INSERT INTO t_keys (id, data_type, data, created_at) VALUES"
+	            " ('" ID("05") "', 'a/../b', 'x', '2024-01-01 00:00:05Z'),"
+	                           " ('" ID("06") "', 'log', 'y', '2024-01-01 00:00:06Z')");
+	sl_cursor after = {"2024-01-01 00:00:04.000001+00", ID("04")};
+	next_ok(s, &after, NULL, 10, &b, &held);
+	assert_int_equal(b.n, 2);
+	assert_null(b.rows[0].key);
+	assert_non_null(b.rows[0].error);
+	assert_non_null(strstr(b.rows[0].error, ID("05")));
+	assert_string_equal(b.rows[1].key, "log/" ID("06"));
 	sl_row_batch_free(&b);
 	sl_pg_source_close(s);
 }

@@ -461,6 +461,29 @@ static void test_row_gone_stays_a_failure(void **state)
 	harness_free(&h);
 }
 
+static void test_bad_row_recorded_and_passed(void **state)
+{
+	harness h;
+	sl_pipeline_progress pr;
+	sl_pipeline_status s;
+	(void)state;
+
+	harness_init(&h, 5, 0);
+	free(h.w.rows[1].key);
+	h.w.rows[1].key = NULL;
+	h.w.rows[1].error = strdup("row 1: data_type 'a/..' makes no valid key");
+	h.o.max_attempts = 1;
+	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_OK);
+	assert_int_equal(pr.rows, 5);
+	assert_int_equal(pr.objects, 4);
+	assert_int_equal(sl_pipeline_state_status(h.st, &s), SL_OK);
+	assert_string_equal(s.cursor.id, h.w.rows[4].id);
+	assert_int_equal(s.parked, 1);
+	free(h.w.rows[1].error);
+	h.w.rows[1].error = NULL;
+	harness_free(&h);
+}
+
 static void test_refused_at_flush_is_a_failure(void **state)
 {
 	harness h;
@@ -565,6 +588,7 @@ int main(void)
 	        cmocka_unit_test(test_failure_retried_then_stored),
 	        cmocka_unit_test(test_failure_parked_not_blocking_then_retried),
 	        cmocka_unit_test(test_row_gone_stays_a_failure),
+	        cmocka_unit_test(test_bad_row_recorded_and_passed),
 	        cmocka_unit_test(test_refused_at_flush_is_a_failure),
 	        cmocka_unit_test(test_auth_error_saves_nothing),
 	        cmocka_unit_test(test_stop_finishes_the_batch),
