@@ -182,8 +182,8 @@ static int end_line(parser *p)
 	skip_ws(p);
 	if (peek(p, 0) == '#') {
 		while ((c = peek(p, 0)) != -1 && c != '\n') {
-			if (c == '\r' && peek(p, 1) == '\n')
-				break;
+			if (c == '\r')
+				break; /* CRLF ends the comment; a lone CR is refused below */
 			if (is_control(c))
 				return fail(p, SL_EINVAL, "control character U+%04X in a comment",
 				            (unsigned)c);

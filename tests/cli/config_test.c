@@ -807,6 +807,7 @@ static void test_toml_tables_and_keys(void **state)
 	                  "line 1: dotted keys are not supported (use a [table] header)");
 	expect_toml_error("a = 1\rb = 2\n", "line 1: a: a carriage return without a line feed");
 	expect_toml_error("# ok\n# bell \x07\n", "line 2: control character U+0007 in a comment");
+	expect_toml_error("# ok\r\n# cr \r# x\n", "line 2: a carriage return without a line feed");
 }
 
 static void test_toml_refusals(void **state)
