@@ -174,7 +174,8 @@ void sl_pg_source_close(sl_pg_source *s); /* NULL ok */
  * transaction still open in the database, so a row a long transaction
  * commits later (with an earlier created_at) is not passed over. When the
  * horizon holds rows back, *held_by is set to that transaction's backend
- * pid (else 0). */
+ * pid, or to -1 when they only wait for the horizon's clock margin (they
+ * pass it within a fraction of a second); else 0. */
 int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since, size_t limit,
                       sl_row_batch *out, int *held_by);
 

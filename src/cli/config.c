@@ -379,7 +379,7 @@ static int load_sync(loader *l)
 	if ((rc = take_int(l, SYNC_BATCH_SIZE, 1, 100000, &batch_size)) != SL_OK ||
 	    (rc = take_int(l, SYNC_CONCURRENCY, 1, 256, &concurrency)) != SL_OK ||
 	    (rc = take_int(l, SYNC_MAX_ATTEMPTS, 1, 1000, &max_attempts)) != SL_OK ||
-	    (rc = take_int(l, SYNC_RETRY_BASE, 1, 86400, &retry_base)) != SL_OK ||
+	    (rc = take_int(l, SYNC_RETRY_BASE, 0, 86400, &retry_base)) != SL_OK ||
 	    (rc = take_int(l, SYNC_RETRY_MAX, 1, 7 * 86400, &retry_max)) != SL_OK ||
 	    (rc = take_int(l, SYNC_PART_SIZE_MB, 5, 1024, &part_size_mb)) != SL_OK)
 		return rc;

@@ -769,7 +769,7 @@ int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since
 	batch.rows = NULL;
 	batch.n = 0;
 	if (held_by != NULL)
-		*held_by = held ? pid : 0;
+		*held_by = !held ? 0 : pid != 0 ? pid : -1;
 cleanup:
 	sl_row_batch_free(&batch);
 	PQclear(res);

@@ -35,6 +35,9 @@
 
 #include "pipeline/pipeline_internal.h"
 
+/* Longer than the PostgreSQL source's horizon margin (100 ms). */
+#define CLOCK_MARGIN_WAIT_MS 150
+
 typedef struct job {
 	sl_row row;
 	uint32_t prior_attempts; /* a retry: attempts made before this run */
@@ -306,7 +309,7 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 	sl_pipeline_outcome *outcomes = NULL;
 	sl_cursor cursor;
 	uint64_t rng = sl_clock_mono_ns() | 1;
-	int rc;
+	int rc, waited_for_margin = 0;
 
 	if ((rc = sl_pipeline_state_cursor(st, &cursor)) != SL_OK)
 		return rc;
@@ -318,11 +321,20 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 
 		if ((rc = read_batch(st, src, o, &cursor, &jobs, &n, &n_new, &held_by)) != SL_OK)
 			return rc;
-		prog->held_by = held_by;
+		prog->held_by = held_by > 0 ? held_by : 0;
 		if (n == 0) {
 			sl_free(jobs);
+			/* Rows younger than the source's commit horizon margin
+			 * pass it within a moment: wait for them once, so a run
+			 * ends with every row committed before it started. */
+			if (held_by < 0 && !waited_for_margin) {
+				waited_for_margin = 1;
+				sl_sleep_ms(CLOCK_MARGIN_WAIT_MS);
+				continue;
+			}
 			break;
 		}
+		waited_for_margin = 0;
 		atomic_store(&run->fatal, 0);
 		run_jobs(run, jobs, n);
 		if (atomic_load(&run->fatal)) {

@@ -455,8 +455,8 @@ static void test_out_of_range(void **state)
 	             "sluice.toml:9: [sync] max_attempts: -1 is out of range (1..1000)");
 	expect_error(MINIMAL "[sync]\npart_size_mb = 4\n", SL_EINVAL,
 	             "sluice.toml:9: [sync] part_size_mb: 4 is out of range (5..1024)");
-	expect_error(MINIMAL "[sync]\nretry_base_seconds = 0\n", SL_EINVAL,
-	             "sluice.toml:9: [sync] retry_base_seconds: 0 is out of range (1..86400)");
+	expect_error(MINIMAL "[sync]\nretry_base_seconds = -1\n", SL_EINVAL,
+	             "sluice.toml:9: [sync] retry_base_seconds: -1 is out of range (0..86400)");
 	expect_error(MINIMAL "[sync]\nretry_max_seconds = 604801\n", SL_EINVAL,
 	             "sluice.toml:9: [sync] retry_max_seconds: 604801 is out of range "
 	             "(1..604800)");

@@ -179,6 +179,28 @@ static void test_keys(void **state)
 	sl_pg_source_close(s);
 }
 
+/* A row newer than the horizon's clock margin (here: in the future) is
+ * held back with held_by -1, not a pid: no transaction holds it. */
+static void test_clock_margin(void **state)
+{
+	sl_pg_config cfg = config("t_margin");
+	sl_pg_source *s;
+	sl_row_batch b;
+	int held = 0;
+	(void)state;
+
+	make_table("t_margin", 0, 1);
+	sqlf(admin, "INSERT INTO t_margin (id, data_type, data, created_at) VALUES"
+	            " ('" ID("01") "', 'log', 'a', '2024-01-01Z'),"
+	                           " ('" ID("02") "', 'log', 'b', now() + interval '1 hour')");
+	s = open_source(&cfg);
+	next_ok(s, NULL, NULL, 10, &b, &held);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(held, -1);
+	sl_row_batch_free(&b);
+	sl_pg_source_close(s);
+}
+
 /* Five rows share one created_at; pages of three must give all five, in
  * id order, none twice, and the cursor text must round-trip. */
 static void test_pages_same_created_at(void **state)
@@ -711,6 +733,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_keys),
+	        cmocka_unit_test(test_clock_margin),
 	        cmocka_unit_test(test_pages_same_created_at),
 	        cmocka_unit_test(test_since_and_limit),
 	        cmocka_unit_test(test_late_commit),
