@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -560,6 +561,58 @@ static void test_retries(void **state)
 	free(data);
 }
 
+typedef struct worker {
+	sl_sink *sink;
+	int index;
+	int rc;
+} worker;
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+	char key[64];
+	for (int i = 0; i < 5 && w->rc == SL_OK; i++) {
+		uint8_t *data = random_bytes(20000, (uint64_t)(w->index * 100 + i + 1));
+		snprintf(key, sizeof(key), "shared/%d-%d", w->index, i);
+		w->rc = put_object(w->sink, key, data, 20000, 20000);
+		free(data);
+	}
+	return NULL;
+}
+
+static void test_shared_sink(void **state)
+{
+	(void)state;
+	sl_s3_config c = config(svc.s3_endpoint, "dest");
+	sl_sink sink;
+	sl_fetcher f;
+	worker workers[4];
+	pthread_t threads[4];
+	char key[64];
+
+	c.concurrency = 2; /* fewer pooled handles than threads */
+	assert_int_equal(sl_s3_sink_open(&sink, &c), SL_OK);
+	for (int i = 0; i < 4; i++) {
+		workers[i] = (worker){&sink, i, SL_OK};
+		assert_int_equal(pthread_create(&threads[i], NULL, worker_main, &workers[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_equal(workers[i].rc, SL_OK);
+	}
+	sl_sink_close(&sink);
+	assert_int_equal(sl_s3_fetcher_open(&f, &c), SL_OK);
+	for (int w = 0; w < 4; w++) {
+		for (int i = 0; i < 5; i++) {
+			uint8_t *data = random_bytes(20000, (uint64_t)(w * 100 + i + 1));
+			snprintf(key, sizeof(key), "shared/%d-%d", w, i);
+			expect_object(&f, key, data, 20000, 20000);
+			free(data);
+		}
+	}
+	sl_fetcher_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +626,7 @@ int main(void)
 	        cmocka_unit_test(test_auth_errors),
 	        cmocka_unit_test(test_not_found),
 	        cmocka_unit_test(test_retries),
+	        cmocka_unit_test(test_shared_sink),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
