@@ -208,6 +208,9 @@ typedef struct sl_s3_config {
 	uint32_t max_retries; /* per request, on 500/503/connection errors (default 6) */
 	size_t part_size;     /* multipart part size and threshold (default 8 MiB, min 5 MiB) */
 	size_t concurrency;   /* connections kept (default 16) */
+	/* Added to the local clock when signing: 0 normally; lets tests show the
+	 * clock-skew error. */
+	int64_t clock_offset_ms;
 } sl_s3_config;
 
 void sl_s3_config_init(sl_s3_config *c);

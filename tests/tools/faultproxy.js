@@ -3,6 +3,7 @@
 // only (no npm packages).
 //
 //   node tests/tools/faultproxy.js --upstream 127.0.0.1:PORT [--listen PORT] --control FILE
+//        [--sigv4-secret SECRET]
 //
 // Listens on 127.0.0.1 (--listen PORT, default 0: a free port), prints one
 // line `listening <port>` to stdout when ready, then logs one line per request
@@ -23,6 +24,10 @@
 // and treated as `pass`. Write FILE atomically (write a temporary file, then
 // rename it) so a request never sees it half-written.
 //
+// The mode word may end in `:N` (e.g. `slowdown503:2 /dest/`): the fault then
+// applies to the next N matching requests only, and later ones pass. The
+// count starts again whenever the file's text changes.
+//
 //   pass      forward unchanged
 //   corrupt   flip one random bit of one random byte of the response body
 //             (an empty body passes unchanged); status and headers unchanged
@@ -33,6 +38,17 @@
 //             without contacting the upstream
 //   garbage   replace the body with random bytes of the same length
 //   reset     drop the client connection at once (TCP RST), without answering
+//   status500 answer 500 with an S3 XML error body (Code InternalError)
+//             without contacting the upstream
+//   slowdown503
+//             answer 503 with an S3 XML error body (Code SlowDown) and
+//             `Retry-After: 1`, without contacting the upstream
+//   sigv4     check each request's AWS Signature V4 (Authorization header)
+//             against --sigv4-secret, and its body against
+//             x-amz-content-sha256; a mismatch gets 403 with an S3 XML error
+//             body (Code SignatureDoesNotMatch, or XAmzContentSHA256Mismatch),
+//             a match is forwarded. For S3 servers that do not check V4
+//             signatures themselves.
 //
 // On SIGTERM or SIGINT it prints `altered <n>` to stdout, the number of
 // responses it altered, and exits 0. A response counts as altered when the
@@ -44,7 +60,8 @@ const fs = require('fs');
 const http = require('http');
 const crypto = require('crypto');
 
-const MODES = new Set(['pass', 'corrupt', 'truncate', 'stall', 'error503', 'garbage', 'reset']);
+const MODES = new Set(['pass', 'corrupt', 'truncate', 'stall', 'error503', 'garbage', 'reset',
+	'status500', 'slowdown503', 'sigv4']);
 
 // Hop-by-hop headers (RFC 9110, 7.6.1) are not forwarded in either direction;
 // content-length is recomputed from the buffered body.
@@ -55,7 +72,7 @@ const HOP_BY_HOP = new Set([
 
 function usage(msg) {
 	if (msg) process.stderr.write(`faultproxy: ${msg}\n`);
-	process.stderr.write('usage: node tests/tools/faultproxy.js --upstream HOST:PORT [--listen PORT] --control FILE\n');
+	process.stderr.write('usage: node tests/tools/faultproxy.js --upstream HOST:PORT [--listen PORT] --control FILE [--sigv4-secret SECRET]\n');
 	process.exit(2);
 }
 
@@ -89,6 +106,9 @@ function parseArgs(argv) {
 		case '--control':
 			opts.control = value;
 			break;
+		case '--sigv4-secret':
+			opts.sigv4Secret = value;
+			break;
 		default:
 			usage(`unknown argument '${name}'`);
 		}
@@ -111,6 +131,10 @@ function warn(msg) {
 	process.stderr.write(`faultproxy: ${msg}\n`);
 }
 
+// For `mode:N`: the control text the count belongs to, and what is left.
+let countedText = null;
+let countLeft = 0;
+
 // The mode for one request: read the control file, apply the path filter.
 function modeFor(target) {
 	let text;
@@ -122,13 +146,22 @@ function modeFor(target) {
 	}
 	const words = text.trim().split(/\s+/).filter(Boolean);
 	if (words.length === 0) return 'pass';
-	const mode = words[0].toLowerCase();
+	const counted = /^([^:]+):(\d+)$/.exec(words[0]);
+	const mode = (counted ? counted[1] : words[0]).toLowerCase();
 	if (!MODES.has(mode)) {
 		warn(`unknown mode '${words[0]}' in ${opts.control}; passing`);
 		return 'pass';
 	}
 	if (words.length > 2) warn(`ignoring extra words in ${opts.control}: '${words.slice(2).join(' ')}'`);
 	if (words.length > 1 && !target.includes(words[1])) return 'pass';
+	if (counted) {
+		if (text !== countedText) {
+			countedText = text;
+			countLeft = Number(counted[2]);
+		}
+		if (countLeft <= 0) return 'pass';
+		countLeft--;
+	}
 	return mode;
 }
 
@@ -154,6 +187,50 @@ function headerObject(raw) {
 		}
 	}
 	return out;
+}
+
+function sendS3Error(req, res, mode, status, code, message, extraHeaders) {
+	const body = Buffer.from('<?xml version="1.0" encoding="UTF-8"?>\n' +
+		`<Error><Code>${code}</Code><Message>${message}</Message></Error>`);
+	res.writeHead(status, Object.assign({ 'Content-Type': 'application/xml', 'Content-Length': body.length },
+		extraHeaders || {}));
+	res.end(body);
+	log(mode, req, status, body.length);
+}
+
+// AWS Signature V4 of a request as received, S3 rules: the path is signed
+// as sent (no normalisation, no second encoding). Returns an S3 error code,
+// or null when the signature and the payload hash match.
+function sigv4Check(req, body) {
+	const rfc3986 = (s) => encodeURIComponent(s).replace(/[!'()*]/g,
+		(c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+	const auth = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/
+		.exec(req.headers.authorization || '');
+	if (!auth) return 'AccessDenied';
+	const [, , date, region, service, signedHeaders, signature] = auth;
+	const payloadHash = req.headers['x-amz-content-sha256'] || '';
+	if (payloadHash !== 'UNSIGNED-PAYLOAD' &&
+		crypto.createHash('sha256').update(body).digest('hex') !== payloadHash) {
+		return 'XAmzContentSHA256Mismatch';
+	}
+	const q = req.url.indexOf('?');
+	const path = q < 0 ? req.url : req.url.slice(0, q);
+	const query = (q < 0 ? '' : req.url.slice(q + 1)).split('&').filter(Boolean).map((p) => {
+		const eq = p.indexOf('=');
+		const name = decodeURIComponent(eq < 0 ? p : p.slice(0, eq));
+		const value = eq < 0 ? '' : decodeURIComponent(p.slice(eq + 1));
+		return `${rfc3986(name)}=${rfc3986(value)}`;
+	}).sort().join('&');
+	const names = signedHeaders.split(';');
+	const headers = names.map((n) => `${n}:${String(req.headers[n] || '').trim().replace(/\s+/g, ' ')}\n`).join('');
+	const canonical = [req.method, path, query, headers, signedHeaders, payloadHash].join('\n');
+	const scope = `${date}/${region}/${service}/aws4_request`;
+	const toSign = ['AWS4-HMAC-SHA256', req.headers['x-amz-date'] || '', scope,
+		crypto.createHash('sha256').update(canonical).digest('hex')].join('\n');
+	const hmac = (key, msg) => crypto.createHmac('sha256', key).update(msg).digest();
+	let key = hmac(`AWS4${opts.sigv4Secret}`, date);
+	for (const part of [region, service, 'aws4_request']) key = hmac(key, part);
+	return hmac(key, toSign).toString('hex') === signature ? null : 'SignatureDoesNotMatch';
 }
 
 function sendJson(req, res, mode, status, obj) {
@@ -236,6 +313,28 @@ function handle(req, res) {
 			altered++;
 			sendJson(req, res, mode, 503, { error: 'unavailable', message: 'fault proxy' });
 			return;
+		}
+		if (mode === 'status500') {
+			altered++;
+			sendS3Error(req, res, mode, 500, 'InternalError', 'fault proxy: internal error');
+			return;
+		}
+		if (mode === 'slowdown503') {
+			altered++;
+			sendS3Error(req, res, mode, 503, 'SlowDown', 'fault proxy: please reduce your request rate',
+				{ 'Retry-After': '1' });
+			return;
+		}
+		if (mode === 'sigv4') {
+			if (opts.sigv4Secret === undefined) {
+				warn('mode sigv4 needs --sigv4-secret; passing');
+			} else {
+				const code = sigv4Check(req, Buffer.concat(chunks));
+				if (code !== null) {
+					sendS3Error(req, res, mode, 403, code, 'fault proxy: signature check failed');
+					return;
+				}
+			}
 		}
 		forward(req, Buffer.concat(chunks), false, (err, upRes, upBody) => {
 			if (res.destroyed || res.headersSent) return; // the client went away
