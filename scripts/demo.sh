@@ -75,3 +75,47 @@ kill -TERM "$server"
 wait "$server" 2>/dev/null || true
 say "after stopping both: the client's copy verifies"
 "$SLUICE" verify demo -d "$client_dir"
+
+say "pipeline: a throwaway PostgreSQL with an object_index table"
+services=$(bash "$(dirname "$0")/services.sh" start pg)
+eval "$services"
+trap 'bash "$(dirname "$0")/services.sh" stop "$SLUICE_SERVICES_DIR" >/dev/null 2>&1; rm -rf "$work"' EXIT
+psql "$SLUICE_PG_URL" -X -q -v ON_ERROR_STOP=1 <<'SQL'
+CREATE TABLE object_index (
+  id uuid PRIMARY KEY, object_key text, competition_id uuid, agent_id uuid,
+  data_type text NOT NULL, data bytea, size_bytes bigint, metadata jsonb,
+  event_timestamp timestamptz, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO object_index (id, competition_id, agent_id, data_type, data, size_bytes, created_at)
+SELECT gen_random_uuid(),
+       CASE WHEN g % 3 <> 0 THEN ('00000000-0000-0000-0000-00000000000' || (g % 3))::uuid END,
+       CASE WHEN g % 2 = 0 THEN ('00000000-0000-0000-0000-0000000000a' || (g % 4))::uuid END,
+       (ARRAY['trace', 'log', 'portfolio'])[1 + g % 3],
+       convert_to(format('{"row":%s,"amount":%s}', g, g * 7 % 97), 'UTF8'), NULL,
+       now() - (500 - g) * interval '1 second'
+FROM generate_series(1, 500) g;
+SQL
+echo "500 rows in object_index at $SLUICE_PG_URL"
+for dest in dir node; do
+  cat >"$work/$dest.toml" <<TOML
+[database]
+url = "$SLUICE_PG_URL"
+[sync_storage]
+db_path = "$work/$dest-state.db"
+[sync]
+batch_size = 100
+[destination]
+type = "$dest"
+TOML
+  if [ "$dest" = dir ]; then
+    echo "path = \"$work/mirror\"" >>"$work/dir.toml"
+  else
+    printf 'store = "%s"\nnamespace = "objects"\n' "$work/node" >>"$work/node.toml"
+  fi
+  say "sluice run -c $dest.toml  (destination: $dest)"
+  "$SLUICE" run -c "$work/$dest.toml"
+  "$SLUICE" status -c "$work/$dest.toml"
+done
+echo "a few files of the mirror:"
+(cd "$work/mirror" && find . -type f | sort | head -4)
+echo "the node namespace: $("$SLUICE" ls objects -d "$work/node" | wc -l) keys"
+"$SLUICE" verify objects -d "$work/node"

@@ -65,6 +65,12 @@ int cli_cmd_check_proof(int argc, char **argv);
 int cli_cmd_tool(int argc, char **argv);
 int cli_cmd_serve(int argc, char **argv);
 int cli_cmd_sync(int argc, char **argv);
+int cli_cmd_run(int argc, char **argv);
+int cli_cmd_start(int argc, char **argv);
+int cli_cmd_reset(int argc, char **argv);
+int cli_cmd_status(int argc, char **argv);
+int cli_cmd_failed(int argc, char **argv);
+int cli_cmd_retry(int argc, char **argv);
 
 /* `sluice` itself: --version, then dispatch through table, then flush
  * stdout (a failed write is a failure). main() only calls this. */

@@ -83,7 +83,8 @@ typedef struct s3_client {
 	pthread_mutex_t lock; /* guards everything below */
 	CURL **idle;
 	size_t n_idle;
-	uint64_t slowdown_ms; /* every request waits this long before sending */
+	uint64_t slowdown_ms;       /* every request waits this long before sending */
+	uint64_t slowdown_grown_ns; /* when slowdown_ms last grew (monotonic) */
 	uint64_t rng;
 } s3_client;
 
@@ -293,14 +294,20 @@ static uint64_t slowdown_current(s3_client *c)
 static void slowdown_grow(s3_client *c, int64_t retry_after_s)
 {
 	uint64_t ms;
+	uint64_t now = sl_clock_mono_ns();
 	pthread_mutex_lock(&c->lock);
-	ms = c->slowdown_ms * 2;
+	/* Workers that were refused in the same burst count once: the delay
+	 * doubles at most once per delay period. */
+	ms = now - c->slowdown_grown_ns >= c->slowdown_ms * 1000000 ? c->slowdown_ms * 2
+	                                                            : c->slowdown_ms;
 	if (ms < SLOWDOWN_MIN_MS)
 		ms = SLOWDOWN_MIN_MS;
 	if (retry_after_s > 0 && (uint64_t)retry_after_s * 1000 > ms)
 		ms = (uint64_t)retry_after_s * 1000;
 	if (ms > SLOWDOWN_MAX_MS)
 		ms = SLOWDOWN_MAX_MS;
+	if (ms != c->slowdown_ms)
+		c->slowdown_grown_ns = now;
 	c->slowdown_ms = ms;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -1076,9 +1083,10 @@ static void sink_abort(void *self, void *upload)
 	upload_free(u);
 }
 
-static int sink_flush(void *self)
+static int sink_flush(void *self, sl_sink_failed_fn on_failed, void *ctx)
 {
-	(void)self; /* an acknowledged PUT or CompleteMultipartUpload is durable */
+	(void)self, (void)on_failed, (void)ctx;
+	/* an acknowledged PUT or CompleteMultipartUpload is durable */
 	return SL_OK;
 }
 
@@ -1099,7 +1107,6 @@ int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg)
 		return rc;
 	out->ops = &s3_sink_ops;
 	out->self = c;
-	out->part_size = c->part_size;
 	return SL_OK;
 }
 

@@ -1,0 +1,78 @@
+/*
+ * From a config file to the parts of a pipeline: the state file, the
+ * PostgreSQL source, the fetcher each worker opens (the data column in
+ * direct mode, the source bucket in S3 mode) and the sink named by
+ * [destination]. Each command opens only what it needs: `status` does not
+ * connect to a sink, `reset` touches nothing but the state.
+ */
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/pipeline_setup.h"
+
+static int open_fetcher(void *ctx, sl_fetcher *out)
+{
+	const cli_config *cfg = ctx;
+	return cfg->has_source_s3 ? sl_s3_fetcher_open(out, &cfg->source_s3)
+	                          : sl_pg_fetcher_open(out, &cfg->pg);
+}
+
+static int open_sink(cli_pipeline *p)
+{
+	const cli_config *cfg = &p->cfg;
+	switch (cfg->dest_type) {
+	case CLI_DEST_DIR:
+		return sl_dir_sink_open(&p->sink, cfg->dest_dir);
+	case CLI_DEST_S3:
+		return sl_s3_sink_open(&p->sink, &cfg->dest_s3);
+	case CLI_DEST_NODE:
+		if (cfg->node_store != NULL)
+			return sl_node_sink_open_local(&p->sink, cfg->node_store,
+			                               cfg->node_namespace);
+		return sl_node_sink_open_remote(&p->sink, cfg->node_url, cfg->node_token,
+		                                cfg->node_namespace, 60000);
+	}
+	return sl_error_set(SL_EINVAL, "%s: [destination] type is not set", cfg->path);
+}
+
+int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path, unsigned parts)
+{
+	sl_pg_source *pg = NULL;
+
+	memset(p, 0, sizeof(*p));
+	if (cli_config_load(&p->cfg, config_path) != SL_OK)
+		return cli_fail(name);
+	if ((parts & CLI_PIPELINE_STATE) &&
+	    sl_pipeline_state_open(&p->state, p->cfg.state_path) != SL_OK)
+		goto fail;
+	if (parts & CLI_PIPELINE_SOURCE) {
+		if (sl_pg_source_open(&pg, &p->cfg.pg) != SL_OK)
+			goto fail;
+		sl_pg_source_bind(&p->source, pg);
+	}
+	if ((parts & CLI_PIPELINE_SINK) && open_sink(p) != SL_OK)
+		goto fail;
+	sl_pipeline_options_init(&p->options);
+	p->options.batch_size = p->cfg.batch_size;
+	p->options.concurrency = p->cfg.concurrency;
+	p->options.max_attempts = p->cfg.max_attempts;
+	p->options.retry_base_ms = p->cfg.retry_base_ms;
+	p->options.retry_max_ms = p->cfg.retry_max_ms;
+	p->options.part_size = p->cfg.part_size;
+	p->options.open_fetcher = open_fetcher;
+	p->options.fetcher_ctx = &p->cfg;
+	return CLI_OK;
+fail:
+	cli_fail(name);
+	cli_pipeline_close(p);
+	return CLI_FAIL;
+}
+
+void cli_pipeline_close(cli_pipeline *p)
+{
+	sl_sink_close(&p->sink);
+	sl_source_close(&p->source);
+	sl_pipeline_state_close(p->state);
+	cli_config_free(&p->cfg);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,26 @@
+/* The parts of a pipeline, opened from a config file (pipeline_setup.c). */
+#ifndef SLUICE_CLI_PIPELINE_SETUP_H
+#define SLUICE_CLI_PIPELINE_SETUP_H
+
+#include "cli/config.h"
+#include "sluice/pipeline.h"
+
+#define CLI_PIPELINE_STATE  0x1
+#define CLI_PIPELINE_SOURCE 0x2
+#define CLI_PIPELINE_SINK   0x4
+#define CLI_PIPELINE_ALL    0x7
+
+typedef struct cli_pipeline {
+	cli_config cfg;
+	sl_pipeline_state *state;    /* CLI_PIPELINE_STATE */
+	sl_source source;            /* CLI_PIPELINE_SOURCE */
+	sl_sink sink;                /* CLI_PIPELINE_SINK */
+	sl_pipeline_options options; /* from [sync]; the fetcher from [s3] or [database] */
+} cli_pipeline;
+
+/* Loads config_path and opens the parts asked for. CLI_OK, or CLI_FAIL
+ * after reporting the error as command `name` (nothing is left open). */
+int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path, unsigned parts);
+void cli_pipeline_close(cli_pipeline *p);
+
+#endif
