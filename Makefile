@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench bench-sync fuzz format format-check clean
+.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline fuzz format format-check clean
 
 all: build
 
@@ -33,6 +33,9 @@ bench: build
 
 bench-sync: build
 	@bench/sync_bench.sh $(BUILD) $(BENCH_OPS)
+
+bench-pipeline: build
+	@bench/pipeline_bench.sh $(BUILD) $(BENCH_SMALL) $(BENCH_LARGE)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps

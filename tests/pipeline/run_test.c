@@ -54,9 +54,10 @@ static void world_init(fake_world *w, size_t n, int same_ts)
 	w->n_rows = n;
 	for (size_t i = 0; i < n; i++) {
 		sl_row *r = &w->rows[i];
-		snprintf(r->id, sizeof(r->id), "00000000-0000-0000-0000-%012zu", i);
-		snprintf(r->created_at, sizeof(r->created_at), "2026-11-21 10:00:%02zu.000000+00",
-		         same_ts ? (size_t)0 : i);
+		unsigned second = same_ts ? 0 : (unsigned)(i % 60);
+		snprintf(r->id, sizeof(r->id), "00000000-0000-0000-0000-%012u", (unsigned)(i % 100));
+		snprintf(r->created_at, sizeof(r->created_at), "2026-11-21 10:00:%02u.000000+00",
+		         second);
 		char key[64];
 		snprintf(key, sizeof(key), "trace/%s", r->id);
 		r->key = strdup(key);
