@@ -49,6 +49,9 @@ typedef struct sl_row {
 	char *key;                       /* destination key (owned) */
 	char *object_key;                /* S3 mode: key in the source bucket (owned); else NULL */
 	int64_t size;                    /* bytes if known, else -1 */
+	int has_data;  /* the source listed the object's bytes with the row (small objects) */
+	uint8_t *data; /* then: the bytes (owned), and no fetcher is needed */
+	size_t data_len;
 	char *error; /* the row cannot be moved as it stands (no valid key, no object_key):
 	              * why (owned); the pipeline records it as a failure and goes on */
 } sl_row;

@@ -15,9 +15,12 @@ void sl_row_free(sl_row *row)
 	sl_free(row->key);
 	sl_free(row->object_key);
 	sl_free(row->error);
+	sl_free(row->data);
 	row->key = NULL;
 	row->object_key = NULL;
 	row->error = NULL;
+	row->data = NULL;
+	row->has_data = 0;
 }
 
 void sl_row_batch_free(sl_row_batch *b)
@@ -37,12 +40,16 @@ int sl_row_copy(sl_row *out, const sl_row *in)
 	row.key = NULL;
 	row.object_key = NULL;
 	row.error = NULL;
-	if ((in->key != NULL && (row.key = sl_strdup(in->key)) == NULL) ||
+	row.data = NULL;
+	if ((in->has_data && (row.data = sl_malloc(in->data_len ? in->data_len : 1)) == NULL) ||
+	    (in->key != NULL && (row.key = sl_strdup(in->key)) == NULL) ||
 	    (in->object_key != NULL && (row.object_key = sl_strdup(in->object_key)) == NULL) ||
 	    (in->error != NULL && (row.error = sl_strdup(in->error)) == NULL)) {
 		sl_row_free(&row);
 		return SL_ENOMEM;
 	}
+	if (in->has_data && in->data_len > 0)
+		memcpy(row.data, in->data, in->data_len);
 	*out = row;
 	return SL_OK;
 }

@@ -418,8 +418,14 @@ enum {
 	ROW_AGENT,
 	ROW_DATA_TYPE,
 	ROW_OBJECT_KEY,
-	ROW_SIZE
+	ROW_SIZE,
+	ROW_INLINE, /* direct mode: the bytes of a small object, else NULL */
+	ROW_HORIZON /* next()'s page query only: created_at < horizon */
 };
+
+/* Objects up to this size come with their row (one round trip per page
+ * instead of one per object); a page of 1000 rows holds at most 16 MiB. */
+#define INLINE_MAX 16384
 
 void sl_pg_config_init(sl_pg_config *c)
 {
@@ -435,6 +441,59 @@ void sl_pg_config_init(sl_pg_config *c)
 	c->col_created_at = "created_at";
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	c->reconnect_ms = DEFAULT_RECONNECT_MS;
+}
+
+/* How to read the data column as bytes: itself when bytea, convert_to
+ * when a string type. Looked up once, from the catalog. */
+static int data_expression(pg_link *link, const char *table_name, sl_buf *expr,
+                           const char *table_sql, const char *column)
+{
+	static const char sql[] =
+	        "SELECT c.oid IS NOT NULL, b.typname, b.typcategory"
+	        " FROM (SELECT to_regclass($1) AS oid) c"
+	        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2"
+	        "   AND a.attnum > 0 AND NOT a.attisdropped"
+	        " LEFT JOIN pg_type t ON t.oid = a.atttypid"
+	        " LEFT JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
+	        "   ELSE t.oid END";
+	const char *params[2] = {table_sql, column};
+	PGresult *res = NULL;
+	const char *type, *category;
+	int rc;
+
+	if ((rc = link_exec(link, &res, sql, 2, params, 0, "data column type")) != SL_OK)
+		return rc;
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		/* the SQLSTATE PostgreSQL gives for it, as the page query would */
+		rc = sl_error_set_cause(SL_EINVAL, "sqlstate=42P01",
+		                        "PostgreSQL: table %s does not exist", table_name);
+		goto cleanup;
+	}
+	if (PQgetisnull(res, 0, 1)) {
+		rc = sl_error_set(SL_EINVAL, "PostgreSQL: table %s has no column \"%s\"",
+		                  table_name, column);
+		goto cleanup;
+	}
+	type = PQgetvalue(res, 0, 1);
+	category = PQgetvalue(res, 0, 2);
+	if ((rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK)
+		goto cleanup;
+	if (strcmp(type, "bytea") == 0)
+		goto cleanup;
+	if (strcmp(category, "S") != 0) {
+		rc = sl_error_set(SL_EINVAL,
+		                  "PostgreSQL: data column \"%s\" of %s is %s, not bytea or text",
+		                  column, table_name, type);
+		goto cleanup;
+	}
+	sl_buf_reset(expr);
+	if ((rc = sl_buf_append_str(expr, "convert_to(")) != SL_OK ||
+	    (rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK ||
+	    (rc = sl_buf_append_str(expr, "::text, 'UTF8')")) != SL_OK)
+		goto cleanup;
+cleanup:
+	PQclear(res);
+	return rc;
 }
 
 static int build_columns(sl_pg_source *s, const sl_pg_config *cfg)
@@ -457,10 +516,20 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg)
 			goto cleanup;
 	rc = sl_buf_printf(&b, "%s::text, " TS_SQL("%s") ", %s::text, %s::text, %s::text, ", s->id,
 	                   s->created_at, q[0], q[1], q[2]);
-	if (rc == SL_OK && s->s3_mode)
-		rc = sl_buf_printf(&b, "%s::text, coalesce(%s::bigint, -1)", q[3], q[4]);
-	else if (rc == SL_OK)
-		rc = sl_buf_printf(&b, "NULL::text, coalesce(octet_length(%s)::bigint, -1)", q[5]);
+	if (rc == SL_OK && s->s3_mode) {
+		rc = sl_buf_printf(&b, "%s::text, coalesce(%s::bigint, -1), NULL::bytea", q[3],
+		                   q[4]);
+	} else if (rc == SL_OK) {
+		sl_buf data = SL_BUF_INIT(SQL_MAX);
+		rc = data_expression(&s->link, s->table_name, &data, s->table, names[5]);
+		if (rc == SL_OK)
+			rc = sl_buf_printf(&b,
+			                   "NULL::text, coalesce(octet_length(%s)::bigint, -1),"
+			                   " CASE WHEN octet_length(%s) <= %d THEN %s END",
+			                   q[5], (const char *)data.data, INLINE_MAX,
+			                   (const char *)data.data);
+		sl_buf_free(&data);
+	}
 	if (rc != SL_OK)
 		goto cleanup;
 	s->columns = (char *)b.data;
@@ -563,6 +632,26 @@ static const char *field(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
+/* A small object's bytes, listed with its row (bytea in text form). */
+static int inline_data(sl_row *row, const char *escaped)
+{
+	size_t n = 0;
+	unsigned char *bytes = PQunescapeBytea((const unsigned char *)escaped, &n);
+
+	if (bytes == NULL)
+		return sl_error_set(SL_ENOMEM, "PostgreSQL: row %s: cannot decode its data",
+		                    row->id);
+	row->data = sl_malloc(n > 0 ? n : 1);
+	if (row->data != NULL)
+		memcpy(row->data, bytes, n);
+	PQfreemem(bytes);
+	if (row->data == NULL)
+		return SL_ENOMEM;
+	row->data_len = n;
+	row->has_data = 1;
+	return SL_OK;
+}
+
 /* One sl_row from a result row of the select list in s->columns. */
 static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, int i)
 {
@@ -593,6 +682,11 @@ static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, in
 		rc = sl_object_key_build(&row.key, field(res, i, ROW_COMPETITION),
 		                         field(res, i, ROW_AGENT), field(res, i, ROW_DATA_TYPE),
 		                         row.id);
+	if (rc == SL_OK && !s->s3_mode && !PQgetisnull(res, i, ROW_INLINE) &&
+	    (rc = inline_data(&row, PQgetvalue(res, i, ROW_INLINE))) != SL_OK) {
+		sl_row_free(&row);
+		return rc;
+	}
 	if (rc == SL_ENOMEM) {
 		sl_row_free(&row);
 		return rc;
@@ -753,7 +847,7 @@ int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since
 	for (int i = 0; i < n_rows; i++) {
 		/* rows come in created_at order: the first one at or past the
 		 * horizon ends the page */
-		if (strcmp(PQgetvalue(res, i, ROW_SIZE + 1), "t") != 0) {
+		if (strcmp(PQgetvalue(res, i, ROW_HORIZON), "t") != 0) {
 			held = 1;
 			break;
 		}
@@ -878,56 +972,6 @@ typedef struct pg_fetcher {
 	char *table_name;
 } pg_fetcher;
 
-/* How to read the data column as bytes: itself when bytea, convert_to
- * when a string type. Looked up once, from the catalog. */
-static int data_expression(pg_fetcher *f, sl_buf *expr, const char *table_sql, const char *column)
-{
-	static const char sql[] =
-	        "SELECT c.oid IS NOT NULL, b.typname, b.typcategory"
-	        " FROM (SELECT to_regclass($1) AS oid) c"
-	        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2"
-	        "   AND a.attnum > 0 AND NOT a.attisdropped"
-	        " LEFT JOIN pg_type t ON t.oid = a.atttypid"
-	        " LEFT JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
-	        "   ELSE t.oid END";
-	const char *params[2] = {table_sql, column};
-	PGresult *res = NULL;
-	const char *type, *category;
-	int rc;
-
-	if ((rc = link_exec(&f->link, &res, sql, 2, params, 0, "data column type")) != SL_OK)
-		return rc;
-	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		rc = sl_error_set(SL_EINVAL, "PostgreSQL: table %s does not exist", f->table_name);
-		goto cleanup;
-	}
-	if (PQgetisnull(res, 0, 1)) {
-		rc = sl_error_set(SL_EINVAL, "PostgreSQL: table %s has no column \"%s\"",
-		                  f->table_name, column);
-		goto cleanup;
-	}
-	type = PQgetvalue(res, 0, 1);
-	category = PQgetvalue(res, 0, 2);
-	if ((rc = append_ident(expr, f->link.conn, column, strlen(column))) != SL_OK)
-		goto cleanup;
-	if (strcmp(type, "bytea") == 0)
-		goto cleanup;
-	if (strcmp(category, "S") != 0) {
-		rc = sl_error_set(SL_EINVAL,
-		                  "PostgreSQL: data column \"%s\" of %s is %s, not bytea or text",
-		                  column, f->table_name, type);
-		goto cleanup;
-	}
-	sl_buf_reset(expr);
-	if ((rc = sl_buf_append_str(expr, "convert_to(")) != SL_OK ||
-	    (rc = append_ident(expr, f->link.conn, column, strlen(column))) != SL_OK ||
-	    (rc = sl_buf_append_str(expr, "::text, 'UTF8')")) != SL_OK)
-		goto cleanup;
-cleanup:
-	PQclear(res);
-	return rc;
-}
-
 static void fetcher_free(pg_fetcher *f)
 {
 	if (f == NULL)
@@ -1009,7 +1053,7 @@ int sl_pg_fetcher_open(sl_fetcher *out, const sl_pg_config *cfg)
 		goto cleanup;
 	}
 	if ((rc = append_table(&table, f->link.conn, f->table_name)) != SL_OK ||
-	    (rc = data_expression(f, &expr, (const char *)table.data,
+	    (rc = data_expression(&f->link, f->table_name, &expr, (const char *)table.data,
 	                          name_or(cfg->col_data, "data"))) != SL_OK ||
 	    (rc = quote_ident(&id, f->link.conn, name_or(cfg->col_id, "id"))) != SL_OK)
 		goto cleanup;

@@ -107,8 +107,14 @@ static void transfer(worker *w, job *j)
 	size_t got = 0;
 	int rc;
 
-	if ((rc = w->fetcher.ops->read(w->fetcher.self, &j->row, 0, w->buf, o->part_size, &got,
-	                               &total)) != SL_OK) {
+	const uint8_t *part = w->buf;
+
+	if (j->row.has_data) { /* listed with its row: no read */
+		part = j->row.data;
+		got = j->row.data_len;
+		total = got;
+	} else if ((rc = w->fetcher.ops->read(w->fetcher.self, &j->row, 0, w->buf, o->part_size,
+	                                      &got, &total)) != SL_OK) {
 		job_fail(j, rc, "read from source");
 		return;
 	}
@@ -117,7 +123,7 @@ static void transfer(worker *w, job *j)
 		return;
 	}
 	for (;;) {
-		if (got > 0 && (rc = sink->ops->write(sink->self, upload, w->buf, got)) != SL_OK) {
+		if (got > 0 && (rc = sink->ops->write(sink->self, upload, part, got)) != SL_OK) {
 			job_fail(j, rc, "store");
 			goto abort;
 		}
@@ -127,6 +133,7 @@ static void transfer(worker *w, job *j)
 		uint64_t now_total = 0;
 		size_t want =
 		        total - offset < o->part_size ? (size_t)(total - offset) : o->part_size;
+		part = w->buf;
 		if ((rc = w->fetcher.ops->read(w->fetcher.self, &j->row, offset, w->buf, want, &got,
 		                               &now_total)) != SL_OK) {
 			job_fail(j, rc, "read from source");

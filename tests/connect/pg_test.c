@@ -161,6 +161,15 @@ static void test_keys(void **state)
 	assert_null(b.rows[0].object_key);
 	for (size_t i = 0; i < 4; i++)
 		assert_null(b.rows[i].error);
+	/* small objects come with their row; NULL data does not */
+	assert_true(b.rows[0].has_data);
+	assert_int_equal(b.rows[0].data_len, 3);
+	assert_memory_equal(b.rows[0].data, "abc", 3);
+	assert_true(b.rows[1].has_data);
+	assert_int_equal(b.rows[1].data_len, 0);
+	assert_false(b.rows[2].has_data);
+	assert_true(b.rows[3].has_data);
+	assert_memory_equal(b.rows[3].data, "\x00\xff", 2);
 	sl_row_batch_free(&b);
 
 	/* A row whose key cannot be built comes back with the reason, and the

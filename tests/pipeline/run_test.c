@@ -55,20 +55,30 @@ static void world_init(fake_world *w, size_t n, int same_ts)
 	for (size_t i = 0; i < n; i++) {
 		sl_row *r = &w->rows[i];
 		unsigned second = same_ts ? 0 : (unsigned)(i % 60);
-		snprintf(r->id, sizeof(r->id), "00000000-0000-0000-0000-%012u", (unsigned)(i % 100));
+		snprintf(r->id, sizeof(r->id), "00000000-0000-0000-0000-%012u",
+		         (unsigned)(i % 100));
 		snprintf(r->created_at, sizeof(r->created_at), "2026-11-21 10:00:%02u.000000+00",
 		         second);
 		char key[64];
 		snprintf(key, sizeof(key), "trace/%s", r->id);
 		r->key = strdup(key);
 		r->size = (int64_t)object_size(i);
+		if (i % 4 == 3) { /* listed inline: the fetcher must not be asked */
+			r->has_data = 1;
+			r->data_len = (size_t)object_size(i);
+			r->data = malloc(r->data_len + 1);
+			for (size_t off = 0; off < r->data_len; off++)
+				r->data[off] = object_byte(i, off);
+		}
 	}
 }
 
 static void world_free(fake_world *w)
 {
-	for (size_t i = 0; i < w->n_rows; i++)
+	for (size_t i = 0; i < w->n_rows; i++) {
 		free(w->rows[i].key);
+		free(w->rows[i].data);
+	}
 	for (size_t i = 0; i < w->n_stored; i++) {
 		sl_free(w->stored_key[i]);
 		sl_buf_free(&w->stored_value[i]);
@@ -140,6 +150,7 @@ static int fetch_read(void *self, const sl_row *row, uint64_t offset, uint8_t *b
 	size_t i = row_index(w, row->id);
 	int fail = 0;
 	assert_true(i != SIZE_MAX);
+	assert_false(row->has_data);
 	pthread_mutex_lock(&w->mu);
 	if (w->read_fails[i] > 0) {
 		w->read_fails[i]--;
