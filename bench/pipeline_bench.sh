@@ -4,6 +4,8 @@
 # next to, in the same run and against the same server:
 #   - rclone copy --transfers 16 of the same objects from a local directory
 #     (Debian's rclone), what users would otherwise reach for;
+#   - `sluice run` of the same rows into a directory: the source side
+#     alone (PostgreSQL reads and local writes), no S3;
 #   - the server's raw PUT rate at the same concurrency: curl --parallel
 #     with 16 uploads in flight, signing each PUT and doing nothing else.
 #     That is the limit: no reads, no state.
@@ -49,10 +51,19 @@ sql "CREATE TABLE object_index (id uuid PRIMARY KEY, object_key text, competitio
        event_timestamp timestamptz, created_at timestamptz NOT NULL DEFAULT now());
      CREATE INDEX ON object_index (created_at, id);"
 
+# One result line, from t0, t1, count, bytes and $tmp/rss.
+report() {
+	local secs rss
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+	rss=$(cat "$tmp/rss")
+	printf '%-8s %-36s %6s obj/s %7s MiB/s %5s MiB peak RSS  (%.2f s)\n' "$1" "$2" \
+		"$(rate "$count" "$secs")" "$(mbs "$bytes" "$secs")" "$((rss / 1024))" "$secs"
+}
+
 # One set: rows in PostgreSQL, the same bytes as files for rclone and curl.
 # bench_set NAME COUNT SIZE
 bench_set() {
-	local name=$1 count=$2 size=$3 bytes t0 t1 secs rss
+	local name=$1 count=$2 size=$3 t0 t1
 	local bucket_s="sluice-$name" bucket_r="rclone-$name" bucket_p="put-$name"
 	bytes=$((count * size))
 	sql "TRUNCATE object_index"
@@ -72,7 +83,10 @@ db_path = "$tmp/dir-$name.db"
 type = "dir"
 path = "$tmp/files-$name"
 EOF
-	"$sluice" run -c "$tmp/dir.toml" >/dev/null
+	t0=$(now)
+	/usr/bin/time -f %M -o "$tmp/rss" "$sluice" run -c "$tmp/dir.toml" >/dev/null
+	t1=$(now)
+	report "$name" "sluice run (PostgreSQL -> dir, 16)"
 
 	cat >"$tmp/s3.toml" <<EOF
 [database]
@@ -91,10 +105,7 @@ EOF
 	t0=$(now)
 	/usr/bin/time -f %M -o "$tmp/rss" "$sluice" run -c "$tmp/s3.toml" >/dev/null
 	t1=$(now)
-	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-	rss=$(cat "$tmp/rss")
-	printf '%-8s %-34s %8s obj/s %8s MiB/s %8s MiB peak RSS  (%.2f s)\n' "$name" "sluice run (PostgreSQL -> S3, 16)" \
-		"$(rate "$count" "$secs")" "$(mbs "$bytes" "$secs")" "$((rss / 1024))" "$secs"
+	report "$name" "sluice run (PostgreSQL -> S3, 16)"
 
 	export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
 		RCLONE_CONFIG_BENCH_ENDPOINT="$SLUICE_S3_ENDPOINT" RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=S3RVER \
@@ -103,10 +114,7 @@ EOF
 	/usr/bin/time -f %M -o "$tmp/rss" env -u AWS_CA_BUNDLE rclone copy --transfers 16 --checkers 16 \
 		"$tmp/files-$name" "bench:$bucket_r" 2>"$tmp/rclone.err" || { cat "$tmp/rclone.err" >&2; exit 1; }
 	t1=$(now)
-	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-	rss=$(cat "$tmp/rss")
-	printf '%-8s %-34s %8s obj/s %8s MiB/s %8s MiB peak RSS  (%.2f s)\n' "$name" "rclone copy --transfers 16 (dir)" \
-		"$(rate "$count" "$secs")" "$(mbs "$bytes" "$secs")" "$((rss / 1024))" "$secs"
+	report "$name" "rclone copy --transfers 16 (dir)"
 
 	(cd "$tmp/files-$name" && find . -type f -printf '%P\n') |
 		awk -v ep="$SLUICE_S3_ENDPOINT/$bucket_p" -v dir="$tmp/files-$name" \
@@ -114,12 +122,10 @@ EOF
 	t0=$(now)
 	/usr/bin/time -f %M -o "$tmp/rss" curl -sS --fail-with-body --aws-sigv4 "aws:amz:us-east-1:s3" \
 		--user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-		--parallel --parallel-max 16 -K "$tmp/curl.cfg"
+		--parallel --parallel-max 16 -K "$tmp/curl.cfg" 2>"$tmp/curl.err" ||
+		{ cat "$tmp/curl.err" >&2; exit 1; }
 	t1=$(now)
-	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-	rss=$(cat "$tmp/rss")
-	printf '%-8s %-34s %8s obj/s %8s MiB/s %8s MiB peak RSS  (%.2f s)\n' "$name" "raw PUT limit (curl --parallel 16)" \
-		"$(rate "$count" "$secs")" "$(mbs "$bytes" "$secs")" "$((rss / 1024))" "$secs"
+	report "$name" "raw PUT limit (curl --parallel 16)"
 	rm -rf "$tmp/files-$name"
 }
 

@@ -92,6 +92,23 @@ static void report_run(const char *name, const sl_pipeline_progress *pr)
 	fflush(stdout);
 }
 
+/* For the commands that run: parses argv, opens every part of the
+ * pipeline and lets SIGINT/SIGTERM finish the batch in flight. CLI_CONTINUE
+ * to go on (then p is open), else the exit status. */
+static int open_for_run(cli_cmd *cmd, pipeline_args *a, cli_pipeline *p, int argc, char **argv)
+{
+	int rc = parse_args(cmd, a, argc, argv);
+	if (rc != CLI_CONTINUE)
+		return rc;
+	if (strcmp(cmd->name, "start") == 0 && !a->has_interval)
+		return cli_usage_error(cmd->name, "--interval is required");
+	if (cli_pipeline_open(p, cmd->name, a->config, CLI_PIPELINE_ALL) != CLI_OK)
+		return CLI_FAIL;
+	cli_on_stop_signal(&stop_requested);
+	p->options.since = a->since;
+	return CLI_CONTINUE;
+}
+
 /* One run; CLI_OK or CLI_FAIL (reported). */
 static int run_once(cli_pipeline *p, const char *name, int retry_only)
 {
@@ -131,12 +148,8 @@ int cli_cmd_run(int argc, char **argv)
 	pipeline_args a;
 	int rc;
 
-	if ((rc = parse_args(&cmd, &a, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
 		return rc;
-	if (cli_pipeline_open(&p, cmd.name, a.config, CLI_PIPELINE_ALL) != CLI_OK)
-		return CLI_FAIL;
-	cli_on_stop_signal(&stop_requested);
-	p.options.since = a.since;
 	rc = run_once(&p, cmd.name, 0);
 	cli_pipeline_close(&p);
 	return rc;
@@ -167,14 +180,8 @@ int cli_cmd_start(int argc, char **argv)
 	pipeline_args a;
 	int rc;
 
-	if ((rc = parse_args(&cmd, &a, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
 		return rc;
-	if (!a.has_interval)
-		return cli_usage_error(cmd.name, "--interval is required");
-	if (cli_pipeline_open(&p, cmd.name, a.config, CLI_PIPELINE_ALL) != CLI_OK)
-		return CLI_FAIL;
-	cli_on_stop_signal(&stop_requested);
-	p.options.since = a.since;
 	sl_log(SL_LOG_INFO, "pipeline started", "config=%s interval_ms=%llu", a.config,
 	       (unsigned long long)a.interval_ms);
 	while (!stop_requested) {
@@ -442,11 +449,8 @@ int cli_cmd_retry(int argc, char **argv)
 	pipeline_args a;
 	int rc;
 
-	if ((rc = parse_args(&cmd, &a, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
 		return rc;
-	if (cli_pipeline_open(&p, cmd.name, a.config, CLI_PIPELINE_ALL) != CLI_OK)
-		return CLI_FAIL;
-	cli_on_stop_signal(&stop_requested);
 	if (sl_pipeline_state_retry_all(p.state, &n) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;

@@ -298,9 +298,11 @@ static int read_escape(parser *p)
 	return append_utf8(&p->text, cp);
 }
 
-/* At the opening '"' of a basic string; leaves it decoded in p->text. */
-static int read_basic(parser *p)
+/* At the opening quote of a basic ("...", with escapes) or literal ('...',
+ * taken as written) string; leaves it decoded in p->text. */
+static int read_string(parser *p)
 {
+	const int quote = peek(p, 0), basic = quote == '"';
 	int rc;
 
 	sl_buf_reset(&p->text);
@@ -310,44 +312,23 @@ static int read_basic(parser *p)
 		if (c == -1 || c == '\n' || c == '\r')
 			return fail(p, SL_EINVAL,
 			            "unterminated string (a string ends on its line)");
-		if (c == '"') {
+		if (c == quote) {
 			p->pos++;
 			return SL_OK;
 		}
-		if (c == '\\') {
+		if (basic && c == '\\') {
 			if ((rc = read_escape(p)) != SL_OK)
 				return rc;
 			continue;
 		}
 		if (is_control(c))
-			return fail(p, SL_EINVAL,
-			            "control character U+%04X in a string (write it as an escape)",
-			            (unsigned)c);
-		if ((rc = sl_buf_append_byte(&p->text, (uint8_t)c)) != SL_OK)
-			return rc;
-		p->pos++;
-	}
-}
-
-/* At the opening '\'' of a literal string: no escapes, no control characters. */
-static int read_literal(parser *p)
-{
-	int rc;
-
-	sl_buf_reset(&p->text);
-	p->pos++;
-	for (;;) {
-		int c = peek(p, 0);
-		if (c == -1 || c == '\n' || c == '\r')
-			return fail(p, SL_EINVAL,
-			            "unterminated string (a string ends on its line)");
-		if (c == '\'') {
-			p->pos++;
-			return SL_OK;
-		}
-		if (is_control(c))
-			return fail(p, SL_EINVAL, "control character U+%04X in a literal string",
-			            (unsigned)c);
+			return basic ? fail(p, SL_EINVAL,
+			                    "control character U+%04X in a string (write it as an "
+			                    "escape)",
+			                    (unsigned)c)
+			             : fail(p, SL_EINVAL,
+			                    "control character U+%04X in a literal string",
+			                    (unsigned)c);
 		if ((rc = sl_buf_append_byte(&p->text, (uint8_t)c)) != SL_OK)
 			return rc;
 		p->pos++;
@@ -393,10 +374,8 @@ static int read_segment(parser *p)
 	char what[32];
 	int c = peek(p, 0), rc;
 
-	if (c == '"')
-		return read_basic(p);
-	if (c == '\'')
-		return read_literal(p);
+	if (c == '"' || c == '\'')
+		return read_string(p);
 	if (!is_bare(c))
 		return fail(p, SL_EINVAL, "expected a key, found %s",
 		            describe(what, sizeof(what), c));
@@ -572,7 +551,7 @@ static int read_value(parser *p, cli_toml_entry *e)
 	if (c == '"' || c == '\'') {
 		if (peek(p, 1) == c && peek(p, 2) == c)
 			return fail(p, SL_EINVAL, "multi-line strings are not supported");
-		rc = c == '"' ? read_basic(p) : read_literal(p);
+		rc = read_string(p);
 		if (rc != SL_OK)
 			return rc;
 		if ((e->str = dup_buf(&p->text)) == NULL)
