@@ -116,6 +116,6 @@ TOML
   "$SLUICE" status -c "$work/$dest.toml"
 done
 echo "a few files of the mirror:"
-(cd "$work/mirror" && find . -type f | sort | head -4)
+(cd "$work/mirror" && find . -type f | sort | sed -n 1,4p)
 echo "the node namespace: $("$SLUICE" ls objects -d "$work/node" | wc -l) keys"
 "$SLUICE" verify objects -d "$work/node"
