@@ -42,6 +42,7 @@
 
 #include <curl/curl.h>
 
+#include "connect/s3_response.h"
 #include "connect/sigv4.h"
 #include "sluice/connect.h"
 
@@ -566,28 +567,6 @@ cleanup:
 
 /* --------------------------------------------------------- errors */
 
-/* Text of the first <tag>...</tag> in xml into out (cap), "" if none. */
-static void xml_tag(char *out, size_t cap, const char *xml, const char *tag)
-{
-	char open[64], close[64];
-	const char *start, *end;
-	size_t n;
-
-	out[0] = '\0';
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	if ((start = strstr(xml, open)) == NULL)
-		return;
-	start += strlen(open);
-	if ((end = strstr(start, close)) == NULL)
-		return;
-	n = (size_t)(end - start);
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, start, n);
-	out[n] = '\0';
-}
-
 static const char *describe(char *out, size_t cap, const s3_client *c, const s3_call *call)
 {
 	snprintf(out, cap, "%s s3://%s/%.*s", call->method, c->bucket, DESCRIBE_MAX,
@@ -617,15 +596,13 @@ static int skew_error(const s3_client *c, const s3_call *call, const char *what,
 	                          skew_s < 0 ? "behind" : "ahead of", call->date);
 }
 
-static int parse_content_range(const char *s, int64_t *first, int64_t *last, int64_t *total);
-
 /* s3rver answers a Range on an empty object with 206 "bytes 0-0/0" and a
  * Content-Length of 1 it never sends, so curl reports a short transfer:
  * that is an empty object, not a failure to retry. */
 static int empty_range(const s3_call *call, int64_t *first, int64_t *last, int64_t *total)
 {
 	return call->status == 206 && call->curl_rc == CURLE_PARTIAL_FILE &&
-	       parse_content_range(call->content_range, first, last, total) && *total == 0;
+	       sl_s3_content_range(call->content_range, first, last, total) && *total == 0;
 }
 
 /* The error for a finished exchange that was not a success. */
@@ -646,8 +623,8 @@ static int call_error(const s3_client *c, const s3_call *call)
 		                                                                    : SL_EIO,
 		                          cause, "%s: request failed", what);
 	}
-	xml_tag(code, sizeof(code), call->error_body, "Code");
-	xml_tag(message, sizeof(message), call->error_body, "Message");
+	sl_s3_xml_text(code, sizeof(code), call->error_body, "Code");
+	sl_s3_xml_text(message, sizeof(message), call->error_body, "Message");
 	snprintf(cause, sizeof(cause), "HTTP %ld%s%s", call->status, code[0] ? " " : "", code);
 	if (strcmp(code, "RequestTimeTooSkewed") == 0)
 		return skew_error(c, call, what, cause);
@@ -662,7 +639,7 @@ static int call_error(const s3_client *c, const s3_call *call)
 		                          what, why, message[0] ? ": " : "", message);
 	}
 	if (strcmp(code, "NoSuchBucket") == 0) {
-		xml_tag(bucket, sizeof(bucket), call->error_body, "BucketName");
+		sl_s3_xml_text(bucket, sizeof(bucket), call->error_body, "BucketName");
 		return sl_error_set_cause(SL_ENOTFOUND, cause, "%s: bucket '%s' does not exist",
 		                          what, bucket[0] ? bucket : c->bucket);
 	}
@@ -722,7 +699,7 @@ static int s3_request(s3_client *c, s3_call *call)
 		if (!retryable(call) || attempt >= c->max_retries)
 			return call_error(c, call);
 		char code[64] = "";
-		xml_tag(code, sizeof(code), call->error_body, "Code");
+		sl_s3_xml_text(code, sizeof(code), call->error_body, "Code");
 		if (call->status == 429 || (call->status == 503 && (strcmp(code, "SlowDown") == 0 ||
 		                                                    call->retry_after_s >= 0)))
 			slowdown_grow(c, call->retry_after_s);
@@ -842,7 +819,7 @@ static int sink_begin(void *self, const char *key, uint64_t size, void **out)
 		goto cleanup;
 	xml[call->resp_len] = '\0';
 	char upload_id[1024];
-	xml_tag(upload_id, sizeof(upload_id), xml, "UploadId");
+	sl_s3_xml_text(upload_id, sizeof(upload_id), xml, "UploadId");
 	if (upload_id[0] == '\0') {
 		rc = sl_error_set(SL_ECORRUPT,
 		                  "s3: CreateMultipartUpload for %s returned no UploadId", u->key);
@@ -1112,32 +1089,6 @@ int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg)
 
 /* --------------------------------------------------------- fetcher */
 
-/* "bytes a-b/total" or "bytes * /total" (no space) -> its parts; -1 for '*'. */
-static int parse_content_range(const char *s, int64_t *first, int64_t *last, int64_t *total)
-{
-	char *end;
-	if (strncasecmp(s, "bytes ", 6) != 0)
-		return 0;
-	s += 6;
-	if (*s == '*') {
-		*first = *last = -1;
-		s++;
-	} else {
-		*first = strtoll(s, &end, 10);
-		if (end == s || *end != '-')
-			return 0;
-		s = end + 1;
-		*last = strtoll(s, &end, 10);
-		if (end == s)
-			return 0;
-		s = end;
-	}
-	if (*s != '/')
-		return 0;
-	*total = strtoll(s + 1, &end, 10);
-	return end != s + 1 && *end == '\0' && *total >= 0;
-}
-
 static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
                         size_t *n_read, uint64_t *total)
 {
@@ -1186,7 +1137,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 	if (rc != SL_OK)
 		goto cleanup;
 	if (call->status == 206) {
-		if (!parse_content_range(call->content_range, &first, &last, &size) ||
+		if (!sl_s3_content_range(call->content_range, &first, &last, &size) ||
 		    first != (int64_t)offset || last - first + 1 != (int64_t)call->resp_len) {
 			rc = sl_error_set(
 			        SL_ECORRUPT,
