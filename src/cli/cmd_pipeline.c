@@ -19,6 +19,8 @@
 #define OPT_ALL      (CLI_OPT_CMD + 3)
 
 #define DEFAULT_CONFIG "./sluice.toml"
+/* How long `status` waits for the database before it says "unknown". */
+#define STATUS_DB_TIMEOUT_MS 5000
 
 typedef struct pipeline_args {
 	const char *config;
@@ -295,9 +297,11 @@ int cli_cmd_status(int argc, char **argv)
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
-	/* The source is optional here: status still answers with the
+	/* The source is optional here: status still answers, soon, with the
 	 * database away. */
 	p.cfg.pg.reconnect_ms = 0;
+	if (p.cfg.pg.timeout_ms == 0 || p.cfg.pg.timeout_ms > STATUS_DB_TIMEOUT_MS)
+		p.cfg.pg.timeout_ms = STATUS_DB_TIMEOUT_MS;
 	if (sl_pg_source_open(&pg, &p.cfg.pg) == SL_OK &&
 	    sl_pg_source_lag(pg, &st.cursor, NULL, newest, &rows_after) == SL_OK) {
 		double t_new, t_cur;

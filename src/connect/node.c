@@ -29,7 +29,10 @@
 
 #define PENDING_BUDGET ((size_t)16 << 20)
 /* The node's request cap is 64 MiB: one object must fit a commit frame. */
-#define REMOTE_OBJECT_MAX ((uint64_t)48 << 20)
+#define REMOTE_OBJECT_MAX ((uint64_t)40 << 20)
+/* What one commit frame may reach: the budget plus the object that passed
+ * it, within the node's 64 MiB request cap. */
+#define REMOTE_FRAME_MAX ((size_t)64 << 20)
 
 typedef struct pending {
 	char *key;
@@ -83,7 +86,7 @@ static int commit_local(node_sink *n, size_t from, size_t to)
 static int commit_remote(node_sink *n, size_t from, size_t to)
 {
 	const char *headers[] = {n->auth_header, "Content-Type: application/octet-stream", NULL};
-	sl_buf frame = SL_BUF_INIT(SIZE_MAX);
+	sl_buf frame = SL_BUF_INIT(REMOTE_FRAME_MAX);
 	sl_http_result res;
 	int rc;
 

@@ -97,24 +97,35 @@ static void settle(job *j, int rc, const char *why)
 	snprintf(j->error, sizeof(j->error), "read from source: %s", why);
 }
 
+/* Bytes of j's object from offset, at most want: from its row when the
+ * source listed them with it, else through the worker's fetcher into its
+ * buffer. */
+static int read_part(worker *w, const job *j, uint64_t offset, size_t want, const uint8_t **part,
+                     size_t *got, uint64_t *total)
+{
+	if (j->row.has_data) {
+		uint64_t left = offset < j->row.data_len ? j->row.data_len - offset : 0;
+		*part = j->row.data + (offset < j->row.data_len ? offset : 0);
+		*got = left < want ? (size_t)left : want;
+		*total = j->row.data_len;
+		return SL_OK;
+	}
+	*part = w->buf;
+	return w->fetcher.ops->read(w->fetcher.self, &j->row, offset, w->buf, want, got, total);
+}
+
 /* Copies one object, part by part. */
 static void transfer(worker *w, job *j)
 {
 	const sl_pipeline_options *o = w->run->o;
 	sl_sink *sink = w->run->sink;
+	const uint8_t *part = NULL;
 	void *upload = NULL;
 	uint64_t total = 0, offset = 0;
 	size_t got = 0;
 	int rc;
 
-	const uint8_t *part = w->buf;
-
-	if (j->row.has_data) { /* listed with its row: no read */
-		part = j->row.data;
-		got = j->row.data_len;
-		total = got;
-	} else if ((rc = w->fetcher.ops->read(w->fetcher.self, &j->row, 0, w->buf, o->part_size,
-	                                      &got, &total)) != SL_OK) {
+	if ((rc = read_part(w, j, 0, o->part_size, &part, &got, &total)) != SL_OK) {
 		job_fail(j, rc, "read from source");
 		return;
 	}
@@ -133,9 +144,7 @@ static void transfer(worker *w, job *j)
 		uint64_t now_total = 0;
 		size_t want =
 		        total - offset < o->part_size ? (size_t)(total - offset) : o->part_size;
-		part = w->buf;
-		if ((rc = w->fetcher.ops->read(w->fetcher.self, &j->row, offset, w->buf, want, &got,
-		                               &now_total)) != SL_OK) {
+		if ((rc = read_part(w, j, offset, want, &part, &got, &now_total)) != SL_OK) {
 			job_fail(j, rc, "read from source");
 			goto abort;
 		}
@@ -313,13 +322,16 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
                        sl_pipeline_progress *prog)
 {
 	const sl_pipeline_options *o = run->o;
-	sl_pipeline_outcome *outcomes = NULL;
+	char newest[SL_TS_TEXT_MAX];
 	sl_cursor cursor;
 	uint64_t rng = sl_clock_mono_ns() | 1;
 	int rc, waited_for_margin = 0;
 
 	if ((rc = sl_pipeline_state_cursor(st, &cursor)) != SL_OK)
 		return rc;
+	if (!o->retry_only &&
+	    src->ops->lag(src->self, &cursor, o->since, newest, &prog->rows_behind) != SL_OK)
+		prog->rows_behind = 0; /* only for progress display */
 	prog->cursor = &cursor;
 	while (o->stop == NULL || !*o->stop) {
 		job *jobs = NULL;
@@ -357,7 +369,8 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 		}
 
 		uint64_t now = sl_clock_wall_ms();
-		if ((outcomes = sl_calloc(n, sizeof(*outcomes))) == NULL) {
+		sl_pipeline_outcome *outcomes = sl_calloc(n, sizeof(*outcomes));
+		if (outcomes == NULL) {
 			free_jobs(jobs, n);
 			return SL_ENOMEM;
 		}
@@ -391,7 +404,6 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 		}
 		rc = sl_pipeline_state_save_batch(st, n_new > 0 ? &next : NULL, outcomes, n, now);
 		sl_free(outcomes);
-		outcomes = NULL;
 		free_jobs(jobs, n);
 		if (rc != SL_OK)
 			return rc;
@@ -427,13 +439,6 @@ int sl_pipeline_run(sl_pipeline_state *st, sl_source *src, sl_sink *sink,
 
 	if ((rc = sl_pipeline_state_lock(st)) != SL_OK)
 		goto cleanup;
-	if (!o->retry_only) {
-		sl_cursor cursor;
-		char newest[SL_TS_TEXT_MAX];
-		if (sl_pipeline_state_cursor(st, &cursor) == SL_OK &&
-		    src->ops->lag(src->self, &cursor, o->since, newest, &prog.rows_behind) != SL_OK)
-			prog.rows_behind = 0; /* only for progress display */
-	}
 	if ((workers = sl_calloc(o->concurrency, sizeof(*workers))) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
