@@ -80,7 +80,13 @@ wait_until 10 txn_open || fail "the long transaction did not start"
 add_rows 3 # newer rows, committed
 expect 0 "$SLUICE" run -c "$TMP/dir.toml"
 expect_in "$OUT" "wait for transaction pid" "a run says what holds it back"
-[ ! -e "$TMP/out/log/00000000-0000-0000-0000-00000000fa7e" ] || fail "uncommitted row copied"
+# The three newer rows wait: copying them would move the cursor past the
+# open transaction's row.
+newer=$(sql "SELECT concat_ws('/', competition_id::text, agent_id::text, data_type::text, id::text)
+             FROM object_index ORDER BY created_at DESC, id DESC LIMIT 3")
+for key in $newer; do
+	[ ! -e "$TMP/out/$key" ] || fail "a row newer than an open transaction was copied: $key"
+done
 echo "COMMIT;" >&7
 exec 7>&-
 wait "$LATE_PID"
