@@ -93,12 +93,16 @@ void sl_source_close(sl_source *s); /* NULL or closed ok */
 
 /* -------------------------------------------------------------- fetcher */
 
-/* Reads an object's bytes: up to cap bytes from offset into buf, *n_read the
- * count, *total the object's full size. The pipeline reads part by part,
- * so memory is bounded by the part size, not the object size. */
+/* Reads an object's bytes: up to cap bytes from offset. On SL_OK *data
+ * points at the *n_read bytes read, lent until this fetcher's next read or
+ * its close, and *total is the object's full size. Lending rather than
+ * copying into the caller's buffer saves a copy of every byte and a
+ * part-sized buffer per worker: the PostgreSQL fetcher lends libpq's
+ * result, the S3 fetcher its own receive buffer. The pipeline reads part
+ * by part, so memory is bounded by the part size, not the object size. */
 typedef struct sl_fetcher_ops {
-	int (*read)(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
-	            size_t *n_read, uint64_t *total);
+	int (*read)(void *self, const sl_row *row, uint64_t offset, size_t cap,
+	            const uint8_t **data, size_t *n_read, uint64_t *total);
 	void (*close)(void *self);
 } sl_fetcher_ops;
 

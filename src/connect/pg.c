@@ -970,20 +970,22 @@ typedef struct pg_fetcher {
 	pg_link link;
 	char *sql_read; /* $1 id, $2 1-based offset, $3 count */
 	char *table_name;
+	PGresult *lent; /* the last read's result, whose bytes the caller holds */
 } pg_fetcher;
 
 static void fetcher_free(pg_fetcher *f)
 {
 	if (f == NULL)
 		return;
+	PQclear(f->lent);
 	link_close(&f->link);
 	sl_free(f->sql_read);
 	sl_free(f->table_name);
 	sl_free(f);
 }
 
-static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
-                        size_t *n_read, uint64_t *total)
+static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t cap,
+                        const uint8_t **data, size_t *n_read, uint64_t *total)
 {
 	pg_fetcher *f = self;
 	PGresult *res = NULL;
@@ -997,6 +999,8 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 	 * clamped position past it still reads nothing */
 	snprintf(from, sizeof(from), "%" PRIu64, offset < INT_MAX ? offset + 1 : (uint64_t)INT_MAX);
 	snprintf(count, sizeof(count), "%zu", cap < INT_MAX ? cap : (size_t)INT_MAX);
+	PQclear(f->lent); /* the caller is done with the previous read */
+	f->lent = NULL;
 	if ((rc = link_exec(&f->link, &res, f->sql_read, 3, params, 1, "read data")) != SL_OK)
 		goto cleanup;
 	if (PQntuples(res) == 0) {
@@ -1020,10 +1024,11 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 		                  "PostgreSQL read data: %zu bytes for a %zu-byte part", len, cap);
 		goto cleanup;
 	}
-	if (len > 0)
-		memcpy(buf, PQgetvalue(res, 0, 1), len);
+	*data = (const uint8_t *)PQgetvalue(res, 0, 1);
 	*n_read = len;
 	*total = size;
+	f->lent = res;
+	res = NULL;
 cleanup:
 	PQclear(res);
 	return rc;

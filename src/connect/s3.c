@@ -1089,10 +1089,17 @@ int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg)
 
 /* --------------------------------------------------------- fetcher */
 
-static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
-                        size_t *n_read, uint64_t *total)
+typedef struct s3_fetcher {
+	s3_client *client;
+	uint8_t *buf; /* each read's bytes, lent to the caller until the next */
+	size_t buf_cap;
+} s3_fetcher;
+
+static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t cap,
+                        const uint8_t **data, size_t *n_read, uint64_t *total)
 {
-	s3_client *c = self;
+	s3_fetcher *f = self;
+	s3_client *c = f->client;
 	s3_call *call = NULL;
 	char range[64];
 	int64_t first, last, size;
@@ -1100,7 +1107,15 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 
 	if (row->object_key == NULL || row->object_key[0] == '\0' || cap == 0)
 		return sl_error_set(SL_EINVAL,
-		                    "s3: fetch of row %s without an object key or buffer", row->id);
+		                    "s3: fetch of row %s without an object key or a size", row->id);
+	if (f->buf_cap < cap) { /* nothing in it is still lent: no need to keep it */
+		sl_free(f->buf);
+		f->buf_cap = 0;
+		if ((f->buf = sl_malloc(cap)) == NULL)
+			return SL_ENOMEM;
+		f->buf_cap = cap;
+	}
+	*data = f->buf;
 	if ((call = sl_calloc(1, sizeof(*call))) == NULL)
 		return SL_ENOMEM;
 	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, offset,
@@ -1108,7 +1123,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 	*call = (s3_call){.method = "GET",
 	                  .key = row->object_key,
 	                  .range = range,
-	                  .resp = buf,
+	                  .resp = f->buf,
 	                  .resp_cap = cap};
 	rc = s3_request(c, call);
 	if (rc != SL_OK && empty_range(call, &first, &last, &size)) {
@@ -1148,7 +1163,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, uint8_t 
 			goto cleanup;
 		}
 	} else {
-		/* 200: the whole object, which fit in buf only if it is this small. */
+		/* 200: the whole object, which fit only if it is this small. */
 		size = call->content_length >= 0 ? call->content_length : (int64_t)call->resp_len;
 		if (offset != 0 || size != (int64_t)call->resp_len) {
 			rc = sl_error_set(
@@ -1166,16 +1181,30 @@ cleanup:
 	return rc;
 }
 
-static const sl_fetcher_ops s3_fetcher_ops = {fetcher_read, client_close};
+static void fetcher_close(void *self)
+{
+	s3_fetcher *f = self;
+	if (f == NULL)
+		return;
+	client_free(f->client);
+	sl_free(f->buf);
+	sl_free(f);
+}
+
+static const sl_fetcher_ops s3_fetcher_ops = {fetcher_read, fetcher_close};
 
 int sl_s3_fetcher_open(sl_fetcher *out, const sl_s3_config *cfg)
 {
-	s3_client *c = NULL;
+	s3_fetcher *f;
 	int rc;
 
-	if ((rc = client_new(&c, cfg)))
+	if ((f = sl_calloc(1, sizeof(*f))) == NULL)
+		return SL_ENOMEM;
+	if ((rc = client_new(&f->client, cfg))) {
+		sl_free(f);
 		return rc;
+	}
 	out->ops = &s3_fetcher_ops;
-	out->self = c;
+	out->self = f;
 	return SL_OK;
 }

@@ -6,8 +6,8 @@
  *      again from the source by id;
  *   2. up to batch_size new rows after the cursor (metadata only);
  *   3. the workers copy the objects concurrently, part by part: each worker
- *      has its own fetcher and one part-sized buffer, so memory is
- *      concurrency x part_size whatever the object sizes or counts;
+ *      has its own fetcher, which lends it one part at a time, so memory is
+ *      about concurrency x part_size whatever the object sizes or counts;
  *   4. the sink is flushed (a batching sink commits here);
  *   5. one state transaction: stored objects clear their failures, failed
  *      ones record attempts, error and next attempt (or are parked), the
@@ -54,7 +54,6 @@ typedef struct worker {
 	pthread_t thread;
 	int started;
 	sl_fetcher fetcher;
-	uint8_t *buf;
 } worker;
 
 struct run_ctx {
@@ -98,8 +97,8 @@ static void settle(job *j, int rc, const char *why)
 }
 
 /* Bytes of j's object from offset, at most want: from its row when the
- * source listed them with it, else through the worker's fetcher into its
- * buffer. */
+ * source listed them with it, else lent by the worker's fetcher until its
+ * next read. */
 static int read_part(worker *w, const job *j, uint64_t offset, size_t want, const uint8_t **part,
                      size_t *got, uint64_t *total)
 {
@@ -110,8 +109,7 @@ static int read_part(worker *w, const job *j, uint64_t offset, size_t want, cons
 		*total = j->row.data_len;
 		return SL_OK;
 	}
-	*part = w->buf;
-	return w->fetcher.ops->read(w->fetcher.self, &j->row, offset, w->buf, want, got, total);
+	return w->fetcher.ops->read(w->fetcher.self, &j->row, offset, want, part, got, total);
 }
 
 /* Copies one object, part by part. */
@@ -446,10 +444,6 @@ int sl_pipeline_run(sl_pipeline_state *st, sl_source *src, sl_sink *sink,
 	for (; n_workers < o->concurrency; n_workers++) {
 		worker *w = &workers[n_workers];
 		w->run = &run;
-		if ((w->buf = sl_malloc(o->part_size)) == NULL) {
-			rc = SL_ENOMEM;
-			goto cleanup;
-		}
 		if ((rc = o->open_fetcher(o->fetcher_ctx, &w->fetcher)) != SL_OK)
 			goto cleanup;
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -468,7 +462,6 @@ cleanup:
 		if (workers[i].started)
 			pthread_join(workers[i].thread, NULL);
 		sl_fetcher_close(&workers[i].fetcher);
-		sl_free(workers[i].buf);
 	}
 	sl_free(workers);
 	sl_pipeline_state_unlock(st);

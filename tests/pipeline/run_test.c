@@ -143,10 +143,19 @@ static void src_close(void *self)
 
 static const sl_source_ops fake_source_ops = {src_next, src_get, src_lag, src_close};
 
-static int fetch_read(void *self, const sl_row *row, uint64_t offset, uint8_t *buf, size_t cap,
-                      size_t *n_read, uint64_t *total)
+/* A worker's fake fetcher. Each read lends a new allocation and frees the
+ * one lent before, so a caller that keeps a lent part past the next read
+ * trips ASan. */
+typedef struct fake_fetcher {
+	fake_world *w;
+	uint8_t *lent;
+} fake_fetcher;
+
+static int fetch_read(void *self, const sl_row *row, uint64_t offset, size_t cap,
+                      const uint8_t **data, size_t *n_read, uint64_t *total)
 {
-	fake_world *w = self;
+	fake_fetcher *f = self;
+	fake_world *w = f->w;
 	size_t i = row_index(w, row->id);
 	int fail = 0;
 	assert_true(i != SIZE_MAX);
@@ -163,10 +172,14 @@ static int fetch_read(void *self, const sl_row *row, uint64_t offset, uint8_t *b
 		return sl_error_set(SL_ENOTFOUND, "object gone");
 	uint64_t size = object_size(i);
 	size_t n = 0;
+	free(f->lent);
+	f->lent = malloc(cap);
+	assert_non_null(f->lent);
 	while (offset + n < size && n < cap) {
-		buf[n] = object_byte(i, offset + n);
+		f->lent[n] = object_byte(i, offset + n);
 		n++;
 	}
+	*data = f->lent;
 	*n_read = n;
 	*total = size;
 	return SL_OK;
@@ -174,15 +187,20 @@ static int fetch_read(void *self, const sl_row *row, uint64_t offset, uint8_t *b
 
 static void fetch_close(void *self)
 {
-	(void)self;
+	fake_fetcher *f = self;
+	free(f->lent);
+	free(f);
 }
 
 static const sl_fetcher_ops fake_fetcher_ops = {fetch_read, fetch_close};
 
 static int open_fake_fetcher(void *ctx, sl_fetcher *out)
 {
+	fake_fetcher *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->w = ctx;
 	out->ops = &fake_fetcher_ops;
-	out->self = ctx;
+	out->self = f;
 	return SL_OK;
 }
 
