@@ -79,6 +79,13 @@ char *sl_strdup(const char *s);
 char *sl_strndup(const char *s, size_t n);
 void sl_free(void *p);
 
+/* Room for one more item in a growing array: `items` holds *cap items of
+ * `size` bytes, n of them in use. When n < *cap returns items as it is;
+ * else reallocates to twice *cap (`first` items when *cap is 0), updates
+ * *cap and returns the new block. NULL (SL_ENOMEM) when out of memory or
+ * when the size would overflow; items and *cap are unchanged then. */
+void *sl_grow(void *items, size_t *cap, size_t n, size_t size, size_t first);
+
 /* Test hook: the next `after` allocations succeed, the one after fails
  * (and every one after that while `sticky`). -1 disables injection. */
 void sl_alloc_fail_after(long after, int sticky);

@@ -89,6 +89,24 @@ void *sl_realloc(void *p, size_t n)
 	return grown;
 }
 
+void *sl_grow(void *items, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t new_cap;
+	void *grown;
+
+	if (n < *cap)
+		return items;
+	new_cap = *cap == 0 ? (first ? first : 1) : *cap * 2;
+	if (*cap > SIZE_MAX / 2 || (size != 0 && new_cap > SIZE_MAX / size)) {
+		sl_error_set(SL_ENOMEM, "array of %zu items of %zu bytes cannot grow", n, size);
+		return NULL;
+	}
+	if ((grown = sl_realloc(items, new_cap * size)) == NULL)
+		return NULL;
+	*cap = new_cap;
+	return grown;
+}
+
 char *sl_strndup(const char *s, size_t n)
 {
 	char *copy;

@@ -103,17 +103,11 @@ static void report_invalid(import_walk *w, const char *rel, size_t rel_len, cons
 
 static int add_key(import_walk *w, const char *rel, size_t rel_len)
 {
-	char *key;
+	char *key, **grown = sl_grow(w->keys, &w->cap_keys, w->n_keys, sizeof(*grown), 256);
 
-	if (w->n_keys == w->cap_keys) {
-		size_t cap = w->cap_keys ? 2 * w->cap_keys : 256;
-		char **grown = sl_realloc(w->keys, cap * sizeof(*grown));
-
-		if (!grown)
-			return cli_fail(w->name);
-		w->keys = grown;
-		w->cap_keys = cap;
-	}
+	if (!grown)
+		return cli_fail(w->name);
+	w->keys = grown;
 	key = sl_strndup(rel, rel_len);
 	if (!key)
 		return cli_fail(w->name);

@@ -451,18 +451,13 @@ static int read_header(parser *p)
 		return fail(p, SL_EINVAL, "[%s]: key %s of [%s] (line %d) is not a table",
 		            (const char *)p->path.data, e->key, e->table, e->line);
 	}
-	if (p->doc.n_tables == p->cap_tables) {
-		size_t cap = p->cap_tables ? 2 * p->cap_tables : 8;
-		cli_toml_table *grown;
-		if (p->cap_tables >= CLI_TOML_MAX_TABLES)
-			return fail(p, SL_ETOOLARGE, "more than %d tables", CLI_TOML_MAX_TABLES);
-		if (cap > CLI_TOML_MAX_TABLES)
-			cap = CLI_TOML_MAX_TABLES;
-		if ((grown = sl_realloc(p->doc.tables, cap * sizeof(*grown))) == NULL)
-			return SL_ENOMEM;
-		p->doc.tables = grown;
-		p->cap_tables = cap;
-	}
+	if (p->doc.n_tables >= CLI_TOML_MAX_TABLES)
+		return fail(p, SL_ETOOLARGE, "more than %d tables", CLI_TOML_MAX_TABLES);
+	cli_toml_table *grown =
+	        sl_grow(p->doc.tables, &p->cap_tables, p->doc.n_tables, sizeof(*grown), 8);
+	if (grown == NULL)
+		return SL_ENOMEM;
+	p->doc.tables = grown;
 	if ((name = dup_buf(&p->path)) == NULL)
 		return SL_ENOMEM;
 	p->doc.tables[p->doc.n_tables].name = name;
@@ -615,22 +610,17 @@ static int read_key_value(parser *p)
 			goto cleanup;
 		}
 	}
-	if (p->doc.n_entries == p->cap_entries) {
-		size_t cap = p->cap_entries ? 2 * p->cap_entries : 32;
-		cli_toml_entry *grown;
-		if (p->cap_entries >= CLI_TOML_MAX_ENTRIES) {
-			rc = fail(p, SL_ETOOLARGE, "more than %d keys", CLI_TOML_MAX_ENTRIES);
-			goto cleanup;
-		}
-		if (cap > CLI_TOML_MAX_ENTRIES)
-			cap = CLI_TOML_MAX_ENTRIES;
-		if ((grown = sl_realloc(p->doc.entries, cap * sizeof(*grown))) == NULL) {
-			rc = SL_ENOMEM;
-			goto cleanup;
-		}
-		p->doc.entries = grown;
-		p->cap_entries = cap;
+	if (p->doc.n_entries >= CLI_TOML_MAX_ENTRIES) {
+		rc = fail(p, SL_ETOOLARGE, "more than %d keys", CLI_TOML_MAX_ENTRIES);
+		goto cleanup;
 	}
+	cli_toml_entry *grown =
+	        sl_grow(p->doc.entries, &p->cap_entries, p->doc.n_entries, sizeof(*grown), 32);
+	if (grown == NULL) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	p->doc.entries = grown;
 	if ((rc = read_value(p, &e)) != SL_OK || (rc = end_line(p)) != SL_OK)
 		goto cleanup;
 	p->doc.entries[p->doc.n_entries++] = e;

@@ -131,14 +131,10 @@ static int commit_range(node_sink *n, size_t from, size_t to)
 
 static int note_refused(node_sink *n, const char *key, int code)
 {
-	if (n->n_refused == n->cap_refused) {
-		size_t cap = n->cap_refused ? n->cap_refused * 2 : 8;
-		refused *grown = sl_realloc(n->refused, cap * sizeof(*grown));
-		if (grown == NULL)
-			return SL_ENOMEM;
-		n->refused = grown;
-		n->cap_refused = cap;
-	}
+	refused *grown = sl_grow(n->refused, &n->cap_refused, n->n_refused, sizeof(*grown), 8);
+	if (grown == NULL)
+		return SL_ENOMEM;
+	n->refused = grown;
 	refused *r = &n->refused[n->n_refused];
 	if ((r->key = sl_strdup(key)) == NULL)
 		return SL_ENOMEM;
@@ -282,16 +278,12 @@ static int node_commit(void *self, void *upload)
 	pthread_mutex_lock(&n->mu);
 	if (n->store != NULL && ((rc = check_existing(n, u, &same)) != SL_OK || same))
 		goto cleanup;
-	if (n->n_pend == n->cap_pend) {
-		size_t cap = n->cap_pend ? n->cap_pend * 2 : 64;
-		pending *grown = sl_realloc(n->pend, cap * sizeof(*grown));
-		if (grown == NULL) {
-			rc = SL_ENOMEM;
-			goto cleanup;
-		}
-		n->pend = grown;
-		n->cap_pend = cap;
+	pending *grown = sl_grow(n->pend, &n->cap_pend, n->n_pend, sizeof(*grown), 64);
+	if (grown == NULL) {
+		rc = SL_ENOMEM;
+		goto cleanup;
 	}
+	n->pend = grown;
 	n->pend[n->n_pend].key = u->key;
 	n->pend[n->n_pend].value = u->value;
 	n->pend_bytes += u->value.len;

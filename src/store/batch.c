@@ -103,14 +103,10 @@ static int batch_add(sl_batch *b, int is_delete, const char *key, size_t key_len
 	if (value_len > SL_VALUE_MAX)
 		return sl_error_set(SL_ETOOLARGE, "value of %zu bytes exceeds the limit of %llu",
 		                    value_len, (unsigned long long)SL_VALUE_MAX);
-	if (b->n == b->cap) {
-		size_t new_cap = b->cap ? b->cap * 2 : 64;
-		batch_entry *grown = sl_realloc(b->entries, new_cap * sizeof(*grown));
-		if (!grown)
-			return SL_ENOMEM;
-		b->entries = grown;
-		b->cap = new_cap;
-	}
+	batch_entry *grown = sl_grow(b->entries, &b->cap, b->n, sizeof(*grown), 64);
+	if (!grown)
+		return SL_ENOMEM;
+	b->entries = grown;
 	memset(&e, 0, sizeof(e));
 	e.is_delete = is_delete;
 	e.key_off = b->arena.len;

@@ -645,17 +645,13 @@ int sl_store_ns_list(sl_store *s, sl_ns_info **out, size_t *n_out)
 	}
 	/* Collect names first: ns_info_locked reuses other statements. */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t new_cap = cap ? cap * 2 : 8;
-			char **grown = sl_realloc(names, new_cap * sizeof(*names));
-			if (!grown) {
-				rc = SL_ENOMEM;
-				sqlite3_reset(st);
-				goto cleanup;
-			}
-			names = grown;
-			cap = new_cap;
+		char **grown = sl_grow(names, &cap, n, sizeof(*names), 8);
+		if (!grown) {
+			rc = SL_ENOMEM;
+			sqlite3_reset(st);
+			goto cleanup;
 		}
+		names = grown;
 		if (!(names[n] = sl_strdup((const char *)sqlite3_column_text(st, 0)))) {
 			rc = SL_ENOMEM;
 			sqlite3_reset(st);

@@ -265,14 +265,10 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 
 static int retry_push(client *c, const range *r)
 {
-	if (c->n_retry == c->cap_retry) {
-		size_t cap = c->cap_retry ? c->cap_retry * 2 : 16;
-		range *grown = sl_realloc(c->retry, cap * sizeof(*grown));
-		if (!grown)
-			return SL_ENOMEM;
-		c->retry = grown;
-		c->cap_retry = cap;
-	}
+	range *grown = sl_grow(c->retry, &c->cap_retry, c->n_retry, sizeof(*grown), 16);
+	if (!grown)
+		return SL_ENOMEM;
+	c->retry = grown;
 	c->retry[c->n_retry++] = *r;
 	return SL_OK;
 }
@@ -470,14 +466,10 @@ fail:
 static int frames_insert(client *c, frame *f)
 {
 	size_t i;
-	if (c->n_frames == c->cap_frames) {
-		size_t cap = c->cap_frames ? c->cap_frames * 2 : 16;
-		frame **grown = sl_realloc(c->frames, cap * sizeof(*grown));
-		if (!grown)
-			return SL_ENOMEM;
-		c->frames = grown;
-		c->cap_frames = cap;
-	}
+	frame **grown = sl_grow(c->frames, &c->cap_frames, c->n_frames, sizeof(*grown), 16);
+	if (!grown)
+		return SL_ENOMEM;
+	c->frames = grown;
 	for (i = c->n_frames; i > 0 && c->frames[i - 1]->ops.start > f->ops.start; i--)
 		c->frames[i] = c->frames[i - 1];
 	c->frames[i] = f;

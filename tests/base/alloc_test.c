@@ -122,6 +122,44 @@ static void test_realloc_failure_keeps_block(void **state)
 	sl_free(p);
 }
 
+static void test_grow(void **state)
+{
+	(void)state;
+	size_t cap = 0;
+	int *items = NULL;
+
+	for (size_t n = 0; n < 100; n++) {
+		int *grown = sl_grow(items, &cap, n, sizeof(*items), 4);
+		assert_non_null(grown);
+		items = grown;
+		assert_true(cap > n);
+		items[n] = (int)n;
+	}
+	assert_int_equal(cap, 128); /* 4, 8, ..., 128: doubled, never more */
+	for (size_t n = 0; n < 100; n++)
+		assert_int_equal(items[n], (int)n);
+	assert_ptr_equal(sl_grow(items, &cap, 100, sizeof(*items), 4), items); /* room left */
+
+	/* out of memory: the block and the capacity are kept */
+	cap = 100;
+	sl_alloc_fail_after(0, 0);
+	assert_null(sl_grow(items, &cap, 100, sizeof(*items), 4));
+	assert_int_equal(sl_error_last()->code, SL_ENOMEM);
+	assert_int_equal(cap, 100);
+	assert_int_equal(items[99], 99);
+
+	/* a size that would overflow is refused before any allocation */
+	size_t huge = SIZE_MAX / 4;
+	sl_error_clear();
+	assert_null(sl_grow(items, &huge, huge, 8, 4));
+	assert_int_equal(sl_error_last()->code, SL_ENOMEM);
+	assert_int_equal(huge, SIZE_MAX / 4);
+	huge = SIZE_MAX / 2 + 1;
+	assert_null(sl_grow(items, &huge, huge, 1, 4));
+	assert_int_equal(huge, SIZE_MAX / 2 + 1);
+	sl_free(items);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -131,6 +169,7 @@ int main(void)
 	        cmocka_unit_test_setup(test_fail_after_counts, reset_injection),
 	        cmocka_unit_test_setup(test_fail_sticky_and_disable, reset_injection),
 	        cmocka_unit_test_setup(test_realloc_failure_keeps_block, reset_injection),
+	        cmocka_unit_test_setup(test_grow, reset_injection),
 	};
 	return cmocka_run_group_tests(tests, NULL, reset_injection);
 }
