@@ -9,6 +9,11 @@
  * whole until then (store values are single blobs), so memory is the
  * budget plus the objects being written.
  *
+ * An early commit carries objects whose commit() already returned SL_OK.
+ * If it fails, their bytes are gone, so the failure is kept and the next
+ * flush returns it: the pipeline then counts none of the batch as stored
+ * (the sink contract in connect.h) and sends it again.
+ *
  * Idempotence comes from the namespace: in an immutable namespace, setting
  * a key again with the same bytes appends nothing. Setting it with other
  * bytes is refused, and the store refuses the whole commit; so a refused
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "connect/node.h"
 #include "sluice/connect.h"
 #include "sluice/net.h"
 #include "sluice/store.h"
@@ -52,11 +58,13 @@ typedef struct node_sink {
 	sl_http_client *http; /* remote */
 	char *commit_url;
 	char *auth_header;
-	uint32_t timeout_ms;
 	pending *pend;
 	size_t n_pend, cap_pend, pend_bytes;
+	size_t pending_budget; /* PENDING_BUDGET but in tests */
 	refused *refused;
 	size_t n_refused, cap_refused;
+	int early_rc; /* an early commit's failure, for the next flush */
+	char early_message[SL_ERROR_MSG_MAX];
 } node_sink;
 
 typedef struct node_upload {
@@ -290,8 +298,12 @@ static int node_commit(void *self, void *upload)
 	n->n_pend++;
 	u->key = NULL;
 	memset(&u->value, 0, sizeof(u->value));
-	if (n->pend_bytes >= PENDING_BUDGET)
-		rc = commit_pending(n);
+	if (n->pend_bytes >= n->pending_budget && (rc = commit_pending(n)) != SL_OK &&
+	    n->early_rc == SL_OK) {
+		n->early_rc = rc;
+		snprintf(n->early_message, sizeof(n->early_message), "%s",
+		         sl_error_last()->message);
+	}
 cleanup:
 	pthread_mutex_unlock(&n->mu);
 	upload_free(u);
@@ -311,6 +323,11 @@ static int node_flush(void *self, sl_sink_failed_fn on_failed, void *ctx)
 
 	pthread_mutex_lock(&n->mu);
 	rc = commit_pending(n);
+	if (n->early_rc != SL_OK) {
+		rc = sl_error_set(n->early_rc, "an earlier commit of this batch failed: %s",
+		                  n->early_message);
+		n->early_rc = SL_OK;
+	}
 	for (size_t i = 0; i < n->n_refused; i++) {
 		if (rc == SL_OK)
 			on_failed(ctx, n->refused[i].key, n->refused[i].code,
@@ -341,6 +358,12 @@ static void node_close(void *self)
 	sl_free(n);
 }
 
+void sl_node_sink_set_pending_budget(sl_sink *s, size_t bytes)
+{
+	node_sink *n = s->self;
+	n->pending_budget = bytes;
+}
+
 static const sl_sink_ops node_ops = {
         .kind = "node",
         .begin = node_begin,
@@ -361,6 +384,7 @@ static int node_new(node_sink **out, const char *ns)
 	if ((n = sl_calloc(1, sizeof(*n))) == NULL)
 		return SL_ENOMEM;
 	pthread_mutex_init(&n->mu, NULL);
+	n->pending_budget = PENDING_BUDGET;
 	if ((n->ns = sl_strdup(ns)) == NULL) {
 		rc = SL_ENOMEM;
 		node_close(n);

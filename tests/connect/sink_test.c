@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "connect/node.h"
 #include "sluice/connect.h"
 #include "sluice/store.h"
 #include "testutil.h"
@@ -198,11 +199,70 @@ static void test_node_sink_local(void **state)
 	free(root);
 }
 
+static int store_has(sl_store *store, const char *key, const char *want)
+{
+	sl_buf value = SL_BUF_INIT(1 << 20);
+	int rc = sl_store_get(store, "objects", key, strlen(key), &value, NULL);
+	int same = rc == SL_OK && value.len == strlen(want) &&
+	           memcmp(value.data, want, value.len) == 0;
+	sl_buf_free(&value);
+	return same;
+}
+
+/* An early commit (the gathered values passed the budget) carries objects
+ * whose commit already said SL_OK. Make it fail at every allocation it
+ * makes in turn: then either the next flush fails, or every object
+ * committed with SL_OK is in the store. Never a flush that says SL_OK over
+ * lost objects. */
+static void test_node_sink_early_commit_failure(void **state)
+{
+	char *root = tu_tempdir();
+	sl_store *store = NULL;
+	refused_list refused = {0};
+	int flush_failed = 0, done = 0;
+	(void)state;
+
+	for (long fail_at = 0; !done; fail_at++) {
+		char first[32], second[32];
+		sl_sink s = {0};
+		int rc_first, rc_second, rc_flush;
+
+		assert_true(fail_at < 10000);
+		snprintf(first, sizeof(first), "a/%04ld", fail_at);
+		snprintf(second, sizeof(second), "b/%04ld", fail_at);
+		assert_int_equal(sl_node_sink_open_local(&s, root, "objects"), SL_OK);
+		sl_node_sink_set_pending_budget(&s, 16);
+		rc_first = put(&s, first, "0123456789", 10); /* below the budget: gathered */
+		assert_int_equal(rc_first, SL_OK);
+		sl_alloc_fail_after(fail_at, 0);
+		rc_second = put(&s, second, "abcdefghij", 10); /* passes it: commits both */
+		sl_alloc_fail_after(-1, 0);
+		done = rc_second == SL_OK;
+		rc_flush = s.ops->flush(s.self, note_failed, &refused);
+		sl_sink_close(&s);
+
+		assert_int_equal(sl_store_open(&store, root, NULL), SL_OK);
+		if (rc_flush == SL_OK) {
+			assert_true(store_has(store, first, "0123456789"));
+			if (rc_second == SL_OK)
+				assert_true(store_has(store, second, "abcdefghij"));
+		} else {
+			flush_failed++;
+		}
+		sl_store_free(store);
+	}
+	assert_true(flush_failed > 0); /* some injected failure hit the early commit */
+	assert_int_equal(refused.n, 0);
+	tu_rmtree(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_dir_sink),
 	        cmocka_unit_test(test_node_sink_local),
+	        cmocka_unit_test(test_node_sink_early_commit_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
