@@ -360,7 +360,12 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 			return rc;
 		}
 		flush_ctx fc = {jobs, n};
-		if ((rc = run->sink->ops->flush(run->sink->self, on_flush_failed, &fc)) != SL_OK) {
+		if ((rc = run->sink->ops->flush(run->sink->self, on_flush_failed, &fc)) ==
+		    SL_EAUTH) {
+			free_jobs(jobs, n); /* P4: no retry can fix it */
+			return rc;
+		}
+		if (rc != SL_OK) {
 			for (size_t i = 0; i < n; i++)
 				if (jobs[i].rc == SL_OK)
 					job_fail(&jobs[i], rc, "store (flush)");

@@ -33,6 +33,7 @@ typedef struct fake_world {
 	size_t n_stored;
 	char refuse_at_flush[64]; /* this key is refused at flush */
 	char auth_fail_key[64];   /* begin of this key: SL_EAUTH */
+	int auth_fail_flush;      /* this flush (1 = the first) fails with SL_EAUTH */
 	int flushes;
 } fake_world;
 
@@ -269,6 +270,8 @@ static int sink_flush(void *self, sl_sink_failed_fn on_failed, void *ctx)
 {
 	fake_world *w = self;
 	w->flushes++;
+	if (w->flushes == w->auth_fail_flush)
+		return sl_error_set(SL_EAUTH, "injected: the node refused the token");
 	if (w->refuse_at_flush[0])
 		on_failed(ctx, w->refuse_at_flush, SL_ECONFLICT, "injected: other bytes");
 	return SL_OK;
@@ -558,6 +561,26 @@ static void test_auth_error_saves_nothing(void **state)
 	harness_free(&h);
 }
 
+/* A batching sink learns of refused credentials only at flush: the run
+ * ends there too, with nothing of that batch saved. */
+static void test_auth_error_at_flush_saves_nothing(void **state)
+{
+	harness h;
+	sl_pipeline_progress pr;
+	sl_pipeline_status s;
+	(void)state;
+
+	harness_init(&h, 9, 0);
+	h.w.auth_fail_flush = 2;
+	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_EAUTH);
+	assert_non_null(strstr(sl_error_last()->message, "token"));
+	assert_int_equal(sl_pipeline_state_status(h.st, &s), SL_OK);
+	assert_string_equal(s.cursor.id, h.w.rows[2].id);
+	assert_int_equal(s.failing + s.parked, 0);
+	assert_int_equal(s.objects, 3);
+	harness_free(&h);
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static void stop_after_first(void *ctx, const sl_pipeline_progress *p)
@@ -621,6 +644,7 @@ int main(void)
 	        cmocka_unit_test(test_bad_row_recorded_and_passed),
 	        cmocka_unit_test(test_refused_at_flush_is_a_failure),
 	        cmocka_unit_test(test_auth_error_saves_nothing),
+	        cmocka_unit_test(test_auth_error_at_flush_saves_nothing),
 	        cmocka_unit_test(test_stop_finishes_the_batch),
 	        cmocka_unit_test(test_runs_never_overlap),
 	};
