@@ -44,7 +44,10 @@ typedef struct sl_http_response {
 } sl_http_response;
 
 /* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,
- * "Wire protocol"). SL_OK, or SL_ENOMEM/SL_ETOOLARGE leaving r as it was. */
+ * "Wire protocol"), replacing whatever the handler wrote. The status is
+ * always set: when the body cannot be built (SL_ENOMEM, or SL_ETOOLARGE
+ * past the body's cap) it is left empty and the status alone is sent,
+ * never a 200 with a half-written body. */
 int sl_http_response_error(sl_http_response *r, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 

@@ -196,15 +196,15 @@ int sl_http_response_error(sl_http_response *r, int status, const char *code, co
 		rc = append_json_escaped(&json, message);
 	if (rc == SL_OK)
 		rc = sl_buf_append_str(&json, "\"}");
-	if (rc != SL_OK)
-		goto cleanup;
+cleanup:
 	/* Whatever the handler wrote so far is replaced. */
 	sl_buf_free(&r->body);
-	r->body = json;
-	sl_buf_init(&json, 0);
+	if (rc == SL_OK) {
+		r->body = json;
+		sl_buf_init(&json, 0);
+	}
 	r->status = status;
 	r->content_type = "application/json";
-cleanup:
 	sl_buf_free(&json);
 	sl_free(message);
 	return rc;
@@ -249,10 +249,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
 {
 	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX)};
 
-	if (sl_http_response_error(&resp, (int)status, code, "%s", message) != SL_OK) {
-		/* Out of memory: the status alone still says what happened. */
-		resp.status = (int)status;
-	}
+	sl_http_response_error(&resp, (int)status, code, "%s", message);
 	return send_response(conn, &resp);
 }
 

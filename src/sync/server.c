@@ -139,7 +139,6 @@ static const char *error_name(int status)
 
 static void fail(sl_http_response *resp, int status, const char *message)
 {
-	sl_buf_free(&resp->body);
 	sl_http_response_error(resp, status, error_name(status), "%s", message);
 }
 

@@ -604,14 +604,26 @@ static void test_error_body_escaping(void **state)
 	assert_int_equal(resp.body.len, strlen((char *)resp.body.data));
 	sl_buf_free(&resp.body);
 
-	/* Too small a cap: an error, and the response is left as it was. */
+	/* Too small a cap, or out of memory: the status still goes out, with no
+	 * body, and not the handler's partial output under a 200. */
 	sl_buf_init(&resp.body, 16);
 	resp.status = 0;
-	assert_int_equal(sl_buf_append_str(&resp.body, "keep"), SL_OK);
+	assert_int_equal(sl_buf_append_str(&resp.body, "partial"), SL_OK);
 	assert_int_equal(sl_http_response_error(&resp, 500, "internal", "%s", "a long message"),
 	                 SL_ETOOLARGE);
-	assert_int_equal(resp.status, 0);
-	assert_string_equal((char *)resp.body.data, "keep");
+	assert_int_equal(resp.status, 500);
+	assert_int_equal(resp.body.len, 0);
+	sl_buf_free(&resp.body);
+
+	sl_buf_init(&resp.body, 1024);
+	resp.status = 0;
+	assert_int_equal(sl_buf_append_str(&resp.body, "partial"), SL_OK);
+	sl_alloc_fail_after(0, 1);
+	assert_int_equal(sl_http_response_error(&resp, 409, "conflict", "%s", "refused"),
+	                 SL_ENOMEM);
+	sl_alloc_fail_after(-1, 0);
+	assert_int_equal(resp.status, 409);
+	assert_int_equal(resp.body.len, 0);
 	sl_buf_free(&resp.body);
 }
 
