@@ -186,7 +186,8 @@ static int parse_target(client *c, const sl_http_result *r, sl_signed_target *ou
 }
 
 /* Blocking fetch with retries and backoff until it answers 2xx, a
- * non-retryable error (SL_EVERIFY) occurs, or stop. */
+ * non-retryable error occurs (SL_EVERIFY, or a 4xx: no such namespace,
+ * refused credentials, which asking again does not change), or stop. */
 static int fetch_target(client *c, sl_signed_target *out)
 {
 	char url[URL_MAX];
@@ -197,8 +198,15 @@ static int fetch_target(client *c, sl_signed_target *out)
 		sl_http_result_init(&r);
 		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
 		rc = parse_target(c, &r, out);
+		if (rc != SL_OK && r.rc == SL_OK && r.status >= 400 && r.status < 500) {
+			int code = r.status == 404 || r.status == 410   ? SL_ENOTFOUND
+			           : r.status == 401 || r.status == 403 ? SL_EAUTH
+			                                                : SL_EINVAL;
+			rc = sl_error_set(code, "namespace %s on %s: %s", c->o->ns, c->base,
+			                  sl_error_last()->message);
+		}
 		sl_http_result_free(&r);
-		if (rc == SL_OK || rc == SL_EVERIFY)
+		if (rc == SL_OK || rc == SL_EVERIFY || rc == SL_ENOTFOUND || rc == SL_EAUTH)
 			return rc;
 		if (stopping(c))
 			return rc;

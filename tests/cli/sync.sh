@@ -44,6 +44,10 @@ expect 1 sync_once "$TMP/c4" "${PORT[mut]}" demo --trust-key "$other"
 expect_in "$ERR" "not the trusted key" "a wrong trust key is refused"
 expect 1 "$SLUICE" root -d "$TMP/c4" demo # nothing was created
 expect 2 "$SLUICE" sync -d "$TMP/c4" -s "127.0.0.1:1" --trust-key abcd demo
+# A namespace the server does not have: an answer, not an outage; no retries.
+expect 1 timeout 20 "$SLUICE" sync -d "$TMP/c4" -s "127.0.0.1:${PORT[mut]}" --once nosuchns
+expect_in "$ERR" "namespace nosuchns on http://127.0.0.1:${PORT[mut]}: fetch target: HTTP 404" \
+	"a missing namespace is reported"
 stop_server imm
 stop_server mut
 
