@@ -55,6 +55,13 @@ int sl_target_from_json(sl_signed_target *out, const char *json, size_t len);
 
 /* ----------------------------------------------------------------- server */
 
+/* An ops frame holds frame_budget bytes of operations, but always at least
+ * one, so a frame may pass its budget by one operation whose value is as
+ * large as a value may be. Servers refuse a budget above
+ * SL_SYNC_FRAME_BUDGET_MAX; clients accept a frame up to SL_SYNC_FRAME_MAX. */
+#define SL_SYNC_FRAME_BUDGET_MAX ((size_t)64 << 20)
+#define SL_SYNC_FRAME_MAX        (SL_SYNC_FRAME_BUDGET_MAX + (size_t)SL_VALUE_MAX + ((size_t)64 << 10))
+
 typedef struct sl_sync_server_options {
 	const char *store_dir;   /* required */
 	const char *listen_addr; /* default "127.0.0.1" */
@@ -63,7 +70,8 @@ typedef struct sl_sync_server_options {
 	const char *token;       /* bearer token for commits; NULL: commits refused */
 	const sl_node_key *key;  /* required: signs targets */
 	sl_metrics *metrics;     /* may be NULL */
-	size_t frame_budget;     /* bytes of operations per ops frame, default 16 MiB */
+	size_t frame_budget;     /* bytes of operations per ops frame, default 16 MiB,
+	                            at most SL_SYNC_FRAME_BUDGET_MAX */
 	unsigned timeout_s;      /* idle connection timeout, default 30 */
 } sl_sync_server_options;
 

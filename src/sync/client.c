@@ -680,6 +680,7 @@ static int open_http(client *c)
 	ho.max_in_flight = c->o->max_outstanding + 2; /* + target poll and its proof */
 	ho.request_timeout_ms = c->o->request_timeout_ms;
 	ho.connect_timeout_ms = c->o->request_timeout_ms < 5000 ? c->o->request_timeout_ms : 5000;
+	ho.max_response = SL_SYNC_FRAME_MAX; /* a frame may carry one value of SL_VALUE_MAX */
 	return sl_http_client_new(&c->http, &ho);
 }
 

@@ -496,6 +496,9 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 
 	if (!o->store_dir || !o->key)
 		return sl_error_set(SL_EINVAL, "a store directory and a node key are required");
+	if (o->frame_budget > SL_SYNC_FRAME_BUDGET_MAX)
+		return sl_error_set(SL_EINVAL, "a frame budget of %zu bytes is more than %zu",
+		                    o->frame_budget, SL_SYNC_FRAME_BUDGET_MAX);
 	if (!(srv = sl_calloc(1, sizeof(*srv))))
 		return SL_ENOMEM;
 	srv->o = *o;
@@ -522,7 +525,7 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 	ho.port = o->port;
 	ho.threads = o->threads ? o->threads : 4;
 	ho.timeout_s = o->timeout_s ? o->timeout_s : 30;
-	ho.max_response = srv->o.frame_budget + (SL_VALUE_MAX + (64u << 10));
+	ho.max_response = SL_SYNC_FRAME_MAX;
 	if ((rc = sl_http_server_start(&srv->http, &ho, handle, srv)) != SL_OK)
 		goto fail;
 	*out = srv;
