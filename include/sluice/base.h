@@ -226,6 +226,9 @@ uint64_t sl_clock_wall_ms(void); /* Unix epoch milliseconds */
 void sl_sleep_ms(uint64_t ms);
 /* "2026-11-21T08:47:20.123Z" into out (at least 25 bytes). */
 void sl_clock_format_rfc3339(char *out, size_t cap, uint64_t wall_ms);
+/* SL_OK when text is a strict RFC 3339 date-time (2026-11-21T10:00:00,
+ * optional fraction, then Z or +hh:mm), else SL_EINVAL naming it. */
+int sl_clock_rfc3339_check(const char *text);
 
 /* --------------------------------------------------------------- logging */
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "sluice/base.h"
@@ -55,4 +56,54 @@ void sl_clock_format_rfc3339(char *out, size_t cap, uint64_t wall_ms)
 	}
 	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+}
+
+/* Strict RFC 3339 date-time: 2026-11-21T10:00:00[.frac](Z|+hh:mm). */
+int sl_clock_rfc3339_check(const char *text)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	const char *p = text;
+	static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int year, month, day, hour, minute, second, leap;
+
+	for (size_t i = 0; i < sizeof(shape) - 1; i++, p++) {
+		int ok = shape[i] == 'd'   ? (*p >= '0' && *p <= '9')
+		         : shape[i] == 'T' ? (*p == 'T' || *p == 't' || *p == ' ')
+		                           : *p == shape[i];
+		if (!ok)
+			goto bad;
+	}
+	year = atoi(text);
+	month = atoi(text + 5);
+	day = atoi(text + 8);
+	hour = atoi(text + 11);
+	minute = atoi(text + 14);
+	second = atoi(text + 17);
+	leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	if (month < 1 || month > 12 || day < 1 || day > days[month - 1] ||
+	    (month == 2 && day == 29 && !leap) || hour > 23 || minute > 59 || second > 60)
+		goto bad;
+	if (*p == '.') {
+		const char *digits = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == digits)
+			goto bad;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		if (!(p[1] >= '0' && p[1] <= '2' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' &&
+		      p[4] >= '0' && p[4] <= '5' && p[5] >= '0' && p[5] <= '9'))
+			goto bad;
+		p += 6;
+	} else {
+		goto bad;
+	}
+	if (*p != '\0')
+		goto bad;
+	return SL_OK;
+bad:
+	return sl_error_set(SL_EINVAL, "'%s' is not an RFC 3339 time (like 2026-11-21T10:00:00Z)",
+	                    text);
 }

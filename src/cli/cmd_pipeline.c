@@ -39,6 +39,8 @@ static int pipeline_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 		a->config = arg;
 		return CLI_OK;
 	case OPT_SINCE:
+		if (sl_clock_rfc3339_check(arg) != SL_OK)
+			return cli_usage_error(cmd->name, "--since: %s", sl_error_last()->message);
 		a->since = arg;
 		return CLI_OK;
 	case OPT_INTERVAL:

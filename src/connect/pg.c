@@ -541,56 +541,6 @@ cleanup:
 	return rc;
 }
 
-/* Strict RFC 3339 date-time: 2026-11-21T10:00:00[.frac](Z|+hh:mm). */
-static int since_check(const char *since)
-{
-	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-	const char *p = since;
-	static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int year, month, day, hour, minute, second, leap;
-
-	for (size_t i = 0; i < sizeof(shape) - 1; i++, p++) {
-		int ok = shape[i] == 'd'   ? (*p >= '0' && *p <= '9')
-		         : shape[i] == 'T' ? (*p == 'T' || *p == 't' || *p == ' ')
-		                           : *p == shape[i];
-		if (!ok)
-			goto bad;
-	}
-	year = atoi(since);
-	month = atoi(since + 5);
-	day = atoi(since + 8);
-	hour = atoi(since + 11);
-	minute = atoi(since + 14);
-	second = atoi(since + 17);
-	leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-	if (month < 1 || month > 12 || day < 1 || day > days[month - 1] ||
-	    (month == 2 && day == 29 && !leap) || hour > 23 || minute > 59 || second > 60)
-		goto bad;
-	if (*p == '.') {
-		const char *digits = ++p;
-		while (*p >= '0' && *p <= '9')
-			p++;
-		if (p == digits)
-			goto bad;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		if (!(p[1] >= '0' && p[1] <= '2' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' &&
-		      p[4] >= '0' && p[4] <= '5' && p[5] >= '0' && p[5] <= '9'))
-			goto bad;
-		p += 6;
-	} else {
-		goto bad;
-	}
-	if (*p != '\0')
-		goto bad;
-	return SL_OK;
-bad:
-	return sl_error_set(
-	        SL_EINVAL, "since '%s' is not an RFC 3339 time (like 2026-11-21T10:00:00Z)", since);
-}
-
 /* Appends the conditions for "after the cursor and since" to sql, adding
  * their values to params. */
 static int append_after(sl_pg_source *s, sl_buf *sql, const sl_cursor *after, const char *since,
@@ -609,8 +559,8 @@ static int append_after(sl_pg_source *s, sl_buf *sql, const sl_cursor *after, co
 		}
 	}
 	if (rc == SL_OK && since != NULL) {
-		if ((rc = since_check(since)) != SL_OK)
-			return rc;
+		if ((rc = sl_clock_rfc3339_check(since)) != SL_OK)
+			return sl_error_wrap("since");
 		params[(*n_params)++] = since;
 		rc = sl_buf_printf(sql, " AND %s > $%d::timestamptz", s->created_at, *n_params);
 	}
@@ -821,8 +771,6 @@ int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since
 	if (limit == 0 || limit > PAGE_MAX)
 		return sl_error_set(SL_EINVAL, "PostgreSQL: page limit %zu out of range 1..%u",
 		                    limit, PAGE_MAX);
-	if (since != NULL && (rc = since_check(since)) != SL_OK)
-		return rc;
 	if ((rc = read_horizon(s, horizon, &pid)) != SL_OK)
 		return rc;
 	params[n_params++] = horizon;

@@ -105,6 +105,43 @@ static void test_rfc3339(void **state)
 	assert_int_equal(out[23], 'Z');
 }
 
+static void test_rfc3339_check(void **state)
+{
+	static const char *good[] = {
+	        "2026-11-21T10:00:00Z",      "2026-11-21t10:00:00z",
+	        "2026-11-21 10:00:00+01:00", "2024-02-29T23:59:60.123456-12:30",
+	        "2026-11-21T10:00:00.5Z",
+	};
+	static const char *bad[] = {
+	        "",
+	        "yesterday",
+	        "2026-11-21",
+	        "2026-11-21T10:00:00",  /* no zone */
+	        "2026-11-21T10:00Z",    /* no seconds */
+	        "2026-02-29T00:00:00Z", /* not a leap year */
+	        "2100-02-29T00:00:00Z", /* nor is 2100 */
+	        "2026-13-01T00:00:00Z",
+	        "2026-04-31T00:00:00Z",
+	        "2026-11-21T24:00:00Z",
+	        "2026-11-21T10:60:00Z",
+	        "2026-11-21T10:00:61Z",
+	        "2026-11-21T10:00:00.Z",
+	        "2026-11-21T10:00:00+1:00",
+	        "2026-11-21T10:00:00+01:60",
+	        "2026-11-21T10:00:00Zjunk",
+	        "2026-11-21X10:00:00Z",
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (sl_clock_rfc3339_check(good[i]) != SL_OK)
+			fail_msg("refused %s", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (sl_clock_rfc3339_check(bad[i]) != SL_EINVAL)
+			fail_msg("accepted '%s'", bad[i]);
+		assert_non_null(strstr(sl_error_last()->message, "is not an RFC 3339 time"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -113,6 +150,7 @@ int main(void)
 	        cmocka_unit_test(test_sleep_survives_signals),
 	        cmocka_unit_test(test_wall_clock),
 	        cmocka_unit_test(test_rfc3339),
+	        cmocka_unit_test(test_rfc3339_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

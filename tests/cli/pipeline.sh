@@ -64,8 +64,9 @@ write_config "$TMP/since.toml" "dir:$TMP/since-out"
 expect 0 "$SLUICE" run -c "$TMP/since.toml" --since "$SINCE"
 expect_in "$OUT" "4 new rows" "--since: the four key-format rows"
 [ "$(find "$TMP/since-out" -type f | wc -l)" = 4 ] || fail "--since copied other rows"
-expect 1 "$SLUICE" run -c "$TMP/since.toml" --since yesterday
-expect_in "$ERR" "since" "bad --since is named"
+expect 2 "$SLUICE" run -c "$TMP/since.toml" --since yesterday
+expect_in "$ERR" "--since: 'yesterday' is not an RFC 3339 time" "bad --since is named"
+expect 2 timeout 20 "$SLUICE" start -c "$TMP/since.toml" --interval 1 --since 2026-02-30T00:00:00Z
 
 # ---------------------------------------------------------------- a late commit
 # A transaction inserts a row (created_at = its start) and stays open while
