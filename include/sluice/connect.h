@@ -1,7 +1,8 @@
 /* connect/: the stores a pipeline reads from and writes to.
  *
- * A pipeline moves objects. The *source* lists rows (metadata only, in
- * cursor order); a *fetcher* reads one object's bytes in parts; a *sink*
+ * A pipeline moves objects. The *source* lists rows in cursor order (their
+ * metadata, and the bytes of small objects when it has them at hand); a
+ * *fetcher* reads one object's bytes in parts; a *sink*
  * stores objects by key. Fetchers and sinks are small vtables so the
  * pipeline (src/pipeline/) does not know which store it talks to.
  *
@@ -61,7 +62,7 @@ typedef struct sl_row_batch {
 	size_t n;
 } sl_row_batch;
 
-void sl_row_free(sl_row *row);           /* frees key and object_key; NULL ok */
+void sl_row_free(sl_row *row);           /* frees what the row owns; NULL ok */
 void sl_row_batch_free(sl_row_batch *b); /* frees every row and the array; NULL ok */
 int sl_row_copy(sl_row *out, const sl_row *in);
 
@@ -176,7 +177,9 @@ int sl_pg_source_open(sl_pg_source **out, const sl_pg_config *cfg);
 void sl_pg_source_close(sl_pg_source *s); /* NULL ok */
 
 /* At most `limit` rows strictly after `after` in (created_at, id) order,
- * and after `since` (RFC3339, or NULL), never holding row data. Only rows
+ * and after `since` (RFC3339, or NULL); in direct mode an object of at
+ * most 16 KiB comes with its bytes (has_data), larger ones are left to a
+ * fetcher. Only rows
  * older than the commit horizon are returned: the start of the oldest
  * transaction still open in the database, so a row a long transaction
  * commits later (with an earlier created_at) is not passed over. When the
@@ -212,7 +215,8 @@ typedef struct sl_s3_config {
 	const char *secret_access_key;
 	int path_style;       /* 1: endpoint/bucket/key; 0: bucket.host/key */
 	uint32_t timeout_ms;  /* per request (default 60000) */
-	uint32_t max_retries; /* per request, on 500/503/connection errors (default 6) */
+	uint32_t max_retries; /* per request, on connection errors, timeouts, 408, 429,
+	                         500, 502, 503 and 504 (default 6) */
 	size_t part_size;     /* multipart part size and threshold (default 8 MiB, min 5 MiB) */
 	size_t concurrency;   /* connections kept (default 16) */
 	/* Added to the local clock when signing: 0 normally; lets tests show the

@@ -28,7 +28,6 @@
 #include "sluice/store.h"
 
 typedef struct dir_sink {
-	char *root;
 	int root_fd;
 } dir_sink;
 
@@ -252,7 +251,6 @@ static void dir_close(void *self)
 		return;
 	if (d->root_fd >= 0)
 		close(d->root_fd);
-	sl_free(d->root);
 	sl_free(d);
 }
 
@@ -280,10 +278,6 @@ int sl_dir_sink_open(sl_sink *out, const char *root)
 	d->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->root_fd < 0) {
 		rc = sl_error_set(SL_EIO, "open %s: %s", root, strerror(errno));
-		goto cleanup;
-	}
-	if ((d->root = sl_strdup(root)) == NULL) {
-		rc = SL_ENOMEM;
 		goto cleanup;
 	}
 	out->ops = &dir_ops;

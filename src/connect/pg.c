@@ -7,7 +7,9 @@
  *   WHERE (created_at, id) > ($cursor_ts, $cursor_id) [AND created_at > $since]
  *   ORDER BY created_at, id LIMIT $n
  *
- * selecting metadata only (never the data column). created_at travels as
+ * selecting metadata, and in direct mode the bytes of objects of at most
+ * INLINE_MAX (larger ones are read in parts by the fetcher, with
+ * substring, so a page never holds a large object). created_at travels as
  * to_char(... AT TIME ZONE 'UTC') with all six fractional digits and "+00",
  * which timestamptz input reads back to the same microsecond, so a cursor
  * made from a row lands exactly on it; the id tie-break means rows that
@@ -1010,12 +1012,15 @@ int sl_pg_fetcher_open(sl_fetcher *out, const sl_pg_config *cfg)
 	                          name_or(cfg->col_data, "data"))) != SL_OK ||
 	    (rc = quote_ident(&id, f->link.conn, name_or(cfg->col_id, "id"))) != SL_OK)
 		goto cleanup;
+	/* The data expression is evaluated once, in the subquery (its LIMIT
+	 * keeps the planner from pulling it up and evaluating it twice): a
+	 * text column's conversion costs the whole value per part. A bytea
+	 * stays a TOAST pointer there, so substring still reads only a slice. */
 	if ((rc = sl_buf_printf(
 	             &sql,
-	             "SELECT octet_length(%s)::bigint, substring(%s from $2::int for $3::int)"
-	             " FROM %s WHERE %s = $1::uuid LIMIT 1",
-	             (const char *)expr.data, (const char *)expr.data, (const char *)table.data,
-	             id)) != SL_OK)
+	             "SELECT octet_length(d)::bigint, substring(d from $2::int for $3::int)"
+	             " FROM (SELECT %s AS d FROM %s WHERE %s = $1::uuid LIMIT 1) row_data",
+	             (const char *)expr.data, (const char *)table.data, id)) != SL_OK)
 		goto cleanup;
 	f->sql_read = (char *)sql.data;
 	sql.data = NULL;

@@ -4,7 +4,8 @@
  * One batch:
  *   1. failures that are due (not parked, next attempt passed) are read
  *      again from the source by id;
- *   2. up to batch_size new rows after the cursor (metadata only);
+ *   2. up to batch_size new rows after the cursor (metadata, and the
+ *      bytes of small objects when the source lists them);
  *   3. the workers copy the objects concurrently, part by part: each worker
  *      has its own fetcher, which lends it one part at a time, so memory is
  *      about concurrency x part_size whatever the object sizes or counts;
