@@ -8,7 +8,9 @@
  *      bytes of small objects when the source lists them);
  *   3. the workers copy the objects concurrently, part by part: each worker
  *      has its own fetcher, which lends it one part at a time, so memory is
- *      about concurrency x part_size whatever the object sizes or counts;
+ *      about concurrency x part_size (twice that in direct mode, where
+ *      libpq's input buffer holds each part too) whatever the object
+ *      sizes or counts;
  *   4. the sink is flushed (a batching sink commits here);
  *   5. one state transaction: stored objects clear their failures, failed
  *      ones record attempts, error and next attempt (or are parked), the
