@@ -70,7 +70,8 @@ typedef struct sl_pipeline_progress {
 	uint64_t objects; /* objects stored this run (new and retried) */
 	uint64_t bytes;
 	uint64_t failed;      /* objects that failed this run */
-	uint64_t rows_behind; /* rows after the cursor at the start (0 if unknown) */
+	uint64_t rows_behind; /* rows after the cursor at the start (0 if unknown or
+	                         not counted: count_behind) */
 	int held_by;          /* pid of a transaction holding rows back, else 0 */
 	const sl_cursor *cursor;
 } sl_pipeline_progress;
@@ -93,6 +94,9 @@ typedef struct sl_pipeline_options {
 	/* After each saved batch. */
 	void (*progress)(void *ctx, const sl_pipeline_progress *p);
 	void *progress_ctx;
+	/* Count the rows after the cursor at the start (rows_behind, for a
+	 * progress bar): one source query, a scan of the rest of the table. */
+	int count_behind;
 } sl_pipeline_options;
 
 void sl_pipeline_options_init(sl_pipeline_options *o);

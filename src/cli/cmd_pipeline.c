@@ -125,6 +125,7 @@ static int run_once(cli_pipeline *p, const char *name, int retry_only)
 	p->options.stop = &stop_requested;
 	p->options.progress = cli_progress_update;
 	p->options.progress_ctx = &progress;
+	p->options.count_behind = progress.tty; /* only the bar shows it */
 	rc = sl_pipeline_run(p->state, &p->source, &p->sink, &p->options, &pr);
 	cli_progress_done(&progress);
 	if (rc != SL_OK)

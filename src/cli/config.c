@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/config.h"
 #include "cli/toml.h"
 #include "sluice/store.h"
@@ -593,43 +594,10 @@ cleanup:
 int cli_config_load(cli_config *out, const char *path)
 {
 	sl_buf text = SL_BUF_INIT(CLI_TOML_MAX_INPUT);
-	char chunk[65536];
-	FILE *f = NULL;
-	int rc;
+	int rc = cli_read_file(&text, path, CLI_TOML_MAX_INPUT);
 
-	if ((f = fopen(path, "rb")) == NULL) {
-		int err = errno;
-		char cause[64];
-		if (err == ENOENT) {
-			rc = sl_error_set(SL_ENOTFOUND, "%s: no such file", path);
-			goto cleanup;
-		}
-		snprintf(cause, sizeof(cause), "errno=%d (%s)", err, strerror(err));
-		rc = sl_error_set_cause(SL_EIO, cause, "%s: cannot open: %s", path, strerror(err));
-		goto cleanup;
-	}
-	for (;;) {
-		size_t got = fread(chunk, 1, sizeof(chunk), f);
-		if (got == 0)
-			break;
-		if ((rc = sl_buf_append(&text, chunk, got)) != SL_OK) {
-			if (rc == SL_ETOOLARGE)
-				sl_error_set(rc, "%s: larger than %zu bytes", path,
-				             CLI_TOML_MAX_INPUT);
-			goto cleanup;
-		}
-	}
-	if (ferror(f)) {
-		int err = errno;
-		char cause[64];
-		snprintf(cause, sizeof(cause), "errno=%d (%s)", err, strerror(err));
-		rc = sl_error_set_cause(SL_EIO, cause, "%s: cannot read: %s", path, strerror(err));
-		goto cleanup;
-	}
-	rc = cli_config_parse(out, path, (const char *)text.data, text.len);
-cleanup:
-	if (f != NULL)
-		fclose(f);
+	if (rc == SL_OK)
+		rc = cli_config_parse(out, path, (const char *)text.data, text.len);
 	sl_buf_free(&text);
 	if (rc != SL_OK)
 		memset(out, 0, sizeof(*out));

@@ -330,7 +330,7 @@ static int run_batches(run_ctx *run, sl_pipeline_state *st, sl_source *src,
 
 	if ((rc = sl_pipeline_state_cursor(st, &cursor)) != SL_OK)
 		return rc;
-	if (!o->retry_only &&
+	if (o->count_behind && !o->retry_only &&
 	    src->ops->lag(src->self, &cursor, o->since, newest, &prog->rows_behind) != SL_OK)
 		prog->rows_behind = 0; /* only for progress display */
 	prog->cursor = &cursor;

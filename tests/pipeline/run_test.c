@@ -358,6 +358,7 @@ static void test_copies_everything_in_parts(void **state)
 	(void)state;
 
 	harness_init(&h, 20, 0);
+	h.o.count_behind = 1;
 	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_OK);
 	assert_int_equal(pr.rows, 20);
 	assert_int_equal(pr.objects, 20);
@@ -389,6 +390,7 @@ static void test_equal_timestamps_across_batches(void **state)
 	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_OK);
 	assert_int_equal(pr.rows, 5);
 	assert_int_equal(pr.batches, 2);
+	assert_int_equal(pr.rows_behind, 0); /* not counted unless asked */
 	for (size_t i = 0; i < 5; i++)
 		assert_object_stored(&h.w, i);
 	harness_free(&h);
