@@ -16,7 +16,7 @@ create_table
 
 # ---------------------------------------------------------------- direct mode to a directory
 add_rows 120
-add_rows 5 "2026-01-01 00:00:00+00" # five rows sharing one created_at
+add_rows 5 "2020-01-01 00:00:00+00" # five rows sharing one created_at
 write_config "$TMP/dir.toml" "dir:$TMP/out" "batch_size = 3"
 expect 0 "$SLUICE" run -c "$TMP/dir.toml"
 expect_in "$OUT" "125 new rows, 125 objects stored" "run summary"
@@ -128,10 +128,10 @@ for i in 1 2 3 4 5; do
 	head -c $((i * 1000)) /dev/urandom >"$TMP/obj$i"
 	s3 PUT source "objects/obj$i" "$TMP/obj$i" >/dev/null
 	sql "INSERT INTO s3_index (id, object_key, data_type, size_bytes, created_at)
-	     VALUES ('00000000-0000-0000-0000-00000000000$i', 'objects/obj$i', 'trace', $((i * 1000)), '2026-05-0$i')"
+	     VALUES ('00000000-0000-0000-0000-00000000000$i', 'objects/obj$i', 'trace', $((i * 1000)), '2020-05-0$i')"
 done
 sql "INSERT INTO s3_index (id, object_key, data_type, created_at)
-     VALUES ('00000000-0000-0000-0000-0000000000ff', 'objects/missing', 'trace', '2026-05-03 12:00')"
+     VALUES ('00000000-0000-0000-0000-0000000000ff', 'objects/missing', 'trace', '2020-05-03 12:00')"
 write_config "$TMP/s3mode.toml" "dir:$TMP/s3mode-out" "max_attempts = 2"
 cat >>"$TMP/s3mode.toml" <<EOF
 [s3]
@@ -169,6 +169,7 @@ expect 0 "$SLUICE" reset -c "$TMP/dir.toml" --yes
 expect 0 "$SLUICE" status -c "$TMP/dir.toml" --json
 [ "$(jq -r .objects <<<"$OUT")" = 0 ] || fail "reset kept totals"
 expect 0 "$SLUICE" run -c "$TMP/dir.toml"
+expect_in "$OUT" "$(sql "SELECT count(*) FROM object_index") new rows" "reset: every row read again"
 same_listing "dir after reset" "$(expected_listing)" "$(dir_listing "$TMP/out")"
 
 # ---------------------------------------------------------------- start: runs until told to stop

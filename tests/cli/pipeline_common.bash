@@ -4,8 +4,8 @@
 #
 #   services_up [pg] [s3]        start them; stopped and removed on exit
 #   sql SQL                      run SQL, print unaligned tuples
-#   create_table [direct|s3]     object_index as recall-synchronizer has it
-#   add_rows N [TS] [PREFIX]     N rows with random data (4..300 bytes); TS fixes created_at
+#   create_table                 object_index as recall-synchronizer has it
+#   add_rows N [TS]              N rows with random data (4..300 bytes); TS fixes created_at
 #   write_config FILE DEST [EXTRA_SYNC]  DEST: dir:PATH | s3:BUCKET | node:STORE:NS | url:URL:TOKENFILE:NS
 #   s3 METHOD BUCKET KEY [FILE]  a signed request to s3rver (curl --aws-sigv4)
 #   expected_listing             "key sha256" of every row, sorted
@@ -30,7 +30,6 @@ sql() {
 }
 
 create_table() {
-	local mode=${1:-direct}
 	sql "CREATE TYPE data_kind AS ENUM ('trace', 'log', 'image');
 	     CREATE TABLE object_index (
 	       id uuid PRIMARY KEY,
@@ -44,7 +43,6 @@ create_table() {
 	       event_timestamp timestamptz,
 	       created_at timestamptz NOT NULL DEFAULT now());
 	     CREATE INDEX object_index_cursor ON object_index (created_at, id);"
-	[ "$mode" = direct ] || true
 }
 
 # add_rows N [CREATED_AT] : direct-mode rows, random sizes, random NULL segments.

@@ -45,8 +45,10 @@ RUN_PID=$!
 CHILD_PIDS+=("$RUN_PID")
 copied_some() { [ "$(find "$TMP/out" -type f 2>/dev/null | wc -l)" -ge 40 ]; }
 wait_until 60 copied_some || fail "the run did not start copying"
+kill -0 "$RUN_PID" 2>/dev/null || fail "the run ended before PostgreSQL was restarted"
 bash "$SLUICE_SRC/scripts/services.sh" restart-pg "$SVC_DIR"
 wait "$RUN_PID" || fail "the run did not survive the restart: $(cat "$TMP/run.err")"
+expect_in "$(cat "$TMP/run.err")" "lost the connection to PostgreSQL" "the run met the restart"
 total=$(sql "SELECT count(*) FROM object_index")
 expect_in "$(cat "$TMP/run.out")" "$total new rows" "every row read across the restart"
 expect 0 "$SLUICE" status -c "$TMP/dir.toml" --json

@@ -313,13 +313,14 @@ static void test_path_style(void **state)
 static void test_virtual_hosted(void **state)
 {
 	(void)state;
-	roundtrip(vhost_endpoint, 0, "");
-	/* The object landed in the bucket: read it path-style. */
+	roundtrip(vhost_endpoint, 0, "vhost/");
+	/* The object landed in the bucket (under a prefix no other test
+	 * writes): read it path-style. */
 	sl_s3_config c = config(svc.s3_endpoint, "dest");
 	sl_fetcher f;
 	uint8_t *data = random_bytes(7777, 42);
 	assert_int_equal(sl_s3_fetcher_open(&f, &c), SL_OK);
-	expect_object(&f, "chunks", data, 7777, 7777);
+	expect_object(&f, "vhost/chunks", data, 7777, 7777);
 	sl_fetcher_close(&f);
 	free(data);
 }
