@@ -425,9 +425,12 @@ enum {
 	ROW_HORIZON /* next()'s page query only: created_at < horizon */
 };
 
-/* Objects up to this size come with their row (one round trip per page
- * instead of one per object); a page of 1000 rows holds at most 16 MiB. */
-#define INLINE_MAX 16384
+/* Objects up to INLINE_MAX come with their row (one round trip per page
+ * instead of one per object), until the page holds INLINE_PAGE_BYTES of
+ * them in its order; the rest of the page is left to the fetchers. So a
+ * page's bytes are bounded whatever the batch size (up to PAGE_MAX rows). */
+#define INLINE_MAX        16384
+#define INLINE_PAGE_BYTES (16 << 20)
 
 void sl_pg_config_init(sl_pg_config *c)
 {
@@ -524,12 +527,18 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg)
 	} else if (rc == SL_OK) {
 		sl_buf data = SL_BUF_INIT(SQL_MAX);
 		rc = data_expression(&s->link, s->table_name, &data, s->table, names[5]);
+		const char *d = (const char *)data.data;
+		/* the running sum follows the page's ORDER BY (next()) */
 		if (rc == SL_OK)
-			rc = sl_buf_printf(&b,
-			                   "NULL::text, coalesce(octet_length(%s)::bigint, -1),"
-			                   " CASE WHEN octet_length(%s) <= %d THEN %s END",
-			                   q[5], (const char *)data.data, INLINE_MAX,
-			                   (const char *)data.data);
+			rc = sl_buf_printf(
+			        &b,
+			        "NULL::text, coalesce(octet_length(%s)::bigint, -1),"
+			        " CASE WHEN octet_length(%s) <= %d AND sum(CASE WHEN "
+			        "octet_length(%s) <= %d"
+			        " THEN octet_length(%s) ELSE 0 END) OVER (ORDER BY %s, %s) <= %d"
+			        " THEN %s END",
+			        q[5], d, INLINE_MAX, d, INLINE_MAX, d, s->created_at, s->id,
+			        INLINE_PAGE_BYTES, d);
 		sl_buf_free(&data);
 	}
 	if (rc != SL_OK)

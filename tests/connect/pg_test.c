@@ -188,6 +188,38 @@ static void test_keys(void **state)
 	sl_pg_source_close(s);
 }
 
+/* A page carries at most 16 MiB of small objects' bytes, whatever its row
+ * count: past that, in page order, rows come without their bytes (the
+ * fetchers read them). */
+static void test_inline_bytes_per_page(void **state)
+{
+	sl_pg_config cfg = config("t_inline");
+	sl_pg_source *s;
+	sl_row_batch b;
+	int held = -1;
+	(void)state;
+
+	make_table("t_inline", 0, 1);
+	sqlf(admin, "INSERT INTO t_inline (id, data_type, data, created_at)"
+	            " SELECT gen_random_uuid(), 'log', decode(repeat(md5(g::text), 1024), 'hex'),"
+	            " '2024-01-01Z'::timestamptz + g * interval '1 second'"
+	            " FROM generate_series(1, 1100) g");
+	s = open_source(&cfg);
+	next_ok(s, NULL, NULL, 1100, &b, &held);
+	assert_int_equal(b.n, 1100);
+	for (size_t i = 0; i < b.n; i++) {
+		assert_int_equal(b.rows[i].size, 16384);
+		if (i < 1024) { /* 1024 x 16 KiB = 16 MiB */
+			assert_true(b.rows[i].has_data);
+			assert_int_equal(b.rows[i].data_len, 16384);
+		} else {
+			assert_false(b.rows[i].has_data);
+		}
+	}
+	sl_row_batch_free(&b);
+	sl_pg_source_close(s);
+}
+
 /* A row newer than the horizon's clock margin (here: in the future) is
  * held back with held_by -1, not a pid: no transaction holds it. */
 static void test_clock_margin(void **state)
@@ -745,6 +777,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_keys),
+	        cmocka_unit_test(test_inline_bytes_per_page),
 	        cmocka_unit_test(test_clock_margin),
 	        cmocka_unit_test(test_pages_same_created_at),
 	        cmocka_unit_test(test_since_and_limit),
