@@ -36,7 +36,10 @@ wait_until() {
 start_server() {
 	local name=$1 dir=$2
 	shift 2
-	SLUICE_LOG=info "$SLUICE" serve -d "$dir" -p 0 -m 0 "$@" >"$TMP/$name.log" 2>&1 &
+	# Emptied here, not by the background job's redirection, which may
+	# come after the wait below has read a previous server's log.
+	: >"$TMP/$name.log"
+	SLUICE_LOG=info "$SLUICE" serve -d "$dir" -p 0 -m 0 "$@" >>"$TMP/$name.log" 2>&1 &
 	SERVER_PID[$name]=$!
 	if ! wait_until 20 grep -q 'msg="serving"' "$TMP/$name.log"; then
 		cat "$TMP/$name.log" >&2
