@@ -13,6 +13,7 @@
 
 #include "sluice/base.h"
 #include "sluice/mmr.h"
+#include "sluice/reconcile.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -240,6 +241,36 @@ int sl_store_pinned_nodes(sl_store *s, const char *ns, uint64_t start,
 int sl_store_consistency_proof(sl_store *s, const char *ns, uint64_t old_size, uint64_t new_size,
                                sl_mmr_proof *out);
 
+/* ------------------------------------------------------------------ items */
+
+/* The set reconciliation items of a namespace's state (docs/protocol.md,
+ * "State items"): each live key is the item with timestamp 0 and id
+ * SHA-256(key || 0x00 || SHA-256(value)); deleted keys are absent. The
+ * store keeps them indexed with per-bucket counts and sums (items.c), so a
+ * range's fingerprint never re-reads values or walks the set. */
+void sl_state_item_id(uint8_t out[SL_ITEM_ID_LEN], const char *key, size_t key_len,
+                      const sl_digest *value_digest);
+
+/* A read snapshot of a namespace's items as of its latest commit. It holds
+ * the handle's read transaction: until sl_items_close, use the store only
+ * through it. A store still in format 1 (made by an older sluice and only
+ * opened read-only since) has no item index: SL_EINVAL saying how to
+ * upgrade it. */
+typedef struct sl_items sl_items;
+
+int sl_store_items_open(sl_store *s, const char *ns, sl_items **out);
+void sl_items_close(sl_items *it); /* NULL ok */
+/* The namespace as of the snapshot. */
+const sl_ns_info *sl_items_ns(const sl_items *it);
+/* The items, sorted, for sl_reconcile_*; valid until sl_items_close. */
+sl_item_set sl_items_set(sl_items *it);
+/* The live key whose item is id: SL_ENOTFOUND (no message) if there is
+ * none. out->key is valid until the next call on it. */
+int sl_items_find(sl_items *it, const uint8_t id[SL_ITEM_ID_LEN], sl_key_entry *out);
+/* The value of an entry sl_items_find returned, re-hashed against its
+ * digest (SL_ECORRUPT if it does not match). */
+int sl_items_value(sl_items *it, const sl_key_entry *entry, sl_buf *value);
+
 /* ------------------------------------------------------------- maintenance */
 
 typedef struct sl_verify_report {
@@ -247,6 +278,7 @@ typedef struct sl_verify_report {
 	uint64_t nodes_checked; /* MMR nodes recomputed and compared */
 	uint64_t keys_checked;  /* state entries compared */
 	uint64_t blobs_checked; /* values re-hashed */
+	uint64_t items_checked; /* reconciliation items recomputed and compared */
 	uint64_t pruned;        /* operations below this were pruned, not checked */
 } sl_verify_report;
 

@@ -138,15 +138,16 @@ static int list_locked(sl_store *s, void *arg)
 	while (has_row || i < n_ov) {
 		int cmp = !has_row    ? 1
 		          : i == n_ov ? -1
-		                      : compare_keys(t.key, t.key_len, ov[i]->key, ov[i]->key_len);
+		                      : compare_keys(t.key, t.key_len, ov[i]->head.key,
+		                                     ov[i]->head.key_len);
 		if (cmp < 0) {
 			if ((rc = a->cb(a->ctx, &t)) != 0)
 				goto out;
 		} else {
 			const overlay_entry *e = ov[i++];
 			if (!e->deleted) {
-				sl_key_entry o = {e->key, e->key_len, e->st.loc, e->st.digest,
-				                  e->st.size};
+				sl_key_entry o = {e->head.key, e->head.key_len, e->st.loc,
+				                  e->st.digest, e->st.size};
 				if ((rc = a->cb(a->ctx, &o)) != 0)
 					goto out;
 			}

@@ -80,8 +80,19 @@ static const char *const stmt_sql[STMT__COUNT] = {
         [STMT_BEGIN_READ] = "BEGIN",
         [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
+        [STMT_ITEM_INSERT] = "INSERT INTO items(ns, id, key) VALUES (?1, ?2, ?3)",
+        [STMT_ITEM_DELETE] = "DELETE FROM items WHERE ns = ?1 AND id = ?2",
+        [STMT_ITEM_KEY] = "SELECT key FROM items WHERE ns = ?1 AND id = ?2",
+        [STMT_ITEM_RANGE] = "SELECT id FROM items WHERE ns = ?1 AND id >= ?2 AND id < ?3 "
+                            "ORDER BY id",
+        [STMT_ITEM_SUMS_GET] = "SELECT sums FROM item_sums WHERE ns = ?1 AND chunk = ?2",
+        [STMT_ITEM_SUMS_PUT] = "INSERT OR REPLACE INTO item_sums(ns, chunk, sums) "
+                               "VALUES (?1, ?2, ?3)",
+        [STMT_ITEM_SUMS_DELETE] = "DELETE FROM item_sums WHERE ns = ?1 AND chunk = ?2",
+        [STMT_ITEM_SUMS_ALL] = "SELECT chunk, sums FROM item_sums WHERE ns = ?1",
 };
 
+/* The tables of format 1; store_items_migrate adds format 2's. */
 static const char schema_sql[] =
         "CREATE TABLE namespaces(\n"
         "  id INTEGER PRIMARY KEY,\n"
@@ -310,11 +321,35 @@ static int create_schema(sl_store *s)
 		return rc;
 	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
 	         SL_APPLICATION_ID, SL_SCHEMA_VERSION);
-	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = exec_sql(s, pragmas)) != SL_OK ||
-	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = store_items_migrate(s)) != SL_OK ||
+	    (rc = exec_sql(s, pragmas)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return rc;
 	}
+	s->format = SL_SCHEMA_VERSION;
+	return SL_OK;
+}
+
+/* Format 1 to 2: the item index, computed from the state tables. A
+ * read-only handle keeps format 1 and reads everything but items. */
+static int upgrade_schema(sl_store *s, const char *db_path)
+{
+	char pragma[64];
+	int rc;
+
+	s->format = 1;
+	if (s->readonly)
+		return SL_OK;
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", SL_SCHEMA_VERSION);
+	if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) != SL_OK)
+		return rc;
+	if ((rc = store_items_migrate(s)) != SL_OK || (rc = exec_sql(s, pragma)) != SL_OK ||
+	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+		store_rollback_txn(s);
+		return sl_error_wrap("upgrade %s to format %d", db_path, SL_SCHEMA_VERSION);
+	}
+	sl_log(SL_LOG_INFO, "upgraded the store", "path=%s format=%d", db_path, SL_SCHEMA_VERSION);
+	s->format = SL_SCHEMA_VERSION;
 	return SL_OK;
 }
 
@@ -336,10 +371,13 @@ static int check_schema(sl_store *s, int may_create, const char *db_path)
 	if (app_id != SL_APPLICATION_ID)
 		return sl_error_set(SL_ECORRUPT, "%s is not a sluice store (application id %lld)",
 		                    db_path, (long long)app_id);
+	if (version == 1)
+		return upgrade_schema(s, db_path);
 	if (version != SL_SCHEMA_VERSION)
 		return sl_error_set(SL_EINVAL,
-		                    "%s has store format %lld; this sluice reads format %d",
+		                    "%s has store format %lld; this sluice reads formats 1 and %d",
 		                    db_path, (long long)version, SL_SCHEMA_VERSION);
+	s->format = SL_SCHEMA_VERSION;
 	return SL_OK;
 }
 
@@ -429,6 +467,7 @@ void sl_store_free(sl_store *s)
 	while (s->caches) {
 		ns_cache *next = s->caches->next;
 		overlay_clear(&s->caches->ov);
+		store_items_view_free(s->caches->items);
 		sl_free(s->caches);
 		s->caches = next;
 	}
@@ -560,11 +599,11 @@ int store_count_live_keys(sl_store *s, ns_cache *c, uint64_t *out)
 	if (rc != SQLITE_ROW)
 		return store_sqlite_error(s, rc, "count keys");
 	for (size_t i = 0; i < c->ov.cap; i++) {
-		const overlay_entry *e = c->ov.slots[i];
+		const overlay_entry *e = (const overlay_entry *)c->ov.slots[i];
 		state_entry in_table;
 		if (!e)
 			continue;
-		rc = store_state_get(s, c->ns_id, e->key, e->key_len, &in_table);
+		rc = store_state_get(s, c->ns_id, e->head.key, e->head.key_len, &in_table);
 		if (rc != SL_OK && rc != SL_ENOTFOUND)
 			return rc;
 		if (rc == SL_OK && e->deleted)
@@ -897,6 +936,8 @@ void store_cache_invalidate(sl_store *s, int64_t ns_id)
 			c->ov_valid = 0;
 			c->fr_valid = 0;
 			overlay_clear(&c->ov);
+			store_items_view_free(c->items);
+			c->items = NULL;
 		}
 	}
 }
@@ -1020,6 +1061,12 @@ int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
 
 	if ((rc = overlay_sorted(&c->ov, "", 0, &list, &n)) != SL_OK)
 		return rc;
+	/* Before the state table takes the overlay: the items need the
+	 * digests it held. */
+	if (s->format >= 2 && (rc = store_items_flush(s, c->ns_id, list, n)) != SL_OK) {
+		sl_free(list);
+		return rc;
+	}
 	/* Key order: consecutive keys share B-tree pages, so each page is
 	 * written once per flush instead of once per operation. */
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
@@ -1031,7 +1078,7 @@ int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
 			break;
 		}
 		sqlite3_bind_int64(st, 1, c->ns_id);
-		sqlite3_bind_blob(st, 2, e->key, (int)e->key_len, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, e->head.key, (int)e->head.key_len, SQLITE_STATIC);
 		if (!e->deleted) {
 			sqlite3_bind_int64(st, 3, (int64_t)e->st.loc);
 			sqlite3_bind_blob(st, 4, e->st.digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);

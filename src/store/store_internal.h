@@ -25,6 +25,12 @@
  *       each handle (the overlay, rebuilt from the log) and written here
  *       in key order once they pass state_flush_ops, so a commit only
  *       appends; see store.c.
+ *   items(ns, id, key)
+ *       the set reconciliation item of each key of the state table (as of
+ *       state_loc): id = SHA-256(key || 0x00 || digest); see items.c.
+ *   item_sums(ns, chunk, sums)
+ *       per bucket of ids (the first two bytes), the count and the 256-bit
+ *       sum of the ids in items, 256 buckets to a row (items.c).
  *
  * Locations are limited to 2^40 per namespace by the id packing (about a
  * trillion operations), namespace ids to 2^22.
@@ -36,7 +42,7 @@
 
 #include "sluice/store.h"
 
-#define SL_SCHEMA_VERSION          1
+#define SL_SCHEMA_VERSION          2
 #define SL_APPLICATION_ID          0x534c4345 /* 'SLCE' */
 #define SL_CHUNK_NODES             63
 #define SL_INLINE_VALUE_MAX        64
@@ -67,6 +73,14 @@ enum stmt_id {
 	STMT_BEGIN_READ,
 	STMT_BEGIN_WRITE,
 	STMT_COMMIT,
+	STMT_ITEM_INSERT,
+	STMT_ITEM_DELETE,
+	STMT_ITEM_KEY,
+	STMT_ITEM_RANGE,
+	STMT_ITEM_SUMS_GET,
+	STMT_ITEM_SUMS_PUT,
+	STMT_ITEM_SUMS_DELETE,
+	STMT_ITEM_SUMS_ALL,
 	STMT__COUNT
 };
 
@@ -89,23 +103,42 @@ typedef struct state_entry {
 	uint64_t size;
 } state_entry;
 
+/* keymap.c: key bytes -> an entry of the caller's type, which starts with
+ * a keymap_head; the key is copied after the entry. */
+typedef struct keymap_head {
+	uint64_t hash;
+	size_t key_len;
+	const char *key; /* the entry's own copy */
+} keymap_head;
+
+typedef struct keymap {
+	keymap_head **slots;
+	size_t cap;   /* power of two, or 0 */
+	size_t count; /* entries */
+} keymap;
+
+void keymap_init(keymap *m);
+void keymap_clear(keymap *m); /* frees every entry */
+keymap_head *keymap_get(const keymap *m, const char *key, size_t key_len);
+/* The entry of key; a new one (*created = 1) is entry_size zero bytes with
+ * its head filled in. */
+int keymap_upsert(keymap *m, const char *key, size_t key_len, size_t entry_size, keymap_head **out,
+                  int *created);
+/* Entries whose key starts with prefix, sorted bytewise; *out from sl_malloc. */
+int keymap_sorted(const keymap *m, const char *prefix, size_t prefix_len, const keymap_head ***out,
+                  size_t *n_out);
+
 /* overlay.c: key -> state entry or tombstone, for [state_loc, size). */
 typedef struct overlay_entry {
-	uint64_t hash;
+	keymap_head head;
 	state_entry st;
 	int deleted;
-	size_t key_len;
-	char key[];
 } overlay_entry;
 
-typedef struct overlay {
-	overlay_entry **slots;
-	size_t cap;   /* power of two, or 0 */
-	size_t count; /* entries, tombstones included */
-} overlay;
+typedef keymap overlay;
 
-void overlay_init(overlay *ov);
-void overlay_clear(overlay *ov);
+#define overlay_init  keymap_init
+#define overlay_clear keymap_clear
 const overlay_entry *overlay_get(const overlay *ov, const char *key, size_t key_len);
 /* Insert or replace; st NULL with deleted = 1 for a tombstone. */
 int overlay_put(overlay *ov, const char *key, size_t key_len, const state_entry *st, int deleted);
@@ -133,6 +166,7 @@ typedef struct ns_cache {
 	uint64_t tail_chunk;            /* chunk index of the tail */
 	size_t tail_len;                /* nodes in tail */
 	sl_digest tail[SL_CHUNK_NODES]; /* nodes of the tail chunk */
+	struct item_view *items;        /* items.c; NULL until items are read */
 	struct ns_cache *next;
 } ns_cache;
 
@@ -141,6 +175,7 @@ struct sl_store {
 	char *dir;
 	int readonly;
 	uint64_t state_flush_ops;
+	int format; /* the schema version the file has (1: no item index) */
 	sqlite3_stmt *stmts[STMT__COUNT];
 	ns_cache *caches;
 };
@@ -212,6 +247,20 @@ int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
  * row->size (the caller writes the row). */
 int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
 void store_cache_invalidate(sl_store *s, int64_t ns_id);
+/* --- items.c */
+/* Inside the flush's write transaction, before the state table takes the
+ * overlay (list: its entries): bring items and item_sums up to date. */
+int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *list, size_t n);
+/* Inside a write transaction: create the item tables and fill them from
+ * the state tables (a format 1 store becoming format 2). */
+int store_items_migrate(sl_store *s);
+/* For sl_store_verify, inside its read transaction after store_ns_sync:
+ * items and item_sums must match the state table, and the handle's view
+ * of the current items must hold n_live items summing to live_sum. */
+int store_items_verify(sl_store *s, const ns_row *row, ns_cache *c, uint64_t n_live,
+                       const sl_item_sum *live_sum, uint64_t *checked);
+void store_items_view_free(struct item_view *v); /* NULL ok */
+
 /* Live keys of the namespace: state table and overlay together. */
 int store_count_live_keys(sl_store *s, ns_cache *c, uint64_t *out);
 

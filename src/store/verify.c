@@ -12,7 +12,10 @@
  *     stored past the end, and the root equals the stored root (I2);
  *   - replaying the operations into a temporary table reproduces the state
  *     table exactly, every live key sits at or above the floor (I3, I4),
- *     and every value re-hashes to its digest.
+ *     and every value re-hashes to its digest;
+ *   - the item index holds exactly the items of the state table, with the
+ *     right sums, and the items read now are those of the replay (S1, S2
+ *     in items.c).
  * Nodes and leaves below the pruned boundary cannot be recomputed (their
  * operations are gone); the report says where checking started.
  *
@@ -268,7 +271,10 @@ static int check_state(verify_ctx *v)
 	sl_buf value = SL_BUF_INIT(SL_VALUE_MAX);
 	sqlite3_stmt *st = NULL;
 	uint64_t live = 0;
+	sl_item_sum item_sum;
 	int rc;
+
+	sl_item_sum_zero(&item_sum);
 
 	if ((rc = store_count_live_keys(v->s, v->cache, &live)) != SL_OK ||
 	    (rc = prepare(v->s, "SELECT key, loc, digest, size FROM temp.verify_state", &st)) !=
@@ -300,6 +306,9 @@ static int check_state(verify_ctx *v)
 			sl_error_wrap("key '%.*s'", key_len, key);
 			goto out;
 		}
+		uint8_t id[SL_ITEM_ID_LEN];
+		sl_state_item_id(id, key, (size_t)key_len, &want.digest);
+		sl_item_sum_add_id(&item_sum, id);
 		v->report.keys_checked++;
 		v->report.blobs_checked++;
 	}
@@ -307,11 +316,15 @@ static int check_state(verify_ctx *v)
 		rc = store_sqlite_error(v->s, rc, "verify state");
 		goto out;
 	}
-	rc = live == v->report.keys_checked
-	             ? SL_OK
-	             : sl_error_set(SL_ECORRUPT, "%llu live keys, the log has %llu",
-	                            (unsigned long long)live,
-	                            (unsigned long long)v->report.keys_checked);
+	if (live != v->report.keys_checked) {
+		rc = sl_error_set(SL_ECORRUPT, "%llu live keys, the log has %llu",
+		                  (unsigned long long)live,
+		                  (unsigned long long)v->report.keys_checked);
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	rc = store_items_verify(v->s, &v->row, v->cache, live, &item_sum, &v->report.items_checked);
 out:
 	sqlite3_finalize(st);
 	sl_buf_free(&value);
