@@ -209,6 +209,51 @@ int sl_wire_batch_end(sl_buf *out, size_t n_entries);
 /* Keys are validated (sl_key_validate); *out is from sl_malloc. */
 int sl_wire_batch_decode(sl_wire_entry **out, size_t *n_out, const uint8_t *body, size_t len);
 
+/* The items endpoint of state reconciliation (POST .../items): a request
+ * names item ids, the frame answers each as found (its key, digest and,
+ * when asked, value) or missing, in the order asked, and says how many at
+ * the end it left for another request (docs/protocol.md, "Items request
+ * and frame"). Decoders check the form only; the client checks that each
+ * answer hashes to the id it asked for. */
+
+#define SL_WIRE_MAX_IDS      65536 /* ids in one items request */
+#define SL_WIRE_ITEMS_VALUES 0x1   /* request flag: send values too */
+
+int sl_wire_items_request(sl_buf *out, unsigned flags, const uint8_t (*ids)[SL_ITEM_ID_LEN],
+                          size_t n);
+/* *ids borrows from body: n ids of SL_ITEM_ID_LEN bytes. */
+int sl_wire_items_request_decode(unsigned *flags, const uint8_t **ids, size_t *n,
+                                 const uint8_t *body, size_t len);
+
+typedef struct sl_wire_item {
+	const uint8_t *id; /* SL_ITEM_ID_LEN bytes; everything borrows from the frame */
+	const char *key;
+	size_t key_len;
+	uint64_t value_len;
+	sl_digest digest;
+	const uint8_t *value; /* value_len bytes, or NULL in a frame without values */
+} sl_wire_item;
+
+typedef struct sl_wire_items {
+	size_t n_found;
+	sl_wire_item *found; /* owned array */
+	size_t n_missing;
+	const uint8_t *missing; /* n_missing ids, borrowed */
+	size_t remaining;
+} sl_wire_items;
+
+/* Encoding: begin, one add per found item (value NULL unless the request
+ * asked for values), then end with the missing ids and the count left. */
+int sl_wire_items_begin(sl_buf *out);
+int sl_wire_items_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char *key,
+                      size_t key_len, uint64_t value_len, const sl_digest *digest,
+                      const void *value);
+int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
+                      size_t remaining);
+/* flags: those of the request the frame answers. */
+int sl_wire_items_decode(sl_wire_items *out, unsigned flags, const uint8_t *frame, size_t len);
+void sl_wire_items_free(sl_wire_items *w); /* NULL ok */
+
 #ifdef __cplusplus
 }
 #endif
