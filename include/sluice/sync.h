@@ -83,6 +83,77 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o);
 uint16_t sl_sync_server_port(const sl_sync_server *s);
 void sl_sync_server_stop(sl_sync_server *s); /* NULL ok */
 
+/* ------------------------------------------------- state reconciliation */
+
+/* What a node answers for its namespace ns (docs/protocol.md, "Set
+ * reconciliation"), as functions, so any transport can carry the bytes:
+ * the responder's answer to one negentropy message (frame_limit as in
+ * reconcile.h), and the items frame for an items request, holding at
+ * least one answer and stopping once it holds `budget` bytes. Each reads
+ * one snapshot of the namespace. A malformed message or request is
+ * SL_EINVAL/SL_ECORRUPT (SL_ETOOLARGE past a cap) and nothing is read. */
+int sl_state_reconcile_answer(sl_store *s, const char *ns, size_t frame_limit, const uint8_t *msg,
+                              size_t len, sl_buf *out);
+int sl_state_items_answer(sl_store *s, const char *ns, const uint8_t *request, size_t len,
+                          size_t budget, sl_buf *out);
+
+/* The largest reconciliation message a node takes or sends. */
+#define SL_STATE_FRAME_MAX ((size_t)1 << 20)
+/* The bytes of items a node puts in one items frame (at least one item). */
+#define SL_STATE_ITEMS_BUDGET ((size_t)16 << 20)
+
+/* The other side of a diff: a node over HTTP, or a namespace of a store
+ * open here (another handle than the one being compared). */
+typedef struct sl_diff_peer sl_diff_peer;
+
+/* server: "HOST:PORT" or "http://HOST:PORT"; every request times out
+ * after timeout_ms (0: 30 s) and is tried up to 3 times when the network
+ * or the server fails (5xx). */
+int sl_diff_peer_http(sl_diff_peer **out, const char *server, const char *ns, unsigned timeout_ms);
+int sl_diff_peer_store(sl_diff_peer **out, sl_store *s, const char *ns);
+void sl_diff_peer_free(sl_diff_peer *p); /* NULL ok */
+/* Where it is, for messages: "127.0.0.1:8080 namespace x" or similar. */
+const char *sl_diff_peer_name(const sl_diff_peer *p);
+
+typedef struct sl_diff_options {
+	sl_store *store; /* the local side */
+	const char *ns;
+	sl_diff_peer *peer;
+	/* Copy what the peer has and the local namespace lacks, and in a
+	 * mutable namespace the peer's value of keys that differ, as one
+	 * local commit. In an immutable namespace a key that differs is a
+	 * conflict and is left as it is. */
+	int pull;
+} sl_diff_options;
+
+/* Keys, each copied (sl_malloc, NUL-terminated), sorted bytewise and
+ * distinct within a list. */
+typedef struct sl_diff_key {
+	char *key;
+	size_t len;
+} sl_diff_key;
+
+typedef struct sl_diff_keys {
+	sl_diff_key *items;
+	size_t n, cap;
+} sl_diff_keys;
+
+typedef struct sl_diff_report {
+	sl_diff_keys only_local, only_remote, different;
+	sl_diff_keys conflicts; /* pull in an immutable namespace: left as they are */
+	uint64_t pulled;        /* keys the pull wrote */
+	uint64_t vanished;      /* the peer's items gone between reconciling and reading */
+	uint64_t round_trips;   /* exchanges with the peer: reconciliation and item reads */
+	uint64_t bytes_sent, bytes_received;
+	sl_target target; /* the local namespace after the pull, or as compared */
+} sl_diff_report;
+
+/* Find how the local namespace and the peer's differ, with the local side
+ * as initiator: every item the peer reports is checked against its id
+ * (SL_EVERIFY if it does not hash to it), and the result is exact. */
+int sl_state_diff(const sl_diff_options *o, sl_diff_report *out);
+void sl_diff_report_free(sl_diff_report *r);
+
 /* ----------------------------------------------------------------- client */
 
 typedef struct sl_sync_client_options {

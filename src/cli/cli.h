@@ -65,6 +65,7 @@ int cli_cmd_check_proof(int argc, char **argv);
 int cli_cmd_tool(int argc, char **argv);
 int cli_cmd_serve(int argc, char **argv);
 int cli_cmd_sync(int argc, char **argv);
+int cli_cmd_diff(int argc, char **argv);
 int cli_cmd_run(int argc, char **argv);
 int cli_cmd_start(int argc, char **argv);
 int cli_cmd_reset(int argc, char **argv);

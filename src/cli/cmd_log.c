@@ -1,6 +1,7 @@
 /*
  * Reading a namespace's authenticated log: `root` prints its current target
- * (size in operations, MMR root, inactivity floor), `log` prints operations
+ * (size in operations, MMR root, inactivity floor) and its state's
+ * reconciliation fingerprint, `log` prints operations
  * one per line (text or JSON), `verify` recomputes everything the store
  * derived from the log and reports the first mismatch.
  */
@@ -17,9 +18,41 @@ static const char root_usage[] =
         "Usage: sluice root [-d DIR] [--json] NS\n"
         "\n"
         "Print the latest commit of namespace NS: size (number of operations),\n"
-        "root (hex) and floor.\n"
+        "root (hex) and floor; then the live keys and the state fingerprint, the\n"
+        "reconciliation fingerprint of every key and value (equal in two namespaces\n"
+        "exactly when they hold the same keys and values, whatever their histories).\n"
         "\n"
-        "      --json  {\"size\": N, \"root\": \"<hex>\", \"floor\": N}\n";
+        "      --json  {\"size\": N, \"root\": \"<hex>\", \"floor\": N, \"keys\": N,\n"
+        "               \"state\": \"<hex>\"}\n";
+
+/* The latest commit and the state's fingerprint, from one snapshot. A
+ * store in format 1 has no item index: *has_state is 0 then. */
+static int read_root(sl_store *store, const char *ns, sl_ns_info *info, char state[33],
+                     int *has_state)
+{
+	uint8_t fp[SL_FINGERPRINT_LEN];
+	sl_item_sum sum;
+	sl_items *it;
+	sl_item_set set;
+	int rc;
+
+	*has_state = 0;
+	if (sl_store_items_open(store, ns, &it) != SL_OK) {
+		if (sl_store_ns_info(store, ns, info) != SL_OK)
+			return SL_EINVAL;
+		return SL_OK;
+	}
+	*info = *sl_items_ns(it);
+	set = sl_items_set(it);
+	rc = set.ops->sum(set.ctx, 0, info->keys, &sum);
+	sl_items_close(it);
+	if (rc != SL_OK)
+		return rc;
+	sl_item_sum_fingerprint(fp, &sum, info->keys);
+	sl_hex_encode(state, fp, sizeof(fp));
+	*has_state = 1;
+	return SL_OK;
+}
 
 int cli_cmd_root(int argc, char **argv)
 {
@@ -31,6 +64,8 @@ int cli_cmd_root(int argc, char **argv)
 	sl_store *store = NULL;
 	sl_ns_info info;
 	sl_digest_hex root;
+	char state[2 * SL_FINGERPRINT_LEN + 1];
+	int has_state;
 	json_t *obj = NULL;
 	int rc = cli_parse(&cmd, argc, argv, NULL, NULL);
 
@@ -39,21 +74,26 @@ int cli_cmd_root(int argc, char **argv)
 	rc = cli_open_store(&cmd, SL_STORE_READONLY, &store);
 	if (rc != CLI_OK)
 		goto cleanup;
-	if (sl_store_ns_info(store, cmd.args[0], &info) != SL_OK) {
+	if (read_root(store, cmd.args[0], &info, state, &has_state) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
 	root = sl_digest_to_hex(&info.target.root);
 	if (!cmd.json) {
-		printf("size  %llu\nroot  %s\nfloor %llu\n", (unsigned long long)info.target.size,
-		       root.s, (unsigned long long)info.target.floor);
+		printf("size  %llu\nroot  %s\nfloor %llu\nkeys  %llu\n",
+		       (unsigned long long)info.target.size, root.s,
+		       (unsigned long long)info.target.floor, (unsigned long long)info.keys);
+		if (has_state)
+			printf("state %s\n", state);
 		rc = CLI_OK;
 		goto cleanup;
 	}
 	obj = json_object();
 	if (obj && (cli_json_set(obj, "size", cli_json_u64(info.target.size)) != 0 ||
 	            cli_json_set(obj, "root", json_string(root.s)) != 0 ||
-	            cli_json_set(obj, "floor", cli_json_u64(info.target.floor)) != 0)) {
+	            cli_json_set(obj, "floor", cli_json_u64(info.target.floor)) != 0 ||
+	            cli_json_set(obj, "keys", cli_json_u64(info.keys)) != 0 ||
+	            (has_state && cli_json_set(obj, "state", json_string(state)) != 0))) {
 		json_decref(obj);
 		obj = NULL;
 	}

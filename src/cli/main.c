@@ -20,6 +20,7 @@ static const cli_command commands[] = {
         {"verify", cli_cmd_verify, "recompute and check a namespace's stored data"},
         {"serve", cli_cmd_serve, "serve the store's namespaces to syncing clients"},
         {"sync", cli_cmd_sync, "keep a local namespace in step with a server's"},
+        {"diff", cli_cmd_diff, "find what two namespaces differ by; --pull copies it"},
         {"run", cli_cmd_run, "copy new rows of a PostgreSQL table to the destination"},
         {"start", cli_cmd_start, "run the pipeline every --interval until stopped"},
         {"status", cli_cmd_status, "show the pipeline's cursor, totals, failures and lag"},

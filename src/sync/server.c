@@ -6,6 +6,8 @@
  *   GET  /api/v0/ns/{ns}/ops?start=&max=&size=&pinned=   ops frame
  *   GET  /api/v0/ns/{ns}/consistency?from=&to=           proof (binary)
  *   POST /api/v0/ns/{ns}/commit              batch frame, bearer token
+ *   POST /api/v0/ns/{ns}/reconcile           negentropy message (state_endpoints.c)
+ *   POST /api/v0/ns/{ns}/items               items request (state_endpoints.c)
  *
  * Handlers run on the HTTP server's worker threads. An sl_store handle is
  * used by one thread at a time, so each request borrows one from a small
@@ -16,7 +18,7 @@
  * exactly the operations it carries. Parameters are parsed strictly: a
  * malformed request gets a 4xx JSON error and changes nothing.
  */
-#include "sluice/sync.h"
+#include "sync/server_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,10 +32,20 @@
 #define CONTENT_OPS     "application/vnd.sluice.ops"
 #define CONTENT_PROOF   "application/vnd.sluice.proof"
 
-enum endpoint { EP_INFO, EP_TARGET, EP_OPS, EP_CONSISTENCY, EP_COMMIT, EP_OTHER, EP__COUNT };
+enum endpoint {
+	EP_INFO,
+	EP_TARGET,
+	EP_OPS,
+	EP_CONSISTENCY,
+	EP_COMMIT,
+	EP_RECONCILE,
+	EP_ITEMS,
+	EP_OTHER,
+	EP__COUNT
+};
 
-static const char *const endpoint_names[EP__COUNT] = {"info",        "target", "ops",
-                                                      "consistency", "commit", "other"};
+static const char *const endpoint_names[EP__COUNT] = {"info",   "target",    "ops",   "consistency",
+                                                      "commit", "reconcile", "items", "other"};
 
 struct sl_sync_server {
 	sl_sync_server_options o;
@@ -87,95 +99,6 @@ static void pool_put(sl_sync_server *srv, sl_store *s)
 	sl_store_free(s);
 }
 
-/* ---------------------------------------------------------------- helpers */
-
-/* A status for a library error: the client's fault (4xx) or ours (5xx). */
-static int status_for(int code)
-{
-	switch (code) {
-	case SL_EINVAL:
-	case SL_ECORRUPT:
-		return 400;
-	case SL_ENOTFOUND:
-		return 404;
-	case SL_ECONFLICT:
-	case SL_EEXISTS:
-		return 409;
-	case SL_ETOOLARGE:
-		return 413;
-	case SL_EBUSY:
-	case SL_ETIMEOUT:
-		return 503;
-	default:
-		return 500;
-	}
-}
-
-static const char *error_name(int status)
-{
-	switch (status) {
-	case 400:
-		return "bad_request";
-	case 401:
-		return "unauthorized";
-	case 403:
-		return "forbidden";
-	case 404:
-		return "not_found";
-	case 405:
-		return "method_not_allowed";
-	case 409:
-		return "conflict";
-	case 410:
-		return "gone";
-	case 413:
-		return "too_large";
-	case 503:
-		return "unavailable";
-	default:
-		return "internal";
-	}
-}
-
-static void fail(sl_http_response *resp, int status, const char *message)
-{
-	sl_http_response_error(resp, status, error_name(status), "%s", message);
-}
-
-static void fail_last(sl_http_response *resp)
-{
-	const sl_error *e = sl_error_last();
-	fail(resp, status_for(e->code), e->message);
-}
-
-/* A decimal uint64 query parameter: digits only, no overflow. */
-static int query_u64(const sl_http_request *req, const char *name, uint64_t *out, int required,
-                     sl_http_response *resp)
-{
-	const char *s = sl_http_request_query(req, name);
-	uint64_t v = 0;
-	char msg[128];
-
-	if (!s || !*s) {
-		if (!required)
-			return SL_OK;
-		snprintf(msg, sizeof(msg), "query parameter '%s' is required", name);
-		fail(resp, 400, msg);
-		return SL_EINVAL;
-	}
-	for (const char *p = s; *p; p++) {
-		if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
-			snprintf(msg, sizeof(msg), "query parameter '%s' is not a decimal integer",
-			         name);
-			fail(resp, 400, msg);
-			return SL_EINVAL;
-		}
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	*out = v;
-	return SL_OK;
-}
-
 /* ------------------------------------------------------------- endpoints */
 
 static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp)
@@ -186,7 +109,7 @@ static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp
 	int rc;
 
 	if ((rc = sl_store_ns_list(s, &list, &n)) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		return;
 	}
 	sl_hex_encode(node, srv->key.pk, SL_ED25519_PK_LEN);
@@ -206,7 +129,7 @@ static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp
 	if (rc == SL_OK)
 		rc = sl_buf_append_str(&resp->body, "]}");
 	if (rc != SL_OK)
-		fail_last(resp);
+		server_fail_last(resp);
 	sl_free(list);
 }
 
@@ -227,7 +150,7 @@ static void handle_target(sl_sync_server *srv, sl_store *s, const char *ns, sl_h
 {
 	sl_signed_target t;
 	if (current_target(srv, s, ns, &t) != SL_OK || sl_target_to_json(&t, &resp->body) != SL_OK)
-		fail_last(resp);
+		server_fail_last(resp);
 }
 
 typedef struct ops_writer {
@@ -258,19 +181,19 @@ static void handle_ops(sl_sync_server *srv, sl_store *s, const sl_http_request *
 	ops_writer w = {&resp->body, srv->o.frame_budget};
 	char msg[160];
 
-	if (query_u64(req, "start", &start, 1, resp) != SL_OK ||
-	    query_u64(req, "max", &max, 0, resp) != SL_OK ||
-	    query_u64(req, "size", &size, 0, resp) != SL_OK ||
-	    query_u64(req, "pinned", &pinned, 0, resp) != SL_OK)
+	if (server_query_u64(req, "start", &start, 1, resp) != SL_OK ||
+	    server_query_u64(req, "max", &max, 0, resp) != SL_OK ||
+	    server_query_u64(req, "size", &size, 0, resp) != SL_OK ||
+	    server_query_u64(req, "pinned", &pinned, 0, resp) != SL_OK)
 		return;
 	if (max == 0 || pinned > 1) {
-		fail(resp, 400, "'max' must be at least 1 and 'pinned' 0 or 1");
+		server_fail(resp, 400, "'max' must be at least 1 and 'pinned' 0 or 1");
 		return;
 	}
 	if (max > SL_WIRE_MAX_OPS)
 		max = SL_WIRE_MAX_OPS;
 	if (sl_store_ns_head(s, ns, &info) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		return;
 	}
 	if (size == 0)
@@ -278,21 +201,21 @@ static void handle_ops(sl_sync_server *srv, sl_store *s, const sl_http_request *
 	if (start < info.pruned) {
 		snprintf(msg, sizeof(msg), "operations below %llu were pruned; start at the floor",
 		         (unsigned long long)info.pruned);
-		fail(resp, 410, msg);
+		server_fail(resp, 410, msg);
 		return;
 	}
 	if (size > info.target.size || start >= size) {
 		snprintf(msg, sizeof(msg), "no operations from %llu in the first %llu (size %llu)",
 		         (unsigned long long)start, (unsigned long long)size,
 		         (unsigned long long)info.target.size);
-		fail(resp, 400, msg);
+		server_fail(resp, 400, msg);
 		return;
 	}
 	if ((pinned && sl_store_pinned_nodes(s, ns, start, pins, &n_pins) != SL_OK) ||
 	    sl_wire_ops_begin(&resp->body, start, size) != SL_OK ||
 	    sl_store_read_range(s, ns, size, start, max, add_op, &w, &proof, &n_read) != SL_OK ||
 	    sl_wire_ops_end(&resp->body, (size_t)n_read, &proof, pins, n_pins) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		goto cleanup;
 	}
 	resp->content_type = CONTENT_OPS;
@@ -308,22 +231,22 @@ static void handle_consistency(sl_store *s, const sl_http_request *req, const ch
 	sl_mmr_proof proof = {0, 0, NULL};
 	sl_ns_info info;
 
-	if (query_u64(req, "from", &from, 1, resp) != SL_OK ||
-	    query_u64(req, "to", &to, 1, resp) != SL_OK)
+	if (server_query_u64(req, "from", &from, 1, resp) != SL_OK ||
+	    server_query_u64(req, "to", &to, 1, resp) != SL_OK)
 		return;
 	if (sl_store_ns_head(s, ns, &info) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		return;
 	}
 	if (from != 0 && from < info.pruned) {
-		fail(resp, 410,
-		     "operations below the pruned boundary cannot be proved; start at the "
-		     "floor");
+		server_fail(resp, 410,
+		            "operations below the pruned boundary cannot be proved; start at the "
+		            "floor");
 		return;
 	}
 	if (sl_store_consistency_proof(s, ns, from, to, &proof) != SL_OK ||
 	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK)
-		fail_last(resp);
+		server_fail_last(resp);
 	else
 		resp->content_type = CONTENT_PROOF;
 	sl_mmr_proof_free(&proof);
@@ -351,16 +274,16 @@ static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_reques
 	int rc = SL_OK;
 
 	if (!srv->token) {
-		fail(resp, 403, "commits are disabled: start the server with --token-file");
+		server_fail(resp, 403, "commits are disabled: start the server with --token-file");
 		return;
 	}
 	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !token_matches(auth + 7, srv->token)) {
-		fail(resp, 401, "a valid bearer token is required");
+		server_fail(resp, 401, "a valid bearer token is required");
 		return;
 	}
 	if (sl_wire_batch_decode(&entries, &n, req->body, req->body_len) != SL_OK ||
 	    sl_batch_new(&b, s, ns) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		goto cleanup;
 	}
 	for (size_t i = 0; rc == SL_OK && i < n; i++)
@@ -370,7 +293,7 @@ static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_reques
 	if (rc != SL_OK || sl_batch_commit(b, NULL) != SL_OK ||
 	    current_target(srv, s, ns, &t) != SL_OK ||
 	    sl_target_to_json(&t, &resp->body) != SL_OK) {
-		fail_last(resp);
+		server_fail_last(resp);
 		goto cleanup;
 	}
 	sl_metric_add(srv->ops_committed, n);
@@ -409,6 +332,10 @@ static enum endpoint route(const char *path, char ns_out[SL_NS_NAME_MAX + 1])
 		return EP_CONSISTENCY;
 	if (strcmp(slash, "commit") == 0)
 		return EP_COMMIT;
+	if (strcmp(slash, "reconcile") == 0)
+		return EP_RECONCILE;
+	if (strcmp(slash, "items") == 0)
+		return EP_ITEMS;
 	return EP_OTHER;
 }
 
@@ -417,20 +344,20 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 	sl_sync_server *srv = ctx;
 	char ns[SL_NS_NAME_MAX + 1] = "";
 	enum endpoint ep = route(req->path, ns);
-	int is_post = ep == EP_COMMIT;
+	int is_post = ep == EP_COMMIT || ep == EP_RECONCILE || ep == EP_ITEMS;
 	sl_store *s = NULL;
 
 	sl_metric_add(srv->requests[ep], 1);
 	if (ep == EP_OTHER) {
-		fail(resp, 404, "no such endpoint");
+		server_fail(resp, 404, "no such endpoint");
 		goto out;
 	}
 	if (strcmp(req->method, is_post ? "POST" : "GET") != 0) {
-		fail(resp, 405, is_post ? "use POST" : "use GET");
+		server_fail(resp, 405, is_post ? "use POST" : "use GET");
 		goto out;
 	}
 	if (!(s = pool_get(srv))) {
-		fail(resp, 503, sl_error_last()->message);
+		server_fail(resp, 503, sl_error_last()->message);
 		goto out;
 	}
 	switch (ep) {
@@ -445,6 +372,12 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 		break;
 	case EP_CONSISTENCY:
 		handle_consistency(s, req, ns, resp);
+		break;
+	case EP_RECONCILE:
+		server_reconcile(s, req, ns, resp);
+		break;
+	case EP_ITEMS:
+		server_items(s, req, ns, srv->o.frame_budget, resp);
 		break;
 	default:
 		handle_commit(srv, s, req, ns, resp);

@@ -135,7 +135,7 @@ expect 0 "$SLUICE" del mu k # absent: no-op
 
 # ------------------------------------------------------------------ root
 expect 0 "$SLUICE" root --json im
-[[ "$OUT" =~ ^\{\"size\":\ [0-9]+,\ \"root\":\ \"[0-9a-f]{64}\",\ \"floor\":\ [0-9]+\}$ ]] ||
+[[ "$OUT" =~ ^\{\"size\":\ [0-9]+,\ \"root\":\ \"[0-9a-f]{64}\",\ \"floor\":\ [0-9]+,\ \"keys\":\ [0-9]+,\ \"state\":\ \"[0-9a-f]{32}\"\}$ ]] ||
 	fail "root --json shape: $OUT"
 size=$(echo "$OUT" | jq .size)
 root=$(echo "$OUT" | jq -r .root)

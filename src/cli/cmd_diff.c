@@ -1,0 +1,234 @@
+/*
+ * `sluice diff`: what two namespaces differ by, found by set
+ * reconciliation of their state items (sync/state_diff.c), against a node
+ * over HTTP or another namespace of a store here; with --pull, the peer's
+ * side copied in as one commit.
+ */
+#include <string.h>
+
+#include "cli/cli.h"
+#include "sluice/sync.h"
+
+#define OPT_PEER      CLI_OPT_CMD
+#define OPT_REMOTE_NS (CLI_OPT_CMD + 1)
+#define OPT_OTHER_DIR (CLI_OPT_CMD + 2)
+#define OPT_PULL      (CLI_OPT_CMD + 3)
+#define OPT_TIMEOUT   (CLI_OPT_CMD + 4)
+
+static const char diff_usage[] =
+        "Usage: sluice diff [-d DIR] NS --peer HOST:PORT [--remote-ns NAME] [--pull]\n"
+        "                   [--timeout DURATION] [--json]\n"
+        "       sluice diff [-d DIR] NS OTHER_NS [--other-dir DIR] [--pull] [--json]\n"
+        "\n"
+        "Compare namespace NS of the store in DIR with another: namespace NS (or\n"
+        "--remote-ns) of the node at --peer, or OTHER_NS of this store (or of the store\n"
+        "in --other-dir). The two sides find their differences by set reconciliation\n"
+        "(negentropy), in a few round trips and bytes that follow the differences, not\n"
+        "the size of the namespaces. Prints the keys only here, only there, and those\n"
+        "whose values differ. Every key the other side reports is checked against the\n"
+        "item it stands for.\n"
+        "\n"
+        "      --peer HOST:PORT    the node to compare with (`sluice serve`)\n"
+        "      --remote-ns NAME    its namespace (default NS)\n"
+        "      --other-dir DIR     the store holding OTHER_NS (default DIR)\n"
+        "      --pull              then copy into NS, as one commit, the keys only there\n"
+        "                          and, in a mutable namespace, the other side's value\n"
+        "                          of the keys that differ; in an immutable namespace\n"
+        "                          those are conflicts, left as they are (exit 1)\n"
+        "      --timeout DURATION  per-request timeout with --peer (default 30s)\n"
+        "\n"
+        "Exit status: 0 when the diff ran, whether or not the namespaces differ; 1 when\n"
+        "it failed or --pull left conflicts.\n";
+
+static const struct option diff_options[] = {
+        {"peer", required_argument, NULL, OPT_PEER},
+        {"remote-ns", required_argument, NULL, OPT_REMOTE_NS},
+        {"other-dir", required_argument, NULL, OPT_OTHER_DIR},
+        {"pull", no_argument, NULL, OPT_PULL},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {NULL, 0, NULL, 0},
+};
+
+typedef struct diff_args {
+	const char *peer, *remote_ns, *other_dir;
+	int pull;
+	uint64_t timeout_ms;
+} diff_args;
+
+static int diff_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
+{
+	diff_args *a = ctx;
+	switch (opt) {
+	case OPT_PEER:
+		a->peer = arg;
+		return CLI_OK;
+	case OPT_REMOTE_NS:
+		if (sl_ns_name_validate(arg) != SL_OK)
+			return cli_usage_error(cmd->name, "--remote-ns: %s",
+			                       sl_error_last()->message);
+		a->remote_ns = arg;
+		return CLI_OK;
+	case OPT_OTHER_DIR:
+		a->other_dir = arg;
+		return CLI_OK;
+	case OPT_PULL:
+		a->pull = 1;
+		return CLI_OK;
+	case OPT_TIMEOUT:
+		if (cli_parse_duration_ms(cmd->name, "--timeout", arg, &a->timeout_ms) != CLI_OK)
+			return CLI_USAGE;
+		if (a->timeout_ms == 0 || a->timeout_ms > 3600000)
+			return cli_usage_error(cmd->name, "--timeout must be between 1ms and 1h");
+		return CLI_OK;
+	}
+	return CLI_USAGE;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static json_t *json_keys(const sl_diff_keys *k)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; list && i < k->n; i++)
+		if (json_array_append_new(list, json_stringn(k->items[i].key, k->items[i].len)) !=
+		    0) {
+			json_decref(list);
+			return NULL;
+		}
+	return list;
+}
+
+static int print_json(const char *name, const sl_diff_report *r, int pull)
+{
+	json_t *o = json_object();
+	if (!o || cli_json_set(o, "only_local", json_keys(&r->only_local)) != 0 ||
+	    cli_json_set(o, "only_remote", json_keys(&r->only_remote)) != 0 ||
+	    cli_json_set(o, "different", json_keys(&r->different)) != 0 ||
+	    cli_json_set(o, "round_trips", cli_json_u64(r->round_trips)) != 0 ||
+	    cli_json_set(o, "bytes_sent", cli_json_u64(r->bytes_sent)) != 0 ||
+	    cli_json_set(o, "bytes_received", cli_json_u64(r->bytes_received)) != 0 ||
+	    cli_json_set(o, "vanished", cli_json_u64(r->vanished)) != 0 ||
+	    (pull && (cli_json_set(o, "pulled", cli_json_u64(r->pulled)) != 0 ||
+	              cli_json_set(o, "conflicts", json_keys(&r->conflicts)) != 0))) {
+		json_decref(o);
+		o = NULL;
+	}
+	return cli_json_print(name, o);
+}
+
+static void print_keys(const char *title, const sl_diff_keys *k)
+{
+	char shown[SL_KEY_MAX * 4 + 8];
+	if (k->n == 0)
+		return;
+	printf("%s (%zu):\n", title, k->n);
+	for (size_t i = 0; i < k->n; i++)
+		printf("  %s\n",
+		       cli_escape(shown, sizeof(shown), k->items[i].key, k->items[i].len));
+}
+
+static void print_text(const char *ns, const char *other, const sl_diff_report *r, int pull)
+{
+	char title[800];
+	snprintf(title, sizeof(title), "only in %s", ns);
+	print_keys(title, &r->only_local);
+	snprintf(title, sizeof(title), "only in %s", other);
+	print_keys(title, &r->only_remote);
+	print_keys("different", &r->different);
+	if (r->only_local.n + r->only_remote.n + r->different.n == 0)
+		printf("%s and %s hold the same keys and values\n", ns, other);
+	if (pull) {
+		print_keys("conflicts, left as they are (the namespace is immutable)",
+		           &r->conflicts);
+		printf("pulled %llu keys into %s\n", (unsigned long long)r->pulled, ns);
+	}
+	if (r->vanished)
+		printf("%llu of %s's items changed while the diff ran; run it again\n",
+		       (unsigned long long)r->vanished, other);
+	printf("%llu round trips, %llu bytes sent, %llu bytes received\n",
+	       (unsigned long long)r->round_trips, (unsigned long long)r->bytes_sent,
+	       (unsigned long long)r->bytes_received);
+}
+
+/* ------------------------------------------------------------------- run */
+
+int cli_cmd_diff(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "diff",
+	               .usage = diff_usage,
+	               .flags = CLI_JSON,
+	               .options = diff_options,
+	               .min_args = 1,
+	               .max_args = 2};
+	sl_store *store = NULL, *other = NULL;
+	sl_diff_peer *peer = NULL;
+	sl_diff_report report;
+	sl_diff_options o;
+	sl_store_options so;
+	char other_name[700];
+	diff_args a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	memset(&report, 0, sizeof(report));
+	if ((rc = cli_parse(&cmd, argc, argv, diff_opt, &a)) != CLI_CONTINUE)
+		return rc;
+	if ((cmd.n_args == 2) == (a.peer != NULL))
+		return cli_usage_error(cmd.name, "give either --peer HOST:PORT or OTHER_NS");
+	if (a.peer ? a.other_dir != NULL : (a.remote_ns != NULL || a.timeout_ms))
+		return cli_usage_error(cmd.name,
+		                       a.peer ? "--other-dir goes with OTHER_NS"
+		                              : "--remote-ns and --timeout go with --peer");
+	for (int i = 0; i < cmd.n_args; i++)
+		if (sl_ns_name_validate(cmd.args[i]) != SL_OK)
+			return cli_usage_error(cmd.name, "%s", sl_error_last()->message);
+	if ((rc = cli_open_store(&cmd, a.pull ? 0 : SL_STORE_READONLY, &store)) != CLI_OK)
+		return rc;
+	if (a.peer) {
+		const char *remote = a.remote_ns ? a.remote_ns : cmd.args[0];
+		snprintf(other_name, sizeof(other_name), "%s on %s", remote, a.peer);
+		if (sl_diff_peer_http(&peer, a.peer, remote, (unsigned)a.timeout_ms) != SL_OK) {
+			rc = cli_fail(cmd.name);
+			goto cleanup;
+		}
+	} else {
+		/* Another handle even for the same store: the diff holds a read
+		 * snapshot of this one while the peer answers. */
+		const char *dir = a.other_dir ? a.other_dir : cmd.dir;
+		sl_store_options_init(&so);
+		so.flags = SL_STORE_READONLY;
+		if (a.other_dir)
+			snprintf(other_name, sizeof(other_name), "%s in %s", cmd.args[1], dir);
+		else
+			snprintf(other_name, sizeof(other_name), "%s", cmd.args[1]);
+		if (sl_store_open(&other, dir, &so) != SL_OK ||
+		    sl_diff_peer_store(&peer, other, cmd.args[1]) != SL_OK) {
+			rc = cli_fail(cmd.name);
+			goto cleanup;
+		}
+	}
+	memset(&o, 0, sizeof(o));
+	o.store = store;
+	o.ns = cmd.args[0];
+	o.peer = peer;
+	o.pull = a.pull;
+	if (sl_state_diff(&o, &report) != SL_OK) {
+		rc = cli_fail(cmd.name);
+		goto cleanup;
+	}
+	if (cmd.json)
+		rc = print_json(cmd.name, &report, a.pull);
+	else
+		print_text(cmd.args[0], other_name, &report, a.pull);
+	if (rc == CLI_OK && a.pull && report.conflicts.n > 0)
+		rc = cli_errorf(cmd.name,
+		                "%zu keys differ in the immutable namespace '%s' and were "
+		                "not pulled",
+		                report.conflicts.n, cmd.args[0]);
+cleanup:
+	sl_diff_report_free(&report);
+	sl_diff_peer_free(peer);
+	sl_store_free(other);
+	sl_store_free(store);
+	return rc;
+}
