@@ -115,11 +115,12 @@ int sl_reconcile_respond(const sl_item_set *set, size_t frame_limit, const uint8
                          sl_buf *out);
 
 /* What the initiator learns: ids it has and the responder lacks, and ids
- * the responder has and it lacks. Each id is reported once per message,
- * but may be reported again in a later one: a frame cut short at its
- * limit ends with one fingerprint of everything after the cut, ranges
- * already settled included, and those are reconciled again. Callers keep
- * a set. A non-zero return stops and is returned. */
+ * the responder has and it lacks. A "have" id is reported once per
+ * message. An id may still come more than once: a later message reports
+ * it again when a frame cut short at its limit ended with one fingerprint
+ * of everything after the cut, ranges already settled included, and a
+ * peer may list one id in two ranges ("need"). Callers keep a set. A
+ * non-zero return stops and is returned. */
 typedef struct sl_reconcile_diff {
 	int (*have)(void *ctx, const uint8_t id[SL_ITEM_ID_LEN]);
 	int (*need)(void *ctx, const uint8_t id[SL_ITEM_ID_LEN]);
