@@ -20,11 +20,14 @@ for p in "${packages[@]}"; do
     [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
 done
 
-# The S3-compatible test server (s3rver) is pinned in tests/package.json.
+# The tests' npm packages are pinned in tests/package.json: the S3-compatible
+# test server (s3rver) and nostr-tools, the NIP-77 implementation that
+# tests/cli/reconcile_interop.sh checks set reconciliation against.
 install_test_servers() {
   local tests
   tests="$(cd "$(dirname "$0")/../tests" && pwd)"
-  if [ ! -x "$tests/node_modules/.bin/s3rver" ]; then
+  if [ ! -x "$tests/node_modules/.bin/s3rver" ] ||
+     [ ! -f "$tests/node_modules/nostr-tools/package.json" ]; then
     echo "deps: npm ci in tests/" >&2
     (cd "$tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
