@@ -230,9 +230,9 @@ static const char verify_usage[] =
         "Usage: sluice verify [-d DIR] NS\n"
         "\n"
         "Recompute every MMR node and the root of namespace NS from its operation\n"
-        "log, its current state from the operations and every value's digest, and\n"
-        "compare them with what is stored. Prints the counts and 'ok', or reports\n"
-        "the first mismatch and exits 1.\n";
+        "log, its current state from the operations, every value's digest and the\n"
+        "reconciliation items of the state, and compare them with what is stored.\n"
+        "Prints the counts and 'ok', or reports the first mismatch and exits 1.\n";
 
 int cli_cmd_verify(int argc, char **argv)
 {
@@ -251,10 +251,10 @@ int cli_cmd_verify(int argc, char **argv)
 		goto cleanup;
 	}
 	printf("operations %llu\nnodes      %llu\nkeys       %llu\nvalues     %llu\n"
-	       "pruned     %llu\nok\n",
+	       "items      %llu\npruned     %llu\nok\n",
 	       (unsigned long long)report.ops_checked, (unsigned long long)report.nodes_checked,
 	       (unsigned long long)report.keys_checked, (unsigned long long)report.blobs_checked,
-	       (unsigned long long)report.pruned);
+	       (unsigned long long)report.items_checked, (unsigned long long)report.pruned);
 	rc = CLI_OK;
 cleanup:
 	sl_store_free(store);
