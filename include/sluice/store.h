@@ -278,7 +278,7 @@ typedef struct sl_verify_report {
 	uint64_t nodes_checked; /* MMR nodes recomputed and compared */
 	uint64_t keys_checked;  /* state entries compared */
 	uint64_t blobs_checked; /* values re-hashed */
-	uint64_t items_checked; /* reconciliation items recomputed and compared */
+	uint64_t items_checked; /* reconciliation items of the state checked */
 	uint64_t pruned;        /* operations below this were pruned, not checked */
 } sl_verify_report;
 

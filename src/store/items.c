@@ -962,7 +962,7 @@ int sl_items_value(sl_items *it, const sl_key_entry *entry, sl_buf *value)
 /* ---------------------------------------------------------------- verify */
 
 /* S1 and S2 against the state table (as of state_loc). */
-static int verify_stored(sl_store *s, const ns_row *row, uint64_t *checked)
+static int verify_stored(sl_store *s, const ns_row *row)
 {
 	sqlite3_stmt *st = NULL, *q = NULL;
 	bucket_delta *want = NULL;
@@ -1068,7 +1068,6 @@ static int verify_stored(sl_store *s, const ns_row *row, uint64_t *checked)
 			break;
 		}
 	}
-	*checked = n;
 cleanup:
 	sqlite3_finalize(st);
 	sqlite3_finalize(q);
@@ -1085,13 +1084,13 @@ int store_items_verify(sl_store *s, const ns_row *row, ns_cache *c, uint64_t n_l
 
 	if (s->format < 2)
 		return SL_OK; /* nothing to check yet: no index */
-	if ((rc = verify_stored(s, row, checked)) != SL_OK ||
-	    (rc = view_sync(s, row, c, &v)) != SL_OK)
+	if ((rc = verify_stored(s, row)) != SL_OK || (rc = view_sync(s, row, c, &v)) != SL_OK)
 		return rc;
 	tree_before(v, BUCKETS, &sum);
 	if (v->total != n_live || memcmp(&sum, live_sum, sizeof(sum)) != 0)
 		return sl_error_set(SL_ECORRUPT,
 		                    "the current items (%llu) differ from the %llu live keys",
 		                    (unsigned long long)v->total, (unsigned long long)n_live);
+	*checked = n_live;
 	return SL_OK;
 }

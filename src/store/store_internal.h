@@ -256,7 +256,8 @@ int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *li
 int store_items_migrate(sl_store *s);
 /* For sl_store_verify, inside its read transaction after store_ns_sync:
  * items and item_sums must match the state table, and the handle's view
- * of the current items must hold n_live items summing to live_sum. */
+ * of the current items must hold n_live items summing to live_sum; then
+ * *checked is n_live. */
 int store_items_verify(sl_store *s, const ns_row *row, ns_cache *c, uint64_t n_live,
                        const sl_item_sum *live_sum, uint64_t *checked);
 void store_items_view_free(struct item_view *v); /* NULL ok */
