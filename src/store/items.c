@@ -559,6 +559,12 @@ static int cmp_new_id(const void *a, const void *b)
 	return memcmp(((const new_id *)a)->id, ((const new_id *)b)->id, SL_ITEM_ID_LEN);
 }
 
+/* For bsearch: the key is a bare id, the element a new_id. */
+static int cmp_id_new_id(const void *id, const void *elem)
+{
+	return memcmp(id, ((const new_id *)elem)->id, SL_ITEM_ID_LEN);
+}
+
 /* The sorted arrays of V2, rebuilt once per generation. */
 static int view_sort(struct item_view *v)
 {
@@ -911,7 +917,7 @@ int sl_items_find(sl_items *it, const uint8_t id[SL_ITEM_ID_LEN], sl_key_entry *
 
 	if ((rc = view_sort(v)) != SL_OK)
 		return rc;
-	hit = bsearch(id, v->added, v->n_added, sizeof(*v->added), cmp_new_id);
+	hit = bsearch(id, v->added, v->n_added, sizeof(*v->added), cmp_id_new_id);
 	if (hit) {
 		rc = sl_buf_set(&it->key, hit->k->head.key, hit->k->head.key_len);
 	} else {

@@ -247,7 +247,11 @@ static void compare_items(sl_store *s, const char *ns, const model *m, sl_item *
 		sl_sha256(&d, value, len);
 		sl_state_item_id(id, key, strlen(key), &d);
 		if (m->live[k]) {
-			assert_ok(sl_items_find(it, id, &e));
+			/* Ids arrive at any offset of a request body: ask with one
+			 * that is not aligned (UBSan checks how it is read). */
+			uint8_t odd[33];
+			memcpy(odd + 1, id, 32);
+			assert_ok(sl_items_find(it, odd + 1, &e));
 			assert_int_equal(e.key_len, strlen(key));
 			assert_memory_equal(e.key, key, e.key_len);
 			assert_ok(sl_items_value(it, &e, &v));
