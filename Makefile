@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline fuzz format format-check clean
+.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline bench-reconcile fuzz format format-check clean
 
 all: build
 
@@ -36,6 +36,9 @@ bench-sync: build
 
 bench-pipeline: build
 	@bench/pipeline_bench.sh $(BUILD) $(BENCH_SMALL) $(BENCH_LARGE)
+
+bench-reconcile: build
+	@bench/reconcile_bench.sh $(BUILD) $(BENCH_ITEMS)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps
