@@ -53,6 +53,9 @@
 #include "sluice/base.h"
 #include "sluice/store.h"
 
+#define BENCH_NAME "reconcile_bench"
+#include "bench_util.h"
+
 #define NS           "m"
 #define VALUE_LEN    32
 #define COMMIT_OPS   10000
@@ -63,29 +66,6 @@
 #define STREAM_WRITE 4
 
 /* ------------------------------------------------------------- utilities */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "reconcile_bench: ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	exit(1);
-}
-
-/* Abort with the library's message unless rc is SL_OK. */
-static void check(int rc, const char *what)
-{
-	if (rc != SL_OK) {
-		const sl_error *e = sl_error_last();
-		die("%s: %s (%s)%s%s", what, e->message, sl_strerror(rc), e->cause[0] ? "; " : "",
-		    e->cause);
-	}
-}
 
 static uint64_t parse_u64(const char *text, const char *what)
 {

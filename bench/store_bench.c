@@ -52,6 +52,9 @@
 #include "sluice/mmr.h"
 #include "sluice/store.h"
 
+#define BENCH_NAME "store_bench"
+#include "bench_util.h"
+
 #define KEY_LEN         32
 #define VALUE_LEN       32
 #define MIN_SECONDS     1.0   /* time-bounded loops run at least this long */
@@ -65,29 +68,6 @@ enum { STREAM_PLAIN = 1, STREAM_IMMUTABLE = 2, STREAM_MUTABLE = 3, STREAM_PICK =
 static uint64_t opt_seed = 20261121;
 
 /* ------------------------------------------------------------- utilities */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "store_bench: ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	exit(1);
-}
-
-/* Abort with the library's message unless rc is SL_OK. */
-static void check(int rc, const char *what)
-{
-	if (rc != SL_OK) {
-		const sl_error *e = sl_error_last();
-		die("%s: %s (%s)%s%s", what, e->message, sl_strerror(rc), e->cause[0] ? "; " : "",
-		    e->cause);
-	}
-}
 
 static void check_sqlite(sqlite3 *db, int rc, const char *what)
 {

@@ -51,6 +51,15 @@ static inline tu_rng tu_rng_seeded(const char *test_name)
 	return r;
 }
 
+/* In a cmocka test of the library: fail with the library's message
+ * unless expr is SL_OK (needs cmocka.h and sluice/base.h). */
+#define assert_ok(expr)                                                                            \
+	do {                                                                                       \
+		int rc_ = (expr);                                                                  \
+		if (rc_ != SL_OK)                                                                  \
+			fail_msg("%s: %s (%d)", #expr, sl_error_last()->message, rc_);             \
+	} while (0)
+
 /* mkdtemp under $TMPDIR; the caller frees the path and removes the tree
  * with tu_rmtree. Returns NULL on failure. */
 static inline char *tu_tempdir(void)

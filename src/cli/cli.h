@@ -131,6 +131,10 @@ int cli_parse_u64(const char *name, const char *what, const char *s, uint64_t *o
  * ("100ms", "1s", "2m"); a bare number is seconds. CLI_OK or CLI_USAGE. */
 int cli_parse_duration_ms(const char *name, const char *what, const char *s, uint64_t *out);
 
+/* A per-request timeout for option `what`: a duration from 1ms to 1h.
+ * CLI_OK or CLI_USAGE. */
+int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsigned *out);
+
 /* A TCP port for option `what`: 0..65535. CLI_OK or CLI_USAGE. */
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out);
 

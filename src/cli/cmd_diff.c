@@ -52,7 +52,7 @@ static const struct option diff_options[] = {
 typedef struct diff_args {
 	const char *peer, *remote_ns, *other_dir;
 	int pull;
-	uint64_t timeout_ms;
+	unsigned timeout_ms;
 } diff_args;
 
 static int diff_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
@@ -75,11 +75,7 @@ static int diff_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 		a->pull = 1;
 		return CLI_OK;
 	case OPT_TIMEOUT:
-		if (cli_parse_duration_ms(cmd->name, "--timeout", arg, &a->timeout_ms) != CLI_OK)
-			return CLI_USAGE;
-		if (a->timeout_ms == 0 || a->timeout_ms > 3600000)
-			return cli_usage_error(cmd->name, "--timeout must be between 1ms and 1h");
-		return CLI_OK;
+		return cli_parse_timeout_ms(cmd->name, "--timeout", arg, &a->timeout_ms);
 	}
 	return CLI_USAGE;
 }
@@ -187,7 +183,7 @@ int cli_cmd_diff(int argc, char **argv)
 	if (a.peer) {
 		const char *remote = a.remote_ns ? a.remote_ns : cmd.args[0];
 		snprintf(other_name, sizeof(other_name), "%s on %s", remote, a.peer);
-		if (sl_diff_peer_http(&peer, a.peer, remote, (unsigned)a.timeout_ms) != SL_OK) {
+		if (sl_diff_peer_http(&peer, a.peer, remote, a.timeout_ms) != SL_OK) {
 			rc = cli_fail(cmd.name);
 			goto cleanup;
 		}

@@ -55,7 +55,7 @@ static const struct option sync_options[] = {
 typedef struct sync_args {
 	sl_sync_client_options o;
 	uint8_t trust_key[SL_ED25519_PK_LEN];
-	uint64_t batch, outstanding, timeout_ms;
+	uint64_t batch, outstanding;
 	uint16_t metrics_port;
 	int metrics;
 } sync_args;
@@ -109,12 +109,7 @@ static int sync_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 		a->o.local_ns = arg;
 		return CLI_OK;
 	case OPT_TIMEOUT:
-		if (cli_parse_duration_ms(cmd->name, "--timeout", arg, &a->timeout_ms) != CLI_OK)
-			return CLI_USAGE;
-		if (a->timeout_ms == 0 || a->timeout_ms > 3600000)
-			return cli_usage_error(cmd->name, "--timeout must be between 1ms and 1h");
-		a->o.request_timeout_ms = (unsigned)a->timeout_ms;
-		return CLI_OK;
+		return cli_parse_timeout_ms(cmd->name, "--timeout", arg, &a->o.request_timeout_ms);
 	case 'm':
 		a->metrics = 1;
 		return cli_parse_port(cmd->name, "--metrics-port", arg, &a->metrics_port);

@@ -254,6 +254,17 @@ int cli_parse_duration_ms(const char *name, const char *what, const char *s, uin
 	return cli_usage_error(name, "%s: '%s' has an unknown unit (use ms, s, m or h)", what, s);
 }
 
+int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsigned *out)
+{
+	uint64_t ms;
+	if (cli_parse_duration_ms(name, what, s, &ms) != CLI_OK)
+		return CLI_USAGE;
+	if (ms == 0 || ms > 3600000)
+		return cli_usage_error(name, "%s must be between 1ms and 1h", what);
+	*out = (unsigned)ms;
+	return CLI_OK;
+}
+
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out)
 {
 	uint64_t v;

@@ -27,6 +27,15 @@ harness="$(dirname "$SLUICE")/negentropy_harness"
 
 PEER_PID=
 SERVE_PID=
+# wait_for PATTERN FILE PID: until FILE has a line matching PATTERN (20 s).
+wait_for() {
+	for _ in $(seq 200); do
+		grep -q "$1" "$2" && return 0
+		kill -0 "$3" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
 cleanup() {
 	[ -z "$PEER_PID" ] || kill "$PEER_PID" 2>/dev/null || true
 	[ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
@@ -57,11 +66,7 @@ started=$SECONDS
 node "$tools/nip77_http_check.mjs" gen "$TMP/node.json" "$seed"
 node "$tools/nip77_peer.mjs" docs "$TMP/node.json" 0 >"$TMP/peer.out" 2>"$TMP/peer.err" &
 PEER_PID=$!
-for _ in $(seq 200); do
-	grep -q '^listening ' "$TMP/peer.out" && break
-	kill -0 "$PEER_PID" 2>/dev/null || break
-	sleep 0.1
-done
+wait_for '^listening ' "$TMP/peer.out" "$PEER_PID" || true
 port=$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$TMP/peer.out")
 [ -n "$port" ] || fail "nip77_peer.mjs did not start: $(cat "$TMP/peer.err")"
 if ! node "$tools/nip77_http_check.mjs" check "http://127.0.0.1:$port" docs "$TMP/node.json" \
@@ -88,10 +93,7 @@ expect 0 "$SLUICE" ns create -d "$srv" docs --kind mutable
 expect 0 "$SLUICE" import -d "$srv" docs "$TMP/files"
 SLUICE_LOG=info "$SLUICE" serve -d "$srv" -p 0 -m off >"$TMP/serve.log" 2>&1 &
 SERVE_PID=$!
-for _ in $(seq 200); do
-	grep -q 'msg="serving"' "$TMP/serve.log" && break
-	sleep 0.1
-done
+wait_for 'msg="serving"' "$TMP/serve.log" "$SERVE_PID" || true
 sport=$(sed -n 's/.*msg="serving".* port=\([0-9]*\) .*/\1/p' "$TMP/serve.log")
 [ -n "$sport" ] || fail "sluice serve did not start: $(cat "$TMP/serve.log")"
 if ! node "$tools/nip77_http_check.mjs" check "http://127.0.0.1:$sport" docs "$TMP/node.json" \

@@ -25,14 +25,6 @@
 
 static tu_rng rng;
 
-/* SL_OK, or fail with the library's message. */
-#define assert_ok(expr)                                                                            \
-	do {                                                                                       \
-		int rc_ = (expr);                                                                  \
-		if (rc_ != SL_OK)                                                                  \
-			fail_msg("%s: %s (%d)", #expr, sl_error_last()->message, rc_);             \
-	} while (0)
-
 /* ------------------------------------------------------------- id lists */
 
 typedef struct id_list {

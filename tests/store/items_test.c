@@ -26,13 +26,6 @@
 
 static tu_rng rng;
 
-#define assert_ok(expr)                                                                            \
-	do {                                                                                       \
-		int rc_ = (expr);                                                                  \
-		if (rc_ != SL_OK)                                                                  \
-			fail_msg("%s: %s (%d)", #expr, sl_error_last()->message, rc_);             \
-	} while (0)
-
 static sl_store *open_store(const char *dir, uint64_t flush_ops, unsigned flags)
 {
 	sl_store_options o;

@@ -39,7 +39,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { MODE_IDLIST, Negentropy, fromHex, makeStorage, parseMessage, respond, toHex } from './nip77_lib.mjs';
+import { MODE_IDLIST, Negentropy, fromHex, makeStorage, parseMessage, respond, rng, toHex } from './nip77_lib.mjs';
 
 const HARNESS = process.argv[2];
 if (!HARNESS) {
@@ -62,17 +62,6 @@ const HARNESS_INIT_LIMITS = [[0, 4096], [4096, NO_LIMIT_NT], [4096, 4096], [6000
 
 // -------------------------------------------------------------- random
 
-// mulberry32: small, seedable, good enough to pick test cases.
-function rng(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 const rand = rng(SEED);
 const below = (n) => Math.floor(rand() * n);
 const pick = (list) => list[below(list.length)];

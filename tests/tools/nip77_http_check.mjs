@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Negentropy, loadItems, makeStorage } from './nip77_lib.mjs';
+import { Negentropy, loadItems, makeStorage, rng } from './nip77_lib.mjs';
 
 const CLIENT = join(dirname(fileURLToPath(import.meta.url)), 'nip77_client.mjs');
 const SMALL = 3000;
@@ -42,17 +42,6 @@ function fail(what) {
 	process.exit(1);
 }
 
-// mulberry32, as nip77_compare.mjs.
-function rng(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 
 function randomBytes(rand, n) {
 	const b = Buffer.alloc(n);

@@ -31,6 +31,18 @@ export const INFINITY = Number.MAX_VALUE; // nostr-tools's infinite timestamp
 // A malformed message: what was wrong and where.
 export class ProtocolError extends Error {}
 
+// mulberry32: small and seedable, good enough to pick test cases.
+export function rng(seed) {
+	let a = seed >>> 0;
+	return () => {
+		a = (a + 0x6d2b79f5) >>> 0;
+		let t = a;
+		t = Math.imul(t ^ (t >>> 15), t | 1);
+		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+	};
+}
+
 export function toHex(bytes) {
 	return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
