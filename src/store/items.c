@@ -1,25 +1,8 @@
 /*
- * The set reconciliation items of a namespace's state, indexed so that a
- * range's fingerprint costs a few in-memory steps and a handful of rows,
- * whatever the size of the set.
- *
- * Each live key is the item (0, id) with id = SHA-256(key || 0x00 ||
- * digest), digest being the SHA-256 of its value the log already holds, so
- * items are computed without reading a value. Items sort by id (their
- * timestamps are all 0). The id space is cut into 65536 buckets by the
- * first two bytes of the id; ids are hashes, so buckets fill evenly (about
- * 15 items each at a million keys).
- *
- * What is stored follows the state table, which is a checkpoint (store.c):
- *   S1. items(ns, id, key) holds exactly one row per key of the state
- *       table, as of state_loc, with that key's id.
- *   S2. item_sums(ns, chunk) holds, for each bucket, the count and the
- *       256-bit sum of the ids of S1 in it, 256 buckets to a row (a chunk
- *       with no item has no row).
- * store_items_flush keeps S1 and S2 in the transaction that moves the
- * state table forward (the deleted and the new ids of the keys it writes,
- * applied in id order so each page is written once), and verify checks
- * both against the state table.
+ * Reading the set reconciliation items of a namespace's state: the view
+ * each handle keeps of the current items, and the item set over it that
+ * reconciliation reads (sl_store_items_open). The stored index (S1, S2)
+ * is items_index.c.
  *
  * The current items are those of S1 changed by the operations of
  * [state_loc, size). Each handle that reads items keeps a view of them
@@ -48,292 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS       65536u
-#define CHUNK_BUCKETS 256u
-#define CHUNKS        (BUCKETS / CHUNK_BUCKETS)
-#define BUCKET_BYTES  40 /* be64 count | sum[32] */
-#define CHUNK_BYTES   (CHUNK_BUCKETS * BUCKET_BYTES)
-#define LISTED        8 /* buckets kept listed per view */
+#define BUCKETS ITEM_BUCKETS
+#define LISTED  8 /* buckets kept listed per view */
 
 typedef uint8_t item_id[SL_ITEM_ID_LEN];
-
-void sl_state_item_id(uint8_t out[SL_ITEM_ID_LEN], const char *key, size_t key_len,
-                      const sl_digest *value_digest)
-{
-	static const uint8_t zero = 0;
-	sl_bytes parts[3] = {
-	        {(const uint8_t *)key, key_len}, {&zero, 1}, {value_digest->bytes, SL_DIGEST_LEN}};
-	sl_digest d;
-	sl_sha256_parts(&d, parts, 3);
-	memcpy(out, d.bytes, SL_ITEM_ID_LEN);
-}
-
-static uint32_t bucket_of(const uint8_t *id)
-{
-	return ((uint32_t)id[0] << 8) | id[1];
-}
 
 static int cmp_id(const void *a, const void *b)
 {
 	return memcmp(a, b, SL_ITEM_ID_LEN);
-}
-
-/* ------------------------------------------------------ stored buckets */
-
-/* A change to S1: an id that goes or comes, with its key. */
-typedef struct item_change {
-	item_id id;
-	int insert;
-	const char *key;
-	size_t key_len;
-} item_change;
-
-static int cmp_change(const void *a, const void *b)
-{
-	return memcmp(((const item_change *)a)->id, ((const item_change *)b)->id, SL_ITEM_ID_LEN);
-}
-
-typedef struct bucket_delta {
-	int64_t count;
-	sl_item_sum sum;
-} bucket_delta;
-
-/* Add the bucket deltas of one chunk to its stored row. */
-static int apply_chunk(sl_store *s, int64_t ns_id, uint32_t chunk, const bucket_delta *d)
-{
-	uint8_t sums[CHUNK_BYTES];
-	sqlite3_stmt *st;
-	int rc, any = 0;
-
-	memset(sums, 0, sizeof(sums));
-	if (!(st = store_stmt(s, STMT_ITEM_SUMS_GET)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, ns_id);
-	sqlite3_bind_int64(st, 2, chunk);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_bytes(st, 0) != CHUNK_BYTES)
-			rc = sl_error_set(SL_ECORRUPT, "item sums chunk %u has %d bytes", chunk,
-			                  sqlite3_column_bytes(st, 0));
-		else
-			memcpy(sums, sqlite3_column_blob(st, 0), CHUNK_BYTES);
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return rc < 0 ? rc : store_sqlite_error(s, rc, "read item sums");
-	for (uint32_t i = 0; i < CHUNK_BUCKETS; i++) {
-		uint8_t *p = sums + i * BUCKET_BYTES;
-		uint64_t count = sl_be64_get(p);
-		sl_item_sum sum;
-		if (d[i].count < 0 && (uint64_t)-d[i].count > count)
-			return sl_error_set(SL_ECORRUPT,
-			                    "item bucket %u would hold fewer than no items",
-			                    chunk * CHUNK_BUCKETS + i);
-		count += (uint64_t)d[i].count;
-		sl_item_sum_from_bytes(&sum, p + 8);
-		sl_item_sum_add(&sum, &d[i].sum);
-		sl_be64_put(p, count);
-		sl_item_sum_to_bytes(p + 8, &sum);
-		any |= count != 0;
-	}
-	if (!(st = store_stmt(s, any ? STMT_ITEM_SUMS_PUT : STMT_ITEM_SUMS_DELETE)))
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, ns_id);
-	sqlite3_bind_int64(st, 2, chunk);
-	if (any)
-		sqlite3_bind_blob(st, 3, sums, CHUNK_BYTES, SQLITE_STATIC);
-	return store_step_done(s, st, "write item sums");
-}
-
-/* Apply changes to S1 in id order and their sums to S2. */
-static int apply_changes(sl_store *s, int64_t ns_id, item_change *changes, size_t n)
-{
-	bucket_delta *deltas = NULL;
-	uint8_t *touched = NULL;
-	int rc = SL_OK;
-
-	if (n == 0)
-		return SL_OK;
-	if (!(deltas = sl_calloc(BUCKETS, sizeof(*deltas))) || !(touched = sl_calloc(CHUNKS, 1))) {
-		rc = SL_ENOMEM;
-		goto cleanup;
-	}
-	qsort(changes, n, sizeof(*changes), cmp_change);
-	for (size_t i = 0; i < n && rc == SL_OK; i++) {
-		const item_change *c = &changes[i];
-		uint32_t b = bucket_of(c->id);
-		sqlite3_stmt *st = store_stmt(s, c->insert ? STMT_ITEM_INSERT : STMT_ITEM_DELETE);
-		if (!st) {
-			rc = sl_error_last()->code;
-			break;
-		}
-		sqlite3_bind_int64(st, 1, ns_id);
-		sqlite3_bind_blob(st, 2, c->id, SL_ITEM_ID_LEN, SQLITE_STATIC);
-		if (c->insert)
-			sqlite3_bind_blob(st, 3, c->key, (int)c->key_len, SQLITE_STATIC);
-		if ((rc = store_step_done(s, st, "write item")) != SL_OK)
-			break;
-		if (!c->insert && sqlite3_changes(s->db) != 1)
-			rc = sl_error_set(SL_ECORRUPT, "the item of '%.*s' is missing",
-			                  (int)c->key_len, c->key);
-		deltas[b].count += c->insert ? 1 : -1;
-		if (c->insert)
-			sl_item_sum_add_id(&deltas[b].sum, c->id);
-		else
-			sl_item_sum_sub_id(&deltas[b].sum, c->id);
-		touched[b / CHUNK_BUCKETS] = 1;
-	}
-	for (uint32_t ch = 0; ch < CHUNKS && rc == SL_OK; ch++)
-		if (touched[ch])
-			rc = apply_chunk(s, ns_id, ch, deltas + ch * CHUNK_BUCKETS);
-cleanup:
-	sl_free(deltas);
-	sl_free(touched);
-	return rc;
-}
-
-int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *list, size_t n)
-{
-	item_change *changes = NULL;
-	size_t n_changes = 0;
-	int rc = SL_OK;
-
-	if (n == 0)
-		return SL_OK;
-	if (!(changes = sl_calloc(2 * n, sizeof(*changes))))
-		return SL_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const overlay_entry *e = list[i];
-		state_entry old;
-		rc = store_state_get(s, ns_id, e->head.key, e->head.key_len, &old);
-		if (rc != SL_OK && rc != SL_ENOTFOUND)
-			goto cleanup;
-		if (rc == SL_OK && !e->deleted && sl_digest_eq(&old.digest, &e->st.digest)) {
-			rc = SL_OK;
-			continue; /* the same item */
-		}
-		if (rc == SL_OK) {
-			item_change *c = &changes[n_changes++];
-			sl_state_item_id(c->id, e->head.key, e->head.key_len, &old.digest);
-			c->key = e->head.key;
-			c->key_len = e->head.key_len;
-		}
-		if (!e->deleted) {
-			item_change *c = &changes[n_changes++];
-			sl_state_item_id(c->id, e->head.key, e->head.key_len, &e->st.digest);
-			c->insert = 1;
-			c->key = e->head.key;
-			c->key_len = e->head.key_len;
-		}
-		rc = SL_OK;
-	}
-	rc = apply_changes(s, ns_id, changes, n_changes);
-cleanup:
-	sl_free(changes);
-	return rc;
-}
-
-static const char migrate_sql[] =
-        "CREATE TABLE items(ns INTEGER NOT NULL, id BLOB NOT NULL, key BLOB NOT NULL, "
-        "PRIMARY KEY(ns, id)) WITHOUT ROWID;\n"
-        "CREATE TABLE item_sums(ns INTEGER NOT NULL, chunk INTEGER NOT NULL, "
-        "sums BLOB NOT NULL, PRIMARY KEY(ns, chunk)) WITHOUT ROWID;\n";
-
-/* Fill S1 and S2 of one namespace from its state table. */
-static int migrate_ns(sl_store *s, int64_t ns_id)
-{
-	sqlite3_stmt *st = NULL;
-	item_change *changes = NULL;
-	size_t n = 0, cap = 0;
-	char *keys = NULL; /* every key, one after the other */
-	size_t keys_len = 0, keys_cap = 0;
-	int rc;
-
-	rc = sqlite3_prepare_v2(s->db, "SELECT key, digest FROM state WHERE ns = ?1", -1, &st,
-	                        NULL);
-	if (rc != SQLITE_OK) {
-		rc = store_sqlite_error(s, rc, "read state");
-		goto cleanup;
-	}
-	sqlite3_bind_int64(st, 1, ns_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		size_t key_len = (size_t)sqlite3_column_bytes(st, 0);
-		sl_digest digest;
-		item_change *grown;
-		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN || key_len > SL_KEY_MAX) {
-			rc = sl_error_set(SL_ECORRUPT, "a state entry is damaged");
-			goto cleanup;
-		}
-		if (!(grown = sl_grow(changes, &cap, n, sizeof(*changes), 1024))) {
-			rc = SL_ENOMEM;
-			goto cleanup;
-		}
-		changes = grown;
-		while (keys_len + key_len > keys_cap) {
-			char *more = sl_realloc(keys, keys_cap ? 2 * keys_cap : 65536);
-			if (!more) {
-				rc = SL_ENOMEM;
-				goto cleanup;
-			}
-			keys = more;
-			keys_cap = keys_cap ? 2 * keys_cap : 65536;
-		}
-		memcpy(keys + keys_len, sqlite3_column_blob(st, 0), key_len);
-		memcpy(digest.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
-		memset(&changes[n], 0, sizeof(changes[n]));
-		sl_state_item_id(changes[n].id, keys + keys_len, key_len, &digest);
-		changes[n].insert = 1;
-		changes[n].key = (const char *)(uintptr_t)keys_len; /* an offset until the end */
-		changes[n].key_len = key_len;
-		keys_len += key_len;
-		n++;
-	}
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(s, rc, "read state");
-		goto cleanup;
-	}
-	for (size_t i = 0; i < n; i++)
-		changes[i].key = keys + (uintptr_t)changes[i].key;
-	rc = apply_changes(s, ns_id, changes, n);
-cleanup:
-	sqlite3_finalize(st);
-	sl_free(changes);
-	sl_free(keys);
-	return rc;
-}
-
-int store_items_migrate(sl_store *s)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t *ids = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-
-	if ((rc = sqlite3_exec(s->db, migrate_sql, NULL, NULL, NULL)) != SQLITE_OK)
-		return store_sqlite_error(s, rc, "create the item index");
-	if ((rc = sqlite3_prepare_v2(s->db, "SELECT id FROM namespaces", -1, &st, NULL)) !=
-	    SQLITE_OK)
-		return store_sqlite_error(s, rc, "list namespaces");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t *grown = sl_grow(ids, &cap, n, sizeof(*ids), 16);
-		if (!grown) {
-			rc = SL_ENOMEM;
-			goto cleanup;
-		}
-		ids = grown;
-		ids[n++] = sqlite3_column_int64(st, 0);
-	}
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(s, rc, "list namespaces");
-		goto cleanup;
-	}
-	rc = SL_OK;
-	for (size_t i = 0; i < n && rc == SL_OK; i++)
-		rc = migrate_ns(s, ids[i]);
-cleanup:
-	sqlite3_finalize(st);
-	sl_free(ids);
-	return rc;
 }
 
 /* ------------------------------------------------------------------ view */
@@ -389,7 +94,7 @@ void store_items_view_free(struct item_view *v)
 
 static void tree_add(struct item_view *v, const uint8_t *id, int insert)
 {
-	for (uint32_t i = bucket_of(id) + 1; i <= BUCKETS; i += i & (~i + 1)) {
+	for (uint32_t i = item_bucket(id) + 1; i <= BUCKETS; i += i & (~i + 1)) {
 		if (insert) {
 			v->count_tree[i]++;
 			sl_item_sum_add_id(&v->sum_tree[i], id);
@@ -433,33 +138,15 @@ static uint32_t tree_find(const struct item_view *v, uint64_t index, uint64_t *b
 /* Load S2 into the trees (linear-time Fenwick construction). */
 static int view_load(sl_store *s, struct item_view *v, int64_t ns_id)
 {
-	sqlite3_stmt *st = store_stmt(s, STMT_ITEM_SUMS_ALL);
 	int rc;
 
-	memset(v->count_tree, 0, (BUCKETS + 1) * sizeof(*v->count_tree));
-	memset(v->sum_tree, 0, (BUCKETS + 1) * sizeof(*v->sum_tree));
+	v->count_tree[0] = 0;
+	sl_item_sum_zero(&v->sum_tree[0]);
+	if ((rc = store_item_sums_read(s, ns_id, v->count_tree + 1, v->sum_tree + 1)) != SL_OK)
+		return rc;
 	v->total = 0;
-	if (!st)
-		return sl_error_last()->code;
-	sqlite3_bind_int64(st, 1, ns_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t chunk = sqlite3_column_int64(st, 0);
-		const uint8_t *p = sqlite3_column_blob(st, 1);
-		if (chunk < 0 || chunk >= CHUNKS || sqlite3_column_bytes(st, 1) != CHUNK_BYTES) {
-			sqlite3_reset(st);
-			return sl_error_set(SL_ECORRUPT, "item sums chunk %lld is damaged",
-			                    (long long)chunk);
-		}
-		for (uint32_t i = 0; i < CHUNK_BUCKETS; i++, p += BUCKET_BYTES) {
-			uint32_t at = (uint32_t)chunk * CHUNK_BUCKETS + i + 1;
-			v->count_tree[at] = sl_be64_get(p);
-			sl_item_sum_from_bytes(&v->sum_tree[at], p + 8);
-			v->total += v->count_tree[at];
-		}
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return store_sqlite_error(s, rc, "read item sums");
+	for (uint32_t i = 1; i <= BUCKETS; i++)
+		v->total += v->count_tree[i];
 	for (uint32_t i = 1; i <= BUCKETS; i++) {
 		uint32_t parent = i + (i & (~i + 1));
 		if (parent <= BUCKETS) {
@@ -665,7 +352,7 @@ static int list_bucket(sl_store *s, struct item_view *v, int64_t ns_id, uint32_t
 	j = added_lower(v, lo);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const uint8_t *id = sqlite3_column_blob(st, 0);
-		if (sqlite3_column_bytes(st, 0) != SL_ITEM_ID_LEN || bucket_of(id) != b) {
+		if (sqlite3_column_bytes(st, 0) != SL_ITEM_ID_LEN || item_bucket(id) != b) {
 			rc = sl_error_set(SL_ECORRUPT, "an item id in bucket %u is damaged", b);
 			goto done;
 		}
@@ -681,7 +368,7 @@ static int list_bucket(sl_store *s, struct item_view *v, int64_t ns_id, uint32_t
 		rc = store_sqlite_error(s, rc, "read items");
 		goto done;
 	}
-	for (; j < v->n_added && bucket_of(v->added[j].id) == b; j++)
+	for (; j < v->n_added && item_bucket(v->added[j].id) == b; j++)
 		if ((rc = push_id(l, v->added[j].id)) != SL_OK)
 			goto done;
 	counted = tree_before(v, b + 1, NULL) - tree_before(v, b, NULL);
@@ -760,7 +447,7 @@ static int items_lower_bound(void *ctx, uint64_t begin, const sl_item *bound, ui
 		*out = it->v->total; /* every item has timestamp 0 */
 		return SL_OK;
 	}
-	b = bucket_of(bound->id);
+	b = item_bucket(bound->id);
 	if ((rc = list_bucket(it->s, it->v, it->row.id, b, &l)) != SL_OK)
 		return rc;
 	lo = 0;
@@ -967,120 +654,6 @@ int sl_items_value(sl_items *it, const sl_key_entry *entry, sl_buf *value)
 
 /* ---------------------------------------------------------------- verify */
 
-/* S1 and S2 against the state table (as of state_loc). */
-static int verify_stored(sl_store *s, const ns_row *row)
-{
-	sqlite3_stmt *st = NULL, *q = NULL;
-	bucket_delta *want = NULL;
-	int64_t stored_items = -1;
-	uint64_t n = 0;
-	int rc;
-
-	if (!(want = sl_calloc(BUCKETS, sizeof(*want))))
-		return SL_ENOMEM;
-	if ((rc = sqlite3_prepare_v2(s->db, "SELECT key, digest FROM state WHERE ns = ?1", -1, &st,
-	                             NULL)) != SQLITE_OK ||
-	    (rc = sqlite3_prepare_v2(s->db, "SELECT key FROM items WHERE ns = ?1 AND id = ?2", -1,
-	                             &q, NULL)) != SQLITE_OK) {
-		rc = store_sqlite_error(s, rc, "verify items");
-		goto cleanup;
-	}
-	sqlite3_bind_int64(st, 1, row->id);
-	sqlite3_bind_int64(q, 1, row->id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *key = sqlite3_column_blob(st, 0);
-		int key_len = sqlite3_column_bytes(st, 0);
-		sl_digest digest;
-		item_id id;
-		if (sqlite3_column_bytes(st, 1) != SL_DIGEST_LEN) {
-			rc = sl_error_set(SL_ECORRUPT, "the state entry of '%.*s' is damaged",
-			                  key_len, key);
-			goto cleanup;
-		}
-		memcpy(digest.bytes, sqlite3_column_blob(st, 1), SL_DIGEST_LEN);
-		sl_state_item_id(id, key, (size_t)key_len, &digest);
-		sqlite3_bind_blob(q, 2, id, SL_ITEM_ID_LEN, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-		if (rc != SQLITE_ROW || sqlite3_column_bytes(q, 0) != key_len ||
-		    memcmp(sqlite3_column_blob(q, 0), key, (size_t)key_len) != 0) {
-			rc = sl_error_set(SL_ECORRUPT, "the item of '%.*s' is missing or wrong",
-			                  key_len, key);
-			goto cleanup;
-		}
-		sqlite3_reset(q);
-		want[bucket_of(id)].count++;
-		sl_item_sum_add_id(&want[bucket_of(id)].sum, id);
-		n++;
-	}
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(s, rc, "verify items");
-		goto cleanup;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if ((rc = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items WHERE ns = ?1", -1, &st,
-	                             NULL)) != SQLITE_OK) {
-		rc = store_sqlite_error(s, rc, "verify items");
-		goto cleanup;
-	}
-	sqlite3_bind_int64(st, 1, row->id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		stored_items = sqlite3_column_int64(st, 0);
-	if (stored_items != (int64_t)n) {
-		rc = sl_error_set(SL_ECORRUPT, "%lld items are stored for %llu keys",
-		                  (long long)stored_items, (unsigned long long)n);
-		goto cleanup;
-	}
-	/* S2: each stored chunk must equal the sums just computed, and a
-	 * chunk with items must be stored. Subtracting what is stored leaves
-	 * all zeros exactly when they agree. */
-	sqlite3_finalize(st);
-	st = NULL;
-	if (!(st = store_stmt(s, STMT_ITEM_SUMS_ALL))) {
-		rc = sl_error_last()->code;
-		goto cleanup;
-	}
-	sqlite3_bind_int64(st, 1, row->id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t chunk = sqlite3_column_int64(st, 0);
-		const uint8_t *p = sqlite3_column_blob(st, 1);
-		if (chunk < 0 || chunk >= CHUNKS || sqlite3_column_bytes(st, 1) != CHUNK_BYTES) {
-			rc = sl_error_set(SL_ECORRUPT, "item sums chunk %lld is damaged",
-			                  (long long)chunk);
-			sqlite3_reset(st);
-			st = NULL;
-			goto cleanup;
-		}
-		for (uint32_t i = 0; i < CHUNK_BUCKETS; i++, p += BUCKET_BYTES) {
-			bucket_delta *w = &want[(uint32_t)chunk * CHUNK_BUCKETS + i];
-			sl_item_sum stored;
-			w->count -= (int64_t)sl_be64_get(p);
-			sl_item_sum_from_bytes(&stored, p + 8);
-			sl_item_sum_sub(&w->sum, &stored);
-		}
-	}
-	sqlite3_reset(st);
-	st = NULL; /* a prepared statement of the store's: not ours to finalize */
-	if (rc != SQLITE_DONE) {
-		rc = store_sqlite_error(s, rc, "verify item sums");
-		goto cleanup;
-	}
-	rc = SL_OK;
-	for (uint32_t b = 0; b < BUCKETS; b++) {
-		static const sl_item_sum zero;
-		if (want[b].count != 0 || memcmp(&want[b].sum, &zero, sizeof(zero)) != 0) {
-			rc = sl_error_set(SL_ECORRUPT,
-			                  "the stored sums of item bucket %u are wrong", b);
-			break;
-		}
-	}
-cleanup:
-	sqlite3_finalize(st);
-	sqlite3_finalize(q);
-	sl_free(want);
-	return rc;
-}
-
 int store_items_verify(sl_store *s, const ns_row *row, ns_cache *c, uint64_t n_live,
                        const sl_item_sum *live_sum, uint64_t *checked)
 {
@@ -1090,7 +663,8 @@ int store_items_verify(sl_store *s, const ns_row *row, ns_cache *c, uint64_t n_l
 
 	if (s->format < 2)
 		return SL_OK; /* nothing to check yet: no index */
-	if ((rc = verify_stored(s, row)) != SL_OK || (rc = view_sync(s, row, c, &v)) != SL_OK)
+	if ((rc = store_items_verify_index(s, row)) != SL_OK ||
+	    (rc = view_sync(s, row, c, &v)) != SL_OK)
 		return rc;
 	tree_before(v, BUCKETS, &sum);
 	if (v->total != n_live || memcmp(&sum, live_sum, sizeof(sum)) != 0)

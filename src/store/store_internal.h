@@ -247,7 +247,19 @@ int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
  * row->size (the caller writes the row). */
 int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
 void store_cache_invalidate(sl_store *s, int64_t ns_id);
-/* --- items.c */
+/* --- items_index.c and items.c */
+#define ITEM_BUCKETS 65536u /* by the first two bytes of an id */
+
+static inline uint32_t item_bucket(const uint8_t *id)
+{
+	return ((uint32_t)id[0] << 8) | id[1];
+}
+
+/* counts[b] and sums[b] of every bucket b as item_sums holds them (zero
+ * where it has no row); both arrays have ITEM_BUCKETS entries. */
+int store_item_sums_read(sl_store *s, int64_t ns_id, uint64_t *counts, sl_item_sum *sums);
+/* For verify: items and item_sums hold exactly what the state table does. */
+int store_items_verify_index(sl_store *s, const ns_row *row);
 /* Inside the flush's write transaction, before the state table takes the
  * overlay (list: its entries): bring items and item_sums up to date. */
 int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *list, size_t n);

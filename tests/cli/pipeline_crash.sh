@@ -39,11 +39,15 @@ acknowledged() {
 }
 
 killed=0 checked=0
+# Until a first batch is saved, each run is given longer before the kill:
+# on a loaded machine a run may not reach its first commit in 180 ms, and
+# a cursor, once saved, is what every later run is checked against.
+patience=0
 for run in $(seq 1 "$RUNS"); do
 	add_work
 	"$SLUICE" run -c "$TMP/crash.toml" >"$TMP/run.log" 2>&1 &
 	pid=$!
-	sleep "0.$(printf "%03d" $((5 + RANDOM % 175)))"
+	sleep "$(awk -v ms=$((5 + RANDOM % (175 + patience))) 'BEGIN { printf "%.3f", ms / 1000 }')"
 	if kill -9 "$pid" 2>/dev/null; then
 		killed=$((killed + 1))
 	fi
@@ -60,6 +64,8 @@ for run in $(seq 1 "$RUNS"); do
 		missing=$(LC_ALL=C comm -23 <(echo "$want") <(echo "$have"))
 		[ -z "$missing" ] || fail "run $run: acknowledged rows missing or wrong: $(head -3 <<<"$missing")"
 		checked=$((checked + 1))
+	else
+		patience=$((patience + 150))
 	fi
 done
 echo "pipeline_crash: $killed of $RUNS runs killed mid-way, $checked checked against a saved cursor" >&2
