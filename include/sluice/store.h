@@ -246,7 +246,7 @@ int sl_store_consistency_proof(sl_store *s, const char *ns, uint64_t old_size, u
 /* The set reconciliation items of a namespace's state (docs/protocol.md,
  * "State items"): each live key is the item with timestamp 0 and id
  * SHA-256(key || 0x00 || SHA-256(value)); deleted keys are absent. The
- * store keeps them indexed with per-bucket counts and sums (items.c), so a
+ * store keeps them indexed with per-bucket counts and sums (items_index.c), so a
  * range's fingerprint never re-reads values or walks the set. */
 void sl_state_item_id(uint8_t out[SL_ITEM_ID_LEN], const char *key, size_t key_len,
                       const sl_digest *value_digest);

@@ -27,10 +27,10 @@
  *       appends; see store.c.
  *   items(ns, id, key)
  *       the set reconciliation item of each key of the state table (as of
- *       state_loc): id = SHA-256(key || 0x00 || digest); see items.c.
+ *       state_loc): id = SHA-256(key || 0x00 || digest); see items_index.c.
  *   item_sums(ns, chunk, sums)
  *       per bucket of ids (the first two bytes), the count and the 256-bit
- *       sum of the ids in items, 256 buckets to a row (items.c).
+ *       sum of the ids in items, 256 buckets to a row (items_index.c).
  *
  * Locations are limited to 2^40 per namespace by the id packing (about a
  * trillion operations), namespace ids to 2^22.
