@@ -20,6 +20,8 @@ extern "C" {
 
 /* ------------------------------------------------------------ HTTP server */
 
+typedef struct sl_metrics sl_metrics; /* below */
+
 /* A request as handed to a handler; every pointer is borrowed for the
  * duration of the call. */
 typedef struct sl_http_request {
@@ -41,6 +43,11 @@ typedef struct sl_http_response {
 	int status; /* default 200 */
 	const char *content_type;
 	sl_buf body; /* capped at the server's max_response */
+	/* Tokens of the client's rate to charge beyond what the request's
+	 * bodies cost (docs/protocol.md, "Limits"): work its bytes do not
+	 * show. Default 0. */
+	double cost;
+	unsigned retry_after_s; /* > 0: sent as Retry-After */
 } sl_http_response;
 
 /* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,
@@ -54,6 +61,26 @@ int sl_http_response_error(sl_http_response *r, int status, const char *code, co
 /* Called from the server's worker threads, possibly several at once. */
 typedef void (*sl_http_handler)(void *ctx, const sl_http_request *req, sl_http_response *resp);
 
+/* What one client (one peer address) may take of a server, so that it
+ * cannot starve the others (docs/cli.md, "Limits"). */
+typedef struct sl_http_limits {
+	unsigned max_client_connections; /* open connections; past it a new one is
+	                                    refused. Default 64 (a quarter of 256) */
+	unsigned max_client_requests;    /* requests in service at once; more wait
+	                                    their turn, holding no thread. Default 0:
+	                                    half the server's threads (at least 1) */
+	double client_rate;              /* request tokens per second, default 20000;
+	                                    0: no rate limit. Past it: 429 */
+	double client_burst;             /* the bucket, default 2 x client_rate */
+	unsigned header_timeout_s;       /* a request head must be complete within
+	                                    this, default 10 */
+	size_t min_body_rate;            /* bytes per second a body must average once
+	                                    body_grace_s passed, default 1024; 0: none */
+	unsigned body_grace_s;           /* default 10 */
+} sl_http_limits;
+
+void sl_http_limits_init(sl_http_limits *l);
+
 typedef struct sl_http_server_options {
 	const char *listen_addr;  /* IPv4 address to bind; default "127.0.0.1" */
 	uint16_t port;            /* 0: the kernel picks a free port */
@@ -62,6 +89,8 @@ typedef struct sl_http_server_options {
 	size_t max_response;      /* response body cap, default 256 MiB */
 	unsigned timeout_s;       /* idle / stalled connection timeout, default 30 */
 	unsigned max_connections; /* default 256 */
+	sl_http_limits limits;    /* per client */
+	sl_metrics *metrics;      /* counts refusals and cuts; may be NULL */
 } sl_http_server_options;
 
 void sl_http_server_options_init(sl_http_server_options *o);
@@ -84,6 +113,7 @@ typedef struct sl_http_client_options {
 	unsigned connect_timeout_ms; /* default 5000 */
 	unsigned request_timeout_ms; /* whole request, default 30000 */
 	size_t max_response;         /* response body cap, default 256 MiB */
+	const char *local_addr;      /* send from this local address; NULL: any */
 } sl_http_client_options;
 
 void sl_http_client_options_init(sl_http_client_options *o);
@@ -102,6 +132,7 @@ typedef struct sl_http_result {
 	uint64_t tag;
 	int rc;
 	long status;
+	uint64_t retry_after_s; /* the answer's Retry-After in seconds, 0 if none */
 	sl_buf body;
 	char error[256];
 } sl_http_result;

@@ -75,6 +75,7 @@ typedef struct request_list {
 
 struct sl_http_client {
 	sl_http_client_options opts;
+	char *local_addr; /* opts.local_addr points here */
 	CURLM *multi;
 	request_list queued;
 	request_list running;
@@ -174,6 +175,7 @@ void sl_http_client_options_init(sl_http_client_options *o)
 	o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
 	o->request_timeout_ms = DEFAULT_REQUEST_TIMEOUT_MS;
 	o->max_response = DEFAULT_MAX_RESPONSE;
+	o->local_addr = NULL;
 }
 
 void sl_http_result_init(sl_http_result *r)
@@ -181,6 +183,7 @@ void sl_http_result_init(sl_http_result *r)
 	r->tag = 0;
 	r->rc = SL_OK;
 	r->status = 0;
+	r->retry_after_s = 0;
 	sl_buf_init(&r->body, 0);
 	r->error[0] = '\0';
 }
@@ -222,6 +225,13 @@ int sl_http_client_new(sl_http_client **out, const sl_http_client_options *o)
 		c->opts.request_timeout_ms = o->request_timeout_ms;
 	if (o && o->max_response)
 		c->opts.max_response = o->max_response;
+	if (o && o->local_addr) {
+		if (!(c->local_addr = sl_strdup(o->local_addr))) {
+			rc = SL_ENOMEM;
+			goto cleanup;
+		}
+		c->opts.local_addr = c->local_addr;
+	}
 	c->next_id = 1;
 	if (!(c->idle = sl_calloc(c->opts.max_in_flight, sizeof(*c->idle)))) {
 		rc = SL_ENOMEM;
@@ -270,6 +280,7 @@ void sl_http_client_free(sl_http_client *c)
 	sl_free(c->idle);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
+	sl_free(c->local_addr);
 	sl_free(c);
 }
 
@@ -408,6 +419,8 @@ static int configure_easy(sl_http_client *c, request *r)
 	SET(CURLOPT_WRITEFUNCTION, write_body);
 	SET(CURLOPT_WRITEDATA, (void *)r);
 	SET(CURLOPT_HTTPHEADER, r->headers);
+	if (c->opts.local_addr)
+		SET(CURLOPT_INTERFACE, c->opts.local_addr);
 	if (strcmp(r->method, "HEAD") == 0) {
 		/* A custom HEAD would wait for a body that never comes. */
 		SET(CURLOPT_NOBODY, 1L);
@@ -531,6 +544,12 @@ static void finish_request(sl_http_client *c, request *r, CURLcode cc)
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	res->status = status;
+	{
+		curl_off_t retry_after = 0;
+		if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+		    retry_after > 0)
+			res->retry_after_s = (uint64_t)retry_after;
+	}
 	r->curl_rc = cc;
 	if (cc == CURLE_OK) {
 		res->rc = SL_OK;

@@ -17,6 +17,14 @@
  * The request_state is freed in the completion callback, which MHD calls
  * for every request it presented to us, finished or not.
  *
+ * Every connection and request also goes through the guard
+ * (http_guard.c): a client past its share of connections is refused at
+ * accept, one over its rate is answered 429 at its head, one with its
+ * share of requests in service waits (suspended) for its turn, and a
+ * connection whose head is late or whose body trickles is cut. The
+ * guard's state for a connection is MHD's socket context; a request's
+ * state is made when its request line arrives, so its head is timed.
+ *
  * Response bodies are handed to MHD without a copy: MHD frees them with
  * sl_free once sent. MHD's own diagnostics go to sl_log at debug level;
  * the last one on the starting thread explains a failed start.
@@ -32,7 +40,7 @@
 
 #include <microhttpd.h>
 
-#include "sluice/net.h"
+#include "net/http_guard.h"
 
 #define DEFAULT_LISTEN_ADDR     "127.0.0.1"
 #define DEFAULT_THREADS         4
@@ -40,6 +48,13 @@
 #define DEFAULT_MAX_RESPONSE    ((size_t)256 * 1024 * 1024)
 #define DEFAULT_TIMEOUT_S       30
 #define DEFAULT_MAX_CONNECTIONS 256
+#define DEFAULT_CLIENT_RATE     20000.0
+#define DEFAULT_HEADER_TIMEOUT  10
+#define DEFAULT_MIN_BODY_RATE   1024
+#define DEFAULT_BODY_GRACE      10
+/* A request costs one token, plus one per this many body bytes, in and
+ * out (docs/protocol.md, "Limits"). */
+#define COST_BYTES ((size_t)64 * 1024)
 /* Error bodies are small; they get their own cap so that a tiny
  * max_response cannot prevent a 413 or 500 from being sent. */
 #define ERROR_BODY_MAX  4096
@@ -52,15 +67,22 @@ struct sl_http_server {
 	size_t max_request;
 	size_t max_response;
 	uint16_t port;
+	http_guard *guard;
 };
 
-/* Per request, from the first access-handler call to completion. */
+/* Per request, from its request line (or the first access-handler call)
+ * to completion. */
 typedef struct request_state {
+	int started;   /* the access handler has seen the head */
+	int waiting;   /* suspended in its client's queue (http_guard.c) */
+	int responded; /* answered at the head (429, 413): the rest is discarded */
+	void *conn;    /* the guard's tracking of the connection, or NULL */
 	sl_buf body;
 	/* 0 while all is well, else the status to answer once the body has
 	 * been read: 413 (past max_request) or 500 (out of memory). */
 	unsigned reject_status;
 	size_t discarded; /* body bytes thrown away after a rejection */
+	double cost;      /* tokens to charge at completion */
 } request_state;
 
 /* The last MHD diagnostic on this thread, to explain a failed start. */
@@ -76,6 +98,18 @@ void sl_http_server_options_init(sl_http_server_options *o)
 	o->max_response = DEFAULT_MAX_RESPONSE;
 	o->timeout_s = DEFAULT_TIMEOUT_S;
 	o->max_connections = DEFAULT_MAX_CONNECTIONS;
+	sl_http_limits_init(&o->limits);
+}
+
+void sl_http_limits_init(sl_http_limits *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->max_client_connections = DEFAULT_MAX_CONNECTIONS / 4;
+	l->client_rate = DEFAULT_CLIENT_RATE;
+	l->client_burst = 2 * DEFAULT_CLIENT_RATE;
+	l->header_timeout_s = DEFAULT_HEADER_TIMEOUT;
+	l->min_body_rate = DEFAULT_MIN_BODY_RATE;
+	l->body_grace_s = DEFAULT_BODY_GRACE;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -236,6 +270,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, sl_http_respon
 		goto cleanup;
 	if (MHD_add_response_header(reply, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES)
 		goto cleanup;
+	if (resp->retry_after_s > 0) {
+		char seconds[16];
+		snprintf(seconds, sizeof(seconds), "%u", resp->retry_after_s);
+		if (MHD_add_response_header(reply, MHD_HTTP_HEADER_RETRY_AFTER, seconds) != MHD_YES)
+			goto cleanup;
+	}
 	result = MHD_queue_response(conn, status, reply);
 cleanup:
 	if (reply)
@@ -245,9 +285,9 @@ cleanup:
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
-                                  const char *message)
+                                  const char *message, unsigned retry_after_s)
 {
-	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX)};
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX), 0, retry_after_s};
 
 	sl_http_response_error(&resp, (int)status, code, "%s", message);
 	return send_response(conn, &resp);
@@ -275,16 +315,61 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode why)
 {
+	const sl_http_server *s = cls;
 	request_state *st = *con_cls;
 
-	(void)cls;
 	(void)conn;
 	(void)why;
 	if (!st)
 		return;
+	http_guard_request_done(s->guard, st->conn, st->cost);
 	sl_buf_free(&st->body);
 	sl_free(st);
 	*con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+	const sl_http_server *s = cls;
+	const union MHD_ConnectionInfo *fd, *addr;
+
+	if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+		http_guard_closed(s->guard, socket_context);
+		return;
+	}
+	fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	http_guard_opened(s->guard, conn, fd ? fd->connect_fd : -1, addr ? addr->client_addr : NULL,
+	                  socket_context);
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addr_len)
+{
+	const sl_http_server *s = cls;
+	(void)addr_len;
+	return http_guard_accept(s->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void *request_new(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	request_state *st = sl_calloc(1, sizeof(*st));
+	if (st)
+		st->conn = info ? info->socket_context : NULL;
+	return st;
+}
+
+/* A request line arrived: its state is made here, so the head is timed. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	const sl_http_server *s = cls;
+	request_state *st = request_new(conn);
+	(void)uri;
+	if (st)
+		http_guard_request_line(s->guard, st->conn);
+	return st;
 }
 
 /* The announced body length, or 0 when there is no Content-Length (a
@@ -320,31 +405,45 @@ static void take_body(request_state *st, const char *data, size_t len)
 	st->discarded = len > SIZE_MAX - st->discarded ? SIZE_MAX : st->discarded + len;
 }
 
-/* First call for a request: the headers are in, the body is not. */
+/* First call for a request: the headers are in, the body is not. Called
+ * again when a request that waited for its turn is resumed. */
 static enum MHD_Result start_request(const sl_http_server *s, struct MHD_Connection *conn,
-                                     void **con_cls)
+                                     request_state *st)
 {
-	request_state *st;
 	unsigned long long declared;
+	unsigned wait_s = 0;
 	char message[160];
 
-	st = sl_calloc(1, sizeof(*st));
-	if (!st)
-		return MHD_NO;
-	sl_buf_init(&st->body, s->max_request);
-	*con_cls = st;
+	if (!st->started) {
+		st->started = 1;
+		sl_buf_init(&st->body, s->max_request);
+	}
+	switch (http_guard_request_start(s->guard, st->conn, &wait_s)) {
+	case GUARD_THROTTLE:
+		st->responded = 1;
+		snprintf(message, sizeof(message),
+		         "too many requests from this address: retry after %u s", wait_s);
+		return send_error(conn, 429, "too_many_requests", message, wait_s);
+	case GUARD_WAIT:
+		st->waiting = 1; /* suspended; resumed in turn */
+		return MHD_YES;
+	default:
+		st->waiting = 0;
+		break;
+	}
 	declared = declared_length(conn);
 	if (declared <= s->max_request)
 		return MHD_YES;
+	st->responded = 1;
 	snprintf(message, sizeof(message),
 	         "request body of %llu bytes exceeds the limit of %zu bytes", declared,
 	         s->max_request);
-	return send_error(conn, 413, "too_large", message);
+	return send_error(conn, 413, "too_large", message, 0);
 }
 
 /* Last call: the whole body is in. */
 static enum MHD_Result finish_request(const sl_http_server *s, struct MHD_Connection *conn,
-                                      const char *url, const char *method, const request_state *st)
+                                      const char *url, const char *method, request_state *st)
 {
 	sl_http_request req;
 	sl_http_response resp;
@@ -354,20 +453,25 @@ static enum MHD_Result finish_request(const sl_http_server *s, struct MHD_Connec
 		snprintf(message, sizeof(message),
 		         "request body of %zu bytes exceeds the limit of %zu bytes", st->discarded,
 		         s->max_request);
-		return send_error(conn, 413, "too_large", message);
+		return send_error(conn, 413, "too_large", message, 0);
 	}
 	if (st->reject_status != 0)
-		return send_error(conn, 500, "internal", "out of memory reading the request body");
+		return send_error(conn, 500, "internal", "out of memory reading the request body",
+		                  0);
 
+	http_guard_body_done(s->guard, st->conn);
 	req.method = method;
 	req.path = url;
 	req.body = st->body.data ? st->body.data : (const uint8_t *)"";
 	req.body_len = st->body.len;
 	req.impl = conn;
-	resp.status = 0;
-	resp.content_type = NULL;
+	memset(&resp, 0, sizeof(resp));
 	sl_buf_init(&resp.body, s->max_response);
 	s->handler(s->ctx, &req, &resp);
+	http_guard_handler_done(s->guard, st->conn);
+	/* The token paid at the start covers one request; bodies and the
+	 * handler's own work cost more. */
+	st->cost = (double)((req.body_len + resp.body.len) / COST_BYTES) + resp.cost;
 	return send_response(conn, &resp);
 }
 
@@ -380,16 +484,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	enum MHD_Result result;
 
 	(void)version;
-	if (!st) {
-		result = start_request(s, conn, con_cls);
-		goto cleanup;
+	if (!st && !(st = *con_cls = request_new(conn)))
+		return MHD_NO;
+	if (!st->started || st->waiting) {
+		result = start_request(s, conn, st);
+		/* Body bytes may come with the call that resumes a request. */
+		if (result != MHD_YES || st->waiting || st->responded || *upload_data_size == 0)
+			goto cleanup;
 	}
 	if (*upload_data_size > 0) {
-		take_body(st, upload_data, *upload_data_size);
+		size_t n = *upload_data_size;
+		take_body(st, upload_data, n);
 		*upload_data_size = 0;
 		/* Reading a rejected body is bounded too: past twice the cap
-		 * the connection is closed without an answer. */
-		result = st->reject_status && st->discarded / 2 > s->max_request ? MHD_NO : MHD_YES;
+		 * the connection is closed without an answer; and a body
+		 * trickling in below the minimum rate is cut. */
+		result = (st->reject_status && st->discarded / 2 > s->max_request) ||
+		                         http_guard_body(s->guard, st->conn, n) != 0
+		                 ? MHD_NO
+		                 : MHD_YES;
 		goto cleanup;
 	}
 	result = finish_request(s, conn, url, method, st);
@@ -414,6 +527,19 @@ static int check_options(const sl_http_server_options *o, sl_http_handler handle
 		        SL_EINVAL,
 		        "http server: max_connections (%u) must be at least threads (%u)",
 		        o->max_connections, o->threads);
+	if (o->limits.max_client_connections == 0 ||
+	    o->limits.max_client_connections > o->max_connections)
+		return sl_error_set(SL_EINVAL,
+		                    "http server: connections per client must be 1..%u (the "
+		                    "connection limit)",
+		                    o->max_connections);
+	if (o->limits.client_rate < 0 || o->limits.client_burst < 0 ||
+	    (o->limits.client_rate > 0 && o->limits.client_burst < 1))
+		return sl_error_set(SL_EINVAL,
+		                    "http server: a client's rate and burst must be positive (a "
+		                    "burst of at least 1)");
+	if (o->limits.header_timeout_s == 0)
+		return sl_error_set(SL_EINVAL, "http server: header_timeout_s must be at least 1");
 	return SL_OK;
 }
 
@@ -457,15 +583,19 @@ int sl_http_server_start(sl_http_server **out, const sl_http_server_options *o,
 	s->max_request = o->max_request;
 	s->max_response = o->max_response;
 
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	if ((rc = http_guard_new(&s->guard, o)) != SL_OK)
+		goto cleanup;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+	        MHD_ALLOW_SUSPEND_RESUME;
 	mhd_last_message[0] = '\0';
 	/* The logger comes first so that start-up messages reach it too. */
 	s->daemon = MHD_start_daemon(
-	        flags, o->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+	        flags, o->port, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
 	        s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
 	        (unsigned int)o->threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout_s,
 	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_connections,
-	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+	        on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_END);
 	if (!s->daemon) {
 		rc = sl_error_set_cause(
 		        SL_EIO, mhd_last_message, "http server: cannot listen on %s:%u%s%s", addr,
@@ -500,7 +630,11 @@ void sl_http_server_stop(sl_http_server *s)
 		return;
 	/* Joins MHD's threads, so handlers in flight finish first; requests
 	 * still open get their completion callback. */
+	/* The library stops only with no connection suspended: the waiting
+	 * ones are resumed and served first. */
+	http_guard_drain(s->guard);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
+	http_guard_free(s->guard); /* after: every connection has closed */
 	sl_free(s);
 }

@@ -589,7 +589,7 @@ static void test_concurrent_clients(void **state)
 
 static void test_error_body_escaping(void **state)
 {
-	sl_http_response resp = {0, NULL, SL_BUF_INIT(1024)};
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(1024), 0, 0};
 
 	(void)state;
 	assert_int_equal(sl_buf_append_str(&resp.body, "partial handler output"), SL_OK);
@@ -627,6 +627,76 @@ static void test_error_body_escaping(void **state)
 	sl_buf_free(&resp.body);
 }
 
+/* A client over its rate is answered 429 with Retry-After and a JSON
+ * error, without reaching the handler; the HTTP client reads the header;
+ * a client over its share of connections is refused at once. */
+static void test_client_limits(void **state)
+{
+	handler_ctx h = {0};
+	sl_http_server_options o;
+	sl_http_server *s = NULL;
+	sl_http_client *hc = NULL;
+	sl_http_result r;
+	client *held[3];
+	char url[64];
+	int calls;
+
+	(void)state;
+	sl_http_server_options_init(&o);
+	o.threads = 2;
+	o.limits.client_rate = 0.5; /* a token every 2 s */
+	o.limits.client_burst = 1;
+	o.limits.max_client_connections = 2;
+	assert_ok(sl_http_server_start(&s, &o, test_handler, &h));
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/info", sl_http_server_port(s));
+	assert_ok(sl_http_client_new(&hc, NULL));
+
+	sl_http_result_init(&r);
+	assert_ok(sl_http_client_fetch(hc, "GET", url, NULL, NULL, 0, &r));
+	assert_int_equal(r.status, 201);
+	assert_int_equal(r.retry_after_s, 0);
+	sl_http_result_free(&r);
+	calls = atomic_load(&h.calls);
+	assert_ok(sl_http_client_fetch(hc, "GET", url, NULL, NULL, 0, &r));
+	assert_int_equal(r.status, 429);
+	assert_true(r.retry_after_s >= 1 && r.retry_after_s <= 3);
+	assert_non_null(strstr((const char *)r.body.data, "\"too_many_requests\""));
+	assert_int_equal(atomic_load(&h.calls), calls); /* the handler never ran */
+	sl_http_result_free(&r);
+	sl_http_client_free(hc);
+
+	/* Two connections are this client's share; a third is closed. */
+	held[0] = client_connect(sl_http_server_port(s));
+	held[1] = client_connect(sl_http_server_port(s));
+	usleep(200000);
+	held[2] = client_connect(sl_http_server_port(s));
+	assert_true(wait_closed(held[2]));
+	for (int i = 0; i < 3; i++)
+		client_close(held[i]);
+	sl_http_server_stop(s);
+}
+
+/* Option checks: a share past the connection limit, a zero header
+ * timeout, a rate without a bucket. */
+static void test_limit_options_checked(void **state)
+{
+	handler_ctx h = {0};
+	sl_http_server_options o;
+	sl_http_server *s = NULL;
+
+	(void)state;
+	sl_http_server_options_init(&o);
+	o.limits.max_client_connections = o.max_connections + 1;
+	assert_int_equal(sl_http_server_start(&s, &o, test_handler, &h), SL_EINVAL);
+	sl_http_server_options_init(&o);
+	o.limits.header_timeout_s = 0;
+	assert_int_equal(sl_http_server_start(&s, &o, test_handler, &h), SL_EINVAL);
+	sl_http_server_options_init(&o);
+	o.limits.client_burst = 0.5;
+	assert_int_equal(sl_http_server_start(&s, &o, test_handler, &h), SL_EINVAL);
+	assert_null(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -644,6 +714,8 @@ int main(void)
 	        cmocka_unit_test(test_bind_failure_is_eio),
 	        cmocka_unit_test(test_concurrent_clients),
 	        cmocka_unit_test(test_error_body_escaping),
+	        cmocka_unit_test(test_client_limits),
+	        cmocka_unit_test(test_limit_options_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
