@@ -73,6 +73,7 @@ typedef struct sl_sync_server_options {
 	size_t frame_budget;     /* bytes of operations per ops frame, default 16 MiB,
 	                            at most SL_SYNC_FRAME_BUDGET_MAX */
 	unsigned timeout_s;      /* idle connection timeout, default 30 */
+	sl_http_limits limits;   /* per client (sl_http_limits_init's defaults) */
 } sl_sync_server_options;
 
 void sl_sync_server_options_init(sl_sync_server_options *o);
@@ -158,6 +159,7 @@ void sl_diff_report_free(sl_diff_report *r);
 
 typedef struct sl_sync_client_options {
 	const char *server;          /* "HOST:PORT" or "http://HOST:PORT" */
+	const char *local_addr;      /* send from this local IPv4 address; NULL: any */
 	const char *ns;              /* the server's namespace */
 	const char *local_ns;        /* the local one; default ns */
 	sl_store *store;             /* the local store */

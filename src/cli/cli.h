@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "sluice/base.h"
+#include "sluice/net.h"
 #include "sluice/store.h"
 
 #ifndef SLUICE_VERSION
@@ -93,7 +94,32 @@ int cli_dispatch(const char *group, const char *usage, const cli_command *table,
 #define CLI_OPT_CMD  0x101
 
 /* Most options one command may add to the common ones. */
-#define CLI_MAX_OPTIONS 12
+#define CLI_MAX_OPTIONS 20
+
+/* The per-client limits a server command takes (docs/cli.md, "Limits"),
+ * for its option table; cli_limit_opt parses them. */
+#define CLI_OPT_LIMIT 0x180
+#define CLI_LIMIT_OPTIONS                                                                          \
+	{"max-client-connections", required_argument, NULL, CLI_OPT_LIMIT},                        \
+	        {"client-rate", required_argument, NULL, CLI_OPT_LIMIT + 1},                       \
+	        {"client-burst", required_argument, NULL, CLI_OPT_LIMIT + 2},                      \
+	        {"header-timeout", required_argument, NULL, CLI_OPT_LIMIT + 3},                    \
+	{                                                                                          \
+		"min-body-rate", required_argument, NULL, CLI_OPT_LIMIT + 4                        \
+	}
+#define CLI_LIMIT_USAGE                                                                            \
+	"      --max-client-connections N  connections one client address may hold\n"              \
+	"                          (default 64)\n"                                                 \
+	"      --client-rate N     request tokens per second per client address (default\n"        \
+	"                          20000; 0: no limit); past it, 429 with Retry-After\n"           \
+	"      --client-burst N    tokens a client may save up (default 2 x the rate)\n"           \
+	"      --header-timeout DURATION  time to send a whole request head (default 10s)\n"       \
+	"      --min-body-rate N   bytes per second a request body must average after\n"           \
+	"                          10 s (default 1024; 0: none)\n"
+
+/* For an option of CLI_LIMIT_OPTIONS: CLI_OK or CLI_USAGE; CLI_CONTINUE
+ * when opt is not one of them. */
+int cli_limit_opt(const char *name, int opt, const char *arg, sl_http_limits *l);
 
 /* A command's description and, after cli_parse, its parsed command line.
  * Every command takes -d/--dir DIR and -h/--help. */

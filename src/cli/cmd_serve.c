@@ -43,7 +43,9 @@ static const char serve_usage[] =
         "                          mutable)\n"
         "  -i, --initial-ops N     operations committed at start (default 100)\n"
         "  -t, --op-interval DUR   time between commits (default 100ms)\n"
-        "  -o, --ops-per-interval N operations per commit (default 5)\n";
+        "  -o, --ops-per-interval N operations per commit (default 5)\n"
+        "\n"
+        "Limits per client address, so that one client cannot starve the others:\n" CLI_LIMIT_USAGE;
 
 static const struct option serve_options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -55,6 +57,7 @@ static const struct option serve_options[] = {
         {"initial-ops", required_argument, NULL, 'i'},
         {"op-interval", required_argument, NULL, 't'},
         {"ops-per-interval", required_argument, NULL, 'o'},
+        CLI_LIMIT_OPTIONS,
         {NULL, 0, NULL, 0},
 };
 
@@ -67,11 +70,15 @@ typedef struct serve_args {
 	int generate;
 	sl_ns_kind kind;
 	uint64_t initial_ops, interval_ms, ops_per_interval;
+	sl_http_limits limits;
 } serve_args;
 
 static int serve_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 {
 	serve_args *a = ctx;
+	int rc = cli_limit_opt(cmd->name, opt, arg, &a->limits);
+	if (rc != CLI_CONTINUE)
+		return rc;
 	switch (opt) {
 	case OPT_LISTEN:
 		a->listen = arg;
@@ -251,6 +258,7 @@ int cli_cmd_serve(int argc, char **argv)
 	sl_node_key key;
 	generator gen;
 	char *token = NULL, node[2 * SL_ED25519_PK_LEN + 1];
+	sl_http_limits_init(&a.limits);
 	int rc = cli_parse(&cmd, argc, argv, serve_opt, &a);
 
 	if (rc != CLI_CONTINUE)
@@ -277,6 +285,7 @@ int cli_cmd_serve(int argc, char **argv)
 	so.token = token;
 	so.key = &key;
 	so.metrics = metrics;
+	so.limits = a.limits;
 	if (sl_sync_server_start(&server, &so) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;

@@ -4,6 +4,7 @@
  * SIGTERM (finishing the verified operations in hand), or with --once
  * until one sync completed.
  */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -13,11 +14,12 @@
 #define OPT_TRUST_KEY (CLI_OPT_CMD + 1)
 #define OPT_LOCAL_NS  (CLI_OPT_CMD + 2)
 #define OPT_TIMEOUT   (CLI_OPT_CMD + 3)
+#define OPT_BIND      (CLI_OPT_CMD + 4)
 
 static const char sync_usage[] =
         "Usage: sluice sync [-d DIR] -s HOST:PORT [-b N] [-r N] [-t DURATION]\n"
         "                   [-i DURATION] [--once] [--trust-key HEX] [--local-ns NAME]\n"
-        "                   [--timeout DURATION] [-m PORT] NS\n"
+        "                   [--timeout DURATION] [--bind ADDR] [-m PORT] NS\n"
         "\n"
         "Keep namespace NS of the store in DIR (created if missing) in step with\n"
         "namespace NS of the server: fetch its target, fetch operations with range\n"
@@ -36,6 +38,7 @@ static const char sync_usage[] =
         "      --trust-key HEX     accept only targets signed by this node key\n"
         "      --local-ns NAME     local namespace name (default NS)\n"
         "      --timeout DURATION  per-request timeout (default 10s)\n"
+        "      --bind ADDR         send from this local IPv4 address\n"
         "  -m, --metrics-port PORT serve metrics at http://127.0.0.1:PORT/metrics\n";
 
 static const struct option sync_options[] = {
@@ -48,6 +51,7 @@ static const struct option sync_options[] = {
         {"trust-key", required_argument, NULL, OPT_TRUST_KEY},
         {"local-ns", required_argument, NULL, OPT_LOCAL_NS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"bind", required_argument, NULL, OPT_BIND},
         {"metrics-port", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
 };
@@ -110,6 +114,14 @@ static int sync_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 		return CLI_OK;
 	case OPT_TIMEOUT:
 		return cli_parse_timeout_ms(cmd->name, "--timeout", arg, &a->o.request_timeout_ms);
+	case OPT_BIND: {
+		struct in_addr ip;
+		if (inet_pton(AF_INET, arg, &ip) != 1)
+			return cli_usage_error(cmd->name, "--bind: '%s' is not an IPv4 address",
+			                       arg);
+		a->o.local_addr = arg;
+		return CLI_OK;
+	}
 	case 'm':
 		a->metrics = 1;
 		return cli_parse_port(cmd->name, "--metrics-port", arg, &a->metrics_port);

@@ -265,6 +265,52 @@ int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsi
 	return CLI_OK;
 }
 
+int cli_limit_opt(const char *name, int opt, const char *arg, sl_http_limits *l)
+{
+	uint64_t n;
+	switch (opt) {
+	case CLI_OPT_LIMIT:
+		if (cli_parse_u64(name, "--max-client-connections", arg, &n) != CLI_OK)
+			return CLI_USAGE;
+		if (n == 0 || n > 256)
+			return cli_usage_error(name, "--max-client-connections must be 1..256");
+		l->max_client_connections = (unsigned)n;
+		return CLI_OK;
+	case CLI_OPT_LIMIT + 1:
+		if (cli_parse_u64(name, "--client-rate", arg, &n) != CLI_OK)
+			return CLI_USAGE;
+		if (n > 100000000)
+			return cli_usage_error(name, "--client-rate must be at most 100000000");
+		/* The burst follows the rate unless it was given. */
+		if (l->client_burst == 2 * l->client_rate)
+			l->client_burst = 2 * (double)n;
+		l->client_rate = (double)n;
+		return CLI_OK;
+	case CLI_OPT_LIMIT + 2:
+		if (cli_parse_u64(name, "--client-burst", arg, &n) != CLI_OK)
+			return CLI_USAGE;
+		if (n == 0 || n > 1000000000)
+			return cli_usage_error(name, "--client-burst must be 1..1000000000");
+		l->client_burst = (double)n;
+		return CLI_OK;
+	case CLI_OPT_LIMIT + 3:
+		if (cli_parse_duration_ms(name, "--header-timeout", arg, &n) != CLI_OK)
+			return CLI_USAGE;
+		if (n < 1000 || n > 3600000)
+			return cli_usage_error(name, "--header-timeout must be between 1s and 1h");
+		l->header_timeout_s = (unsigned)(n / 1000);
+		return CLI_OK;
+	case CLI_OPT_LIMIT + 4:
+		if (cli_parse_u64(name, "--min-body-rate", arg, &n) != CLI_OK)
+			return CLI_USAGE;
+		if (n > ((uint64_t)1 << 30))
+			return cli_usage_error(name, "--min-body-rate must be at most 1 GiB/s");
+		l->min_body_rate = (size_t)n;
+		return CLI_OK;
+	}
+	return CLI_CONTINUE;
+}
+
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out)
 {
 	uint64_t v;

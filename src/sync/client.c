@@ -72,7 +72,7 @@ typedef struct frame {
 
 typedef struct metrics {
 	sl_metric *fetched, *applied, *rejected, *retries, *target_size, *local_size,
-	        *last_duration, *syncs, *refused;
+	        *last_duration, *syncs, *refused, *throttled;
 } metrics;
 
 typedef struct client {
@@ -84,6 +84,7 @@ typedef struct client {
 	uint64_t rng;
 
 	/* one sync */
+	int told_throttled;       /* a 429 was logged */
 	sl_signed_target target;  /* adopted */
 	sl_signed_target pending; /* awaiting its consistency proof */
 	int has_pending, target_in_flight;
@@ -142,6 +143,25 @@ static void pause_ms(const client *c, uint64_t ms)
 	}
 }
 
+/* A 429: the server asks this client to slow down. Sets how long to wait
+ * before asking again (its Retry-After, or the backoff if longer); such a
+ * wait is no failure, so it does not count as an attempt. */
+static int throttled(client *c, const sl_http_result *r, unsigned attempt, uint64_t *wait_ms)
+{
+	uint64_t backoff;
+	if (r->rc != SL_OK || r->status != 429)
+		return 0;
+	backoff = backoff_ms(c, attempt);
+	*wait_ms = r->retry_after_s * 1000 > backoff ? r->retry_after_s * 1000 : backoff;
+	sl_metric_add(c->m.throttled, 1);
+	if (!c->told_throttled) {
+		c->told_throttled = 1;
+		sl_log(SL_LOG_INFO, "the server asks this client to slow down; waiting as told",
+		       "retry_after_s=%llu (logged once)", (unsigned long long)r->retry_after_s);
+	}
+	return 1;
+}
+
 /* ---------------------------------------------------------------- HTTP */
 
 static void url_for(const client *c, char *out, size_t cap, const char *fmt, ...)
@@ -185,6 +205,23 @@ static int parse_target(client *c, const sl_http_result *r, sl_signed_target *ou
 	return SL_OK;
 }
 
+/* GET url until the answer is not a 429, waiting as each asks (a wait is
+ * no failed attempt). SL_OK with *r filled, or SL_ETIMEOUT once stopped. */
+static int fetch_unthrottled(client *c, const char *url, sl_http_result *r)
+{
+	for (unsigned waits = 0;; waits++) {
+		uint64_t wait;
+		sl_http_result_init(r);
+		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, r);
+		if (!throttled(c, r, waits, &wait))
+			return SL_OK;
+		sl_http_result_free(r);
+		if (stopping(c))
+			return sl_error_set(SL_ETIMEOUT, "stopped while the server asked to wait");
+		pause_ms(c, wait);
+	}
+}
+
 /* Blocking fetch with retries and backoff until it answers 2xx, a
  * non-retryable error occurs (SL_EVERIFY, or a 4xx: no such namespace,
  * refused credentials, which asking again does not change), or stop. */
@@ -194,9 +231,10 @@ static int fetch_target(client *c, sl_signed_target *out)
 	url_for(c, url, sizeof(url), "target");
 	for (unsigned attempt = 0;; attempt++) {
 		sl_http_result r;
+		uint64_t wait;
 		int rc;
-		sl_http_result_init(&r);
-		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
+		if ((rc = fetch_unthrottled(c, url, &r)) != SL_OK)
+			return rc;
 		rc = parse_target(c, &r, out);
 		if (rc != SL_OK && r.rc == SL_OK && r.status >= 400 && r.status < 500) {
 			int code = r.status == 404 || r.status == 410   ? SL_ENOTFOUND
@@ -210,14 +248,11 @@ static int fetch_target(client *c, sl_signed_target *out)
 			return rc;
 		if (stopping(c))
 			return rc;
-		{
-			uint64_t wait = backoff_ms(c, attempt);
-			sl_metric_add(c->m.retries, 1);
-			sl_log(SL_LOG_WARN, "cannot reach the server; retrying",
-			       "reason=\"%s\" in_ms=%llu", sl_error_last()->message,
-			       (unsigned long long)wait);
-			pause_ms(c, wait);
-		}
+		wait = backoff_ms(c, attempt);
+		sl_metric_add(c->m.retries, 1);
+		sl_log(SL_LOG_WARN, "cannot reach the server; retrying", "reason=\"%s\" in_ms=%llu",
+		       sl_error_last()->message, (unsigned long long)wait);
+		pause_ms(c, wait);
 	}
 }
 
@@ -251,8 +286,8 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 	for (unsigned attempt = 0;; attempt++) {
 		sl_http_result r;
 		int rc;
-		sl_http_result_init(&r);
-		sl_http_client_fetch(c->http, "GET", url, NULL, NULL, 0, &r);
+		if ((rc = fetch_unthrottled(c, url, &r)) != SL_OK)
+			return rc;
 		rc = check_consistency(old_size, old_root, to, &r);
 		/* A server that answers but cannot prove it is refused; only
 		 * network errors and 5xx are retried. */
@@ -554,9 +589,15 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 	frame *f = NULL;
 	int rc;
 
+	uint64_t wait;
+
 	memset(&c->in_flight[tag], 0, sizeof(c->in_flight[tag]));
 	sl_log(SL_LOG_DEBUG, "received operations", "start=%llu status=%ld bytes=%zu rc=%d",
 	       (unsigned long long)r.start, res->status, res->body.len, res->rc);
+	if (throttled(c, res, r.attempts, &wait)) {
+		r.ready_ns = sl_clock_mono_ns() + wait * 1000000;
+		return retry_push(c, &r);
+	}
 	if ((rc = result_status(res, "fetch operations")) != SL_OK) {
 		if (res->rc == SL_OK && res->status == 410)
 			return sl_error_set(
@@ -603,8 +644,14 @@ static int on_target_result(client *c, sl_http_result *res)
 	char url[URL_MAX];
 	int rc;
 
+	uint64_t wait;
+
 	c->target_in_flight = 0;
 	c->next_poll_ns = sl_clock_mono_ns() + c->o->target_interval_ms * 1000000;
+	if (throttled(c, res, 0, &wait)) {
+		c->next_poll_ns = sl_clock_mono_ns() + wait * 1000000;
+		return SL_OK;
+	}
 	if ((rc = parse_target(c, res, &t)) != SL_OK) {
 		if (rc == SL_EVERIFY)
 			return rc;
@@ -638,8 +685,13 @@ static int on_target_result(client *c, sl_http_result *res)
 
 static int on_consistency_result(client *c, sl_http_result *res)
 {
+	uint64_t wait;
 	int rc;
 	c->has_pending = 0;
+	if (throttled(c, res, 0, &wait)) { /* asked again with the next poll */
+		c->next_poll_ns = sl_clock_mono_ns() + wait * 1000000;
+		return SL_OK;
+	}
 	rc = check_consistency(c->target.target.size, &c->target.target.root, &c->pending, res);
 	if (rc == SL_EVERIFY)
 		return rc;
@@ -681,6 +733,7 @@ static int open_http(client *c)
 	ho.request_timeout_ms = c->o->request_timeout_ms;
 	ho.connect_timeout_ms = c->o->request_timeout_ms < 5000 ? c->o->request_timeout_ms : 5000;
 	ho.max_response = SL_SYNC_FRAME_MAX; /* a frame may carry one value of SL_VALUE_MAX */
+	ho.local_addr = c->o->local_addr;
 	return sl_http_client_new(&c->http, &ho);
 }
 
@@ -844,6 +897,8 @@ static int register_metrics(client *c)
 	                                  "targets refused: bad signature or rewritten history");
 	c->m.syncs = sl_metrics_counter(m, "sluice_client_syncs_total", NULL,
 	                                "syncs completed with a root match");
+	c->m.throttled = sl_metrics_counter(m, "sluice_client_throttled_total", NULL,
+	                                    "answers 429: the server asked to slow down");
 	c->m.target_size = sl_metrics_gauge(m, "sluice_client_target_size", NULL,
 	                                    "operations in the adopted target");
 	c->m.local_size = sl_metrics_gauge(m, "sluice_client_local_size", NULL,
@@ -851,7 +906,8 @@ static int register_metrics(client *c)
 	c->m.last_duration = sl_metrics_gauge(m, "sluice_client_last_sync_seconds", NULL,
 	                                      "duration of the last completed sync");
 	if (!c->m.fetched || !c->m.applied || !c->m.rejected || !c->m.retries || !c->m.refused ||
-	    !c->m.syncs || !c->m.target_size || !c->m.local_size || !c->m.last_duration)
+	    !c->m.syncs || !c->m.target_size || !c->m.local_size || !c->m.last_duration ||
+	    !c->m.throttled)
 		return SL_ENOMEM;
 	return SL_OK;
 }

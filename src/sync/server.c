@@ -31,6 +31,11 @@
 #define NS_PREFIX       "/api/v0/ns/"
 #define CONTENT_OPS     "application/vnd.sluice.ops"
 #define CONTENT_PROOF   "application/vnd.sluice.proof"
+/* What a request costs beyond its bytes (docs/protocol.md, "Limits"): a
+ * token per COST_OPS operations read into an ops frame, and per
+ * COST_DIGESTS digests of a consistency proof, each read from the store. */
+#define COST_OPS     1000.0
+#define COST_DIGESTS 8.0
 
 enum endpoint {
 	EP_INFO,
@@ -67,6 +72,7 @@ void sl_sync_server_options_init(sl_sync_server_options *o)
 	o->threads = 4;
 	o->frame_budget = FRAME_BUDGET;
 	o->timeout_s = 30;
+	sl_http_limits_init(&o->limits);
 }
 
 /* ------------------------------------------------------------ store pool */
@@ -219,6 +225,7 @@ static void handle_ops(sl_sync_server *srv, sl_store *s, const sl_http_request *
 		goto cleanup;
 	}
 	resp->content_type = CONTENT_OPS;
+	resp->cost = (double)n_read / COST_OPS;
 	sl_metric_add(srv->ops_served, n_read);
 cleanup:
 	sl_mmr_proof_free(&proof);
@@ -245,10 +252,12 @@ static void handle_consistency(sl_store *s, const sl_http_request *req, const ch
 		return;
 	}
 	if (sl_store_consistency_proof(s, ns, from, to, &proof) != SL_OK ||
-	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK)
+	    sl_mmr_proof_encode(&proof, &resp->body) != SL_OK) {
 		server_fail_last(resp);
-	else
+	} else {
 		resp->content_type = CONTENT_PROOF;
+		resp->cost = (double)proof.n_digests / COST_DIGESTS;
+	}
 	sl_mmr_proof_free(&proof);
 }
 
@@ -459,6 +468,8 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 	ho.threads = o->threads ? o->threads : 4;
 	ho.timeout_s = o->timeout_s ? o->timeout_s : 30;
 	ho.max_response = SL_SYNC_FRAME_MAX;
+	ho.limits = o->limits;
+	ho.metrics = o->metrics;
 	if ((rc = sl_http_server_start(&srv->http, &ho, handle, srv)) != SL_OK)
 		goto fail;
 	*out = srv;
