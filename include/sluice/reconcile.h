@@ -86,9 +86,13 @@ typedef struct sl_item_set {
 	void *ctx;
 } sl_item_set;
 
-/* An in-memory set: add items, seal (sorts; SL_EINVAL on a duplicate or a
- * timestamp of SL_ITEM_TS_INFINITY), then read it through sl_item_vec_set.
- * Sums of ranges come from prefix sums, so each costs O(1). */
+/* An in-memory set: add items, seal, then read it through
+ * sl_item_vec_set. Sums of ranges come from prefix sums, so each costs
+ * O(1). Items may be added after a seal: reads fail until the next seal,
+ * which merges them in at O(n) (a set that only grows, such as the
+ * entries of a dag namespace, is kept up to date this way). Adding
+ * SL_ITEM_TS_INFINITY is SL_EINVAL; a seal that finds an item twice is
+ * SL_EINVAL and drops the items added since the last seal. */
 typedef struct sl_item_vec sl_item_vec;
 
 int sl_item_vec_new(sl_item_vec **out);

@@ -118,11 +118,13 @@ void sl_item_sum_fingerprint(uint8_t out[SL_FINGERPRINT_LEN], const sl_item_sum 
 
 /* ------------------------------------------------------- in-memory set */
 
+/* items[0, n_sealed) are sorted, with prefix sums; items[n_sealed, n) were
+ * added since and wait for the next seal, which merges them in. */
 struct sl_item_vec {
 	sl_item *items;
-	size_t n, cap;
-	sl_item_sum *prefix; /* n + 1 once sealed */
-	int sealed;
+	size_t n, cap, n_sealed;
+	sl_item_sum *prefix; /* n_sealed + 1 */
+	size_t prefix_cap;
 };
 
 int sl_item_vec_new(sl_item_vec **out)
@@ -130,6 +132,11 @@ int sl_item_vec_new(sl_item_vec **out)
 	sl_item_vec *v = sl_calloc(1, sizeof(*v));
 	if (!v)
 		return SL_ENOMEM;
+	if (!(v->prefix = sl_calloc(1, sizeof(*v->prefix)))) {
+		sl_free(v);
+		return SL_ENOMEM;
+	}
+	v->prefix_cap = 1;
 	*out = v;
 	return SL_OK;
 }
@@ -146,8 +153,6 @@ void sl_item_vec_free(sl_item_vec *v)
 int sl_item_vec_add(sl_item_vec *v, uint64_t ts, const uint8_t id[SL_ITEM_ID_LEN])
 {
 	sl_item *grown;
-	if (v->sealed)
-		return sl_error_set(SL_EINVAL, "item set is sealed");
 	if (ts == SL_ITEM_TS_INFINITY)
 		return sl_error_set(SL_EINVAL, "an item may not use the largest timestamp");
 	if (!(grown = sl_grow(v->items, &v->cap, v->n, sizeof(*v->items), 64)))
@@ -164,22 +169,71 @@ static int cmp_items(const void *a, const void *b)
 	return sl_item_cmp(a, b);
 }
 
+/* The first sealed index whose item is not below bound. */
+static size_t sealed_lower_bound(const sl_item_vec *v, const sl_item *bound)
+{
+	size_t lo = 0, hi = v->n_sealed;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sl_item_cmp(&v->items[mid], bound) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Sorts the items added since the last seal and merges them into the
+ * sealed ones from the back, then brings the prefix sums up to date from
+ * the first index that moved: O(n) for a few new items among many. On
+ * any error the items added since are dropped. */
 int sl_item_vec_seal(sl_item_vec *v)
 {
-	if (v->sealed)
-		return sl_error_set(SL_EINVAL, "item set is already sealed");
-	if (v->n > 0)
-		qsort(v->items, v->n, sizeof(*v->items), cmp_items);
-	for (size_t i = 1; i < v->n; i++)
-		if (sl_item_cmp(&v->items[i - 1], &v->items[i]) == 0)
+	size_t m = v->n - v->n_sealed, first, i, j, k;
+	sl_item *pending = v->items + v->n_sealed, *copy;
+	sl_item_sum *prefix;
+
+	if (m == 0)
+		return SL_OK;
+	qsort(pending, m, sizeof(*pending), cmp_items);
+	for (i = 0; i < m; i++) {
+		size_t at = sealed_lower_bound(v, &pending[i]);
+		if ((i > 0 && sl_item_cmp(&pending[i - 1], &pending[i]) == 0) ||
+		    (at < v->n_sealed && sl_item_cmp(&v->items[at], &pending[i]) == 0)) {
+			v->n = v->n_sealed; /* back to the set as last sealed */
 			return sl_error_set(SL_EINVAL, "item set holds the same item twice");
-	if (!(v->prefix = sl_calloc(v->n + 1, sizeof(*v->prefix))))
+		}
+	}
+	if (v->prefix_cap < v->n + 1) {
+		size_t cap = v->n + 1 > 2 * v->prefix_cap ? v->n + 1 : 2 * v->prefix_cap;
+		if (!(prefix = sl_realloc(v->prefix, cap * sizeof(*prefix)))) {
+			v->n = v->n_sealed;
+			return SL_ENOMEM;
+		}
+		v->prefix = prefix;
+		v->prefix_cap = cap;
+	}
+	if (!(copy = sl_malloc(m * sizeof(*copy)))) {
+		v->n = v->n_sealed;
 		return SL_ENOMEM;
-	for (size_t i = 0; i < v->n; i++) {
+	}
+	memcpy(copy, pending, m * sizeof(*copy));
+	first = sealed_lower_bound(v, &copy[0]);
+	i = v->n_sealed; /* items[first, i) and copy[0, j) are left to place */
+	j = m;
+	k = v->n;
+	while (j > 0) {
+		if (i > first && sl_item_cmp(&v->items[i - 1], &copy[j - 1]) > 0)
+			v->items[--k] = v->items[--i];
+		else
+			v->items[--k] = copy[--j];
+	}
+	sl_free(copy);
+	for (i = first; i < v->n; i++) {
 		v->prefix[i + 1] = v->prefix[i];
 		sl_item_sum_add_id(&v->prefix[i + 1], v->items[i].id);
 	}
-	v->sealed = 1;
+	v->n_sealed = v->n;
 	return SL_OK;
 }
 
@@ -195,8 +249,8 @@ const sl_item *sl_item_vec_items(const sl_item_vec *v)
 
 static int vec_check(const sl_item_vec *v, uint64_t begin, uint64_t end)
 {
-	if (!v->sealed)
-		return sl_error_set(SL_EINVAL, "item set is not sealed");
+	if (v->n_sealed != v->n)
+		return sl_error_set(SL_EINVAL, "item set has items added since it was sealed");
 	if (begin > end || end > v->n)
 		return sl_error_set(SL_EINVAL, "item range [%llu, %llu) is outside the set of %zu",
 		                    (unsigned long long)begin, (unsigned long long)end, v->n);

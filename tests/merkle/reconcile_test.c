@@ -184,6 +184,64 @@ static void test_vec_rules(void **state)
 	sl_item_vec_free(v);
 }
 
+/* Items added after a seal are merged in by the next: in rounds of random
+ * sizes, the set always reads as one sealed at once, and a duplicate
+ * drops only the round that brought it. */
+static void test_vec_grows(void **state)
+{
+	sl_item *all = calloc(3000, sizeof(*all));
+	sl_item_vec *grown, *once;
+	sl_item_set a, b;
+	size_t n = 0;
+	(void)state;
+
+	assert_non_null(all);
+	assert_int_equal(sl_item_vec_new(&grown), SL_OK);
+	for (int round = 0; round < 40; round++) {
+		size_t k = (size_t)tu_rng_below(&rng, round % 5 == 0 ? 200 : 20);
+		uint64_t count, i;
+		for (size_t j = 0; j < k; j++) {
+			sl_item *it = &all[n++];
+			it->ts = tu_rng_below(&rng, 50); /* many share a timestamp */
+			tu_rng_fill(&rng, it->id, SL_ITEM_ID_LEN);
+			assert_int_equal(sl_item_vec_add(grown, it->ts, it->id), SL_OK);
+		}
+		if (k > 0) {
+			a = sl_item_vec_set(grown);
+			assert_int_equal(a.ops->count(a.ctx, &count), SL_EINVAL); /* not sealed */
+		}
+		assert_int_equal(sl_item_vec_seal(grown), SL_OK);
+		if (round % 7 == 3 && n > 0) { /* an item held already: the round is dropped */
+			sl_item dup = all[tu_rng_below(&rng, n)];
+			uint8_t fresh[SL_ITEM_ID_LEN];
+			tu_rng_fill(&rng, fresh, sizeof(fresh));
+			assert_int_equal(sl_item_vec_add(grown, 7, fresh), SL_OK);
+			assert_int_equal(sl_item_vec_add(grown, dup.ts, dup.id), SL_OK);
+			assert_int_equal(sl_item_vec_seal(grown), SL_EINVAL);
+		}
+		once = vec_of(all, n);
+		a = sl_item_vec_set(grown);
+		b = sl_item_vec_set(once);
+		assert_int_equal(a.ops->count(a.ctx, &count), SL_OK);
+		assert_int_equal(count, n);
+		for (i = 0; i < n; i++) {
+			sl_item x, y;
+			sl_item_sum sx, sy;
+			uint64_t end = i + tu_rng_below(&rng, n - i + 1);
+			assert_int_equal(a.ops->get(a.ctx, i, &x), SL_OK);
+			assert_int_equal(b.ops->get(b.ctx, i, &y), SL_OK);
+			assert_int_equal(sl_item_cmp(&x, &y), 0);
+			assert_int_equal(a.ops->sum(a.ctx, i, end, &sx), SL_OK);
+			assert_int_equal(b.ops->sum(b.ctx, i, end, &sy), SL_OK);
+			assert_memory_equal(&sx, &sy, sizeof(sx));
+		}
+		sl_item_vec_free(once);
+	}
+	assert_true(n > 300);
+	sl_item_vec_free(grown);
+	free(all);
+}
+
 /* ------------------------------------------------------- message vectors */
 
 static void test_initiate_vectors(void **state)
@@ -586,6 +644,7 @@ int main(void)
 	        cmocka_unit_test(test_sum_random_inverse),
 	        cmocka_unit_test(test_fingerprint_vectors),
 	        cmocka_unit_test(test_vec_rules),
+	        cmocka_unit_test(test_vec_grows),
 	        cmocka_unit_test(test_initiate_vectors),
 	        cmocka_unit_test(test_equal_sets_one_round),
 	        cmocka_unit_test(test_property_small),
