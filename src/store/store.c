@@ -45,7 +45,6 @@
 #include "store/store_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -250,27 +249,30 @@ static off_t file_size(const char *path)
 	return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-/* Cheap structural check of the database header before SQLite sees it, so
- * a truncated or foreign file is reported as such instead of surfacing
- * later as a failed query. See the SQLite file format, "The Database
- * Header": page size at 16, change counter at 24, page count at 28 (valid
- * when the version-valid-for number at 92 equals the change counter). */
-static int precheck_file(const char *db_path, off_t size)
+/* Cheap structural check of the database header, so a truncated or
+ * foreign file is reported as such instead of surfacing later as a failed
+ * query. See the SQLite file format, "The Database Header": page size at
+ * 16, change counter at 24, page count at 28 (valid when the
+ * version-valid-for number at 92 equals the change counter).
+ *
+ * The header is read through SQLite's own handle of the file, once the
+ * connection is open: opening and closing the file here would drop every
+ * POSIX lock this process holds on it, those of its other connections
+ * included (SQLite, "How To Corrupt", 2.2), and another process could
+ * then take the WAL from under them. */
+static int precheck_file(sl_store *s, const char *db_path, off_t size)
 {
 	uint8_t hdr[100];
 	char wal_path[4300];
-	int fd;
-	ssize_t got;
+	sqlite3_file *f = NULL;
 
 	if (size < (off_t)sizeof(hdr))
 		return sl_error_set(SL_ECORRUPT, "store file %s is truncated (%lld bytes)", db_path,
 		                    (long long)size);
-	fd = open(db_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sl_error_set(SL_EIO, "open %s: %s", db_path, strerror(errno));
-	got = read(fd, hdr, sizeof(hdr));
-	close(fd);
-	if (got != (ssize_t)sizeof(hdr))
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    !f || !f->pMethods)
+		return sl_error_set(SL_EIO, "open %s: no file handle", db_path);
+	if (f->pMethods->xRead(f, hdr, sizeof(hdr), 0) != SQLITE_OK)
 		return sl_error_set(SL_EIO, "read %s: short read", db_path);
 	if (memcmp(hdr, "SQLite format 3", 16) != 0)
 		return sl_error_set(SL_ECORRUPT, "%s is not a sluice store (not a SQLite database)",
@@ -413,8 +415,6 @@ int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
 		                    "store file %s is empty; it is not a sluice store (remove it "
 		                    "to create a new store there)",
 		                    db_path);
-	} else if ((rc = precheck_file(db_path, size)) != SL_OK) {
-		return rc;
 	}
 
 	s = sl_calloc(1, sizeof(*s));
@@ -435,6 +435,8 @@ int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
 		rc = store_sqlite_error(s, rc, "open store");
 		goto cleanup;
 	}
+	if (size > 0 && (rc = precheck_file(s, db_path, size)) != SL_OK)
+		goto cleanup;
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
 	snprintf(pragmas, sizeof(pragmas),

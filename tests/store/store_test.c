@@ -17,6 +17,10 @@
 #include <unistd.h>
 
 #include "sluice/store.h"
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "testutil.h"
 
 typedef struct fixture {
@@ -124,6 +128,79 @@ static void expect_root_matches_log(sl_store *s, const char *ns)
 }
 
 /* ------------------------------------------------------------------ tests */
+
+/* Run this test program again as a child, in a process image of its own
+ * (a fork would inherit this process's SQLite lock bookkeeping), doing
+ * `what` on dir; its exit status. */
+static int in_child(const char *dir, const char *what)
+{
+	int status;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "store_test", what, dir, (char *)NULL);
+		_exit(101);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+static int child_writes(const char *dir)
+{
+	sl_store *s;
+	sl_batch *b;
+	int rc = sl_store_open(&s, dir, NULL);
+	if (rc == SL_OK && (rc = sl_batch_new(&b, s, "ns")) == SL_OK) {
+		if ((rc = sl_batch_put(b, "k2", 2, "v2", 2)) == SL_OK)
+			rc = sl_batch_commit(b, NULL);
+		sl_batch_free(b);
+	}
+	sl_store_free(s); /* the last connection, if it sees no other */
+	return rc == SL_OK ? 0 : 1;
+}
+
+static int child_reads(const char *dir)
+{
+	sl_buf v = SL_BUF_INIT(64);
+	sl_store *s;
+	int missing = 0;
+	if (sl_store_open(&s, dir, NULL) != SL_OK)
+		return 2;
+	missing += sl_store_get(s, "ns", "k1", 2, &v, NULL) != SL_OK;
+	missing += sl_store_get(s, "ns", "k2", 2, &v, NULL) != SL_OK;
+	missing += sl_store_get(s, "ns", "k3", 2, &v, NULL) != SL_OK;
+	sl_store_free(s);
+	sl_buf_free(&v);
+	return missing;
+}
+
+/* A process that opens more handles keeps the locks of those it holds:
+ * another process that writes and closes sees it is not the last, so the
+ * WAL stays, and a commit through any handle reaches every process. (The
+ * store once read its header with open() and close(), which dropped the
+ * process's locks; a server's later commits went to a deleted WAL.) */
+static void test_second_handle_keeps_locks(void **state)
+{
+	fixture *f = *state;
+	sl_store *more[3];
+	char wal[4200];
+	struct stat st;
+	(void)state;
+
+	assert_int_equal(sl_store_ns_create(f->s, "ns", SL_NS_MUTABLE), SL_OK);
+	put1(f->s, "ns", "k1", "v1", SL_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sl_store_open(&more[i], f->dir, NULL), SL_OK);
+		expect_get(more[i], "ns", "k1", "v1");
+	}
+	assert_int_equal(in_child(f->dir, "--child-writes"), 0);
+	snprintf(wal, sizeof(wal), "%s/sluice.db-wal", f->dir);
+	assert_int_equal(stat(wal, &st), 0); /* still this process's WAL */
+	put1(more[2], "ns", "k3", "v3", SL_OK);
+	assert_int_equal(in_child(f->dir, "--child-reads"), 0);
+	for (int i = 0; i < 3; i++)
+		sl_store_free(more[i]);
+}
 
 static void test_open_requires_init(void **state)
 {
@@ -641,8 +718,12 @@ static void test_random_against_model(void **state)
 	expect_verified(f->s, "kv");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--child-writes") == 0)
+		return child_writes(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--child-reads") == 0)
+		return child_reads(argv[2]);
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_open_requires_init),
 	        cmocka_unit_test_setup_teardown(test_namespaces, setup, teardown),
@@ -650,6 +731,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_mutable_update_delete, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_floor_and_prune, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_persistence_and_handles, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_second_handle_keeps_locks, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_op, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_node, setup, teardown),
