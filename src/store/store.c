@@ -269,8 +269,8 @@ static int precheck_file(sl_store *s, const char *db_path, off_t size)
 	if (size < (off_t)sizeof(hdr))
 		return sl_error_set(SL_ECORRUPT, "store file %s is truncated (%lld bytes)", db_path,
 		                    (long long)size);
-	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
-	    !f || !f->pMethods)
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+	    !f->pMethods)
 		return sl_error_set(SL_EIO, "open %s: no file handle", db_path);
 	if (f->pMethods->xRead(f, hdr, sizeof(hdr), 0) != SQLITE_OK)
 		return sl_error_set(SL_EIO, "read %s: short read", db_path);
