@@ -210,6 +210,8 @@ sl_digest_hex sl_digest_to_hex(const sl_digest *d);
 /* libsodium; sl_base_init() must have been called once. */
 int sl_base_init(void);
 int sl_ed25519_keypair(uint8_t pk[SL_ED25519_PK_LEN], uint8_t sk[SL_ED25519_SK_LEN]);
+/* n bytes from the system's secure random source (for salts and nonces). */
+int sl_random_bytes(void *out, size_t n);
 int sl_ed25519_sign(uint8_t sig[SL_ED25519_SIG_LEN], const void *msg, size_t len,
                     const uint8_t sk[SL_ED25519_SK_LEN]);
 /* SL_OK or SL_EVERIFY. */

@@ -59,9 +59,11 @@ const char *sl_op_type_name(sl_op_type t); /* "set", "update", ... */
 
 /* ------------------------------------------------------------- namespaces */
 
-typedef enum sl_ns_kind { SL_NS_IMMUTABLE = 1, SL_NS_MUTABLE = 2 } sl_ns_kind;
+/* immutable and mutable namespaces keep an operation log; dag ones keep
+ * signed entries from many writers (sluice/dag.h). */
+typedef enum sl_ns_kind { SL_NS_IMMUTABLE = 1, SL_NS_MUTABLE = 2, SL_NS_DAG = 3 } sl_ns_kind;
 
-int sl_ns_kind_parse(sl_ns_kind *out, const char *s); /* "immutable"|"mutable" */
+int sl_ns_kind_parse(sl_ns_kind *out, const char *s); /* "immutable"|"mutable"|"dag" */
 const char *sl_ns_kind_name(sl_ns_kind kind);
 
 /* A namespace at a commit. `size` counts operations. */
@@ -74,9 +76,9 @@ typedef struct sl_target {
 typedef struct sl_ns_info {
 	char name[SL_NS_NAME_MAX + 1];
 	sl_ns_kind kind;
-	sl_target target;
-	uint64_t pruned; /* operations below this location were pruned */
-	uint64_t keys;   /* live keys in the current state */
+	sl_target target; /* dag: size counts entries, root is the namespace id */
+	uint64_t pruned;  /* operations below this location were pruned */
+	uint64_t keys;    /* live keys in the current state */
 } sl_ns_info;
 
 /* ------------------------------------------------------------------ store */
@@ -274,13 +276,26 @@ int sl_items_value(sl_items *it, const sl_key_entry *entry, sl_buf *value);
 /* ------------------------------------------------------------- maintenance */
 
 typedef struct sl_verify_report {
-	uint64_t ops_checked;   /* operations re-hashed from the log */
-	uint64_t nodes_checked; /* MMR nodes recomputed and compared */
-	uint64_t keys_checked;  /* state entries compared */
-	uint64_t blobs_checked; /* values re-hashed */
-	uint64_t items_checked; /* reconciliation items of the state checked */
-	uint64_t pruned;        /* operations below this were pruned, not checked */
+	uint64_t ops_checked;     /* operations re-hashed from the log */
+	uint64_t nodes_checked;   /* MMR nodes recomputed and compared */
+	uint64_t keys_checked;    /* state entries compared */
+	uint64_t blobs_checked;   /* values re-hashed */
+	uint64_t items_checked;   /* reconciliation items of the state checked */
+	uint64_t pruned;          /* operations below this were pruned, not checked */
+	uint64_t entries_checked; /* dag namespaces: entries replayed */
 } sl_verify_report;
+
+/* ------------------------------------------------------ request nonces */
+
+#define SL_NONCE_LEN 16
+
+/* Remember that key used nonce in a signed request made at time_s, in a
+ * transaction of its own: SL_OK the first time, SL_EEXISTS (a replay)
+ * after. Nonces older than twice window_s before now_s are forgotten, as
+ * their requests are refused for their time anyway. Needs format 3. */
+int sl_store_nonce_claim(sl_store *s, const uint8_t key[SL_ED25519_PK_LEN],
+                         const uint8_t nonce[SL_NONCE_LEN], uint64_t time_s, uint64_t now_s,
+                         unsigned window_s);
 
 /* Recompute every MMR node from the log, the root, the state from the
  * operations, and every referenced value's digest; compare with what is

@@ -31,6 +31,15 @@ int sl_base_init(void)
 	return SL_OK;
 }
 
+int sl_random_bytes(void *out, size_t n)
+{
+	int rc = sl_base_init();
+	if (rc != SL_OK)
+		return rc;
+	randombytes_buf(out, n);
+	return SL_OK;
+}
+
 int sl_ed25519_keypair(uint8_t pk[SL_ED25519_PK_LEN], uint8_t sk[SL_ED25519_SK_LEN])
 {
 	uint8_t new_pk[SL_ED25519_PK_LEN];

@@ -115,13 +115,19 @@ int sl_ns_kind_parse(sl_ns_kind *out, const char *s)
 		*out = SL_NS_IMMUTABLE;
 	else if (s && strcmp(s, "mutable") == 0)
 		*out = SL_NS_MUTABLE;
+	else if (s && strcmp(s, "dag") == 0)
+		*out = SL_NS_DAG;
 	else
-		return sl_error_set(SL_EINVAL, "unknown namespace kind '%s' (immutable|mutable)",
+		return sl_error_set(SL_EINVAL,
+		                    "unknown namespace kind '%s' (immutable|mutable|dag)",
 		                    s ? s : "");
 	return SL_OK;
 }
 
 const char *sl_ns_kind_name(sl_ns_kind kind)
 {
-	return kind == SL_NS_IMMUTABLE ? "immutable" : kind == SL_NS_MUTABLE ? "mutable" : "?";
+	return kind == SL_NS_IMMUTABLE ? "immutable"
+	       : kind == SL_NS_MUTABLE ? "mutable"
+	       : kind == SL_NS_DAG     ? "dag"
+	                               : "?";
 }

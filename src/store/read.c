@@ -54,6 +54,19 @@ static int get_locked(sl_store *s, void *arg)
 	state_entry entry;
 	int rc;
 
+	if ((rc = store_ns_load_any(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (row.kind == SL_NS_DAG) {
+		if ((rc = sl_key_validate(a->key, a->key_len)) != SL_OK)
+			return rc;
+		rc = store_dag_get(s, &row, a->key, a->key_len, &entry);
+		if (rc == SL_ENOTFOUND)
+			return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)a->key_len,
+			                    a->key, a->ns);
+		if (rc == SL_OK && (rc = store_dag_value(s, &entry, a->value)) != SL_OK)
+			sl_error_wrap("key '%.*s'", (int)a->key_len, a->key);
+		return rc;
+	}
 	if ((rc = find_key(s, a->ns, a->key, a->key_len, &row, &entry)) != SL_OK)
 		return rc;
 	a->loc = entry.loc;
@@ -124,6 +137,10 @@ static int list_locked(sl_store *s, void *arg)
 	sl_key_entry t;
 	int rc, has_row;
 
+	if ((rc = store_ns_load_any(s, a->ns, &row)) != SL_OK)
+		return rc;
+	if (row.kind == SL_NS_DAG)
+		return store_dag_list(s, &row, a->prefix, a->prefix_len, a->cb, a->ctx);
 	if ((rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK ||
 	    (rc = overlay_sorted(&c->ov, a->prefix, a->prefix_len, &ov, &n_ov)) != SL_OK)
 		return rc;

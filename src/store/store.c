@@ -324,7 +324,8 @@ static int create_schema(sl_store *s)
 	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
 	         SL_APPLICATION_ID, SL_SCHEMA_VERSION);
 	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = store_items_migrate(s)) != SL_OK ||
-	    (rc = exec_sql(s, pragmas)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+	    (rc = store_dag_migrate(s)) != SL_OK || (rc = exec_sql(s, pragmas)) != SL_OK ||
+	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return rc;
 	}
@@ -332,25 +333,29 @@ static int create_schema(sl_store *s)
 	return SL_OK;
 }
 
-/* Format 1 to 2: the item index, computed from the state tables. A
- * read-only handle keeps format 1 and reads everything but items. */
-static int upgrade_schema(sl_store *s, const char *db_path)
+/* An older format, brought up to date in one transaction: format 1 to 2
+ * adds the item index (computed from the state tables), 2 to 3 the dag
+ * tables. A read-only handle keeps the format it found and reads all that
+ * format has. */
+static int upgrade_schema(sl_store *s, const char *db_path, int64_t version)
 {
 	char pragma[64];
 	int rc;
 
-	s->format = 1;
+	s->format = (int)version;
 	if (s->readonly)
 		return SL_OK;
 	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d;", SL_SCHEMA_VERSION);
 	if ((rc = exec_sql(s, "BEGIN IMMEDIATE")) != SL_OK)
 		return rc;
-	if ((rc = store_items_migrate(s)) != SL_OK || (rc = exec_sql(s, pragma)) != SL_OK ||
-	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+	if ((version < 2 && (rc = store_items_migrate(s)) != SL_OK) ||
+	    (version < 3 && (rc = store_dag_migrate(s)) != SL_OK) ||
+	    (rc = exec_sql(s, pragma)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return sl_error_wrap("upgrade %s to format %d", db_path, SL_SCHEMA_VERSION);
 	}
-	sl_log(SL_LOG_INFO, "upgraded the store", "path=%s format=%d", db_path, SL_SCHEMA_VERSION);
+	sl_log(SL_LOG_INFO, "upgraded the store", "path=%s from=%lld format=%d", db_path,
+	       (long long)version, SL_SCHEMA_VERSION);
 	s->format = SL_SCHEMA_VERSION;
 	return SL_OK;
 }
@@ -373,11 +378,11 @@ static int check_schema(sl_store *s, int may_create, const char *db_path)
 	if (app_id != SL_APPLICATION_ID)
 		return sl_error_set(SL_ECORRUPT, "%s is not a sluice store (application id %lld)",
 		                    db_path, (long long)app_id);
-	if (version == 1)
-		return upgrade_schema(s, db_path);
+	if (version >= 1 && version < SL_SCHEMA_VERSION)
+		return upgrade_schema(s, db_path, version);
 	if (version != SL_SCHEMA_VERSION)
 		return sl_error_set(SL_EINVAL,
-		                    "%s has store format %lld; this sluice reads formats 1 and %d",
+		                    "%s has store format %lld; this sluice reads formats 1 to %d",
 		                    db_path, (long long)version, SL_SCHEMA_VERSION);
 	s->format = SL_SCHEMA_VERSION;
 	return SL_OK;
@@ -496,6 +501,18 @@ static int read_digest_column(sqlite3_stmt *st, int col, sl_digest *out)
 
 int store_ns_load(sl_store *s, const char *name, ns_row *out)
 {
+	int rc = store_ns_load_any(s, name, out);
+	if (rc == SL_OK && out->kind == SL_NS_DAG)
+		return sl_error_set(
+		        SL_EINVAL,
+		        "namespace '%s' is a dag namespace: it holds signed entries, not "
+		        "an operation log (see `sluice dag`)",
+		        name);
+	return rc;
+}
+
+int store_ns_load_any(sl_store *s, const char *name, ns_row *out)
+{
 	sqlite3_stmt *st;
 	ns_row row;
 	int rc;
@@ -524,7 +541,7 @@ int store_ns_load(sl_store *s, const char *name, ns_row *out)
 	sqlite3_reset(st);
 	if (rc != SL_OK)
 		return rc;
-	if ((kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE) || size < 0 ||
+	if ((kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE && kind != SL_NS_DAG) || size < 0 ||
 	    (uint64_t)size >= SL_LOC_LIMIT || floor < 0 || floor > size || pruned < 0 ||
 	    pruned > floor || state_loc < pruned || state_loc > size || row.id <= 0 ||
 	    row.id >= SL_NS_ID_LIMIT)
@@ -549,9 +566,9 @@ int store_ns_insert(sl_store *s, const char *name, sl_ns_kind kind)
 
 	if ((rc = sl_ns_name_validate(name)) != SL_OK)
 		return rc;
-	if (kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE)
+	if (kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE && kind != SL_NS_DAG)
 		return sl_error_set(SL_EINVAL, "unknown namespace kind %d", (int)kind);
-	rc = store_ns_load(s, name, &existing);
+	rc = store_ns_load_any(s, name, &existing);
 	if (rc == SL_OK)
 		return sl_error_set(SL_EEXISTS, "namespace '%s' already exists (%s)", name,
 		                    sl_ns_kind_name(existing.kind));
@@ -575,6 +592,9 @@ int sl_store_ns_create(sl_store *s, const char *name, sl_ns_kind kind)
 {
 	int rc;
 
+	if (kind == SL_NS_DAG)
+		return sl_error_set(SL_EINVAL, "a dag namespace starts with a signed root entry: "
+		                               "create it with sl_dag_create");
 	if ((rc = store_begin_write(s)) != SL_OK)
 		return rc;
 	if ((rc = store_ns_insert(s, name, kind)) == SL_OK)
@@ -635,8 +655,14 @@ static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
 	uint64_t keys;
 	int rc;
 
-	if ((rc = store_ns_sync(s, name, &row, &c)) != SL_OK ||
-	    (rc = store_count_live_keys(s, c, &keys)) != SL_OK)
+	if ((rc = store_ns_load_any(s, name, &row)) != SL_OK)
+		return rc;
+	if (row.kind == SL_NS_DAG) {
+		rc = store_dag_count_keys(s, &row, &keys);
+	} else if ((rc = store_ns_sync(s, name, &row, &c)) == SL_OK) {
+		rc = store_count_live_keys(s, c, &keys);
+	}
+	if (rc != SL_OK)
 		return rc;
 	info_from_row(out, &row);
 	out->keys = keys;
@@ -783,22 +809,7 @@ int store_value_get(sl_store *s, int64_t ns_id, const state_entry *st, sl_buf *v
 			rc = sl_error_set(SL_ECORRUPT, "operation %llu lost its value",
 			                  (unsigned long long)st->loc);
 	} else {
-		sqlite3_stmt *q = store_stmt(s, STMT_BLOB_GET);
-		if (!q) {
-			rc = sl_error_last()->code;
-			goto cleanup;
-		}
-		sqlite3_bind_blob(q, 1, st->digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_ROW)
-			rc = sl_buf_set(value, sqlite3_column_blob(q, 0),
-			                (size_t)sqlite3_column_bytes(q, 0));
-		else if (rc == SQLITE_DONE)
-			rc = sl_error_set(SL_ECORRUPT, "value %s is missing",
-			                  sl_digest_to_hex(&st->digest).s);
-		else
-			rc = store_sqlite_error(s, rc, "read value");
-		sqlite3_reset(q);
+		rc = store_blob_get(s, &st->digest, value);
 	}
 	if (rc != SL_OK)
 		goto cleanup;
@@ -838,6 +849,25 @@ int store_state_get(sl_store *s, int64_t ns_id, const char *key, size_t key_len,
 		rc = store_sqlite_error(s, rc, "read state");
 	}
 	sqlite3_reset(st);
+	return rc;
+}
+
+int store_blob_get(sl_store *s, const sl_digest *digest, sl_buf *value)
+{
+	sqlite3_stmt *q = store_stmt(s, STMT_BLOB_GET);
+	int rc;
+	if (!q)
+		return sl_error_last()->code;
+	sqlite3_bind_blob(q, 1, digest->bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		rc = sl_buf_set(value, sqlite3_column_blob(q, 0),
+		                (size_t)sqlite3_column_bytes(q, 0));
+	else if (rc == SQLITE_DONE)
+		rc = sl_error_set(SL_ECORRUPT, "value %s is missing", sl_digest_to_hex(digest).s);
+	else
+		rc = store_sqlite_error(s, rc, "read a value");
+	sqlite3_reset(q);
 	return rc;
 }
 

@@ -31,6 +31,8 @@
  *   item_sums(ns, chunk, sums)
  *       per bucket of ids (the first two bytes), the count and the 256-bit
  *       sum of the ids in items, 256 buckets to a row (items_index.c).
+ *   dag_entries, dag_settings, dag_state, dag_tips
+ *       the entries of dag namespaces and what they make (dag.c; format 3).
  *
  * Locations are limited to 2^40 per namespace by the id packing (about a
  * trillion operations), namespace ids to 2^22.
@@ -42,7 +44,7 @@
 
 #include "sluice/store.h"
 
-#define SL_SCHEMA_VERSION          2
+#define SL_SCHEMA_VERSION          3
 #define SL_APPLICATION_ID          0x534c4345 /* 'SLCE' */
 #define SL_CHUNK_NODES             63
 #define SL_INLINE_VALUE_MAX        64
@@ -178,6 +180,7 @@ struct sl_store {
 	int format; /* the schema version the file has (1: no item index) */
 	sqlite3_stmt *stmts[STMT__COUNT];
 	ns_cache *caches;
+	uint64_t nonce_claims; /* nonces.c: claims through this handle */
 };
 
 /* Node reader over the mmr table with a one-chunk cache. */
@@ -197,7 +200,10 @@ int store_begin_read(sl_store *s);
 int store_begin_write(sl_store *s);
 int store_commit_txn(sl_store *s);
 void store_rollback_txn(sl_store *s);
+/* A namespace with an operation log (SL_EINVAL for a dag one, saying so). */
 int store_ns_load(sl_store *s, const char *name, ns_row *out);
+/* Any namespace. */
+int store_ns_load_any(sl_store *s, const char *name, ns_row *out);
 int store_ns_write(sl_store *s, const ns_row *row);
 /* Inside a write transaction: validate and add an empty namespace. */
 int store_ns_insert(sl_store *s, const char *name, sl_ns_kind kind);
@@ -207,6 +213,8 @@ int store_op_get(sl_store *s, int64_t ns_id, uint64_t loc, sl_buf *element, sl_b
                  int *has_value);
 int store_op_put(sl_store *s, int64_t ns_id, uint64_t loc, const sl_buf *element, const void *value,
                  size_t value_len, int has_value);
+/* The value of digest (SL_ECORRUPT when it is missing); not re-hashed. */
+int store_blob_get(sl_store *s, const sl_digest *digest, sl_buf *value);
 int store_blob_put(sl_store *s, const sl_digest *digest, const void *value, size_t len);
 /* The value of a live state entry: inline in its operation or a blob;
  * re-hashed, SL_ECORRUPT if it does not match. */
@@ -247,6 +255,17 @@ int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
  * row->size (the caller writes the row). */
 int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
 void store_cache_invalidate(sl_store *s, int64_t ns_id);
+/* --- dag_txn.c: the tables of format 3 (dag namespaces, their peers and
+ * access requests, request nonces); dag_read.c: reads of a dag state */
+int store_dag_migrate(sl_store *s);
+int store_dag_get(sl_store *s, const ns_row *row, const char *key, size_t key_len,
+                  state_entry *out);
+int store_dag_list(sl_store *s, const ns_row *row, const char *prefix, size_t prefix_len,
+                   sl_key_fn cb, void *ctx);
+int store_dag_count_keys(sl_store *s, const ns_row *row, uint64_t *out);
+/* The value of a dag state entry (always in blobs), re-hashed. */
+int store_dag_value(sl_store *s, const state_entry *st, sl_buf *value);
+
 /* --- items_index.c and items.c */
 #define ITEM_BUCKETS 65536u /* by the first two bytes of an id */
 

@@ -26,6 +26,8 @@
  */
 #include "store/store_internal.h"
 
+#include "sluice/dag.h"
+
 #include <string.h>
 
 typedef struct verify_ctx {
@@ -368,6 +370,10 @@ int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out)
 	v.s = s;
 	if ((rc = store_begin_read(s)) != SL_OK)
 		return rc;
+	if ((rc = store_ns_load_any(s, ns, &v.row)) == SL_OK && v.row.kind == SL_NS_DAG) {
+		store_rollback_txn(s);
+		return sl_dag_verify(s, ns, out); /* its own checks, dag.c */
+	}
 	rc = verify_locked(&v, ns);
 	sqlite3_finalize(v.replay_set);
 	sqlite3_finalize(v.replay_upsert);

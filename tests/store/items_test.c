@@ -452,8 +452,11 @@ static void test_upgrade_from_format_1(void **state)
 		put1(s, "old", key, value, make_value(value, m->value[k], 4));
 	}
 	sl_store_free(s);
-	/* What an older sluice wrote: no item tables, format 1. */
-	sql(dir, "DROP TABLE items; DROP TABLE item_sums; PRAGMA user_version = 1;");
+	/* What an older sluice wrote: no item or dag tables, format 1. */
+	sql(dir, "DROP TABLE items; DROP TABLE item_sums; DROP TABLE dag_entries; DROP TABLE "
+	         "dag_settings; DROP TABLE dag_state; DROP TABLE dag_tips; DROP TABLE dag_peers; "
+	         "DROP TABLE dag_requests; DROP TABLE "
+	         "request_nonces; PRAGMA user_version = 1;");
 
 	/* Read-only: everything but items works, and items say how to
 	 * upgrade. */

@@ -111,7 +111,11 @@ static void test_kind_names(void **state)
 	assert_int_equal(kind, SL_NS_IMMUTABLE);
 	assert_int_equal(sl_ns_kind_parse(&kind, "mutable"), SL_OK);
 	assert_int_equal(kind, SL_NS_MUTABLE);
-	assert_int_equal(sl_ns_kind_parse(&kind, "dag"), SL_EINVAL);
+	assert_int_equal(sl_ns_kind_parse(&kind, "dag"), SL_OK);
+	assert_int_equal(kind, SL_NS_DAG);
+	assert_string_equal(sl_ns_kind_name(SL_NS_DAG), "dag");
+	assert_int_equal(sl_ns_kind_parse(&kind, "graph"), SL_EINVAL);
+	assert_int_equal(sl_ns_kind_parse(&kind, "Mutable"), SL_EINVAL);
 	assert_string_equal(sl_ns_kind_name(SL_NS_MUTABLE), "mutable");
 	assert_string_equal(sl_op_type_name(SL_OP_COMMIT), "commit");
 }
