@@ -285,6 +285,83 @@ int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_
 int sl_wire_items_decode(sl_wire_items *out, unsigned flags, const uint8_t *frame, size_t len);
 void sl_wire_items_free(sl_wire_items *w); /* NULL ok */
 
+/* The entries frame of dag sync (docs/protocol.md, "DAG sync"): entries
+ * and the values their writes set, as a server answers a fetch or a
+ * bootstrap page and as a client pushes. A value comes before the first
+ * entry that sets it; the ids asked for but not held are listed after
+ * the records. The decoder checks the form only (sl_dag_insert verifies
+ * the entries); everything borrows from the frame. */
+#define SL_WIRE_ENTRIES_MORE 0x1 /* flag: entries were left out (a page, a fetch) */
+
+typedef struct sl_wire_entries {
+	unsigned flags;
+	size_t n_entries;
+	sl_bytes *entries; /* owned array, borrowed bytes, in frame order */
+	size_t n_values;
+	sl_bytes *values;
+	size_t n_missing;
+	const uint8_t *missing; /* n_missing ids */
+} sl_wire_entries;
+
+/* Encoding: begin, then values and entries in order, then end with the
+ * number of records added and the missing ids. */
+int sl_wire_entries_begin(sl_buf *out, unsigned flags);
+int sl_wire_entries_add_value(sl_buf *out, const void *value, size_t len);
+int sl_wire_entries_add_entry(sl_buf *out, const uint8_t *entry, size_t len);
+int sl_wire_entries_end(sl_buf *out, size_t n_records, const uint8_t *missing, size_t n_missing);
+int sl_wire_entries_decode(sl_wire_entries *out, const uint8_t *frame, size_t len);
+void sl_wire_entries_free(sl_wire_entries *w); /* NULL ok */
+
+/* -------------------------------------------------------- signed requests */
+
+/* A node signs an HTTP request with its Ed25519 key in the Authorization
+ * header (src/net/signed_request.c has the exact form and the signed
+ * message):
+ *
+ *   Sluice-Ed25519 key=<64 hex>, time=<unix s>, nonce=<32 hex>, sig=<128 hex>
+ *
+ * The signature covers the method, the target as sent (path and query),
+ * the SHA-256 of the body, the server's public key, the time and the
+ * nonce. Verifying checks the clock window and the signature; whether the
+ * key may do what it asks, and that the nonce was not seen before, are
+ * the caller's to check. */
+
+#define SL_REQUEST_WINDOW_S  60 /* default clock window, seconds each way */
+#define SL_REQUEST_NONCE_LEN 16
+#define SL_REQUEST_AUTH_MAX  512 /* bytes of the header value */
+
+typedef struct sl_request_auth {
+	uint8_t key[SL_ED25519_PK_LEN]; /* the requesting node */
+	uint64_t time_s;                /* Unix seconds when signed */
+	uint8_t nonce[SL_REQUEST_NONCE_LEN];
+	uint8_t sig[SL_ED25519_SIG_LEN];
+} sl_request_auth;
+
+/* Sign a request to the server whose public key is server_key: fills out
+ * with sk's public half, time_s, a fresh random nonce and the signature.
+ * method: 1..16 of A-Z; target: path and query exactly as sent, 1..4096
+ * bytes starting with '/' (else SL_EINVAL). body may be NULL when
+ * body_len is 0. */
+int sl_request_auth_sign(sl_request_auth *out, const uint8_t sk[SL_ED25519_SK_LEN],
+                         const char *method, const char *target, const void *body, size_t body_len,
+                         const uint8_t server_key[SL_ED25519_PK_LEN], uint64_t time_s);
+/* The header value, NUL-terminated, into out; SL_REQUEST_AUTH_MAX + 1
+ * bytes always suffice (SL_ETOOLARGE when cap is too small for it). */
+int sl_request_auth_format(const sl_request_auth *a, char *out, size_t cap);
+/* Parse a header value in exactly the form format writes (one spelling:
+ * lowercase hex, no extra spaces, no leading zeros); anything else is
+ * SL_EINVAL with a message naming what is wrong. */
+int sl_request_auth_parse(sl_request_auth *out, const char *value);
+/* Check a parsed header against the request it came with: its time must
+ * be within window_s of now_s either way (else SL_EAUTH; pass
+ * SL_REQUEST_WINDOW_S for the default), method and target of the form
+ * sign accepts (else SL_EINVAL), and the signature valid for a->key over
+ * this request to server_key (else SL_EVERIFY). */
+int sl_request_auth_verify(const sl_request_auth *a, const char *method, const char *target,
+                           const void *body, size_t body_len,
+                           const uint8_t server_key[SL_ED25519_PK_LEN], uint64_t now_s,
+                           unsigned window_s);
+
 #ifdef __cplusplus
 }
 #endif
