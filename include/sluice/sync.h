@@ -70,7 +70,8 @@ typedef struct sl_sync_server_options {
 	const char *token;       /* bearer token for commits; NULL: commits refused */
 	const sl_node_key *key;  /* required: signs targets */
 	sl_metrics *metrics;     /* may be NULL */
-	size_t frame_budget;     /* bytes of operations per ops frame, default 16 MiB,
+	size_t frame_budget;     /* bytes of operations per ops frame (and of entries
+	                            and values per dag page), default 16 MiB,
 	                            at most SL_SYNC_FRAME_BUDGET_MAX */
 	unsigned timeout_s;      /* idle connection timeout, default 30 */
 	sl_http_limits limits;   /* per client (sl_http_limits_init's defaults) */

@@ -9,17 +9,46 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "sluice/dag.h"
+#include "sluice/sync.h"
+
+/* In a dag namespace: one entry on top of the tips, signed by the node
+ * key, which must be allowed to write. */
+static int write_dag(const cli_cmd *cmd, sl_store *store, const char *ns, const char *key,
+                     const sl_buf *value)
+{
+	sl_dag_write w;
+	sl_bytes v = {value ? value->data : NULL, value ? value->len : 0};
+	sl_node_key node;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	w.kind = value ? SL_DAG_SET : SL_DAG_DELETE;
+	w.key = key;
+	w.key_len = strlen(key);
+	rc = sl_node_key_load(&node, cmd->dir, 0) == SL_OK &&
+	                     sl_dag_write_entry(store, ns, node.sk, &w, &v, 1, NULL) == SL_OK
+	             ? CLI_OK
+	             : cli_fail(cmd->name);
+	memset(&node, 0, sizeof(node));
+	return rc;
+}
 
 /* A one-entry commit: put (value non-NULL) or delete (value NULL). */
 static int write_one(const cli_cmd *cmd, const char *ns, const char *key, const sl_buf *value)
 {
 	sl_store *store = NULL;
 	sl_batch *batch = NULL;
+	sl_ns_info info;
 	int rc;
 
 	rc = cli_open_store(cmd, 0, &store);
 	if (rc != CLI_OK)
 		goto cleanup;
+	if (sl_store_ns_info(store, ns, &info) == SL_OK && info.kind == SL_NS_DAG) {
+		rc = write_dag(cmd, store, ns, key, value);
+		goto cleanup;
+	}
 	if (sl_batch_new(&batch, store, ns) != SL_OK ||
 	    (value ? sl_batch_put(batch, key, strlen(key), value->data, value->len)
 	           : sl_batch_del(batch, key, strlen(key))) != SL_OK ||

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "sluice/dag.h"
+#include "sluice/sync.h"
 
 #define OPT_KIND CLI_OPT_CMD
 
@@ -52,12 +54,15 @@ cleanup:
 /* ------------------------------------------------------------- ns create */
 
 static const char ns_create_usage[] =
-        "Usage: sluice ns create [-d DIR] NAME --kind immutable|mutable\n"
+        "Usage: sluice ns create [-d DIR] NAME --kind immutable|mutable|dag\n"
         "\n"
         "Create namespace NAME: 1..64 bytes of [A-Za-z0-9_.-], not starting with '.'.\n"
         "\n"
         "  -k, --kind KIND  immutable: a key is set once; setting it again to another\n"
-        "                   value is an error. mutable: keys can be updated and deleted.\n";
+        "                   value is an error. mutable: keys can be updated and deleted.\n"
+        "                   dag: many writers, each write a signed entry; its root\n"
+        "                   entry, signed by the node key (DIR/node.key), makes that\n"
+        "                   key the namespace's admin.\n";
 
 static const struct option ns_create_options[] = {
         {"kind", required_argument, NULL, 'k'},
@@ -70,8 +75,8 @@ static int ns_create_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 
 	(void)opt; /* --kind is the only one */
 	if (sl_ns_kind_parse(kind, arg) != SL_OK)
-		return cli_usage_error(cmd->name,
-		                       "--kind must be 'immutable' or 'mutable', not '%s'", arg);
+		return cli_usage_error(
+		        cmd->name, "--kind must be 'immutable', 'mutable' or 'dag', not '%s'", arg);
 	return CLI_OK;
 }
 
@@ -91,12 +96,25 @@ static int ns_create(int argc, char **argv)
 		return rc;
 	name = cmd.args[0];
 	if (kind == 0)
-		return cli_usage_error(cmd.name, "--kind immutable|mutable is required");
+		return cli_usage_error(cmd.name, "--kind immutable|mutable|dag is required");
 	if (sl_ns_name_validate(name) != SL_OK)
 		return cli_fail(cmd.name);
 	rc = cli_open_store(&cmd, 0, &store);
 	if (rc != CLI_OK)
 		goto cleanup;
+	if (kind == SL_NS_DAG) {
+		/* Its root entry, signed by the node key, makes that key admin. */
+		sl_node_key key;
+		sl_digest id;
+		rc = sl_node_key_load(&key, cmd.dir, 1) == SL_OK &&
+		                     sl_dag_create(store, name, key.sk, &id) == SL_OK
+		             ? CLI_OK
+		             : cli_fail(cmd.name);
+		memset(&key, 0, sizeof(key));
+		if (rc == CLI_OK)
+			printf("created dag namespace %s (id %s)\n", name, sl_digest_to_hex(&id).s);
+		goto cleanup;
+	}
 	if (sl_store_ns_create(store, name, kind) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
@@ -189,7 +207,7 @@ static const char ns_usage[] = "Usage: sluice ns COMMAND [ARGS]\n"
                                "Create and list namespaces.\n";
 
 static const cli_command ns_commands[] = {
-        {"create", ns_create, "create a namespace: NAME --kind immutable|mutable"},
+        {"create", ns_create, "create a namespace: NAME --kind immutable|mutable|dag"},
         {"list", ns_list, "list namespaces with size, floor and root"},
 };
 

@@ -10,12 +10,14 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "sluice/dag_sync.h"
 #include "sluice/sync.h"
 
 #define OPT_DB         CLI_OPT_CMD
 #define OPT_LISTEN     (CLI_OPT_CMD + 1)
 #define OPT_TOKEN_FILE (CLI_OPT_CMD + 2)
 #define OPT_THREADS    (CLI_OPT_CMD + 3)
+#define OPT_DAG_SYNC   (CLI_OPT_CMD + 4)
 #define TOKEN_MAX      4096
 #define DEMO_NS        "demo"
 #define DEMO_VALUE_LEN 32
@@ -36,6 +38,10 @@ static const char serve_usage[] =
         "      --token-file FILE   accept POST .../commit with this bearer token;\n"
         "                          without it commits are refused\n"
         "      --threads N         request threads (default 4)\n"
+        "      --dag-sync DURATION|off  a full sync of each dag namespace with each\n"
+        "                          of its peers this often (default 60s); entries\n"
+        "                          owed to a peer are pushed soon after they are\n"
+        "                          stored; off: no background dag sync\n"
         "\n"
         "Generating operations (demos and tests): with --db or -i, namespace 'demo'\n"
         "is created if missing and operations are committed to it.\n"
@@ -53,6 +59,7 @@ static const struct option serve_options[] = {
         {"metrics-port", required_argument, NULL, 'm'},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"dag-sync", required_argument, NULL, OPT_DAG_SYNC},
         {"db", required_argument, NULL, OPT_DB},
         {"initial-ops", required_argument, NULL, 'i'},
         {"op-interval", required_argument, NULL, 't'},
@@ -67,6 +74,7 @@ typedef struct serve_args {
 	int metrics_off;
 	const char *token_file;
 	uint64_t threads;
+	uint64_t dag_sync_ms; /* 0: off */
 	int generate;
 	sl_ns_kind kind;
 	uint64_t initial_ops, interval_ms, ops_per_interval;
@@ -99,6 +107,16 @@ static int serve_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 			return CLI_USAGE;
 		if (a->threads == 0 || a->threads > 64)
 			return cli_usage_error(cmd->name, "--threads must be 1..64");
+		return CLI_OK;
+	case OPT_DAG_SYNC:
+		if (strcmp(arg, "off") == 0) {
+			a->dag_sync_ms = 0;
+			return CLI_OK;
+		}
+		if (cli_parse_duration_ms(cmd->name, "--dag-sync", arg, &a->dag_sync_ms) != CLI_OK)
+			return CLI_USAGE;
+		if (a->dag_sync_ms == 0)
+			return cli_usage_error(cmd->name, "--dag-sync must be a duration or off");
 		return CLI_OK;
 	case OPT_DB:
 		a->generate = 1;
@@ -249,10 +267,12 @@ int cli_cmd_serve(int argc, char **argv)
 	                .kind = SL_NS_MUTABLE,
 	                .initial_ops = 100,
 	                .interval_ms = 100,
-	                .ops_per_interval = 5};
+	                .ops_per_interval = 5,
+	                .dag_sync_ms = SL_DAG_INTERVAL_MS};
 	static volatile sig_atomic_t stop;
 	sl_sync_server_options so;
 	sl_sync_server *server = NULL;
+	sl_dag_syncer *syncer = NULL;
 	sl_http_server *metrics_http = NULL;
 	sl_metrics *metrics = NULL;
 	sl_node_key key;
@@ -290,6 +310,18 @@ int cli_cmd_serve(int argc, char **argv)
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
+	if (a.dag_sync_ms) {
+		sl_dag_syncer_options yo;
+		sl_dag_syncer_options_init(&yo);
+		yo.store_dir = cmd.dir;
+		yo.key = &key;
+		yo.interval_ms = a.dag_sync_ms;
+		yo.metrics = metrics;
+		if (sl_dag_syncer_start(&syncer, &yo) != SL_OK) {
+			rc = cli_fail(cmd.name);
+			goto cleanup;
+		}
+	}
 	sl_hex_encode(node, key.pk, SL_ED25519_PK_LEN);
 	sl_log(SL_LOG_INFO, "serving",
 	       "listen=%s port=%u metrics_port=%u node=%s store=%s commits=%s", a.listen,
@@ -311,6 +343,7 @@ int cli_cmd_serve(int argc, char **argv)
 	}
 	sl_log(SL_LOG_INFO, "stopping", "port=%u", sl_sync_server_port(server));
 cleanup:
+	sl_dag_syncer_stop(syncer);
 	sl_sync_server_stop(server);
 	sl_http_server_stop(metrics_http);
 	sl_metrics_free(metrics);

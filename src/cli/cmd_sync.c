@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "sluice/dag_sync.h"
 #include "sluice/sync.h"
 
 #define OPT_ONCE      CLI_OPT_CMD
@@ -27,7 +28,13 @@ static const char sync_usage[] =
         "new targets after checking a consistency proof, and stop when the roots\n"
         "match; then wait and sync again.\n"
         "\n"
-        "  -s, --server HOST:PORT  the server (required)\n"
+        "A dag namespace syncs with its peers instead (`sluice peer add`, `sluice\n"
+        "join`), both ways: it takes what a peer has and it lacks, verifying every\n"
+        "entry, and gives what the peer lacks. With --once it exits 0 when every\n"
+        "peer is in step, 1 when one refused, is pending approval or failed.\n"
+        "\n"
+        "  -s, --server HOST:PORT  the server (required; for a dag namespace, the\n"
+        "                          one peer to sync with, default all of them)\n"
         "  -b, --batch-size N      operations per request (default 50)\n"
         "  -r, --max-outstanding N requests in flight (default 4)\n"
         "  -t, --target-update-interval DURATION\n"
@@ -129,6 +136,82 @@ static int sync_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	return CLI_USAGE;
 }
 
+static int is_dag(sl_store *store, const char *ns)
+{
+	sl_ns_info info;
+	return sl_store_ns_info(store, ns, &info) == SL_OK && info.kind == SL_NS_DAG;
+}
+
+/* One round with every peer of ns (or the one at a->o.server): 0 when
+ * every one ends equal. */
+static int dag_round(const cli_cmd *cmd, sl_store *store, const char *ns, const sync_args *a,
+                     const sl_node_key *key, int *n_peers)
+{
+	sl_dag_peer *peers = NULL;
+	size_t n = 0;
+	int failed = 0;
+
+	*n_peers = 0;
+	if (sl_dag_peer_list(store, ns, &peers, &n) != SL_OK)
+		return cli_fail(cmd->name);
+	for (size_t i = 0; i < n; i++) {
+		sl_dag_sync_report r;
+		int rc;
+		if (a->o.server && strcmp(a->o.server, peers[i].addr) != 0)
+			continue;
+		(*n_peers)++;
+		rc = sl_dag_sync_peer(store, &peers[i], key, &r);
+		if (rc == SL_OK && r.equal) {
+			printf("%s: in step (pulled %llu, pushed %llu, %llu round trips)\n",
+			       peers[i].addr, (unsigned long long)r.pulled,
+			       (unsigned long long)r.pushed, (unsigned long long)r.round_trips);
+		} else {
+			failed = 1;
+			cli_errorf(cmd->name, "%s: %s", peers[i].addr,
+			           r.error[0] ? r.error : sl_error_last()->message);
+		}
+	}
+	fflush(stdout);
+	sl_free(peers);
+	return failed ? CLI_FAIL : CLI_OK;
+}
+
+/* A dag namespace syncs with its peers (`sluice peer add`, `sluice join`),
+ * both ways: --once a round and exit 0 when all are in step (1 when one
+ * refused, is pending or failed); else a round every --sync-interval. */
+static int sync_dag(const cli_cmd *cmd, sl_store *store, const char *ns, const sync_args *a,
+                    volatile sig_atomic_t *stop)
+{
+	sl_node_key key;
+	int rc, n_peers = 0;
+
+	if (sl_node_key_load(&key, cmd->dir, 0) != SL_OK)
+		return cli_fail(cmd->name);
+	for (;;) {
+		rc = dag_round(cmd, store, ns, a, &key, &n_peers);
+		if (n_peers == 0) {
+			rc = cli_errorf(
+			        cmd->name,
+			        a->o.server ? "%s is not a peer of namespace '%s' (`sluice peer "
+			                      "add`)"
+			                    : "namespace '%s' has no peers (`sluice peer add` or "
+			                      "`sluice join`)",
+			        a->o.server ? a->o.server : ns, ns);
+			break;
+		}
+		if (a->o.once || *stop)
+			break;
+		for (uint64_t waited = 0; waited < a->o.sync_interval_ms && !*stop; waited += 100)
+			sl_sleep_ms(100);
+		if (*stop) {
+			rc = CLI_OK;
+			break;
+		}
+	}
+	memset(&key, 0, sizeof(key));
+	return rc;
+}
+
 int cli_cmd_sync(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "sync",
@@ -147,12 +230,19 @@ int cli_cmd_sync(int argc, char **argv)
 	sl_sync_client_options_init(&a.o);
 	if ((rc = cli_parse(&cmd, argc, argv, sync_opt, &a)) != CLI_CONTINUE)
 		return rc;
-	if (!a.o.server)
-		return cli_usage_error(cmd.name, "-s HOST:PORT is required");
 	if (sl_ns_name_validate(cmd.args[0]) != SL_OK)
 		return cli_usage_error(cmd.name, "%s", sl_error_last()->message);
 	if ((rc = cli_open_store(&cmd, SL_STORE_CREATE, &store)) != CLI_OK)
 		return rc;
+	if (is_dag(store, a.o.local_ns ? a.o.local_ns : cmd.args[0])) {
+		cli_on_stop_signal(&stop);
+		rc = sync_dag(&cmd, store, a.o.local_ns ? a.o.local_ns : cmd.args[0], &a, &stop);
+		goto cleanup;
+	}
+	if (!a.o.server) {
+		rc = cli_usage_error(cmd.name, "-s HOST:PORT is required");
+		goto cleanup;
+	}
 	if (a.metrics &&
 	    (sl_metrics_new(&metrics) != SL_OK ||
 	     sl_metrics_serve(&metrics_http, metrics, "127.0.0.1", a.metrics_port) != SL_OK)) {

@@ -8,6 +8,8 @@
  *   POST /api/v0/ns/{ns}/commit              batch frame, bearer token
  *   POST /api/v0/ns/{ns}/reconcile           negentropy message (state_endpoints.c)
  *   POST /api/v0/ns/{ns}/items               items request (state_endpoints.c)
+ *   /api/v0/dag/{id}/...                     dag namespaces, signed requests
+ *                                            (dag_endpoints.c)
  *
  * Handlers run on the HTTP server's worker threads. An sl_store handle is
  * used by one thread at a time, so each request borrows one from a small
@@ -45,12 +47,13 @@ enum endpoint {
 	EP_COMMIT,
 	EP_RECONCILE,
 	EP_ITEMS,
+	EP_DAG,
 	EP_OTHER,
 	EP__COUNT
 };
 
-static const char *const endpoint_names[EP__COUNT] = {"info",   "target",    "ops",   "consistency",
-                                                      "commit", "reconcile", "items", "other"};
+static const char *const endpoint_names[EP__COUNT] = {
+        "info", "target", "ops", "consistency", "commit", "reconcile", "items", "dag", "other"};
 
 struct sl_sync_server {
 	sl_sync_server_options o;
@@ -58,6 +61,7 @@ struct sl_sync_server {
 	char *token;
 	sl_node_key key;
 	sl_http_server *http;
+	server_dag *dag;
 	pthread_mutex_t pool_mu;
 	sl_store *pool[POOL_MAX];
 	size_t n_pool;
@@ -121,13 +125,15 @@ static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp
 	sl_hex_encode(node, srv->key.pk, SL_ED25519_PK_LEN);
 	rc = sl_buf_printf(&resp->body, "{\"node\":\"%s\",\"version\":\"%s\",\"namespaces\":[",
 	                   node, SLUICE_VERSION);
-	for (size_t i = 0; rc == SL_OK && i < n; i++) {
+	for (size_t i = 0, listed = 0; rc == SL_OK && i < n; i++) {
 		sl_digest_hex root = sl_digest_to_hex(&list[i].target.root);
+		if (list[i].kind == SL_NS_DAG)
+			continue; /* answered only to their peers, by id */
 		rc = sl_buf_printf(
 		        &resp->body,
 		        "%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%llu,\"root\":\"%s\","
 		        "\"floor\":%llu,\"pruned\":%llu}",
-		        i ? "," : "", list[i].name, sl_ns_kind_name(list[i].kind),
+		        listed++ ? "," : "", list[i].name, sl_ns_kind_name(list[i].kind),
 		        (unsigned long long)list[i].target.size, root.s,
 		        (unsigned long long)list[i].target.floor,
 		        (unsigned long long)list[i].pruned);
@@ -352,11 +358,21 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 {
 	sl_sync_server *srv = ctx;
 	char ns[SL_NS_NAME_MAX + 1] = "";
-	enum endpoint ep = route(req->path, ns);
+	const char *dag_rest = NULL;
+	enum endpoint ep = server_dag_route(req->path, &dag_rest) ? EP_DAG : route(req->path, ns);
 	int is_post = ep == EP_COMMIT || ep == EP_RECONCILE || ep == EP_ITEMS;
 	sl_store *s = NULL;
 
 	sl_metric_add(srv->requests[ep], 1);
+	if (ep == EP_DAG) { /* its own methods and checks */
+		if (!(s = pool_get(srv))) {
+			server_fail(resp, 503, sl_error_last()->message);
+			goto out;
+		}
+		server_dag_handle(srv->dag, s, req, dag_rest, resp);
+		pool_put(srv, s);
+		goto out;
+	}
 	if (ep == EP_OTHER) {
 		server_fail(resp, 404, "no such endpoint");
 		goto out;
@@ -454,7 +470,8 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 		rc = SL_ENOMEM;
 		goto fail;
 	}
-	if ((rc = register_metrics(srv)) != SL_OK)
+	if ((rc = register_metrics(srv)) != SL_OK ||
+	    (rc = server_dag_new(&srv->dag, srv->key.pk, srv->o.frame_budget, o->metrics)) != SL_OK)
 		goto fail;
 	/* Open one handle now, so a missing or damaged store fails at start. */
 	if (!(probe = pool_get(srv))) {
@@ -489,6 +506,7 @@ void sl_sync_server_stop(sl_sync_server *s)
 	if (!s)
 		return;
 	sl_http_server_stop(s->http);
+	server_dag_free(s->dag);
 	for (size_t i = 0; i < s->n_pool; i++)
 		sl_store_free(s->pool[i]);
 	pthread_mutex_destroy(&s->pool_mu);

@@ -31,4 +31,15 @@ void server_reconcile(sl_store *s, const sl_http_request *req, const char *ns,
 void server_items(sl_store *s, const sl_http_request *req, const char *ns, size_t frame_budget,
                   sl_http_response *resp);
 
+/* The dag endpoints (dag_endpoints.c): one per server, shared by its
+ * threads. */
+typedef struct server_dag server_dag;
+int server_dag_new(server_dag **out, const uint8_t key[SL_ED25519_PK_LEN], size_t frame_budget,
+                   sl_metrics *m);
+void server_dag_free(server_dag *d); /* NULL ok */
+/* 1 and *rest (the path after /api/v0/dag/) for a dag endpoint, else 0. */
+int server_dag_route(const char *path, const char **rest);
+void server_dag_handle(server_dag *d, sl_store *s, const sl_http_request *req, const char *rest,
+                       sl_http_response *resp);
+
 #endif

@@ -1,0 +1,536 @@
+/*
+ * A client's sync of one dag namespace with one peer (sl_dag_sync), over
+ * any sl_dag_transport:
+ *
+ *   1. tips: equal tip sets mean equal entry sets (each side holds every
+ *      ancestor of what it holds), so one request settles a namespace
+ *      already in step;
+ *   2. bootstrap: when the peer holds more and this node's entries are a
+ *      prefix of the peer's in (height, id) order (the peer checks the
+ *      count and fingerprint), pull pages after the last entry held. A
+ *      client killed mid-way resumes from what it stored: its entries are
+ *      still a prefix;
+ *   3. reconcile: otherwise, negentropy over the items (height, id) finds
+ *      what each side lacks in a few round trips whose bytes follow the
+ *      differences; then fetch the entries missing here (the peer answers
+ *      them in (height, id) order, so parents come first) and push the
+ *      ones missing there, in the same order.
+ *
+ * Every entry taken is verified before it is stored (sl_dag_insert): a
+ * peer that sends an entry that does not verify, or an entry not asked
+ * for, gets nothing stored of it and the sync stops with SL_EVERIFY.
+ *
+ * sl_dag_push_outbox sends the entries stored since a peer's outbox mark,
+ * in the order they were stored (parents first), for the background sync.
+ */
+#include "sluice/dag_sync.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SYNC_ROUNDS 3 /* exchanges before giving up on equal tips */
+
+typedef uint8_t id_t32[SL_DIGEST_LEN];
+
+typedef struct id_set {
+	id_t32 *ids;
+	size_t n, cap;
+} id_set;
+
+static int set_add(id_set *s, const uint8_t id[SL_DIGEST_LEN])
+{
+	id_t32 *grown = sl_grow(s->ids, &s->cap, s->n, sizeof(*s->ids), 64);
+	if (!grown)
+		return SL_ENOMEM;
+	s->ids = grown;
+	memcpy(s->ids[s->n++], id, SL_DIGEST_LEN);
+	return SL_OK;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, SL_DIGEST_LEN);
+}
+
+static void set_seal(id_set *s)
+{
+	size_t kept = 0;
+	if (s->n)
+		qsort(s->ids, s->n, sizeof(*s->ids), cmp_id);
+	for (size_t i = 0; i < s->n; i++)
+		if (kept == 0 || memcmp(s->ids[kept - 1], s->ids[i], SL_DIGEST_LEN) != 0)
+			memmove(s->ids[kept++], s->ids[i], SL_DIGEST_LEN);
+	s->n = kept;
+}
+
+static int set_has(const id_set *s, const uint8_t id[SL_DIGEST_LEN])
+{
+	return s->n && bsearch(id, s->ids, s->n, sizeof(*s->ids), cmp_id) != NULL;
+}
+
+/* Keep of s (sealed) the ids not in gone (sealed). */
+static void set_remove(id_set *s, const id_set *gone)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (!set_has(gone, s->ids[i]))
+			memmove(s->ids[kept++], s->ids[i], SL_DIGEST_LEN);
+	s->n = kept;
+}
+
+typedef struct sync_ctx {
+	sl_store *s;
+	const char *ns;
+	const sl_dag_transport *peer;
+	sl_dag_sync_report *r;
+	sl_buf req, ans;
+	sl_dag_items *view;
+	id_set have, need;
+} sync_ctx;
+
+/* The message of a JSON error answer, or its first bytes. */
+static void answer_message(const sl_buf *ans, char *out, size_t cap)
+{
+	json_t *j = json_loadb((const char *)ans->data, ans->len, 0, NULL);
+	const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+	if (m)
+		snprintf(out, cap, "%s", m);
+	else
+		snprintf(out, cap, "%.*s", (int)(ans->len < 200 ? ans->len : 200),
+		         ans->data ? (const char *)ans->data : "");
+	json_decref(j);
+}
+
+/* One request; SL_OK only for a 2xx answer (want_409: a 409 too). */
+static int rpc(sync_ctx *c, const char *endpoint, const uint8_t *body, size_t len, long *status)
+{
+	char msg[300];
+	int rc = c->peer->call(c->peer->ctx, endpoint, body, len, status, &c->ans);
+	c->r->round_trips++;
+	c->r->bytes_sent += len;
+	if (rc != SL_OK)
+		return sl_error_wrap("%s", endpoint);
+	c->r->bytes_received += c->ans.len;
+	if (*status >= 200 && *status < 300)
+		return SL_OK;
+	if (*status == 409 && strcmp(endpoint, "bootstrap") == 0)
+		return SL_OK; /* not a prefix: the caller reconciles */
+	answer_message(&c->ans, msg, sizeof(msg));
+	c->r->status = *status;
+	snprintf(c->r->error, sizeof(c->r->error), "%s: HTTP %ld: %.200s", endpoint, *status, msg);
+	if (*status == 401 || *status == 403)
+		return sl_error_set(SL_EAUTH, "the peer refused this node: %s", msg);
+	return sl_error_set(*status >= 500 || *status == 429 ? SL_EIO : SL_EINVAL,
+	                    "%s: HTTP %ld: %s", endpoint, *status, msg);
+}
+
+/* ----------------------------------------------------------------- tips */
+
+static int parse_tips(const sl_buf *ans, const sl_digest *ns_id, id_set *tips, uint64_t *entries,
+                      int *more)
+{
+	json_t *j = json_loadb((const char *)ans->data, ans->len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *list = j ? json_object_get(j, "tips") : NULL, *v;
+	sl_digest id;
+	size_t i, n;
+	int rc = SL_OK;
+
+	if (!j || !json_is_array(list) || !json_is_integer(json_object_get(j, "entries")) ||
+	    !json_is_boolean(json_object_get(j, "more")) ||
+	    !json_is_string(json_object_get(j, "id")) ||
+	    sl_hex_decode(id.bytes, SL_DIGEST_LEN, &n, json_string_value(json_object_get(j, "id")),
+	                  strlen(json_string_value(json_object_get(j, "id")))) != SL_OK ||
+	    n != SL_DIGEST_LEN) {
+		rc = sl_error_set(SL_ECORRUPT, "the peer's tips answer is malformed");
+		goto out;
+	}
+	if (!sl_digest_eq(&id, ns_id)) {
+		rc = sl_error_set(SL_ECORRUPT, "the peer answered for another namespace");
+		goto out;
+	}
+	*entries = (uint64_t)json_integer_value(json_object_get(j, "entries"));
+	*more = json_is_true(json_object_get(j, "more"));
+	json_array_foreach(list, i, v)
+	{
+		uint8_t tip[SL_DIGEST_LEN];
+		const char *hex = json_string_value(v);
+		if (!hex || sl_hex_decode(tip, sizeof(tip), &n, hex, strlen(hex)) != SL_OK ||
+		    n != SL_DIGEST_LEN) {
+			rc = sl_error_set(SL_ECORRUPT, "the peer's tips answer is malformed");
+			break;
+		}
+		if ((rc = set_add(tips, tip)) != SL_OK)
+			break;
+	}
+out:
+	json_decref(j);
+	return rc;
+}
+
+static int tips_equal(sync_ctx *c, const sl_digest *ns_id, uint64_t *remote_entries, int *equal)
+{
+	sl_digest *mine = sl_malloc(SL_DAG_TIPS_MAX * sizeof(*mine));
+	id_set theirs = {0}, ours = {0};
+	uint64_t entries = 0;
+	size_t n = 0;
+	long status;
+	int more = 0, rc;
+
+	*equal = 0;
+	if (!mine)
+		return SL_ENOMEM;
+	if ((rc = rpc(c, "tips", NULL, 0, &status)) != SL_OK ||
+	    (rc = parse_tips(&c->ans, ns_id, &theirs, remote_entries, &more)) != SL_OK ||
+	    (rc = sl_dag_tip_ids(c->s, c->ns, mine, SL_DAG_TIPS_MAX, &n, &entries)) != SL_OK)
+		goto out;
+	for (size_t i = 0; i < n && i < SL_DAG_TIPS_MAX && rc == SL_OK; i++)
+		rc = set_add(&ours, mine[i].bytes);
+	set_seal(&ours);
+	set_seal(&theirs);
+	*equal = rc == SL_OK && !more && n <= SL_DAG_TIPS_MAX && entries == *remote_entries &&
+	         ours.n == theirs.n &&
+	         (ours.n == 0 || memcmp(ours.ids, theirs.ids, ours.n * SL_DIGEST_LEN) == 0);
+out:
+	sl_free(mine);
+	sl_free(theirs.ids);
+	sl_free(ours.ids);
+	return rc;
+}
+
+/* -------------------------------------------------------- taking entries */
+
+/* Verify and store a frame's entries; the ids of its entries go to got
+ * (may be NULL). A refusal stops the sync: the peer sent what does not
+ * verify, or what does not follow from what is held. */
+static int take_frame(sync_ctx *c, const sl_wire_entries *w, id_set *got)
+{
+	sl_dag_insert_report rep;
+	int rc;
+
+	if (w->n_entries == 0)
+		return SL_OK;
+	if ((rc = sl_dag_insert(c->s, c->ns, w->entries, w->n_entries, w->values, w->n_values,
+	                        &rep)) != SL_OK)
+		return rc;
+	c->r->pulled += rep.stored;
+	if (rep.refused) {
+		c->r->refused += rep.refused;
+		snprintf(c->r->error, sizeof(c->r->error),
+		         "the peer sent %zu refused entries: %.180s", rep.refused, rep.reason);
+		return sl_error_set(SL_EVERIFY, "%s", c->r->error);
+	}
+	for (size_t i = 0; got && i < w->n_entries; i++) {
+		sl_digest id;
+		sl_sha256(&id, w->entries[i].data, w->entries[i].len);
+		if ((rc = set_add(got, id.bytes)) != SL_OK)
+			return rc;
+	}
+	return SL_OK;
+}
+
+/* ------------------------------------------------------------ bootstrap */
+
+/* The cursor (the last item held), and the count and fingerprint of all. */
+static int prefix_of(sync_ctx *c, sl_item *cursor, uint64_t *count, uint8_t fp[SL_FINGERPRINT_LEN])
+{
+	sl_item_set set;
+	sl_item_sum sum;
+	int rc;
+	if ((rc = sl_dag_items_refresh(c->view, c->s, c->ns)) != SL_OK)
+		return rc;
+	set = sl_dag_items_set(c->view);
+	if ((rc = set.ops->count(set.ctx, count)) != SL_OK || *count == 0 ||
+	    (rc = set.ops->get(set.ctx, *count - 1, cursor)) != SL_OK ||
+	    (rc = set.ops->sum(set.ctx, 0, *count, &sum)) != SL_OK)
+		return rc != SL_OK ? rc
+		                   : sl_error_set(SL_ECORRUPT, "a dag namespace without entries");
+	sl_item_sum_fingerprint(fp, &sum, *count);
+	return SL_OK;
+}
+
+static int bootstrap(sync_ctx *c, uint64_t remote_entries)
+{
+	uint8_t req[SL_DAG_BOOTSTRAP_LEN], fp[SL_FINGERPRINT_LEN];
+	for (;;) {
+		sl_wire_entries w;
+		sl_item cursor;
+		uint64_t count, before;
+		long status;
+		int rc, more;
+
+		if ((rc = prefix_of(c, &cursor, &count, fp)) != SL_OK)
+			return rc;
+		if (count >= remote_entries)
+			return SL_OK;
+		sl_dag_bootstrap_request(req, &cursor, count, fp);
+		if ((rc = rpc(c, "bootstrap", req, sizeof(req), &status)) != SL_OK)
+			return rc;
+		if (status == 409)
+			return SL_OK; /* not a prefix: reconcile */
+		if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK)
+			return sl_error_wrap("a bootstrap page");
+		before = c->r->pulled;
+		rc = w.n_missing ? sl_error_set(SL_ECORRUPT, "a bootstrap page lists missing ids")
+		                 : take_frame(c, &w, NULL);
+		more = (w.flags & SL_WIRE_ENTRIES_MORE) != 0;
+		sl_wire_entries_free(&w);
+		if (rc != SL_OK)
+			return rc;
+		c->r->bootstrapped = 1;
+		if (!more || c->r->pulled == before)
+			return SL_OK; /* the end, or no progress: reconcile settles the rest */
+	}
+}
+
+/* ------------------------------------------------------------ reconcile */
+
+static int on_have(void *ctx, const uint8_t id[SL_ITEM_ID_LEN])
+{
+	return set_add(&((sync_ctx *)ctx)->have, id);
+}
+
+static int on_need(void *ctx, const uint8_t id[SL_ITEM_ID_LEN])
+{
+	return set_add(&((sync_ctx *)ctx)->need, id);
+}
+
+/* Reconcile against the view as it is now; *snapshot: the entries it has. */
+static int reconcile(sync_ctx *c, uint64_t *snapshot)
+{
+	sl_reconcile_diff diff = {on_have, on_need, c};
+	sl_item_set set;
+	int rc, done = 0;
+
+	if ((rc = sl_dag_items_refresh(c->view, c->s, c->ns)) != SL_OK)
+		return rc;
+	*snapshot = sl_dag_items_count(c->view);
+	set = sl_dag_items_set(c->view);
+	c->req.len = 0;
+	if ((rc = sl_reconcile_initiate(&set, SL_DAG_MSG_MAX, &c->req)) != SL_OK)
+		return rc;
+	while (!done) {
+		long status;
+		if ((rc = rpc(c, "reconcile", c->req.data, c->req.len, &status)) != SL_OK)
+			return rc;
+		c->req.len = 0;
+		if ((rc = sl_reconcile_next(&set, SL_DAG_MSG_MAX, c->ans.data, c->ans.len, &diff,
+		                            &c->req, &done)) != SL_OK)
+			return sl_error_wrap("the peer's reconciliation answer");
+	}
+	set_seal(&c->have);
+	set_seal(&c->need);
+	return SL_OK;
+}
+
+/* Fetch what reconciliation found missing here, parents first. */
+static int fetch(sync_ctx *c)
+{
+	while (c->need.n > 0) {
+		size_t k = c->need.n < SL_WIRE_MAX_IDS ? c->need.n : SL_WIRE_MAX_IDS;
+		id_set got = {0};
+		sl_wire_entries w;
+		long status;
+		int rc;
+
+		c->req.len = 0;
+		if ((rc = sl_wire_items_request(&c->req, 0,
+		                                (const uint8_t(*)[SL_ITEM_ID_LEN])c->need.ids,
+		                                k)) != SL_OK ||
+		    (rc = rpc(c, "entries", c->req.data, c->req.len, &status)) != SL_OK)
+			return rc;
+		if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK)
+			return sl_error_wrap("an entries frame");
+		rc = take_frame(c, &w, &got);
+		for (size_t i = 0; rc == SL_OK && i < w.n_missing; i++)
+			rc = set_add(&got, w.missing + i * SL_DIGEST_LEN);
+		sl_wire_entries_free(&w);
+		set_seal(&got);
+		for (size_t i = 0; rc == SL_OK && i < got.n; i++)
+			if (!set_has(&c->need, got.ids[i]))
+				rc = sl_error_set(SL_EVERIFY,
+				                  "the peer sent an entry not asked for");
+		if (rc == SL_OK && got.n == 0)
+			rc = sl_error_set(SL_EIO,
+			                  "the peer answered none of the entries asked for");
+		if (rc == SL_OK)
+			set_remove(&c->need, &got);
+		sl_free(got.ids);
+		if (rc != SL_OK)
+			return rc;
+	}
+	return SL_OK;
+}
+
+/* ----------------------------------------------------------------- push */
+
+static int collect_id(void *ctx, const sl_dag_entry *e, const uint8_t *encoding, size_t len)
+{
+	(void)encoding;
+	(void)len;
+	return set_add(ctx, e->id.bytes);
+}
+
+/* Send a frame; the peer must store or know every entry in it. */
+static int push_frame(sync_ctx *c, const sl_buf *frame, size_t n_entries)
+{
+	json_t *j;
+	long status;
+	int rc;
+	if ((rc = rpc(c, "push", frame->data, frame->len, &status)) != SL_OK)
+		return rc;
+	j = json_loadb((const char *)c->ans.data, c->ans.len, 0, NULL);
+	if (!j || !json_is_integer(json_object_get(j, "stored")) ||
+	    !json_is_integer(json_object_get(j, "refused"))) {
+		json_decref(j);
+		return sl_error_set(SL_ECORRUPT, "the peer's push answer is malformed");
+	}
+	c->r->pushed += (uint64_t)json_integer_value(json_object_get(j, "stored"));
+	if (json_integer_value(json_object_get(j, "refused")) > 0) {
+		const char *why = json_string_value(json_object_get(j, "reason"));
+		c->r->refused += (uint64_t)json_integer_value(json_object_get(j, "refused"));
+		snprintf(c->r->error, sizeof(c->r->error),
+		         "the peer refused %lld of %zu entries: %.180s",
+		         (long long)json_integer_value(json_object_get(j, "refused")), n_entries,
+		         why ? why : "");
+		rc = sl_error_set(SL_EVERIFY, "%s", c->r->error);
+	}
+	json_decref(j);
+	return rc;
+}
+
+static int push(sync_ctx *c)
+{
+	while (c->have.n > 0) {
+		size_t k = c->have.n < SL_WIRE_MAX_IDS ? c->have.n : SL_WIRE_MAX_IDS;
+		id_set sent = {0};
+		sl_dag_served served;
+		int rc;
+
+		c->req.len = 0;
+		rc = sl_dag_entries_frame(c->s, c->ns, (const uint8_t(*)[SL_DIGEST_LEN])c->have.ids,
+		                          k, SL_DAG_FRAME_BUDGET, 0, collect_id, &sent, &c->req,
+		                          &served);
+		if (rc == SL_OK && sent.n == 0)
+			rc = sl_error_set(SL_EINTERNAL, "nothing to push of %zu entries", k);
+		if (rc == SL_OK)
+			rc = push_frame(c, &c->req, sent.n);
+		set_seal(&sent);
+		if (rc == SL_OK)
+			set_remove(&c->have, &sent);
+		sl_free(sent.ids);
+		if (rc != SL_OK)
+			return rc;
+	}
+	return SL_OK;
+}
+
+/* ----------------------------------------------------------------- sync */
+
+/* One exchange: bootstrap or reconcile, fetch, push; *upto as for the
+ * report. */
+static int exchange(sync_ctx *c, uint64_t remote_entries, uint64_t *upto)
+{
+	sl_dag_info info;
+	uint64_t snapshot = 0, pulled_before = c->r->pulled;
+	int rc;
+
+	c->have.n = c->need.n = 0;
+	if ((rc = bootstrap(c, remote_entries)) != SL_OK ||
+	    (rc = reconcile(c, &snapshot)) != SL_OK || (rc = fetch(c)) != SL_OK ||
+	    (rc = push(c)) != SL_OK || (rc = sl_dag_info_get(c->s, c->ns, &info)) != SL_OK)
+		return rc;
+	/* Every entry held at the snapshot is the peer's now; so are those
+	 * stored since, if they are all what was pulled from it. */
+	*upto = info.entries == snapshot + (c->r->pulled - pulled_before) ? info.entries : snapshot;
+	return SL_OK;
+}
+
+int sl_dag_sync(sl_store *s, const char *ns, const sl_dag_transport *peer,
+                sl_dag_sync_report *report)
+{
+	sync_ctx c;
+	sl_dag_info info;
+	uint64_t remote_entries = 0, upto = 0;
+	int rc, equal = 0;
+
+	memset(report, 0, sizeof(*report));
+	memset(&c, 0, sizeof(c));
+	c.s = s;
+	c.ns = ns;
+	c.peer = peer;
+	c.r = report;
+	c.req = (sl_buf)SL_BUF_INIT(SL_DAG_PUSH_MAX + SL_VALUE_MAX);
+	c.ans = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
+	if ((rc = sl_dag_info_get(s, ns, &info)) != SL_OK ||
+	    (rc = sl_dag_items_new(&c.view)) != SL_OK)
+		goto out;
+	/* Equal tips end it; a round that does not (the peer keeps writing,
+	 * or its answers were altered on the way) is followed by another. */
+	for (int round = 0; round < SYNC_ROUNDS; round++) {
+		if ((rc = tips_equal(&c, &info.ns_id, &remote_entries, &equal)) != SL_OK)
+			goto out;
+		if (equal)
+			break;
+		if ((rc = exchange(&c, remote_entries, &upto)) != SL_OK)
+			goto out;
+		report->upto = upto;
+	}
+	if (equal) {
+		report->equal = 1;
+		if ((rc = sl_dag_info_get(s, ns, &info)) == SL_OK)
+			report->upto = info.entries;
+	} else {
+		snprintf(report->error, sizeof(report->error),
+		         "the peer's tips still differ after %d rounds: it keeps writing, or its "
+		         "answers are altered on the way",
+		         SYNC_ROUNDS);
+	}
+out:
+	if (rc != SL_OK && !report->error[0])
+		snprintf(report->error, sizeof(report->error), "%.255s", sl_error_last()->message);
+	sl_dag_items_free(c.view);
+	sl_free(c.have.ids);
+	sl_free(c.need.ids);
+	sl_buf_free(&c.req);
+	sl_buf_free(&c.ans);
+	return rc;
+}
+
+/* --------------------------------------------------------------- outbox */
+
+int sl_dag_push_outbox(sl_store *s, const char *ns, const sl_dag_transport *peer, uint64_t from_seq,
+                       uint64_t *upto, sl_dag_sync_report *report)
+{
+	sync_ctx c;
+	int rc = SL_OK;
+
+	memset(report, 0, sizeof(*report));
+	memset(&c, 0, sizeof(c));
+	c.s = s;
+	c.ns = ns;
+	c.peer = peer;
+	c.r = report;
+	c.req = (sl_buf)SL_BUF_INIT(SL_DAG_PUSH_MAX + SL_VALUE_MAX);
+	c.ans = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
+	*upto = from_seq;
+	for (;;) {
+		sl_dag_served served;
+		c.req.len = 0;
+		if ((rc = sl_dag_seq_frame(s, ns, *upto, SL_DAG_FRAME_BUDGET, &c.req, &served)) !=
+		            SL_OK ||
+		    served.entries == 0)
+			break;
+		if ((rc = push_frame(&c, &c.req, served.entries)) != SL_OK)
+			break;
+		*upto += served.entries;
+		if (!served.more)
+			break;
+	}
+	if (rc != SL_OK && !report->error[0])
+		snprintf(report->error, sizeof(report->error), "%.255s", sl_error_last()->message);
+	sl_buf_free(&c.req);
+	sl_buf_free(&c.ans);
+	return rc;
+}
