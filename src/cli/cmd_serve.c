@@ -18,13 +18,15 @@
 #define OPT_TOKEN_FILE (CLI_OPT_CMD + 2)
 #define OPT_THREADS    (CLI_OPT_CMD + 3)
 #define OPT_DAG_SYNC   (CLI_OPT_CMD + 4)
+#define OPT_FRAME      (CLI_OPT_CMD + 5)
+#define FRAME_MIN      1024
 #define TOKEN_MAX      4096
 #define DEMO_NS        "demo"
 #define DEMO_VALUE_LEN 32
 
 static const char serve_usage[] =
         "Usage: sluice serve [-d DIR] [--listen ADDR] [-p PORT] [-m PORT|off]\n"
-        "                    [--token-file FILE] [--threads N]\n"
+        "                    [--token-file FILE] [--threads N] [--frame-budget BYTES]\n"
         "                    [--db mutable|immutable] [-i N] [-t DURATION] [-o N]\n"
         "\n"
         "Serve the namespaces of the store in DIR at http://ADDR:PORT/api/v0 (see\n"
@@ -38,6 +40,10 @@ static const char serve_usage[] =
         "      --token-file FILE   accept POST .../commit with this bearer token;\n"
         "                          without it commits are refused\n"
         "      --threads N         request threads (default 4)\n"
+        "      --frame-budget BYTES  bytes of operations in one ops frame, and of\n"
+        "                          entries and values in one dag page (default\n"
+        "                          16777216, 1024 to 67108864); a frame holds one\n"
+        "                          operation or entry at least\n"
         "      --dag-sync DURATION|off  a full sync of each dag namespace with each\n"
         "                          of its peers this often (default 60s); entries\n"
         "                          owed to a peer are pushed soon after they are\n"
@@ -59,6 +65,7 @@ static const struct option serve_options[] = {
         {"metrics-port", required_argument, NULL, 'm'},
         {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"frame-budget", required_argument, NULL, OPT_FRAME},
         {"dag-sync", required_argument, NULL, OPT_DAG_SYNC},
         {"db", required_argument, NULL, OPT_DB},
         {"initial-ops", required_argument, NULL, 'i'},
@@ -74,7 +81,8 @@ typedef struct serve_args {
 	int metrics_off;
 	const char *token_file;
 	uint64_t threads;
-	uint64_t dag_sync_ms; /* 0: off */
+	uint64_t frame_budget; /* 0: the server's default */
+	uint64_t dag_sync_ms;  /* 0: off */
 	int generate;
 	sl_ns_kind kind;
 	uint64_t initial_ops, interval_ms, ops_per_interval;
@@ -107,6 +115,13 @@ static int serve_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 			return CLI_USAGE;
 		if (a->threads == 0 || a->threads > 64)
 			return cli_usage_error(cmd->name, "--threads must be 1..64");
+		return CLI_OK;
+	case OPT_FRAME:
+		if (cli_parse_u64(cmd->name, "--frame-budget", arg, &a->frame_budget) != CLI_OK)
+			return CLI_USAGE;
+		if (a->frame_budget < FRAME_MIN || a->frame_budget > SL_SYNC_FRAME_BUDGET_MAX)
+			return cli_usage_error(cmd->name, "--frame-budget must be %d to %zu bytes",
+			                       FRAME_MIN, SL_SYNC_FRAME_BUDGET_MAX);
 		return CLI_OK;
 	case OPT_DAG_SYNC:
 		if (strcmp(arg, "off") == 0) {
@@ -302,6 +317,8 @@ int cli_cmd_serve(int argc, char **argv)
 	so.listen_addr = a.listen;
 	so.port = a.port;
 	so.threads = (unsigned)a.threads;
+	if (a.frame_budget)
+		so.frame_budget = (size_t)a.frame_budget;
 	so.token = token;
 	so.key = &key;
 	so.metrics = metrics;

@@ -61,12 +61,21 @@ static int entry_get(dag_txn *t, const sl_digest *id, uint64_t *height, dag_ids 
 
 /* ------------------------------------------------------------- storing */
 
+static int offered_cmp(const void *a, const void *b)
+{
+	return memcmp(((const dag_offered_value *)a)->digest.bytes,
+	              ((const dag_offered_value *)b)->digest.bytes, SL_DIGEST_LEN);
+}
+
+/* A frame carries thousands of values: found by binary search over the
+ * digests sorted once, not a scan per write. */
 static const sl_bytes *offered_value(const dag_offered *o, const sl_digest *digest)
 {
-	for (size_t i = 0; i < o->n_values; i++)
-		if (sl_digest_eq(&o->digests[i], digest))
-			return &o->values[i];
-	return NULL;
+	dag_offered_value want = {*digest, 0};
+	const dag_offered_value *v =
+	        o->n_values ? bsearch(&want, o->index, o->n_values, sizeof(*o->index), offered_cmp)
+	                    : NULL;
+	return v ? &o->values[v->at] : NULL;
 }
 
 /* Whether a value is held, and its size; with t->rehash, its bytes are
@@ -322,11 +331,15 @@ static int digest_values(dag_offered *o, const sl_bytes *values, size_t n)
 {
 	o->values = values;
 	o->n_values = n;
-	o->digests = NULL;
-	if (n && !(o->digests = sl_malloc(n * sizeof(*o->digests))))
+	o->index = NULL;
+	if (n && !(o->index = sl_malloc(n * sizeof(*o->index))))
 		return SL_ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		sl_sha256(&o->digests[i], values[i].data, values[i].len);
+	for (size_t i = 0; i < n; i++) {
+		sl_sha256(&o->index[i].digest, values[i].data, values[i].len);
+		o->index[i].at = i;
+	}
+	if (n)
+		qsort(o->index, n, sizeof(*o->index), offered_cmp);
 	return SL_OK;
 }
 
@@ -342,7 +355,7 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 	if ((rc = digest_values(&o, values, n_values)) != SL_OK)
 		return rc;
 	if ((rc = dag_txn_begin(&t, s, ns, 1)) != SL_OK) {
-		sl_free(o.digests);
+		sl_free(o.index);
 		return rc;
 	}
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
@@ -366,7 +379,7 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 	}
 	rc = dag_txn_end(&t, rc, report->stored > 0);
 	sl_free(refused.ids);
-	sl_free(o.digests);
+	sl_free(o.index);
 	if (rc != SL_OK)
 		memset(report, 0, sizeof(*report));
 	return rc;
@@ -536,7 +549,7 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 	if (rc == SL_OK && id)
 		*id = e.id;
 out:
-	sl_free(o.digests);
+	sl_free(o.index);
 	sl_free(own);
 	sl_free(vals);
 	sl_buf_free(&enc);

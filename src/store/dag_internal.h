@@ -76,10 +76,15 @@ sl_dag_role dag_role_in(const dag_txn *t, const uint8_t pk[SL_ED25519_PK_LEN]);
 /* --------------------------------------------------------------- storing */
 
 /* The values that came with entries, and their digests. */
+typedef struct dag_offered_value {
+	sl_digest digest;
+	size_t at; /* in values */
+} dag_offered_value;
+
 typedef struct dag_offered {
 	const sl_bytes *values;
 	size_t n_values;
-	sl_digest *digests;
+	dag_offered_value *index; /* by digest */
 } dag_offered;
 
 /* What became of one entry offered. */
