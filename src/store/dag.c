@@ -222,8 +222,8 @@ static int refuse(dag_verdict *v, int code, const char *fmt, ...)
 	return SL_OK;
 }
 
-int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const dag_offered *o,
-              const dag_ids *refused, sl_digest *id_out, dag_verdict *v)
+int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, int signature_checked,
+              const dag_offered *o, const dag_ids *refused, sl_digest *id_out, dag_verdict *v)
 {
 	sl_dag_entry e;
 	dag_ids front = {0}, closure = {0};
@@ -233,7 +233,8 @@ int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const dag_offered *o,
 	v->outcome = DAG_STORED;
 	v->code = SL_OK;
 	v->reason[0] = 0;
-	if (sl_dag_entry_decode(&e, enc, len) != SL_OK) {
+	if ((signature_checked ? dag_entry_decode_checked(&e, enc, len)
+	                       : sl_dag_entry_decode(&e, enc, len)) != SL_OK) {
 		memset(id_out, 0, sizeof(*id_out));
 		sl_sha256(id_out, enc, len);
 		return refuse(v, SL_EINVAL, "%s", sl_error_last()->message);
@@ -349,20 +350,29 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 	dag_ids refused = {0};
 	dag_offered o;
 	dag_txn t;
+	uint8_t *checked;
 	int rc;
 
 	memset(report, 0, sizeof(*report));
-	if ((rc = digest_values(&o, values, n_values)) != SL_OK)
+	if (!(checked = sl_calloc(n ? n : 1, 1)))
+		return SL_ENOMEM;
+	/* Outside the write transaction: it holds no lock while signatures
+	 * are checked. */
+	if ((rc = dag_signatures_check(entries, n, checked)) != SL_OK ||
+	    (rc = digest_values(&o, values, n_values)) != SL_OK) {
+		sl_free(checked);
 		return rc;
+	}
 	if ((rc = dag_txn_begin(&t, s, ns, 1)) != SL_OK) {
 		sl_free(o.index);
+		sl_free(checked);
 		return rc;
 	}
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
 		dag_verdict v;
 		sl_digest id;
-		if ((rc = dag_offer(&t, entries[i].data, entries[i].len, &o, &refused, &id, &v)) !=
-		    SL_OK)
+		if ((rc = dag_offer(&t, entries[i].data, entries[i].len, checked[i], &o, &refused,
+		                    &id, &v)) != SL_OK)
 			break;
 		if (v.outcome == DAG_STORED) {
 			report->stored++;
@@ -380,6 +390,7 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 	rc = dag_txn_end(&t, rc, report->stored > 0);
 	sl_free(refused.ids);
 	sl_free(o.index);
+	sl_free(checked);
 	if (rc != SL_OK)
 		memset(report, 0, sizeof(*report));
 	return rc;
@@ -542,7 +553,7 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 	e.writes = own;
 	if ((rc = tips_for_write(&t, &e)) == SL_OK &&
 	    (rc = sl_dag_entry_sign(&e, sk, &enc)) == SL_OK)
-		rc = dag_offer(&t, enc.data, enc.len, &o, &none, &e.id, &v);
+		rc = dag_offer(&t, enc.data, enc.len, 0, &o, &none, &e.id, &v);
 	if (rc == SL_OK && v.outcome == DAG_REFUSED)
 		rc = sl_error_set(v.code, "%s", v.reason);
 	rc = dag_txn_end(&t, rc, 1);

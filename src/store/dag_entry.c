@@ -21,6 +21,7 @@
  * exactly one entry.
  */
 #include "sluice/dag.h"
+#include "store/dag_internal.h"
 
 #include <string.h>
 
@@ -229,7 +230,9 @@ static int decode_writes(sl_dag_entry *e, sl_reader *r)
 	return SL_OK;
 }
 
-int sl_dag_entry_decode(sl_dag_entry *out, const uint8_t *data, size_t len)
+/* signature: 0 for an entry whose signature was checked before (read
+ * back from the store, or checked by dag_signatures_check). */
+static int decode(sl_dag_entry *out, const uint8_t *data, size_t len, int signature)
 {
 	sl_buf msg = SL_BUF_INIT(SL_DAG_ENTRY_MAX + DOMAIN_LEN);
 	sl_dag_entry e;
@@ -294,9 +297,9 @@ int sl_dag_entry_decode(sl_dag_entry *out, const uint8_t *data, size_t len)
 	}
 	if ((rc = check_form(&e)) != SL_OK)
 		goto fail;
-	if ((rc = signed_message(data, body_len, &msg)) != SL_OK)
+	if (signature && (rc = signed_message(data, body_len, &msg)) != SL_OK)
 		goto fail;
-	if (sl_ed25519_verify(e.signature, msg.data, msg.len, e.author) != SL_OK) {
+	if (signature && sl_ed25519_verify(e.signature, msg.data, msg.len, e.author) != SL_OK) {
 		rc = sl_error_set(SL_EVERIFY, "entry: the signature does not verify");
 		goto fail;
 	}
@@ -311,6 +314,16 @@ fail:
 	sl_free(e.writes);
 	sl_buf_free(&msg);
 	return rc;
+}
+
+int sl_dag_entry_decode(sl_dag_entry *out, const uint8_t *data, size_t len)
+{
+	return decode(out, data, len, 1);
+}
+
+int dag_entry_decode_checked(sl_dag_entry *out, const uint8_t *data, size_t len)
+{
+	return decode(out, data, len, 0);
 }
 
 void sl_dag_entry_free(sl_dag_entry *e)

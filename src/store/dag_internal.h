@@ -4,7 +4,8 @@
  *   dag_roles.c   who may write: settings fronts, closures, roles;
  *   dag.c         verifying and storing entries (the invariants D1..D5);
  *   dag_read.c    info, log, tips, roles and the state as the store reads it;
- *   dag_verify.c  sl_dag_verify, by replaying every entry.
+ *   dag_verify.c  sl_dag_verify, by replaying every entry;
+ *   dag_entry.c   the encoding; dag_sigcheck.c  signatures checked in parallel.
  */
 #ifndef SLUICE_STORE_DAG_INTERNAL_H
 #define SLUICE_STORE_DAG_INTERNAL_H
@@ -25,6 +26,19 @@ void dag_ids_sort_unique(dag_ids *l);
 int dag_ids_has(const dag_ids *l, const sl_digest *id); /* l sorted */
 int dag_ids_from_blob(dag_ids *l, const void *blob, int bytes);
 int dag_cmp_digest(const void *a, const void *b);
+
+/* --------------------------------------------------------------- entries */
+
+/* sl_dag_entry_decode without the signature check, for an entry whose
+ * signature was checked already: read back from the store (nothing is
+ * stored unchecked), or passed by dag_signatures_check. */
+int dag_entry_decode_checked(sl_dag_entry *out, const uint8_t *data, size_t len);
+
+/* Decode each entry and check its signature, on up to one thread per
+ * processor (at most 8): ok[i] = 1 when entries[i] passed. Verifying
+ * Ed25519 signatures is most of what receiving entries costs; the checks
+ * that need the namespace stay sequential in dag_offer. */
+int dag_signatures_check(const sl_bytes *entries, size_t n, uint8_t *ok);
 
 /* ---------------------------------------------------------- transactions */
 
@@ -95,10 +109,11 @@ typedef struct dag_verdict {
 } dag_verdict;
 
 /* Verify an entry against the namespace as held (D1) and store it,
- * unless it descends from one of `refused` (sorted). Returns an error of
- * the store only; a refusal is in v. */
-int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const dag_offered *o,
-              const dag_ids *refused, sl_digest *id, dag_verdict *v);
+ * unless it descends from one of `refused` (sorted). signature_checked:
+ * dag_signatures_check passed it (its signature is not checked again).
+ * Returns an error of the store only; a refusal is in v. */
+int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, int signature_checked,
+              const dag_offered *o, const dag_ids *refused, sl_digest *id, dag_verdict *v);
 /* A root entry: no parent, and only ROLE writes (SL_EINVAL otherwise). */
 int dag_check_root(const sl_dag_entry *root);
 /* Store a namespace's root entry (verified, t->row.root its id). */

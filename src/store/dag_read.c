@@ -75,7 +75,7 @@ static int each_entry(sl_store *s, const char *ns, const char *sql, sl_dag_entry
 		}
 		enc = sqlite3_column_blob(st, 0);
 		len = (size_t)sqlite3_column_bytes(st, 0);
-		if ((rc = sl_dag_entry_decode(&e, enc, len)) != SL_OK) {
+		if ((rc = dag_entry_decode_checked(&e, enc, len)) != SL_OK) {
 			sl_error_wrap("a stored entry");
 			break;
 		}

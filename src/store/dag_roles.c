@@ -105,8 +105,8 @@ static int settings_writes(dag_txn *t, const sl_digest *id, role_write **list, s
 		sqlite3_finalize(st);
 		return rc;
 	}
-	rc = sl_dag_entry_decode(&e, sqlite3_column_blob(st, 0),
-	                         (size_t)sqlite3_column_bytes(st, 0));
+	rc = dag_entry_decode_checked(&e, sqlite3_column_blob(st, 0),
+	                              (size_t)sqlite3_column_bytes(st, 0));
 	sqlite3_finalize(st);
 	if (rc != SL_OK)
 		return sl_error_wrap("stored entry %s", sl_digest_to_hex(id).s);

@@ -23,7 +23,7 @@ typedef struct serve_ctx {
 static int serve_entry(serve_ctx *c, const uint8_t *enc, size_t len)
 {
 	sl_dag_entry e;
-	int rc = sl_dag_entry_decode(&e, enc, len);
+	int rc = dag_entry_decode_checked(&e, enc, len);
 	if (rc != SL_OK)
 		return sl_error_wrap("a stored entry");
 	for (size_t i = 0; i < e.n_writes && rc == SL_OK; i++) {

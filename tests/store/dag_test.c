@@ -930,13 +930,80 @@ static void test_namespace_kind(void **state)
 	values_clear();
 }
 
+/* A frame large enough that its signatures are checked on several
+ * threads: one bad signature in the middle refuses that entry and its
+ * descendants, and only those. */
+static void test_large_frame_signatures(void **state)
+{
+	char *dir_a = tu_tempdir(), *dir_b = tu_tempdir();
+	sl_store *a = open_store(dir_a, SL_STORE_CREATE), *b = open_store(dir_b, SL_STORE_CREATE);
+	key admin = new_key();
+	sl_dag_insert_report rep;
+	sl_dag_info info;
+	sl_bytes *frame;
+	uint8_t *tampered;
+	elist la;
+	size_t n = 300, bad = 1 + tu_rng_below(&rng, n - 1);
+	(void)state;
+
+	assert_ok(sl_dag_create(a, "d", admin.sk, NULL));
+	for (size_t i = 0; i < n; i++) {
+		char k[32], v[32];
+		snprintf(k, sizeof(k), "k/%zu", i);
+		snprintf(v, sizeof(v), "v%zu", i);
+		put(a, "d", &admin, k, v);
+	}
+	log_of(a, "d", &la); /* the root and a chain of n */
+	assert_int_equal(la.n, n + 1);
+	assert_ok(sl_dag_create_from_root(b, "d", la.v[0].enc, la.v[0].len));
+	frame = calloc(n, sizeof(*frame));
+	tampered = malloc(la.v[bad].len);
+	assert_non_null(frame);
+	assert_non_null(tampered);
+	for (size_t i = 0; i < n; i++)
+		frame[i] = (sl_bytes){la.v[i + 1].enc, la.v[i + 1].len};
+	memcpy(tampered, la.v[bad].enc, la.v[bad].len);
+	tampered[la.v[bad].len - 1] ^= 0x01; /* the signature's last byte */
+	frame[bad - 1] = (sl_bytes){tampered, la.v[bad].len};
+
+	assert_ok(offer(b, "d", frame, n, 1, &rep));
+	assert_int_equal(rep.stored, bad - 1);
+	assert_int_equal(rep.refused, n - bad + 1);
+	assert_non_null(strstr(rep.reason, "signature"));
+	assert_ok(sl_dag_info_get(b, "d", &info));
+	assert_int_equal(info.entries, bad);
+	assert_int_equal(info.max_height, bad - 1);
+
+	/* The untampered frame: the rest is taken. */
+	frame[bad - 1] = (sl_bytes){la.v[bad].enc, la.v[bad].len};
+	assert_ok(offer(b, "d", frame, n, 1, &rep));
+	assert_int_equal(rep.stored, n - bad + 1);
+	assert_int_equal(rep.known, bad - 1);
+	assert_int_equal(rep.refused, 0);
+
+	free(tampered);
+	free(frame);
+	elist_free(&la);
+	sl_store_free(a);
+	sl_store_free(b);
+	tu_rmtree(dir_a);
+	tu_rmtree(dir_b);
+	free(dir_a);
+	free(dir_b);
+	values_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_linear_history), cmocka_unit_test(test_branch_merge),
-	        cmocka_unit_test(test_authorization),  cmocka_unit_test(test_concurrent_roles),
-	        cmocka_unit_test(test_insert_checks),  cmocka_unit_test(test_namespace_kind),
+	        cmocka_unit_test(test_linear_history),
+	        cmocka_unit_test(test_branch_merge),
+	        cmocka_unit_test(test_authorization),
+	        cmocka_unit_test(test_concurrent_roles),
+	        cmocka_unit_test(test_insert_checks),
+	        cmocka_unit_test(test_namespace_kind),
 	        cmocka_unit_test(test_namespace_ids),
+	        cmocka_unit_test(test_large_frame_signatures),
 	};
 	assert_int_equal(sl_base_init(), SL_OK);
 	rng = tu_rng_seeded("dag_test");
