@@ -121,6 +121,12 @@ typedef struct sl_dag_insert_report {
  * the store. */
 int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n,
                   const sl_bytes *values, size_t n_values, sl_dag_insert_report *report);
+/* The same, for entries the node `from` pushed here (NULL: as above):
+ * what it sent is not owed back to it. When `from` is a peer of ns whose
+ * outbox was empty, it stays empty, in the same transaction. */
+int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
+                       const sl_bytes *entries, size_t n, const sl_bytes *values, size_t n_values,
+                       sl_dag_insert_report *report);
 
 typedef struct sl_dag_info {
 	sl_digest ns_id;

@@ -60,9 +60,10 @@ int sl_dag_seq_frame(sl_store *s, const char *ns, uint64_t from_seq, size_t budg
  * asker must reconcile instead). */
 int sl_dag_bootstrap_answer(sl_dag_items *items, sl_store *s, const char *ns,
                             const uint8_t *request, size_t len, size_t budget, sl_buf *out);
-/* Entries pushed: decoded and offered to sl_dag_insert. */
-int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t *frame, size_t len,
-                       sl_dag_insert_report *report);
+/* Entries pushed by the node `from`: decoded and offered to
+ * sl_dag_insert_from. */
+int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
+                       const uint8_t *frame, size_t len, sl_dag_insert_report *report);
 
 /* The bootstrap request: version 1, the cursor (height, id), and the count
  * and fingerprint of the asker's items up to and including it. */

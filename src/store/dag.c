@@ -344,13 +344,41 @@ static int digest_values(dag_offered *o, const sl_bytes *values, size_t n)
 	return SL_OK;
 }
 
+/* The outbox of the peer(s) with node key `from` moves from `before` (the
+ * namespace's size when the transaction began) to its size now: only if
+ * it was at `before`, so that nothing else owed to it is skipped. */
+static int sender_level(dag_txn *t, const uint8_t from[SL_ED25519_PK_LEN], uint64_t before)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = dag_prepare(t->s, &st,
+	                     "UPDATE dag_peers SET pushed_seq = ?3 WHERE ns = ?1 AND node = ?2 "
+	                     "AND pushed_seq = ?4");
+	if (rc != SL_OK)
+		return rc;
+	sqlite3_bind_int64(st, 1, t->row.id);
+	sqlite3_bind_blob(st, 2, from, SL_ED25519_PK_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)t->row.size);
+	sqlite3_bind_int64(st, 4, (int64_t)before);
+	rc = store_step_done(t->s, st, "move a peer's outbox");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n,
                   const sl_bytes *values, size_t n_values, sl_dag_insert_report *report)
+{
+	return sl_dag_insert_from(s, ns, NULL, entries, n, values, n_values, report);
+}
+
+int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
+                       const sl_bytes *entries, size_t n, const sl_bytes *values, size_t n_values,
+                       sl_dag_insert_report *report)
 {
 	dag_ids refused = {0};
 	dag_offered o;
 	dag_txn t;
 	uint8_t *checked;
+	uint64_t before;
 	int rc;
 
 	memset(report, 0, sizeof(*report));
@@ -368,6 +396,7 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 		sl_free(checked);
 		return rc;
 	}
+	before = t.row.size;
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
 		dag_verdict v;
 		sl_digest id;
@@ -387,6 +416,8 @@ int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n
 				dag_ids_sort_unique(&refused);
 		}
 	}
+	if (rc == SL_OK && from && report->stored > 0)
+		rc = sender_level(&t, from, before);
 	rc = dag_txn_end(&t, rc, report->stored > 0);
 	sl_free(refused.ids);
 	sl_free(o.index);

@@ -248,8 +248,8 @@ int sl_dag_bootstrap_answer(sl_dag_items *items, sl_store *s, const char *ns,
 
 /* ------------------------------------------------------------------ push */
 
-int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t *frame, size_t len,
-                       sl_dag_insert_report *report)
+int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
+                       const uint8_t *frame, size_t len, sl_dag_insert_report *report)
 {
 	sl_wire_entries w;
 	int rc;
@@ -260,7 +260,8 @@ int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t *frame, size_t
 	if (w.flags != 0 || w.n_missing != 0 || w.n_entries == 0)
 		rc = sl_error_set(SL_ECORRUPT, "a pushed frame holds entries only");
 	else
-		rc = sl_dag_insert(s, ns, w.entries, w.n_entries, w.values, w.n_values, report);
+		rc = sl_dag_insert_from(s, ns, from, w.entries, w.n_entries, w.values, w.n_values,
+		                        report);
 	sl_wire_entries_free(&w);
 	return rc;
 }

@@ -86,6 +86,7 @@ typedef struct sync_ctx {
 	const sl_dag_transport *peer;
 	sl_dag_sync_report *r;
 	sl_buf req, ans;
+	sl_buf pushed_tips; /* the tips the last push answer reported; empty: none */
 	sl_dag_items *view;
 	id_set have, need;
 } sync_ctx;
@@ -181,8 +182,12 @@ static int tips_equal(sync_ctx *c, const sl_digest *ns_id, uint64_t *remote_entr
 	*equal = 0;
 	if (!mine)
 		return SL_ENOMEM;
-	if ((rc = rpc(c, "tips", NULL, 0, &status)) != SL_OK ||
-	    (rc = parse_tips(&c->ans, ns_id, &theirs, remote_entries, &more)) != SL_OK ||
+	/* The tips a push answer reported after storing the push are as good
+	 * as an answer to a request for them, and save that round trip. */
+	if (c->pushed_tips.len == 0 && (rc = rpc(c, "tips", NULL, 0, &status)) != SL_OK)
+		goto out;
+	if ((rc = parse_tips(c->pushed_tips.len ? &c->pushed_tips : &c->ans, ns_id, &theirs,
+	                     remote_entries, &more)) != SL_OK ||
 	    (rc = sl_dag_tip_ids(c->s, c->ns, mine, SL_DAG_TIPS_MAX, &n, &entries)) != SL_OK)
 		goto out;
 	for (size_t i = 0; i < n && i < SL_DAG_TIPS_MAX && rc == SL_OK; i++)
@@ -387,6 +392,13 @@ static int push_frame(sync_ctx *c, const sl_buf *frame, size_t n_entries)
 		return sl_error_set(SL_ECORRUPT, "the peer's push answer is malformed");
 	}
 	c->r->pushed += (uint64_t)json_integer_value(json_object_get(j, "stored"));
+	c->pushed_tips.len = 0;
+	if (json_is_object(json_object_get(j, "tips"))) {
+		char *text = json_dumps(json_object_get(j, "tips"), JSON_COMPACT);
+		if (!text || sl_buf_append_str(&c->pushed_tips, text) != SL_OK)
+			rc = SL_ENOMEM;
+		free(text);
+	}
 	if (json_integer_value(json_object_get(j, "refused")) > 0) {
 		const char *why = json_string_value(json_object_get(j, "reason"));
 		c->r->refused += (uint64_t)json_integer_value(json_object_get(j, "refused"));
@@ -437,6 +449,7 @@ static int exchange(sync_ctx *c, uint64_t remote_entries, uint64_t *upto)
 	int rc;
 
 	c->have.n = c->need.n = 0;
+	c->pushed_tips.len = 0;
 	if ((rc = bootstrap(c, remote_entries)) != SL_OK ||
 	    (rc = reconcile(c, &snapshot)) != SL_OK || (rc = fetch(c)) != SL_OK ||
 	    (rc = push(c)) != SL_OK || (rc = sl_dag_info_get(c->s, c->ns, &info)) != SL_OK)
@@ -463,6 +476,7 @@ int sl_dag_sync(sl_store *s, const char *ns, const sl_dag_transport *peer,
 	c.r = report;
 	c.req = (sl_buf)SL_BUF_INIT(SL_DAG_PUSH_MAX + SL_VALUE_MAX);
 	c.ans = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
+	c.pushed_tips = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	if ((rc = sl_dag_info_get(s, ns, &info)) != SL_OK ||
 	    (rc = sl_dag_items_new(&c.view)) != SL_OK)
 		goto out;
@@ -495,6 +509,7 @@ out:
 	sl_free(c.need.ids);
 	sl_buf_free(&c.req);
 	sl_buf_free(&c.ans);
+	sl_buf_free(&c.pushed_tips);
 	return rc;
 }
 
@@ -514,6 +529,7 @@ int sl_dag_push_outbox(sl_store *s, const char *ns, const sl_dag_transport *peer
 	c.r = report;
 	c.req = (sl_buf)SL_BUF_INIT(SL_DAG_PUSH_MAX + SL_VALUE_MAX);
 	c.ans = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
+	c.pushed_tips = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	*upto = from_seq;
 	for (;;) {
 		sl_dag_served served;
@@ -532,5 +548,6 @@ int sl_dag_push_outbox(sl_store *s, const char *ns, const sl_dag_transport *peer
 		snprintf(report->error, sizeof(report->error), "%.255s", sl_error_last()->message);
 	sl_buf_free(&c.req);
 	sl_buf_free(&c.ans);
+	sl_buf_free(&c.pushed_tips);
 	return rc;
 }

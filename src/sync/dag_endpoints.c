@@ -290,24 +290,35 @@ static void handle_entries(server_dag *d, sl_store *s, const char *ns, const sl_
 		frame_written(d, resp);
 }
 
-static void handle_push(server_dag *d, sl_store *s, const char *ns, const sl_http_request *req,
-                        sl_http_response *resp)
+static void handle_push(server_dag *d, sl_store *s, const char *ns, const sl_request_auth *auth,
+                        const sl_http_request *req, sl_http_response *resp)
 {
 	sl_dag_insert_report r;
+	sl_buf tips = SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	json_t *answer;
 	char *text = NULL;
 
-	if (sl_dag_push_answer(s, ns, req->body, req->body_len, &r) != SL_OK) {
+	if (sl_dag_push_answer(s, ns, auth->key, req->body, req->body_len, &r) != SL_OK) {
 		reply_store_error(resp);
 		return;
 	}
 	sl_metric_add(d->entries_stored, r.stored);
 	sl_metric_add(d->entries_refused, r.refused);
-	answer = json_pack("{s:I,s:I,s:I,s:s,s:s}", "stored", (json_int_t)r.stored, "known",
-	                   (json_int_t)r.known, "refused", (json_int_t)r.refused, "first_refused",
-	                   r.refused ? sl_digest_to_hex(&r.first_refused).s : "", "reason",
-	                   r.reason);
-	if (!answer || !(text = json_dumps(answer, JSON_COMPACT)) ||
+	/* With the tips after the push: the pusher's last comparison needs no
+	 * request of its own. */
+	if (sl_dag_tips_answer(s, ns, &tips) != SL_OK) {
+		sl_buf_free(&tips);
+		reply_store_error(resp);
+		return;
+	}
+	answer =
+	        json_pack("{s:I,s:I,s:I,s:s,s:s,s:o?}", "stored", (json_int_t)r.stored, "known",
+	                  (json_int_t)r.known, "refused", (json_int_t)r.refused, "first_refused",
+	                  r.refused ? sl_digest_to_hex(&r.first_refused).s : "", "reason", r.reason,
+	                  "tips", json_loadb((const char *)tips.data, tips.len, 0, NULL));
+	sl_buf_free(&tips);
+	if (!answer || !json_is_object(json_object_get(answer, "tips")) ||
+	    !(text = json_dumps(answer, JSON_COMPACT)) ||
 	    sl_buf_append_str(&resp->body, text) != SL_OK)
 		server_fail(resp, 500, "could not write the answer");
 	free(text);
@@ -440,7 +451,7 @@ void server_dag_handle(server_dag *d, sl_store *s, const sl_http_request *req, c
 		handle_bootstrap(d, s, ns, &id, req, resp);
 		break;
 	default:
-		handle_push(d, s, ns, req, resp);
+		handle_push(d, s, ns, &auth, req, resp);
 		break;
 	}
 }

@@ -592,11 +592,71 @@ static void test_nonces_format_2(void **state)
 	free(dir);
 }
 
+/* Entries a peer pushed are not owed back to it, and nothing else owed
+ * to it is skipped for them. */
+static void test_pushed_not_owed_back(void **state)
+{
+	char *dir_w = tu_tempdir(), *dir_r = tu_tempdir();
+	sl_store *w = open_store(dir_w, SL_STORE_CREATE), *r = open_store(dir_r, SL_STORE_CREATE);
+	key admin = new_key(), wnode = new_key(), other = new_key();
+	sl_dag_insert_report rep;
+	elist lw;
+	sl_bytes frame[8];
+	(void)state;
+
+	assert_ok(sl_dag_create(w, "d", admin.sk, NULL));
+	log_of(w, "d", &lw);
+	assert_ok(sl_dag_create_from_root(r, "d", lw.v[0].enc, lw.v[0].len));
+	elist_free(&lw);
+	assert_ok(sl_dag_peer_add(r, "d", "w.example:1", wnode.pk));
+	put(w, "d", &admin, "a", "1");
+	put(w, "d", &admin, "b", "2");
+	put(w, "d", &admin, "c", "3");
+
+	/* Pushed by the peer: its outbox stays empty. */
+	log_of(w, "d", &lw);
+	for (size_t i = 1; i < lw.n; i++)
+		frame[i - 1] = (sl_bytes){lw.v[i].enc, lw.v[i].len};
+	assert_ok(offer_by(r, "d", wnode.pk, frame, 3, 1, &rep));
+	assert_int_equal(rep.stored, 3);
+	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 0);
+	assert_int_equal(peer_at(r, "d", "w.example:1").pushed_seq, 4);
+	elist_free(&lw);
+
+	/* From another node: owed to the peer. */
+	put(w, "d", &admin, "d", "4");
+	log_of(w, "d", &lw);
+	frame[0] = (sl_bytes){lw.v[4].enc, lw.v[4].len};
+	assert_ok(offer_by(r, "d", other.pk, frame, 1, 1, &rep));
+	assert_int_equal(rep.stored, 1);
+	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 1);
+	elist_free(&lw);
+
+	/* Then from the peer, with that one still owed: nothing is skipped. */
+	put(w, "d", &admin, "e", "5");
+	log_of(w, "d", &lw);
+	frame[0] = (sl_bytes){lw.v[5].enc, lw.v[5].len};
+	assert_ok(offer_by(r, "d", wnode.pk, frame, 1, 1, &rep));
+	assert_int_equal(rep.stored, 1);
+	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 2);
+	assert_int_equal(peer_at(r, "d", "w.example:1").pushed_seq, 4);
+	elist_free(&lw);
+
+	sl_store_free(w);
+	sl_store_free(r);
+	tu_rmtree(dir_w);
+	tu_rmtree(dir_r);
+	free(dir_w);
+	free(dir_r);
+	values_clear();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_peers),
 	        cmocka_unit_test(test_requests),
+	        cmocka_unit_test(test_pushed_not_owed_back),
 	        cmocka_unit_test(test_nonces),
 	        cmocka_unit_test(test_nonces_format_2),
 	};

@@ -105,17 +105,38 @@ static void join(node *a, node *b, const char *ns)
 	sl_buf_free(&root);
 }
 
+/* The requests of the last sync_with, by endpoint. */
+static struct {
+	unsigned tips, push, other;
+} calls;
+
+static int counted_call(void *ctx, const char *endpoint, const uint8_t *body, size_t len,
+                        long *status, sl_buf *out)
+{
+	const sl_dag_transport *inner = ctx;
+	if (strcmp(endpoint, "tips") == 0)
+		calls.tips++;
+	else if (strcmp(endpoint, "push") == 0)
+		calls.push++;
+	else
+		calls.other++;
+	return inner->call(inner->ctx, endpoint, body, len, status, out);
+}
+
 static int sync_with(node *client, node *server, const char *ns, sl_dag_sync_report *r)
 {
 	sl_dag_info info;
 	sl_dag_http *h;
-	sl_dag_transport t;
+	sl_dag_transport inner, t;
 	int rc;
 	assert_ok(sl_dag_info_get(client->s, ns, &info));
 	assert_ok(
 	        sl_dag_http_new(&h, server->addr, server->key.pk, &info.ns_id, &client->key, NULL));
-	t = sl_dag_http_transport(h);
+	inner = sl_dag_http_transport(h);
+	t = (sl_dag_transport){counted_call, &inner};
+	memset(&calls, 0, sizeof(calls));
 	rc = sl_dag_sync(client->s, ns, &t, r);
+	assert_int_equal(calls.tips + calls.push + calls.other, r->round_trips);
 	sl_dag_http_free(h);
 	return rc;
 }
@@ -228,13 +249,18 @@ static void test_fork(void **state)
 	/* The difference, not the namespace: 2000 entries of 100 bytes would
 	 * be over 300 KB. */
 	assert_true(r.bytes_sent + r.bytes_received < 60000);
+	/* One tips request: the last push answer carried the tips after it. */
+	assert_int_equal(calls.tips, 1);
+	assert_int_equal(calls.push, 1);
 	expect_equal(&a, &b, "docs");
 	assert_ok(sl_dag_info_get(a.s, "docs", &info));
 	assert_int_equal(info.n_tips, 2);
 	/* The next write merges the two tips. */
 	put(&b, "docs", "merge", 10);
 	assert_ok(sync_with(&b, &a, "docs", &r));
+	assert_true(r.equal);
 	assert_int_equal(r.pushed, 1);
+	assert_int_equal(calls.tips, 1);
 	assert_ok(sl_dag_info_get(a.s, "docs", &info));
 	assert_int_equal(info.n_tips, 1);
 	expect_equal(&a, &b, "docs");
