@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline bench-reconcile fuzz format format-check clean
+.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline bench-reconcile bench-dag fuzz format format-check clean
 
 all: build
 
@@ -39,6 +39,9 @@ bench-pipeline: build
 
 bench-reconcile: build
 	@bench/reconcile_bench.sh $(BUILD) $(BENCH_ITEMS)
+
+bench-dag: build
+	@bench/dag_bench.sh $(BUILD) $(BENCH_ENTRIES)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps
