@@ -32,7 +32,8 @@ for b in "$sluice" "$fill" "$helper"; do
 	[ -x "$b" ] || { echo "dag_bench.sh: build $b first (make)" >&2; exit 1; }
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-dag-bench.XXXXXX")
-server=
+BENCH=dag_bench.sh
+source "$src/bench/bench_common.bash"
 cleanup() {
 	[ -z "$server" ] || kill "$server" 2>/dev/null || true
 	wait 2>/dev/null || true
@@ -41,35 +42,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() {
-	echo "dag_bench.sh: $*" >&2
-	exit 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-tck=$(getconf CLK_TCK)
-cpu_ms() { # utime + stime of process $1 and its threads, in ms
-	local stat
-	stat=$(cat "/proc/$1/stat") || fail "process $1 is gone"
-	stat=${stat##*) }
-	awk -v t="$tck" '{ printf "%.0f", ($12 + $13) * 1000 / t }' <<<"$stat"
-}
-start_server() { # DIR
-	local deadline=$((SECONDS + 60))
-	: >"$tmp/server.log"
-	SLUICE_LOG=info "$sluice" serve -d "$1" -p 0 -m off --dag-sync off >>"$tmp/server.log" 2>&1 &
-	server=$!
-	until grep -q 'msg="serving"' "$tmp/server.log"; do
-		kill -0 "$server" 2>/dev/null || { cat "$tmp/server.log" >&2; fail "server did not start"; }
-		[ "$SECONDS" -lt "$deadline" ] || fail "server did not start within 60 s"
-		sleep 0.05
-	done
-	port=$(sed -n 's/.*msg="serving".* port=\([0-9]*\) .*/\1/p' "$tmp/server.log" | tail -1)
-}
-stop_server() {
-	kill "$server" 2>/dev/null || true
-	wait "$server" 2>/dev/null || true
-	server=
-}
 tips() { # DIR
 	"$sluice" dag tips --json d -d "$1" | jq -r .id | sort | tr '\n' ' '
 }
@@ -98,7 +70,7 @@ build_s=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.1f", ms / 1000 }')
 echo "base: $n entries built and verified in $build_s s ($(du -sh "$tmp/base" | cut -f1) on disk)"
 
 # ------------------------------------------------------------- bootstrap
-start_server "$tmp/base"
+start_server "$tmp/base" -m off --dag-sync off
 "$sluice" init -d "$tmp/c" >/dev/null
 cp "$tmp/base/node.key" "$tmp/c/node.key"
 ticket=$("$sluice" ticket d --addr "127.0.0.1:$port" -d "$tmp/base")
@@ -132,7 +104,7 @@ done
 new_a=$("$helper" entry-bytes "$tmp/a" d "$base_height")
 new_b=$("$helper" entry-bytes "$tmp/b" d "$base_height")
 new_bytes=$(($(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$new_a") + $(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$new_b")))
-start_server "$tmp/b"
+start_server "$tmp/b" -m off --dag-sync off
 "$sluice" peer add "127.0.0.1:$port" d -d "$tmp/a" >/dev/null
 c0=$(cpu_ms "$server")
 "$helper" sync "$tmp/a" d >"$tmp/fork.json" || fail "the fork's sync did not end equal"
@@ -180,11 +152,7 @@ echo "- bootstrap: $boot_rate verified entries/s: $boot_verdict"
 [ "${BENCH_RECORD:-1}" != 0 ] || exit 0
 # shellcheck disable=SC2016 # the backquotes are markdown
 heading='## DAG sync (`make bench-dag`)'
-if ! grep -qxF "$heading" "$results"; then
-	cat >>"$results" <<EOF
-
-$heading
-
+cat >"$tmp/intro.md" <<EOF
 \`bench/dag_bench.sh BUILD_DIR [N] [F]\` (default N = 1,000,000, F = 50).
 The base store is one chain of N entries of a dag namespace, each setting
 one key to a 32-byte value, made by \`tests/tools/dag_fill\` through
@@ -202,7 +170,6 @@ transfer" is the bootstrap's bytes in the same run. Round trips count
 requests; bytes are request and response bodies. Both syncs must end with
 the same tips on both sides or the benchmark fails.
 EOF
-fi
 block=$(
 	echo "### Run of $date_utc (N = $n, F = $forks)"
 	echo
@@ -215,19 +182,5 @@ block=$(
 	echo "- fork: $fork_rt round trips, $fork_bytes B = the new entries ($new_bytes B) + $overhead B: $fork_verdict"
 	echo "- bootstrap: $boot_rate verified entries/s: $boot_verdict"
 )
-# New runs go at the end of the section, before the next "## " heading.
 printf '%s\n' "$block" >"$tmp/block.md"
-awk -v heading="$heading" -v block_file="$tmp/block.md" '
-	function flush() {
-		if (last != "") print ""
-		while ((getline line < block_file) > 0) print line
-		last = line; done = 1
-	}
-	$0 == heading { inside = 1 }
-	inside && !done && /^## / && $0 != heading { flush(); print "" }
-	{ print; last = $0 }
-	END { if (!done) flush() }
-' "$results" >"$tmp/RESULTS.md"
-cat "$tmp/RESULTS.md" >"$results"
-echo
-echo "appended to $results"
+record_results "$results" "$heading" "$tmp/intro.md" "$tmp/block.md"

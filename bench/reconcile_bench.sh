@@ -34,7 +34,8 @@ if [ ! -x "$sluice" ] || [ ! -x "$helper" ]; then
 	exit 1
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-reconcile-bench.XXXXXX")
-server=
+BENCH=reconcile_bench.sh
+source "$src/bench/bench_common.bash"
 cleanup() {
 	[ -z "$server" ] || kill "$server" 2>/dev/null || true
 	wait 2>/dev/null || true
@@ -42,41 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-fail() {
-	echo "reconcile_bench.sh: $*" >&2
-	exit 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-tck=$(getconf CLK_TCK)
-# utime + stime of a process and all its threads, in ms (clock-tick
-# resolution). Fields 14 and 15 of /proc/PID/stat, counted after the
-# command name, which may hold spaces.
-cpu_ms() {
-	local stat
-	stat=$(cat "/proc/$1/stat") || fail "process $1 is gone"
-	stat=${stat##*) }
-	awk -v t="$tck" '{ printf "%.0f", ($12 + $13) * 1000 / t }' <<<"$stat"
-}
-
-start_server() {
-	local dir=$1 deadline=$((SECONDS + 60))
-	: >"$tmp/server.log"
-	SLUICE_LOG=info "$sluice" serve -d "$dir" -p 0 -m 0 >>"$tmp/server.log" 2>&1 &
-	server=$!
-	until grep -q 'msg="serving"' "$tmp/server.log"; do
-		kill -0 "$server" 2>/dev/null || { cat "$tmp/server.log" >&2; fail "server did not start"; }
-		[ "$SECONDS" -lt "$deadline" ] || fail "server did not start within 60 s"
-		sleep 0.05
-	done
-	port=$(sed -n 's/.*msg="serving".* port=\([0-9]*\) .*/\1/p' "$tmp/server.log" | tail -1)
-}
-
-stop_server() {
-	kill "$server" 2>/dev/null || true
-	wait "$server" 2>/dev/null || true
-	server=
-}
 
 date_utc=$(date -u '+%Y-%m-%dT%H:%M:%SZ')
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -125,7 +91,7 @@ run_case() {
 	want=$(jq -c '{only_local, only_remote, different}' "$dir/expected.json")
 	[ "$d" != 0 ] || shown=-
 
-	start_server "$dir/B"
+	start_server "$dir/B" -m 0
 	for run in cold warm; do
 		c0=$(cpu_ms "$server")
 		t0=$(now_ms)
@@ -220,11 +186,7 @@ printf '%s\n' "${goal_lines[@]}"
 [ "${BENCH_RECORD:-1}" != 0 ] || exit 0
 # shellcheck disable=SC2016 # the backquotes are markdown
 heading='## Set reconciliation (`make bench-reconcile`)'
-if ! grep -qxF "$heading" "$results"; then
-	cat >>"$results" <<EOF
-
-$heading
-
+cat >"$tmp/intro.md" <<EOF
 \`bench/reconcile_bench.sh BUILD_DIR [N]\` (default N = 1,000,000): a store
 whose mutable namespace \`m\` holds N keys \`k/<i>\` with 32-byte values
 (built through the library by \`bench/reconcile_bench.c\`, commits of
@@ -250,20 +212,5 @@ default. The naive columns are B's whole set sent once: every item id
 (count x 32 B), and every key (its bytes plus its length as a LEB128
 varint, one byte here).
 EOF
-fi
-# New runs go at the end of the section, before the next "## " heading.
 printf '%s\n' "$block" >"$tmp/block.md"
-awk -v heading="$heading" -v block_file="$tmp/block.md" '
-	function flush() {
-		if (last != "") print ""
-		while ((getline line < block_file) > 0) print line
-		last = line; done = 1
-	}
-	$0 == heading { inside = 1 }
-	inside && !done && /^## / && $0 != heading { flush(); print "" }
-	{ print; last = $0 }
-	END { if (!done) flush() }
-' "$results" >"$tmp/RESULTS.md"
-cat "$tmp/RESULTS.md" >"$results"
-echo
-echo "appended to $results"
+record_results "$results" "$heading" "$tmp/intro.md" "$tmp/block.md"

@@ -261,9 +261,7 @@ static void test_peers(void **state)
 	p = peer_at(s, "d", "alpha.example:7000");
 	assert_int_equal(p.pushed_seq, 5);
 
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 
@@ -464,9 +462,7 @@ static void test_requests(void **state)
 	assert_int_equal(list[2].state, SL_DAG_REQUEST_APPROVED);
 	sl_free(list);
 
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 
@@ -538,9 +534,7 @@ static void test_nonces(void **state)
 	assert_int_equal(claim(s, &k1, 1, NOW), SL_EEXISTS);
 	assert_int_equal(claim(s, &k2, 2, NOW), SL_EEXISTS);
 
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 
@@ -587,9 +581,7 @@ static void test_nonces_format_2(void **state)
 	assert_ok(sl_dag_peer_list(s, NULL, &list, &n));
 	assert_int_equal(n, 0);
 	sl_free(list);
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 }
 
 /* Entries a peer pushed are not owed back to it, and nothing else owed
@@ -642,12 +634,8 @@ static void test_pushed_not_owed_back(void **state)
 	assert_int_equal(peer_at(r, "d", "w.example:1").pushed_seq, 4);
 	elist_free(&lw);
 
-	sl_store_free(w);
-	sl_store_free(r);
-	tu_rmtree(dir_w);
-	tu_rmtree(dir_r);
-	free(dir_w);
-	free(dir_r);
+	drop_store(w, dir_w);
+	drop_store(r, dir_r);
 	values_clear();
 }
 

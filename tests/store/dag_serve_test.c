@@ -306,12 +306,8 @@ static void test_items_refresh(void **state)
 	sl_store_free(a2);
 
 	sl_dag_items_free(v);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -672,12 +668,8 @@ static void test_items_reconcile(void **state)
 	sl_buf_free(&dump);
 	sl_dag_items_free(va);
 	sl_dag_items_free(vb);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -852,12 +844,8 @@ static void test_serve_ids(void **state)
 	sink_free(&l);
 	sink_free(&full);
 	elist_free(&log);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -1133,9 +1121,7 @@ static void test_find_tips_root(void **state)
 	elist_free(&log);
 	sl_buf_free(&root);
 	sl_buf_free(&root_c);
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 

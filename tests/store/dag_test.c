@@ -130,9 +130,7 @@ static void test_linear_history(void **state)
 	elist_free(&log);
 	sl_buf_free(&dump);
 	sl_buf_free(&model);
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 
@@ -265,12 +263,8 @@ static void test_branch_merge(void **state)
 	assert_ok(sl_dag_verify(b, "d", &vr));
 	assert_int_equal(vr.entries_checked, 11);
 
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -517,12 +511,8 @@ static void test_authorization(void **state)
 	sl_buf_free(&forged);
 	sl_buf_free(&child);
 	sl_buf_free(&late);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -617,12 +607,8 @@ static void test_concurrent_roles(void **state)
 	assert_ok(sl_dag_verify(a, "d", &vr));
 	assert_ok(sl_dag_verify(b, "d", &vr));
 	sl_buf_free(&enc);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -823,12 +809,8 @@ static void test_insert_checks(void **state)
 	sl_buf_free(&e3);
 	sl_buf_free(&e4);
 	sl_buf_free(&bad);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 
@@ -868,9 +850,7 @@ static void test_namespace_ids(void **state)
 	assert_int_equal(sl_dag_create_from_root(s, "selfrole", enc.data, enc.len), SL_EINVAL);
 	assert_int_equal(sl_store_ns_info(s, "selfrole", &ni), SL_ENOTFOUND);
 	sl_buf_free(&enc);
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 }
 
 static void test_namespace_kind(void **state)
@@ -924,9 +904,7 @@ static void test_namespace_kind(void **state)
 	assert_int_equal(list[1].kind, SL_NS_MUTABLE);
 	sl_free(list);
 
-	sl_store_free(s);
-	tu_rmtree(dir);
-	free(dir);
+	drop_store(s, dir);
 	values_clear();
 }
 
@@ -984,12 +962,8 @@ static void test_large_frame_signatures(void **state)
 	free(tampered);
 	free(frame);
 	elist_free(&la);
-	sl_store_free(a);
-	sl_store_free(b);
-	tu_rmtree(dir_a);
-	tu_rmtree(dir_b);
-	free(dir_a);
-	free(dir_b);
+	drop_store(a, dir_a);
+	drop_store(b, dir_b);
 	values_clear();
 }
 

@@ -50,6 +50,14 @@ static inline sl_store *open_store(const char *dir, unsigned flags)
 	return s;
 }
 
+/* Close a store and remove its directory (from tu_tempdir). */
+static inline void drop_store(sl_store *s, char *dir)
+{
+	sl_store_free(s);
+	tu_rmtree(dir);
+	free(dir);
+}
+
 /* Every value a test wrote, by digest: what a node would send along with
  * the entries that set it. */
 typedef struct value_rec {
