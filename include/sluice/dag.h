@@ -121,12 +121,24 @@ typedef struct sl_dag_insert_report {
  * the store. */
 int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n,
                   const sl_bytes *values, size_t n_values, sl_dag_insert_report *report);
-/* The same, for entries the node `from` pushed here (NULL: as above):
+
+/* The signatures of entries, checked ahead of storing them: decoding and
+ * Ed25519 on up to one thread per processor. The set holds the ids of the
+ * entries that passed; an id is the hash of the whole encoding, so it
+ * vouches for exactly those bytes. A receiver can check the next frame's
+ * signatures while it stores the current one. */
+typedef struct sl_dag_verified sl_dag_verified;
+int sl_dag_verify_signatures(const sl_bytes *entries, size_t n, sl_dag_verified **out);
+void sl_dag_verified_free(sl_dag_verified *v); /* NULL ok */
+
+/* sl_dag_insert, for entries the node `from` pushed here (NULL: unknown):
  * what it sent is not owed back to it. When `from` is a peer of ns whose
- * outbox was empty, it stays empty, in the same transaction. */
+ * outbox was empty, it stays empty, in the same transaction. `verified`
+ * (NULL: checked here) vouches for signatures: an entry whose id is not
+ * in it has its signature checked as it is offered. */
 int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
-                       const sl_bytes *entries, size_t n, const sl_bytes *values, size_t n_values,
-                       sl_dag_insert_report *report);
+                       const sl_dag_verified *verified, const sl_bytes *entries, size_t n,
+                       const sl_bytes *values, size_t n_values, sl_dag_insert_report *report);
 
 typedef struct sl_dag_info {
 	sl_digest ns_id;

@@ -222,7 +222,20 @@ static int refuse(dag_verdict *v, int code, const char *fmt, ...)
 	return SL_OK;
 }
 
-int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, int signature_checked,
+/* An entry decoded; its signature checked unless `verified` vouches for
+ * its id. */
+static int decode_offered(sl_dag_entry *e, const uint8_t *enc, size_t len,
+                          const sl_dag_verified *verified)
+{
+	if (verified && dag_entry_decode_checked(e, enc, len) == SL_OK) {
+		if (dag_verified_has(verified, &e->id))
+			return SL_OK;
+		sl_dag_entry_free(e);
+	}
+	return sl_dag_entry_decode(e, enc, len);
+}
+
+int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified *verified,
               const dag_offered *o, const dag_ids *refused, sl_digest *id_out, dag_verdict *v)
 {
 	sl_dag_entry e;
@@ -233,8 +246,7 @@ int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, int signature_checked,
 	v->outcome = DAG_STORED;
 	v->code = SL_OK;
 	v->reason[0] = 0;
-	if ((signature_checked ? dag_entry_decode_checked(&e, enc, len)
-	                       : sl_dag_entry_decode(&e, enc, len)) != SL_OK) {
+	if (decode_offered(&e, enc, len, verified) != SL_OK) {
 		memset(id_out, 0, sizeof(*id_out));
 		sl_sha256(id_out, enc, len);
 		return refuse(v, SL_EINVAL, "%s", sl_error_last()->message);
@@ -367,40 +379,42 @@ static int sender_level(dag_txn *t, const uint8_t from[SL_ED25519_PK_LEN], uint6
 int sl_dag_insert(sl_store *s, const char *ns, const sl_bytes *entries, size_t n,
                   const sl_bytes *values, size_t n_values, sl_dag_insert_report *report)
 {
-	return sl_dag_insert_from(s, ns, NULL, entries, n, values, n_values, report);
+	return sl_dag_insert_from(s, ns, NULL, NULL, entries, n, values, n_values, report);
 }
 
 int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED25519_PK_LEN],
-                       const sl_bytes *entries, size_t n, const sl_bytes *values, size_t n_values,
-                       sl_dag_insert_report *report)
+                       const sl_dag_verified *verified, const sl_bytes *entries, size_t n,
+                       const sl_bytes *values, size_t n_values, sl_dag_insert_report *report)
 {
+	sl_dag_verified *own = NULL;
 	dag_ids refused = {0};
 	dag_offered o;
 	dag_txn t;
-	uint8_t *checked;
 	uint64_t before;
 	int rc;
 
 	memset(report, 0, sizeof(*report));
-	if (!(checked = sl_calloc(n ? n : 1, 1)))
-		return SL_ENOMEM;
 	/* Outside the write transaction: it holds no lock while signatures
 	 * are checked. */
-	if ((rc = dag_signatures_check(entries, n, checked)) != SL_OK ||
-	    (rc = digest_values(&o, values, n_values)) != SL_OK) {
-		sl_free(checked);
+	if (!verified) {
+		if ((rc = sl_dag_verify_signatures(entries, n, &own)) != SL_OK)
+			return rc;
+		verified = own;
+	}
+	if ((rc = digest_values(&o, values, n_values)) != SL_OK) {
+		sl_dag_verified_free(own);
 		return rc;
 	}
 	if ((rc = dag_txn_begin(&t, s, ns, 1)) != SL_OK) {
 		sl_free(o.index);
-		sl_free(checked);
+		sl_dag_verified_free(own);
 		return rc;
 	}
 	before = t.row.size;
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
 		dag_verdict v;
 		sl_digest id;
-		if ((rc = dag_offer(&t, entries[i].data, entries[i].len, checked[i], &o, &refused,
+		if ((rc = dag_offer(&t, entries[i].data, entries[i].len, verified, &o, &refused,
 		                    &id, &v)) != SL_OK)
 			break;
 		if (v.outcome == DAG_STORED) {
@@ -421,7 +435,7 @@ int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
 	rc = dag_txn_end(&t, rc, report->stored > 0);
 	sl_free(refused.ids);
 	sl_free(o.index);
-	sl_free(checked);
+	sl_dag_verified_free(own);
 	if (rc != SL_OK)
 		memset(report, 0, sizeof(*report));
 	return rc;
@@ -584,7 +598,7 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 	e.writes = own;
 	if ((rc = tips_for_write(&t, &e)) == SL_OK &&
 	    (rc = sl_dag_entry_sign(&e, sk, &enc)) == SL_OK)
-		rc = dag_offer(&t, enc.data, enc.len, 0, &o, &none, &e.id, &v);
+		rc = dag_offer(&t, enc.data, enc.len, NULL, &o, &none, &e.id, &v);
 	if (rc == SL_OK && v.outcome == DAG_REFUSED)
 		rc = sl_error_set(v.code, "%s", v.reason);
 	rc = dag_txn_end(&t, rc, 1);

@@ -31,14 +31,11 @@ int dag_cmp_digest(const void *a, const void *b);
 
 /* sl_dag_entry_decode without the signature check, for an entry whose
  * signature was checked already: read back from the store (nothing is
- * stored unchecked), or passed by dag_signatures_check. */
+ * stored unchecked), or vouched for by an sl_dag_verified set. */
 int dag_entry_decode_checked(sl_dag_entry *out, const uint8_t *data, size_t len);
 
-/* Decode each entry and check its signature, on up to one thread per
- * processor (at most 8): ok[i] = 1 when entries[i] passed. Verifying
- * Ed25519 signatures is most of what receiving entries costs; the checks
- * that need the namespace stay sequential in dag_offer. */
-int dag_signatures_check(const sl_bytes *entries, size_t n, uint8_t *ok);
+/* Whether id is in the set (NULL: an empty set). */
+int dag_verified_has(const sl_dag_verified *v, const sl_digest *id);
 
 /* ---------------------------------------------------------- transactions */
 
@@ -109,10 +106,10 @@ typedef struct dag_verdict {
 } dag_verdict;
 
 /* Verify an entry against the namespace as held (D1) and store it,
- * unless it descends from one of `refused` (sorted). signature_checked:
- * dag_signatures_check passed it (its signature is not checked again).
+ * unless it descends from one of `refused` (sorted). Its signature is
+ * not checked again when its id is in `verified` (may be NULL).
  * Returns an error of the store only; a refusal is in v. */
-int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, int signature_checked,
+int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified *verified,
               const dag_offered *o, const dag_ids *refused, sl_digest *id, dag_verdict *v);
 /* A root entry: no parent, and only ROLE writes (SL_EINVAL otherwise). */
 int dag_check_root(const sl_dag_entry *root);

@@ -96,7 +96,7 @@ static int replay(dag_txn *t, sl_verify_report *out)
 			rc = replay_root(t, enc, len, &id);
 		} else {
 			dag_verdict v;
-			rc = dag_offer(t, enc, len, 0, &none, &refused, &id, &v);
+			rc = dag_offer(t, enc, len, NULL, &none, &refused, &id, &v);
 			if (rc == SL_OK && v.outcome != DAG_STORED)
 				rc = sl_error_set(SL_ECORRUPT,
 				                  "stored entry %s does not verify: %s",

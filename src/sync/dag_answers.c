@@ -260,8 +260,8 @@ int sl_dag_push_answer(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
 	if (w.flags != 0 || w.n_missing != 0 || w.n_entries == 0)
 		rc = sl_error_set(SL_ECORRUPT, "a pushed frame holds entries only");
 	else
-		rc = sl_dag_insert_from(s, ns, from, w.entries, w.n_entries, w.values, w.n_values,
-		                        report);
+		rc = sl_dag_insert_from(s, ns, from, NULL, w.entries, w.n_entries, w.values,
+		                        w.n_values, report);
 	sl_wire_entries_free(&w);
 	return rc;
 }

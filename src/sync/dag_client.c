@@ -9,7 +9,8 @@
  *      prefix of the peer's in (height, id) order (the peer checks the
  *      count and fingerprint), pull pages after the last entry held. A
  *      client killed mid-way resumes from what it stored: its entries are
- *      still a prefix;
+ *      still a prefix. The next page is fetched and its signatures checked
+ *      on another thread while a page is stored;
  *   3. reconcile: otherwise, negentropy over the items (height, id) finds
  *      what each side lacks in a few round trips whose bytes follow the
  *      differences; then fetch the entries missing here (the peer answers
@@ -26,6 +27,7 @@
 #include "sluice/dag_sync.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,27 +106,35 @@ static void answer_message(const sl_buf *ans, char *out, size_t cap)
 	json_decref(j);
 }
 
-/* One request; SL_OK only for a 2xx answer (want_409: a 409 too). */
-static int rpc(sync_ctx *c, const char *endpoint, const uint8_t *body, size_t len, long *status)
+/* What a request came to (rc: the transport's), counted in the report;
+ * SL_OK only for a 2xx answer (for bootstrap, a 409 too). */
+static int rpc_outcome(sync_ctx *c, const char *endpoint, int rc, size_t sent, long status,
+                       const sl_buf *ans)
 {
 	char msg[300];
-	int rc = c->peer->call(c->peer->ctx, endpoint, body, len, status, &c->ans);
 	c->r->round_trips++;
-	c->r->bytes_sent += len;
+	c->r->bytes_sent += sent;
 	if (rc != SL_OK)
 		return sl_error_wrap("%s", endpoint);
-	c->r->bytes_received += c->ans.len;
-	if (*status >= 200 && *status < 300)
+	c->r->bytes_received += ans->len;
+	if (status >= 200 && status < 300)
 		return SL_OK;
-	if (*status == 409 && strcmp(endpoint, "bootstrap") == 0)
+	if (status == 409 && strcmp(endpoint, "bootstrap") == 0)
 		return SL_OK; /* not a prefix: the caller reconciles */
-	answer_message(&c->ans, msg, sizeof(msg));
-	c->r->status = *status;
-	snprintf(c->r->error, sizeof(c->r->error), "%s: HTTP %ld: %.200s", endpoint, *status, msg);
-	if (*status == 401 || *status == 403)
+	answer_message(ans, msg, sizeof(msg));
+	c->r->status = status;
+	snprintf(c->r->error, sizeof(c->r->error), "%s: HTTP %ld: %.200s", endpoint, status, msg);
+	if (status == 401 || status == 403)
 		return sl_error_set(SL_EAUTH, "the peer refused this node: %s", msg);
-	return sl_error_set(*status >= 500 || *status == 429 ? SL_EIO : SL_EINVAL,
-	                    "%s: HTTP %ld: %s", endpoint, *status, msg);
+	return sl_error_set(status >= 500 || status == 429 ? SL_EIO : SL_EINVAL, "%s: HTTP %ld: %s",
+	                    endpoint, status, msg);
+}
+
+/* One request, its answer in c->ans. */
+static int rpc(sync_ctx *c, const char *endpoint, const uint8_t *body, size_t len, long *status)
+{
+	int rc = c->peer->call(c->peer->ctx, endpoint, body, len, status, &c->ans);
+	return rpc_outcome(c, endpoint, rc, len, *status, &c->ans);
 }
 
 /* ----------------------------------------------------------------- tips */
@@ -206,18 +216,20 @@ out:
 
 /* -------------------------------------------------------- taking entries */
 
-/* Verify and store a frame's entries; the ids of its entries go to got
+/* Verify and store a frame's entries (their signatures vouched for by
+ * verified, or checked here when NULL); the ids of its entries go to got
  * (may be NULL). A refusal stops the sync: the peer sent what does not
  * verify, or what does not follow from what is held. */
-static int take_frame(sync_ctx *c, const sl_wire_entries *w, id_set *got)
+static int take_frame(sync_ctx *c, const sl_wire_entries *w, const sl_dag_verified *verified,
+                      id_set *got)
 {
 	sl_dag_insert_report rep;
 	int rc;
 
 	if (w->n_entries == 0)
 		return SL_OK;
-	if ((rc = sl_dag_insert(c->s, c->ns, w->entries, w->n_entries, w->values, w->n_values,
-	                        &rep)) != SL_OK)
+	if ((rc = sl_dag_insert_from(c->s, c->ns, NULL, verified, w->entries, w->n_entries,
+	                             w->values, w->n_values, &rep)) != SL_OK)
 		return rc;
 	c->r->pulled += rep.stored;
 	if (rep.refused) {
@@ -237,56 +249,156 @@ static int take_frame(sync_ctx *c, const sl_wire_entries *w, id_set *got)
 
 /* ------------------------------------------------------------ bootstrap */
 
-/* The cursor (the last item held), and the count and fingerprint of all. */
-static int prefix_of(sync_ctx *c, sl_item *cursor, uint64_t *count, uint8_t fp[SL_FINGERPRINT_LEN])
+/* The cursor (the last item held), and the count and sum of all. */
+static int prefix_of(sync_ctx *c, sl_item *cursor, uint64_t *count, sl_item_sum *sum)
 {
 	sl_item_set set;
-	sl_item_sum sum;
 	int rc;
 	if ((rc = sl_dag_items_refresh(c->view, c->s, c->ns)) != SL_OK)
 		return rc;
 	set = sl_dag_items_set(c->view);
 	if ((rc = set.ops->count(set.ctx, count)) != SL_OK || *count == 0 ||
 	    (rc = set.ops->get(set.ctx, *count - 1, cursor)) != SL_OK ||
-	    (rc = set.ops->sum(set.ctx, 0, *count, &sum)) != SL_OK)
+	    (rc = set.ops->sum(set.ctx, 0, *count, sum)) != SL_OK)
 		return rc != SL_OK ? rc
 		                   : sl_error_set(SL_ECORRUPT, "a dag namespace without entries");
-	sl_item_sum_fingerprint(fp, &sum, *count);
 	return SL_OK;
 }
 
+/* One page of a bootstrap: asked for, fetched, decoded and its signatures
+ * checked, on a thread of its own while the page before it is stored. */
+typedef struct page {
+	sync_ctx *c;
+	uint8_t req[SL_DAG_BOOTSTRAP_LEN];
+	sl_buf ans;
+	long status;
+	int call_rc, rc;   /* the transport's; then the decoding's and checking's */
+	char error[256];   /* the message of a failure, from the thread that met it */
+	sl_wire_entries w; /* when decoded */
+	sl_dag_verified *verified;
+	pthread_t thread;
+	int running;
+} page;
+
+static void *page_fetch(void *arg)
+{
+	page *p = arg;
+	const sl_dag_transport *t = p->c->peer;
+	p->call_rc = t->call(t->ctx, "bootstrap", p->req, sizeof(p->req), &p->status, &p->ans);
+	if (p->call_rc == SL_OK && p->status >= 200 && p->status < 300 &&
+	    (p->rc = sl_wire_entries_decode(&p->w, p->ans.data, p->ans.len)) == SL_OK)
+		p->rc = p->w.n_missing ? sl_error_set(SL_ECORRUPT, "it lists missing ids")
+		                       : sl_dag_verify_signatures(p->w.entries, p->w.n_entries,
+		                                                  &p->verified);
+	if (p->call_rc != SL_OK || p->rc != SL_OK)
+		snprintf(p->error, sizeof(p->error), "%.255s", sl_error_last()->message);
+	return NULL;
+}
+
+/* Ask for the page after cursor, on a thread when `ahead`. */
+static void page_start(page *p, sync_ctx *c, const sl_item *cursor, uint64_t count,
+                       const sl_item_sum *sum, int ahead)
+{
+	uint8_t fp[SL_FINGERPRINT_LEN];
+	memset(p, 0, sizeof(*p));
+	p->c = c;
+	p->ans = (sl_buf)SL_BUF_INIT(SL_SYNC_FRAME_MAX);
+	sl_item_sum_fingerprint(fp, sum, count);
+	sl_dag_bootstrap_request(p->req, cursor, count, fp);
+	if (ahead && pthread_create(&p->thread, NULL, page_fetch, p) == 0)
+		p->running = 1;
+	else
+		page_fetch(p);
+}
+
+static void page_wait(page *p)
+{
+	if (p->running)
+		pthread_join(p->thread, NULL);
+	p->running = 0;
+}
+
+static void page_free(page *p)
+{
+	page_wait(p);
+	sl_wire_entries_free(&p->w);
+	sl_dag_verified_free(p->verified);
+	sl_buf_free(&p->ans);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The prefix once every entry of w is stored: w's entries are the peer's
+ * next items in order, so the cursor moves to its last entry and the
+ * count and sum take in all of them. */
+static int prefix_after(const sl_wire_entries *w, sl_item *cursor, uint64_t *count,
+                        sl_item_sum *sum)
+{
+	sl_dag_entry last;
+	const sl_bytes *e = &w->entries[w->n_entries - 1];
+	int rc = sl_dag_entry_decode(&last, e->data, e->len);
+	if (rc != SL_OK)
+		return rc;
+	cursor->ts = last.height;
+	memcpy(cursor->id, last.id.bytes, SL_DIGEST_LEN);
+	sl_dag_entry_free(&last);
+	for (size_t i = 0; i < w->n_entries; i++) {
+		sl_digest id;
+		sl_sha256(&id, w->entries[i].data, w->entries[i].len);
+		sl_item_sum_add_id(sum, id.bytes);
+	}
+	*count += w->n_entries;
+	return SL_OK;
+}
+
+/* Pull pages after the last entry held while this node's entries are a
+ * prefix of the peer's. Each page is stored while the next one is fetched
+ * and its signatures checked: its request assumes the page before is
+ * stored whole, and when that fails the prefetched page is dropped (if
+ * the assumption was wrong the peer answers 409, and reconciliation
+ * settles the rest). */
 static int bootstrap(sync_ctx *c, uint64_t remote_entries)
 {
-	uint8_t req[SL_DAG_BOOTSTRAP_LEN], fp[SL_FINGERPRINT_LEN];
-	for (;;) {
-		sl_wire_entries w;
-		sl_item cursor;
-		uint64_t count, before;
-		long status;
-		int rc, more;
+	page pages[2];
+	sl_item cursor;
+	sl_item_sum sum;
+	uint64_t count;
+	int rc, cur = 0;
 
-		if ((rc = prefix_of(c, &cursor, &count, fp)) != SL_OK)
-			return rc;
-		if (count >= remote_entries)
-			return SL_OK;
-		sl_dag_bootstrap_request(req, &cursor, count, fp);
-		if ((rc = rpc(c, "bootstrap", req, sizeof(req), &status)) != SL_OK)
-			return rc;
-		if (status == 409)
-			return SL_OK; /* not a prefix: reconcile */
-		if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK)
-			return sl_error_wrap("a bootstrap page");
-		before = c->r->pulled;
-		rc = w.n_missing ? sl_error_set(SL_ECORRUPT, "a bootstrap page lists missing ids")
-		                 : take_frame(c, &w, NULL);
-		more = (w.flags & SL_WIRE_ENTRIES_MORE) != 0;
-		sl_wire_entries_free(&w);
+	memset(pages, 0, sizeof(pages));
+	if ((rc = prefix_of(c, &cursor, &count, &sum)) != SL_OK || count >= remote_entries)
+		return rc;
+	page_start(&pages[0], c, &cursor, count, &sum, 0);
+	for (;;) {
+		page *p = &pages[cur], *next = &pages[!cur];
+		uint64_t before = c->r->pulled;
+		int more;
+
+		page_wait(p);
+		if (p->call_rc != SL_OK)
+			sl_error_set(p->call_rc, "%s", p->error);
+		rc = rpc_outcome(c, "bootstrap", p->call_rc, sizeof(p->req), p->status, &p->ans);
+		if (rc == SL_OK && p->status == 409)
+			break; /* not a prefix: reconcile */
+		if (rc == SL_OK && p->rc != SL_OK)
+			rc = sl_error_set(p->rc, "a bootstrap page: %s", p->error);
 		if (rc != SL_OK)
-			return rc;
+			break;
+		more = (p->w.flags & SL_WIRE_ENTRIES_MORE) != 0 && p->w.n_entries > 0;
+		if (more && (rc = prefix_after(&p->w, &cursor, &count, &sum)) != SL_OK)
+			break;
+		if (more)
+			page_start(next, c, &cursor, count, &sum, 1);
+		if ((rc = take_frame(c, &p->w, p->verified, NULL)) != SL_OK)
+			break;
 		c->r->bootstrapped = 1;
 		if (!more || c->r->pulled == before)
-			return SL_OK; /* the end, or no progress: reconcile settles the rest */
+			break; /* the end, or no progress: reconcile settles the rest */
+		page_free(p);
+		cur = !cur;
 	}
+	page_free(&pages[0]);
+	page_free(&pages[1]);
+	return rc;
 }
 
 /* ------------------------------------------------------------ reconcile */
@@ -347,7 +459,7 @@ static int fetch(sync_ctx *c)
 			return rc;
 		if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK)
 			return sl_error_wrap("an entries frame");
-		rc = take_frame(c, &w, &got);
+		rc = take_frame(c, &w, NULL, &got);
 		for (size_t i = 0; rc == SL_OK && i < w.n_missing; i++)
 			rc = set_add(&got, w.missing + i * SL_DIGEST_LEN);
 		sl_wire_entries_free(&w);

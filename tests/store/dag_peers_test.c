@@ -609,7 +609,7 @@ static void test_pushed_not_owed_back(void **state)
 	log_of(w, "d", &lw);
 	for (size_t i = 1; i < lw.n; i++)
 		frame[i - 1] = (sl_bytes){lw.v[i].enc, lw.v[i].len};
-	assert_ok(offer_by(r, "d", wnode.pk, frame, 3, 1, &rep));
+	assert_ok(offer_by(r, "d", wnode.pk, NULL, frame, 3, 1, &rep));
 	assert_int_equal(rep.stored, 3);
 	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 0);
 	assert_int_equal(peer_at(r, "d", "w.example:1").pushed_seq, 4);
@@ -619,7 +619,7 @@ static void test_pushed_not_owed_back(void **state)
 	put(w, "d", &admin, "d", "4");
 	log_of(w, "d", &lw);
 	frame[0] = (sl_bytes){lw.v[4].enc, lw.v[4].len};
-	assert_ok(offer_by(r, "d", other.pk, frame, 1, 1, &rep));
+	assert_ok(offer_by(r, "d", other.pk, NULL, frame, 1, 1, &rep));
 	assert_int_equal(rep.stored, 1);
 	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 1);
 	elist_free(&lw);
@@ -628,7 +628,7 @@ static void test_pushed_not_owed_back(void **state)
 	put(w, "d", &admin, "e", "5");
 	log_of(w, "d", &lw);
 	frame[0] = (sl_bytes){lw.v[5].enc, lw.v[5].len};
-	assert_ok(offer_by(r, "d", wnode.pk, frame, 1, 1, &rep));
+	assert_ok(offer_by(r, "d", wnode.pk, NULL, frame, 1, 1, &rep));
 	assert_int_equal(rep.stored, 1);
 	assert_int_equal(peer_at(r, "d", "w.example:1").backlog, 2);
 	assert_int_equal(peer_at(r, "d", "w.example:1").pushed_seq, 4);

@@ -918,6 +918,7 @@ static void test_large_frame_signatures(void **state)
 	key admin = new_key();
 	sl_dag_insert_report rep;
 	sl_dag_info info;
+	sl_dag_verified *verified;
 	sl_bytes *frame;
 	uint8_t *tampered;
 	elist la;
@@ -944,7 +945,13 @@ static void test_large_frame_signatures(void **state)
 	tampered[la.v[bad].len - 1] ^= 0x01; /* the signature's last byte */
 	frame[bad - 1] = (sl_bytes){tampered, la.v[bad].len};
 
-	assert_ok(offer(b, "d", frame, n, 1, &rep));
+	/* Signatures checked ahead, on the untampered frame: the set vouches
+	 * for those bytes only, so the tampered entry is still checked. */
+	frame[bad - 1] = (sl_bytes){la.v[bad].enc, la.v[bad].len};
+	assert_ok(sl_dag_verify_signatures(frame, n, &verified));
+	frame[bad - 1] = (sl_bytes){tampered, la.v[bad].len};
+	assert_ok(offer_by(b, "d", NULL, verified, frame, n, 1, &rep));
+	sl_dag_verified_free(verified);
 	assert_int_equal(rep.stored, bad - 1);
 	assert_int_equal(rep.refused, n - bad + 1);
 	assert_non_null(strstr(rep.reason, "signature"));

@@ -252,10 +252,11 @@ static inline const item *find_item(const elist *l, const sl_digest *id)
 /* Offer encodings to a store with the values of their SET writes (when
  * with_values) from the table. */
 /* Offer entries (with the values they set, when with_values) as if the
- * node `from` (NULL: unknown) had sent them. */
+ * node `from` (NULL: unknown) had sent them, their signatures vouched for
+ * by `verified` (NULL: checked by the store). */
 static inline int offer_by(sl_store *to, const char *ns, const uint8_t *from,
-                           const sl_bytes *entries, size_t n, int with_values,
-                           sl_dag_insert_report *rep)
+                           const sl_dag_verified *verified, const sl_bytes *entries, size_t n,
+                           int with_values, sl_dag_insert_report *rep)
 {
 	sl_bytes *vals = NULL;
 	size_t n_vals = 0, cap = 0;
@@ -281,7 +282,7 @@ static inline int offer_by(sl_store *to, const char *ns, const uint8_t *from,
 		}
 		sl_dag_entry_free(&e);
 	}
-	rc = sl_dag_insert_from(to, ns, from, entries, n, vals, n_vals, rep);
+	rc = sl_dag_insert_from(to, ns, from, verified, entries, n, vals, n_vals, rep);
 	free(vals);
 	return rc;
 }
@@ -289,7 +290,7 @@ static inline int offer_by(sl_store *to, const char *ns, const uint8_t *from,
 static inline int offer(sl_store *to, const char *ns, const sl_bytes *entries, size_t n,
                         int with_values, sl_dag_insert_report *rep)
 {
-	return offer_by(to, ns, NULL, entries, n, with_values, rep);
+	return offer_by(to, ns, NULL, NULL, entries, n, with_values, rep);
 }
 
 static inline void offer_items(sl_store *to, const char *ns, const item *const *items, size_t n,
