@@ -184,8 +184,8 @@ int dag_read_query(sl_store *s, const char *ns, const char *sql, dag_query_fn fn
 
 static const char dag_schema[] =
         "CREATE TABLE dag_entries(ns INTEGER NOT NULL, id BLOB NOT NULL, height INTEGER NOT "
-        "NULL, seq INTEGER NOT NULL, encoding BLOB NOT NULL, sfront BLOB NOT NULL, PRIMARY "
-        "KEY(ns, id)) WITHOUT ROWID;\n"
+        "NULL, seq INTEGER NOT NULL, encoding BLOB NOT NULL, sfront BLOB NOT NULL);\n"
+        "CREATE UNIQUE INDEX dag_entries_id ON dag_entries(ns, id);\n"
         "CREATE UNIQUE INDEX dag_entries_order ON dag_entries(ns, height, id);\n"
         "CREATE UNIQUE INDEX dag_entries_seq ON dag_entries(ns, seq);\n"
         "CREATE TABLE dag_settings(ns INTEGER NOT NULL, id BLOB NOT NULL, closure BLOB NOT "
