@@ -1,12 +1,14 @@
 /*
- * Shared helpers for sluice's cmocka tests: throwaway directories and a
+ * Shared helpers for sluice's cmocka tests: throwaway directories, a
  * seeded PRNG whose seed is printed, so a failing property test can be
- * replayed with SLUICE_SEED=<seed>.
+ * replayed with SLUICE_SEED=<seed>, and SQL run on a closed store's
+ * database (to damage it, or to make it look older).
  */
 #ifndef SLUICE_TESTUTIL_H
 #define SLUICE_TESTUTIL_H
 
 #include <inttypes.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,23 @@ static inline void tu_rmtree(const char *path)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
 	if (system(cmd) != 0)
 		fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+/* Run SQL on DIR/sluice.db (the store closed): the rows the last
+ * statement changed, or -1 (the error printed). */
+static inline int tu_sql(const char *dir, const char *text)
+{
+	char path[4200];
+	sqlite3 *db = NULL;
+	int changed = -1;
+	snprintf(path, sizeof(path), "%s/sluice.db", dir);
+	if (sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_exec(db, text, NULL, NULL, NULL) == SQLITE_OK)
+		changed = sqlite3_changes(db);
+	else
+		fprintf(stderr, "%s: %s\n", text, db ? sqlite3_errmsg(db) : "no memory");
+	sqlite3_close(db);
+	return changed;
 }
 
 #endif

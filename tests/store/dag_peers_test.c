@@ -539,17 +539,6 @@ static void test_nonces(void **state)
 }
 
 /* SQL run on a closed store's database. */
-static void sql(const char *dir, const char *text)
-{
-	char path[4200];
-	sqlite3 *db;
-	snprintf(path, sizeof(path), "%s/sluice.db", dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, text, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", text, sqlite3_errmsg(db));
-	sqlite3_close(db);
-}
-
 static void test_nonces_format_2(void **state)
 {
 	char *dir = tu_tempdir();
@@ -562,9 +551,12 @@ static void test_nonces_format_2(void **state)
 	assert_ok(sl_store_ns_create(s, "m", SL_NS_MUTABLE));
 	sl_store_free(s);
 	/* What the sluice before dag namespaces wrote. */
-	sql(dir, "DROP TABLE dag_entries; DROP TABLE dag_settings; DROP TABLE dag_state; DROP "
-	         "TABLE dag_tips; DROP TABLE dag_peers; DROP TABLE dag_requests; DROP TABLE "
-	         "request_nonces; PRAGMA user_version = 2;");
+	assert_true(
+	        tu_sql(dir,
+	               "DROP TABLE dag_entries; DROP TABLE dag_settings; DROP TABLE dag_state; "
+	               "DROP "
+	               "TABLE dag_tips; DROP TABLE dag_peers; DROP TABLE dag_requests; DROP TABLE "
+	               "request_nonces; PRAGMA user_version = 2;") >= 0);
 
 	s = open_store(dir, SL_STORE_READONLY);
 	assert_int_equal(claim(s, &k, 1, NOW), SL_EINVAL);

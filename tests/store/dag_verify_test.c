@@ -7,18 +7,6 @@
 
 /* ------------------------------------------------------- verify damage */
 
-static void sql(const char *dir, const char *text)
-{
-	char path[4200];
-	sqlite3 *db;
-	snprintf(path, sizeof(path), "%s/sluice.db", dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, text, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", text, sqlite3_errmsg(db));
-	assert_int_equal(sqlite3_changes(db) > 0 || strncmp(text, "SELECT", 6) == 0, 1);
-	sqlite3_close(db);
-}
-
 /* Flip one byte of the encoding of the stored entry at `height` (the
  * first in id order there). */
 static void flip_entry_byte(const char *dir, uint64_t height, size_t offset_from_end)
@@ -108,7 +96,7 @@ static void expect_verify_fails(const char *dir, const char *what)
 static void damage(const char *dir, const char *text)
 {
 	restore(dir);
-	sql(dir, text);
+	assert_true(tu_sql(dir, text) > 0);
 	expect_verify_fails(dir, text);
 }
 
@@ -263,7 +251,7 @@ static void test_verify_damaged_old_value(void **state)
 	         "UPDATE blobs SET value = CAST('new value' AS BLOB) WHERE digest = X'%s'",
 	         sl_digest_to_hex(&old).s);
 	restore(dir);
-	sql(dir, q);
+	assert_true(tu_sql(dir, q) > 0);
 	found = verify_fails(dir, "an old value changed");
 	tu_rmtree(dir);
 	free(dir);

@@ -419,17 +419,6 @@ static void test_two_stores(void **state)
 
 /* ------------------------------------------------------ format 1 upgrade */
 
-static void sql(const char *dir, const char *text)
-{
-	char path[4200];
-	sqlite3 *db;
-	snprintf(path, sizeof(path), "%s/sluice.db", dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	if (sqlite3_exec(db, text, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", text, sqlite3_errmsg(db));
-	sqlite3_close(db);
-}
-
 static void test_upgrade_from_format_1(void **state)
 {
 	char *dir = tu_tempdir();
@@ -453,10 +442,13 @@ static void test_upgrade_from_format_1(void **state)
 	}
 	sl_store_free(s);
 	/* What an older sluice wrote: no item or dag tables, format 1. */
-	sql(dir, "DROP TABLE items; DROP TABLE item_sums; DROP TABLE dag_entries; DROP TABLE "
-	         "dag_settings; DROP TABLE dag_state; DROP TABLE dag_tips; DROP TABLE dag_peers; "
-	         "DROP TABLE dag_requests; DROP TABLE "
-	         "request_nonces; PRAGMA user_version = 1;");
+	assert_true(
+	        tu_sql(dir,
+	               "DROP TABLE items; DROP TABLE item_sums; DROP TABLE dag_entries; DROP TABLE "
+	               "dag_settings; DROP TABLE dag_state; DROP TABLE dag_tips; DROP TABLE "
+	               "dag_peers; "
+	               "DROP TABLE dag_requests; DROP TABLE "
+	               "request_nonces; PRAGMA user_version = 1;") >= 0);
 
 	/* Read-only: everything but items works, and items say how to
 	 * upgrade. */
@@ -492,7 +484,7 @@ static void expect_verify_fails(const char *dir, const char *damage)
 	sl_verify_report rep;
 	snprintf(cmd, sizeof(cmd), "cp '%s/good.db' '%s/sluice.db'", dir, dir);
 	assert_int_equal(system(cmd), 0);
-	sql(dir, damage);
+	assert_true(tu_sql(dir, damage) >= 0);
 	s = open_store(dir, 10, 0);
 	if (sl_store_verify(s, "d", &rep) != SL_ECORRUPT)
 		fail_msg("verify did not notice: %s", damage);
