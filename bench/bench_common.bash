@@ -1,7 +1,7 @@
 # Sourced by the benchmark scripts that drive real `sluice serve`
 # processes (bench/reconcile_bench.sh, bench/dag_bench.sh). The script sets
-# BENCH (its name in messages), tmp (its scratch directory) and sluice (the
-# binary) first.
+# BENCH (its name in messages) and sluice (the binary) first; sourcing
+# makes the scratch directory $tmp, removed at exit with the server.
 #
 #   fail MESSAGE                       report and exit 1
 #   now_ms                             wall clock, ms
@@ -11,6 +11,16 @@
 #   record_results RESULTS HEADING INTRO_FILE BLOCK_FILE
 #       appends BLOCK_FILE at the end of section HEADING of RESULTS, which
 #       is created with INTRO_FILE's text under the heading if missing
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-${BENCH%.sh}.XXXXXX")
+server=
+cleanup() {
+	[ -z "$server" ] || kill "$server" 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 fail() {
 	echo "$BENCH: $*" >&2
@@ -29,7 +39,6 @@ cpu_ms() {
 	awk -v t="$tck" '{ printf "%.0f", ($12 + $13) * 1000 / t }' <<<"$stat"
 }
 
-server=
 start_server() {
 	local dir=$1 deadline=$((SECONDS + 60))
 	shift

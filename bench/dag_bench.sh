@@ -31,16 +31,8 @@ results=$src/bench/RESULTS.md
 for b in "$sluice" "$fill" "$helper"; do
 	[ -x "$b" ] || { echo "dag_bench.sh: build $b first (make)" >&2; exit 1; }
 done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-dag-bench.XXXXXX")
 BENCH=dag_bench.sh
 source "$src/bench/bench_common.bash"
-cleanup() {
-	[ -z "$server" ] || kill "$server" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 tips() { # DIR
 	"$sluice" dag tips --json d -d "$1" | jq -r .id | sort | tr '\n' ' '

@@ -33,16 +33,8 @@ if [ ! -x "$sluice" ] || [ ! -x "$helper" ]; then
 	echo "reconcile_bench.sh: build $sluice and $helper first (make)" >&2
 	exit 1
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-reconcile-bench.XXXXXX")
 BENCH=reconcile_bench.sh
 source "$src/bench/bench_common.bash"
-cleanup() {
-	[ -z "$server" ] || kill "$server" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 date_utc=$(date -u '+%Y-%m-%dT%H:%M:%SZ')
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
