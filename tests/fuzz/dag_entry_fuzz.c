@@ -30,6 +30,9 @@
 
 #include "sluice/dag.h"
 
+#define FUZZ_NAME "dag_entry_fuzz"
+#include "fuzz_util.h"
+
 #define DOMAIN "sluice/dag-entry/v1"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,18 +50,6 @@ static const uint8_t test_sk[SL_ED25519_SK_LEN] = {
 /* Where the author sits in a body: after version, ns, height, n_parents
  * and the parents. */
 #define AUTHOR_AT(n_parents) (1 + SL_DIGEST_LEN + 8 + 1 + (size_t)(n_parents)*SL_DIGEST_LEN)
-
-static void die(const char *what)
-{
-	fprintf(stderr, "dag_entry_fuzz: %s\n", what);
-	abort();
-}
-
-static int inside(const void *p, size_t len, const uint8_t *data, size_t size)
-{
-	const uint8_t *b = p;
-	return len == 0 || (b >= data && len <= size && (size_t)(b - data) <= size - len);
-}
 
 static int is_zero(const uint8_t *p, size_t n)
 {

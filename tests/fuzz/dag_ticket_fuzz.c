@@ -13,13 +13,10 @@
 
 #include "sluice/dag_sync.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "dag_ticket_fuzz"
+#include "fuzz_util.h"
 
-static void die(const char *what)
-{
-	fprintf(stderr, "dag_ticket_fuzz: %s\n", what);
-	abort();
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -16,19 +16,10 @@
 #include "sluice/dag.h"
 #include "sluice/net.h"
 
+#define FUZZ_NAME "entries_frame_fuzz"
+#include "fuzz_util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void die(const char *what)
-{
-	fprintf(stderr, "entries_frame_fuzz: %s\n", what);
-	abort();
-}
-
-static int inside(const void *p, size_t len, const uint8_t *data, size_t size)
-{
-	const uint8_t *b = p;
-	return len == 0 || (b >= data && len <= size && (size_t)(b - data) <= size - len);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -20,6 +20,9 @@
 
 #include "sluice/mmr.h"
 
+#define FUZZ_NAME "mmr_proof_fuzz"
+#include "fuzz_util.h"
+
 #define FIXED_LEAVES 37
 #define ELEMENT_MAX  32
 
@@ -33,12 +36,6 @@ static struct {
 	uint8_t elements[FIXED_LEAVES][ELEMENT_MAX];
 	size_t lens[FIXED_LEAVES];
 } fixed;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "mmr_proof_fuzz: %s\n", what);
-	abort();
-}
 
 /* The same MMR the corpus generator proved against: element i is the
  * text "element-<i>". */

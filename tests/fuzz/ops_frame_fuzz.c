@@ -36,6 +36,9 @@
 
 #include "sluice/net.h"
 
+#define FUZZ_NAME "ops_frame_fuzz"
+#include "fuzz_util.h"
+
 #define FIXED_OPS 40
 #define VALUE_MAX 64
 #define FRAME_CAP (64u << 20)
@@ -52,12 +55,6 @@ static struct {
 	uint8_t values[FIXED_OPS][VALUE_MAX];
 	size_t value_lens[FIXED_OPS];
 } fixed;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "ops_frame_fuzz: %s\n", what);
-	abort();
-}
 
 /* "v<i>" repeated i % 8 times (0..6 for a set), so lengths vary. */
 static size_t fixed_value(unsigned i, uint8_t *out)

@@ -19,6 +19,9 @@
 
 #include "sluice/reconcile.h"
 
+#define FUZZ_NAME "reconcile_msg_fuzz"
+#include "fuzz_util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define N_ITEMS 200
@@ -26,12 +29,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static sl_item_vec *set_vec;
 static sl_item_set set;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "reconcile_msg_fuzz: %s\n", what);
-	abort();
-}
 
 static void build_set(void)
 {

@@ -22,13 +22,10 @@
 
 #include "sluice/net.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "request_auth_fuzz"
+#include "fuzz_util.h"
 
-static void die(const char *what)
-{
-	fprintf(stderr, "request_auth_fuzz: %s\n", what);
-	abort();
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Cut *p at the next newline; returns the part before it. */
 static char *next_line(char **p)

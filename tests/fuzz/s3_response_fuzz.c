@@ -19,13 +19,10 @@
 
 #include "connect/s3_response.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "s3_response_fuzz"
+#include "fuzz_util.h"
 
-static void die(const char *what)
-{
-	fprintf(stderr, "s3_response_fuzz: %s\n", what);
-	abort();
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

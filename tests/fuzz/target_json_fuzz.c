@@ -18,13 +18,10 @@
 
 #include "sluice/sync.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "target_json_fuzz"
+#include "fuzz_util.h"
 
-static void die(const char *what)
-{
-	fprintf(stderr, "target_json_fuzz: %s\n", what);
-	abort();
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int same_target(const sl_signed_target *a, const sl_signed_target *b)
 {

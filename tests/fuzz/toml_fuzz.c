@@ -20,13 +20,10 @@
 #include "cli/config.h"
 #include "cli/toml.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_NAME "toml_fuzz"
+#include "fuzz_util.h"
 
-static void die(const char *what)
-{
-	fprintf(stderr, "toml_fuzz: %s\n", what);
-	abort();
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_doc(const cli_toml_doc *doc, const uint8_t *data, size_t size)
 {
