@@ -111,8 +111,9 @@ typedef struct sl_dag_sync_report {
  * done; if this node's entries are a prefix of the peer's, pull pages
  * after its last one; otherwise reconcile, fetch what is missing here and
  * push what the peer lacks; then compare the tips again (up to three
- * rounds). Equal tips are the only proof of being in step: an answer
- * altered on the way can mislead a round, never the last comparison.
+ * rounds). Equal tips end it. Answers are not signed: nothing unverified
+ * is ever stored, but a forged answer can make a sync report equal when
+ * it is not (docs/protocol.md, "DAG sync").
  * Returns SL_OK when the exchange ran (check report->equal), SL_EAUTH
  * when the peer refused this node (401/403: not approved yet, or the
  * request's signature or clock), another SL_E* code when the peer could

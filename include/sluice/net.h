@@ -138,6 +138,12 @@ typedef struct sl_http_result {
 } sl_http_result;
 
 void sl_http_result_init(sl_http_result *r);
+
+/* How long to wait after a 429: the answer's Retry-After, at least
+ * floor_ms, and at most SL_HTTP_WAIT_MAX_S, so that no server can park a
+ * client for longer (every client of sluice waits through this). */
+#define SL_HTTP_WAIT_MAX_S 60
+uint64_t sl_http_retry_after_ms(const sl_http_result *r, uint64_t floor_ms);
 void sl_http_result_free(sl_http_result *r);
 
 /* Queue a request. headers: NULL or a NULL-terminated array of

@@ -99,6 +99,7 @@ int sl_item_vec_new(sl_item_vec **out);
 void sl_item_vec_free(sl_item_vec *v); /* NULL ok */
 int sl_item_vec_add(sl_item_vec *v, uint64_t ts, const uint8_t id[SL_ITEM_ID_LEN]);
 int sl_item_vec_seal(sl_item_vec *v);
+void sl_item_vec_discard(sl_item_vec *v); /* drop the items added since the last seal */
 size_t sl_item_vec_count(const sl_item_vec *v);
 const sl_item *sl_item_vec_items(const sl_item_vec *v); /* sorted once sealed */
 sl_item_set sl_item_vec_set(sl_item_vec *v);

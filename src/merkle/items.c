@@ -187,6 +187,11 @@ static size_t sealed_lower_bound(const sl_item_vec *v, const sl_item *bound)
  * sealed ones from the back, then brings the prefix sums up to date from
  * the first index that moved: O(n) for a few new items among many. On
  * any error the items added since are dropped. */
+void sl_item_vec_discard(sl_item_vec *v)
+{
+	v->n = v->n_sealed;
+}
+
 int sl_item_vec_seal(sl_item_vec *v)
 {
 	size_t m = v->n - v->n_sealed, first, i, j, k;
@@ -200,21 +205,21 @@ int sl_item_vec_seal(sl_item_vec *v)
 		size_t at = sealed_lower_bound(v, &pending[i]);
 		if ((i > 0 && sl_item_cmp(&pending[i - 1], &pending[i]) == 0) ||
 		    (at < v->n_sealed && sl_item_cmp(&v->items[at], &pending[i]) == 0)) {
-			v->n = v->n_sealed; /* back to the set as last sealed */
+			sl_item_vec_discard(v); /* back to the set as last sealed */
 			return sl_error_set(SL_EINVAL, "item set holds the same item twice");
 		}
 	}
 	if (v->prefix_cap < v->n + 1) {
 		size_t cap = v->n + 1 > 2 * v->prefix_cap ? v->n + 1 : 2 * v->prefix_cap;
 		if (!(prefix = sl_realloc(v->prefix, cap * sizeof(*prefix)))) {
-			v->n = v->n_sealed;
+			sl_item_vec_discard(v);
 			return SL_ENOMEM;
 		}
 		v->prefix = prefix;
 		v->prefix_cap = cap;
 	}
 	if (!(copy = sl_malloc(m * sizeof(*copy)))) {
-		v->n = v->n_sealed;
+		sl_item_vec_discard(v);
 		return SL_ENOMEM;
 	}
 	memcpy(copy, pending, m * sizeof(*copy));

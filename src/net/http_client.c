@@ -188,6 +188,13 @@ void sl_http_result_init(sl_http_result *r)
 	r->error[0] = '\0';
 }
 
+uint64_t sl_http_retry_after_ms(const sl_http_result *r, uint64_t floor_ms)
+{
+	uint64_t s = r->retry_after_s < SL_HTTP_WAIT_MAX_S ? r->retry_after_s : SL_HTTP_WAIT_MAX_S;
+	uint64_t ms = s * 1000 > floor_ms ? s * 1000 : floor_ms;
+	return ms < SL_HTTP_WAIT_MAX_S * 1000 ? ms : SL_HTTP_WAIT_MAX_S * 1000;
+}
+
 void sl_http_result_free(sl_http_result *r)
 {
 	if (!r)

@@ -82,7 +82,7 @@ static int read_new(sl_dag_items *v, sl_store *s, const ns_row *row)
 	if (rc == SL_OK)
 		rc = sl_item_vec_seal(v->vec);
 	else
-		sl_item_vec_seal(v->vec); /* drops what was added */
+		sl_item_vec_discard(v->vec); /* the next refresh reads them again */
 	if (rc == SL_OK)
 		v->count += added;
 	return rc;

@@ -84,9 +84,10 @@ typedef struct client {
 	uint64_t rng;
 
 	/* one sync */
-	int told_throttled;       /* a 429 was logged */
-	sl_signed_target target;  /* adopted */
-	sl_signed_target pending; /* awaiting its consistency proof */
+	int told_throttled;          /* a 429 was logged */
+	uint64_t throttled_until_ns; /* after a 429, no new range before this */
+	sl_signed_target target;     /* adopted */
+	sl_signed_target pending;    /* awaiting its consistency proof */
 	int has_pending, target_in_flight;
 	uint64_t next_poll_ns;
 	uint64_t local_size;
@@ -144,15 +145,14 @@ static void pause_ms(const client *c, uint64_t ms)
 }
 
 /* A 429: the server asks this client to slow down. Sets how long to wait
- * before asking again (its Retry-After, or the backoff if longer); such a
- * wait is no failure, so it does not count as an attempt. */
+ * before asking again (its Retry-After, or the backoff if longer, at most
+ * SL_HTTP_WAIT_MAX_S); such a wait is no failure, so it does not count as
+ * an attempt. */
 static int throttled(client *c, const sl_http_result *r, unsigned attempt, uint64_t *wait_ms)
 {
-	uint64_t backoff;
 	if (r->rc != SL_OK || r->status != 429)
 		return 0;
-	backoff = backoff_ms(c, attempt);
-	*wait_ms = r->retry_after_s * 1000 > backoff ? r->retry_after_s * 1000 : backoff;
+	*wait_ms = sl_http_retry_after_ms(r, backoff_ms(c, attempt));
 	sl_metric_add(c->m.throttled, 1);
 	if (!c->told_throttled) {
 		c->told_throttled = 1;
@@ -410,6 +410,8 @@ static int issue(client *c)
 	uint64_t now = sl_clock_mono_ns();
 	int rc;
 
+	if (now < c->throttled_until_ns)
+		return SL_OK;
 	while (n_in_flight(c) < c->o->max_outstanding) {
 		size_t due = c->n_retry;
 		for (size_t i = 0; i < c->n_retry; i++)
@@ -595,7 +597,11 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 	sl_log(SL_LOG_DEBUG, "received operations", "start=%llu status=%ld bytes=%zu rc=%d",
 	       (unsigned long long)r.start, res->status, res->body.len, res->rc);
 	if (throttled(c, res, r.attempts, &wait)) {
+		/* The server is asking this client, not this range, to slow
+		 * down: no range goes out before the wait is over. */
 		r.ready_ns = sl_clock_mono_ns() + wait * 1000000;
+		if (r.ready_ns > c->throttled_until_ns)
+			c->throttled_until_ns = r.ready_ns;
 		return retry_push(c, &r);
 	}
 	if ((rc = result_status(res, "fetch operations")) != SL_OK) {

@@ -557,13 +557,16 @@ static int push(sync_ctx *c)
 static int exchange(sync_ctx *c, uint64_t remote_entries, uint64_t *upto)
 {
 	sl_dag_info info;
-	uint64_t snapshot = 0, pulled_before = c->r->pulled;
+	uint64_t snapshot = 0, pulled_before;
 	int rc;
 
 	c->have.n = c->need.n = 0;
 	c->pushed_tips.len = 0;
-	if ((rc = bootstrap(c, remote_entries)) != SL_OK ||
-	    (rc = reconcile(c, &snapshot)) != SL_OK || (rc = fetch(c)) != SL_OK ||
+	if ((rc = bootstrap(c, remote_entries)) != SL_OK)
+		return rc;
+	/* What the bootstrap pulled is in the snapshot reconcile takes. */
+	pulled_before = c->r->pulled;
+	if ((rc = reconcile(c, &snapshot)) != SL_OK || (rc = fetch(c)) != SL_OK ||
 	    (rc = push(c)) != SL_OK || (rc = sl_dag_info_get(c->s, c->ns, &info)) != SL_OK)
 		return rc;
 	/* Every entry held at the snapshot is the peer's now; so are those

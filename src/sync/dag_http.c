@@ -3,7 +3,8 @@
  * one request to http://{addr}/api/v0/dag/{namespace id}/{endpoint},
  * signed by this node's key for the peer's key (a fresh time and nonce on
  * every attempt, so a retry is never a replay). A 429 is waited out as
- * its Retry-After says (at most MAX_WAITS times, then it is the answer);
+ * its Retry-After says (each wait at most SL_HTTP_WAIT_MAX_S, at most
+ * MAX_WAITS times, then it is the answer);
  * every other answer is the caller's to judge.
  */
 #include "sluice/dag_sync.h"
@@ -62,12 +63,6 @@ void sl_dag_http_free(sl_dag_http *h)
 	sl_free(h);
 }
 
-static void pause_s(uint64_t s)
-{
-	struct timespec ts = {(time_t)(s ? s : 1), 0};
-	nanosleep(&ts, NULL);
-}
-
 static int call(void *ctx, const char *endpoint, const uint8_t *body, size_t len, long *status,
                 sl_buf *out)
 {
@@ -104,9 +99,9 @@ static int call(void *ctx, const char *endpoint, const uint8_t *body, size_t len
 				       "peer=%s retry_after_s=%llu (logged once)", h->base,
 				       (unsigned long long)r.retry_after_s);
 			}
-			uint64_t wait = r.retry_after_s;
+			uint64_t ms = sl_http_retry_after_ms(&r, 1000);
 			sl_http_result_free(&r);
-			pause_s(wait);
+			sl_sleep_ms(ms);
 			continue;
 		}
 		*status = r.status;

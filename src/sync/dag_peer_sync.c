@@ -22,6 +22,7 @@
 #include "sluice/dag_sync.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -87,7 +88,8 @@ struct sl_dag_syncer {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
-	int stop, started;
+	atomic_int stop; /* read between peers without the lock */
+	int started;
 	uint64_t rng;
 	sl_metric *syncs, *failures, *pushed, *pulled;
 };

@@ -31,7 +31,6 @@
 #define MAX_ROUNDS 100000 /* a peer that never lets reconciliation end */
 #define HTTP_TRIES 3
 #define HTTP_WAITS 20 /* 429s waited out for one request */
-#define WAIT_MAX_S 60 /* the longest Retry-After honoured */
 #define URL_MAX    600
 
 typedef uint8_t item_id[SL_ITEM_ID_LEN];
@@ -104,20 +103,22 @@ static int http_post(sl_diff_peer *p, const char *path, const uint8_t *body, siz
 	int rc = SL_EIO;
 
 	snprintf(url, sizeof(url), "%s%s", p->base, path);
-	for (unsigned attempt = 0, waits = 0; attempt < HTTP_TRIES; attempt++) {
+	for (unsigned attempt = 0, waits = 0, waited = 0; attempt < HTTP_TRIES;) {
 		sl_http_result r;
-		if (attempt > 0)
+		if (attempt > 0 && !waited)
 			sl_sleep_ms(200u << (2 * attempt)); /* 800 ms, 3.2 s */
+		waited = 0;
 		sl_http_result_init(&r);
 		sl_http_client_fetch(p->http, "POST", url, headers, body, len, &r);
 		if (r.rc == SL_OK && r.status == 429 && waits++ < HTTP_WAITS) {
 			/* Asked to slow down: wait as told, not a failed try. */
-			uint64_t s = r.retry_after_s ? r.retry_after_s : 1;
+			uint64_t ms = sl_http_retry_after_ms(&r, 1000);
 			sl_http_result_free(&r);
-			sl_sleep_ms(1000 * (s < WAIT_MAX_S ? s : WAIT_MAX_S));
-			attempt--;
+			sl_sleep_ms(ms);
+			waited = 1;
 			continue;
 		}
+		attempt++;
 		if (r.rc == SL_OK && r.status >= 200 && r.status < 300) {
 			rc = sl_buf_append(out, r.body.data, r.body.len);
 			sl_http_result_free(&r);
