@@ -168,6 +168,8 @@ int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsi
 
 /* A TCP port for option `what`: 0..65535. CLI_OK or CLI_USAGE. */
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out);
+/* A node key: 64 hex digits. CLI_OK or CLI_USAGE (said). */
+int cli_parse_node_key(const char *name, const char *hex, uint8_t out[SL_ED25519_PK_LEN]);
 
 /* Install SIGINT/SIGTERM handlers that set *flag (and ignore SIGPIPE). */
 void cli_on_stop_signal(volatile sig_atomic_t *flag);

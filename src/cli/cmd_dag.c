@@ -249,7 +249,6 @@ static int dag_grant(int argc, char **argv)
 	sl_store *store = NULL;
 	sl_node_key key;
 	sl_dag_write w;
-	size_t n;
 	int rc = cli_parse(&cmd, argc, argv, NULL, NULL);
 
 	if (rc != CLI_CONTINUE)
@@ -257,10 +256,8 @@ static int dag_grant(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	memset(&key, 0, sizeof(key));
 	w.kind = SL_DAG_ROLE;
-	if (strlen(cmd.args[1]) != 2 * SL_ED25519_PK_LEN ||
-	    sl_hex_decode(w.pk, sizeof(w.pk), &n, cmd.args[1], strlen(cmd.args[1])) != SL_OK)
-		return cli_usage_error(cmd.name, "KEY must be 64 hex digits, not '%s'",
-		                       cmd.args[1]);
+	if ((rc = cli_parse_node_key(cmd.name, cmd.args[1], w.pk)) != CLI_OK)
+		return rc;
 	if (sl_dag_role_parse(&w.role, cmd.args[2]) != SL_OK)
 		return cli_usage_error(cmd.name, "%s", sl_error_last()->message);
 	if ((rc = cli_open_store(&cmd, 0, &store)) != CLI_OK)

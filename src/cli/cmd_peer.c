@@ -17,15 +17,6 @@
 #define OPT_NAME  (CLI_OPT_CMD + 2)
 #define OPT_KEY   (CLI_OPT_CMD + 3)
 
-static int parse_key(const char *name, const char *hex, uint8_t out[SL_ED25519_PK_LEN])
-{
-	size_t n;
-	if (strlen(hex) != 2 * SL_ED25519_PK_LEN ||
-	    sl_hex_decode(out, SL_ED25519_PK_LEN, &n, hex, strlen(hex)) != SL_OK)
-		return cli_usage_error(name, "a node key is 64 hex digits, not '%s'", hex);
-	return CLI_OK;
-}
-
 /* ---------------------------------------------------------------- ticket */
 
 static const char ticket_usage[] =
@@ -226,7 +217,7 @@ static int peer_add_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	peer_add_args *a = ctx;
 	(void)opt;
 	a->has_key = 1;
-	return parse_key(cmd->name, arg, a->key);
+	return cli_parse_node_key(cmd->name, arg, a->key);
 }
 
 /* The node key a server announces at /api/v0/info. */
@@ -237,7 +228,7 @@ static int fetch_node_key(const char *addr, uint8_t out[SL_ED25519_PK_LEN])
 	char url[SL_DAG_ADDR_MAX + 32];
 	json_t *j = NULL;
 	const char *hex;
-	size_t n;
+	sl_digest key;
 	int rc;
 
 	snprintf(url, sizeof(url), "http://%s/api/v0/info", addr);
@@ -249,9 +240,10 @@ static int fetch_node_key(const char *addr, uint8_t out[SL_ED25519_PK_LEN])
 	}
 	j = json_loadb((const char *)r.body.data, r.body.len, 0, NULL);
 	hex = j ? json_string_value(json_object_get(j, "node")) : NULL;
-	if (r.status != 200 || !hex || strlen(hex) != 2 * SL_ED25519_PK_LEN ||
-	    sl_hex_decode(out, SL_ED25519_PK_LEN, &n, hex, strlen(hex)) != SL_OK)
+	if (r.status != 200 || !hex || sl_digest_from_hex(&key, hex) != SL_OK)
 		rc = sl_error_set(SL_EIO, "%s did not say its node key (HTTP %ld)", url, r.status);
+	else
+		memcpy(out, key.bytes, SL_ED25519_PK_LEN);
 out:
 	json_decref(j);
 	sl_http_result_free(&r);
@@ -391,9 +383,14 @@ static const char requests_usage[] =
         "node key, the role asked for, where the node serves, when, and the state\n"
         "(pending, approved, denied). With --json, one object a line.\n";
 
-static json_t *request_json(const sl_dag_request *r)
+static const char *request_state(const sl_dag_request *r)
 {
 	static const char *const states[] = {"pending", "approved", "denied"};
+	return states[r->state];
+}
+
+static json_t *request_json(const sl_dag_request *r)
+{
 	json_t *o = json_object();
 	if (o && cli_json_set(o, "id", cli_json_u64(r->id)) == 0 &&
 	    cli_json_set(o, "ns", json_string(r->ns)) == 0 &&
@@ -402,7 +399,7 @@ static json_t *request_json(const sl_dag_request *r)
 	    cli_json_set(o, "role", json_string(sl_dag_role_name(r->role))) == 0 &&
 	    cli_json_set(o, "addr", json_string(r->addr)) == 0 &&
 	    cli_json_set(o, "time_ms", cli_json_u64(r->time_ms)) == 0 &&
-	    cli_json_set(o, "state", json_string(states[r->state])) == 0)
+	    cli_json_set(o, "state", json_string(request_state(r))) == 0)
 		return o;
 	json_decref(o);
 	return NULL;
@@ -410,7 +407,6 @@ static json_t *request_json(const sl_dag_request *r)
 
 static int peer_requests(int argc, char **argv)
 {
-	static const char *const states[] = {"pending", "approved", "denied"};
 	cli_cmd cmd = {.name = "peer requests", .usage = requests_usage, .flags = CLI_JSON};
 	sl_store *store = NULL;
 	sl_dag_request *list = NULL;
@@ -434,7 +430,8 @@ static int peer_requests(int argc, char **argv)
 		else
 			printf("%-6llu %-20s %.16s %-6s %-9s %s\n", (unsigned long long)list[i].id,
 			       list[i].ns, sl_digest_to_hex((const sl_digest *)list[i].node).s,
-			       sl_dag_role_name(list[i].role), states[list[i].state], list[i].addr);
+			       sl_dag_role_name(list[i].role), request_state(&list[i]),
+			       list[i].addr);
 	}
 out:
 	sl_free(list);

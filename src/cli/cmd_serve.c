@@ -27,7 +27,8 @@
 static const char serve_usage[] =
         "Usage: sluice serve [-d DIR] [--listen ADDR] [-p PORT] [-m PORT|off]\n"
         "                    [--token-file FILE] [--threads N] [--frame-budget BYTES]\n"
-        "                    [--db mutable|immutable] [-i N] [-t DURATION] [-o N]\n"
+        "                    [--dag-sync DURATION|off] [--db mutable|immutable]\n"
+        "                    [-i N] [-t DURATION] [-o N] [LIMITS]\n"
         "\n"
         "Serve the namespaces of the store in DIR at http://ADDR:PORT/api/v0 (see\n"
         "docs/protocol.md), with metrics at http://ADDR:MPORT/metrics. Targets are\n"
@@ -57,7 +58,8 @@ static const char serve_usage[] =
         "  -t, --op-interval DUR   time between commits (default 100ms)\n"
         "  -o, --ops-per-interval N operations per commit (default 5)\n"
         "\n"
-        "Limits per client address, so that one client cannot starve the others:\n" CLI_LIMIT_USAGE;
+        "LIMITS, per client address, so that one client cannot starve the "
+        "others:\n" CLI_LIMIT_USAGE;
 
 static const struct option serve_options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},

@@ -311,6 +311,15 @@ int cli_limit_opt(const char *name, int opt, const char *arg, sl_http_limits *l)
 	return CLI_CONTINUE;
 }
 
+int cli_parse_node_key(const char *name, const char *hex, uint8_t out[SL_ED25519_PK_LEN])
+{
+	sl_digest key;
+	if (sl_digest_from_hex(&key, hex) != SL_OK)
+		return cli_usage_error(name, "a node key is 64 hex digits, not '%s'", hex);
+	memcpy(out, key.bytes, SL_ED25519_PK_LEN);
+	return CLI_OK;
+}
+
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out)
 {
 	uint64_t v;

@@ -54,6 +54,7 @@ while [ "$kills" -lt 12 ]; do
 	sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", 0.1 + 1.4 * r / 32768 }')"
 	if ! kill -9 "$pid" 2>/dev/null; then
 		wait "$pid" || true
+		have=$(entries "$C")
 		break # it finished first
 	fi
 	wait "$pid" 2>/dev/null || true

@@ -77,8 +77,7 @@ expect 0 S "$B" verify team
 echo pass >"$control"
 expect 0 S "$B" sync --once team
 same_state "$A" "$B" || fail "no convergence once the proxy passes bytes"
-kill "$PROXY_PID"
-wait "$PROXY_PID" 2>/dev/null || true
+stop_proxy
 expect 0 S "$B" peer remove "127.0.0.1:$PROXY_PORT" team
 expect 0 S "$B" peer add "127.0.0.1:${PORT[a]}" team
 

@@ -106,7 +106,7 @@ wait "$flooder"
 flood=$(cat "$TMP/flood2.json")
 echo "hostile: flood past the rate: $flood"
 [ "$(jq .throttled <<<"$flood")" -gt 0 ] || fail "the flood got no 429: $flood"
-[ "$(jq -c .retry_after <<<"$flood")" != '[]' ] || fail "429s without Retry-After"
+jq -e '.retry_after | length > 0 and all(. != null)' <<<"$flood" >/dev/null || fail "429s without Retry-After"
 ! grep -q "slow down" "$TMP/sync2.log" || fail "the sync from another address was throttled"
 [ "$(root_in "$TMP/c2" demo)" = "$(root_in "$TMP/a" demo)" ] || fail "the sync did not converge"
 [ "$(metric sluice_http_throttled_requests_total "${METRICS_PORT[f]}")" -gt 0 ] || fail "429s not counted"

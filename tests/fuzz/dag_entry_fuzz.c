@@ -13,7 +13,8 @@
  *   - whatever decodes has as id the SHA-256 of the input, as signature
  *     the input's last 64 bytes, valid for its author over the domain and
  *     the body; at most 16 parents, sorted and distinct; no parent
- *     exactly when its height is 0 and its namespace is zero; at most
+ *     exactly when its height is 0, and a non-zero namespace when it has
+ *     parents (a root's namespace field is its salt); at most
  *     4096 writes, of known kinds, distinct by key and by role key, keys
  *     valid and inside the input, known roles, values within the cap;
  *   - the layout of docs/protocol.md, written here independently,
@@ -107,7 +108,7 @@ static void check_form(const sl_dag_entry *e, const uint8_t *data, size_t size)
 		if (memcmp(e->parents[i - 1].bytes, e->parents[i].bytes, SL_DIGEST_LEN) >= 0)
 			die("parents not sorted and distinct");
 	if ((e->n_parents == 0) != (e->height == 0) ||
-	    (e->n_parents == 0) != is_zero(e->ns.bytes, SL_DIGEST_LEN))
+	    (e->n_parents > 0 && is_zero(e->ns.bytes, SL_DIGEST_LEN)))
 		die("the root form without being the root, or the other way round");
 	if (e->n_writes > SL_DAG_MAX_WRITES || (e->n_writes && !e->writes))
 		die("writes out of bounds");
