@@ -236,7 +236,7 @@ static int decode_offered(sl_dag_entry *e, const uint8_t *enc, size_t len,
 }
 
 int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified *verified,
-              const dag_offered *o, const dag_ids *refused, sl_digest *id_out, dag_verdict *v)
+              const dag_offered *o, const keymap *refused, sl_digest *id_out, dag_verdict *v)
 {
 	sl_dag_entry e;
 	dag_ids front = {0}, closure = {0};
@@ -266,7 +266,8 @@ int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified 
 		goto cleanup;
 	}
 	for (size_t i = 0; i < e.n_parents; i++) {
-		if (dag_ids_has(refused, &e.parents[i])) {
+		if (refused &&
+		    keymap_get(refused, (const char *)e.parents[i].bytes, SL_DIGEST_LEN)) {
 			refuse(v, SL_EINVAL, "entry %s descends from refused entry %s",
 			       sl_digest_to_hex(&e.id).s, sl_digest_to_hex(&e.parents[i]).s);
 			goto cleanup;
@@ -387,7 +388,7 @@ int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
                        const sl_bytes *values, size_t n_values, sl_dag_insert_report *report)
 {
 	sl_dag_verified *own = NULL;
-	dag_ids refused = {0};
+	keymap refused;
 	dag_offered o;
 	dag_txn t;
 	uint64_t before;
@@ -411,6 +412,7 @@ int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
 		return rc;
 	}
 	before = t.row.size;
+	keymap_init(&refused);
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
 		dag_verdict v;
 		sl_digest id;
@@ -426,14 +428,16 @@ int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
 				report->first_refused = id;
 				snprintf(report->reason, sizeof(report->reason), "%s", v.reason);
 			}
-			if ((rc = dag_ids_push(&refused, &id)) == SL_OK)
-				dag_ids_sort_unique(&refused);
+			keymap_head *h;
+			int created;
+			rc = keymap_upsert(&refused, (const char *)id.bytes, SL_DIGEST_LEN,
+			                   sizeof(*h), &h, &created);
 		}
 	}
 	if (rc == SL_OK && from && report->stored > 0)
 		rc = sender_level(&t, from, before);
 	rc = dag_txn_end(&t, rc, report->stored > 0);
-	sl_free(refused.ids);
+	keymap_clear(&refused);
 	sl_free(o.index);
 	sl_dag_verified_free(own);
 	if (rc != SL_OK)
@@ -564,7 +568,6 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 	sl_buf enc = SL_BUF_INIT(SL_DAG_ENTRY_MAX);
 	sl_dag_write *own = NULL;
 	sl_bytes *vals = NULL;
-	dag_ids none = {0};
 	sl_dag_entry e;
 	dag_offered o = {NULL, 0, NULL};
 	size_t n_vals = 0;
@@ -598,7 +601,7 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 	e.writes = own;
 	if ((rc = tips_for_write(&t, &e)) == SL_OK &&
 	    (rc = sl_dag_entry_sign(&e, sk, &enc)) == SL_OK)
-		rc = dag_offer(&t, enc.data, enc.len, NULL, &o, &none, &e.id, &v);
+		rc = dag_offer(&t, enc.data, enc.len, NULL, &o, NULL, &e.id, &v);
 	if (rc == SL_OK && v.outcome == DAG_REFUSED)
 		rc = sl_error_set(v.code, "%s", v.reason);
 	rc = dag_txn_end(&t, rc, 1);

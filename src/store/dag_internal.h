@@ -106,11 +106,12 @@ typedef struct dag_verdict {
 } dag_verdict;
 
 /* Verify an entry against the namespace as held (D1) and store it,
- * unless it descends from one of `refused` (sorted). Its signature is
+ * unless it descends from one of `refused` (entry ids, NULL: none; a
+ * frame's refusals are looked up in constant time). Its signature is
  * not checked again when its id is in `verified` (may be NULL).
  * Returns an error of the store only; a refusal is in v. */
 int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified *verified,
-              const dag_offered *o, const dag_ids *refused, sl_digest *id, dag_verdict *v);
+              const dag_offered *o, const keymap *refused, sl_digest *id, dag_verdict *v);
 /* A root entry: no parent, and only ROLE writes (SL_EINVAL otherwise). */
 int dag_check_root(const sl_dag_entry *root);
 /* Store a namespace's root entry (verified, t->row.root its id). */

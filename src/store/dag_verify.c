@@ -71,7 +71,6 @@ static int replay_root(dag_txn *t, const uint8_t *enc, size_t len, sl_digest *id
 static int replay(dag_txn *t, sl_verify_report *out)
 {
 	dag_offered none = {NULL, 0, NULL};
-	dag_ids refused = {0};
 	sqlite3_stmt *st = NULL;
 	int rc;
 
@@ -96,7 +95,7 @@ static int replay(dag_txn *t, sl_verify_report *out)
 			rc = replay_root(t, enc, len, &id);
 		} else {
 			dag_verdict v;
-			rc = dag_offer(t, enc, len, NULL, &none, &refused, &id, &v);
+			rc = dag_offer(t, enc, len, NULL, &none, NULL, &id, &v);
 			if (rc == SL_OK && v.outcome != DAG_STORED)
 				rc = sl_error_set(SL_ECORRUPT,
 				                  "stored entry %s does not verify: %s",
