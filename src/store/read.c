@@ -25,18 +25,27 @@ static int in_read_txn(sl_store *s, read_fn fn, void *arg)
 /* ------------------------------------------------------------------ get */
 
 /* The namespace row and the current state of key, for get and prove. */
-static int find_key(sl_store *s, const char *ns, const char *key, size_t key_len, ns_row *row,
-                    state_entry *entry)
+/* key's state in the log namespace of row (read already). */
+static int find_key_in(sl_store *s, const ns_row *row, const char *key, size_t key_len,
+                       state_entry *entry)
 {
 	ns_cache *c;
 	int rc;
 	if ((rc = sl_key_validate(key, key_len)) != SL_OK ||
-	    (rc = store_ns_sync(s, ns, row, &c)) != SL_OK)
+	    (rc = store_ns_sync_row(s, row, &c)) != SL_OK)
 		return rc;
 	rc = store_lookup(s, c, key, key_len, entry);
 	if (rc == SL_ENOTFOUND)
-		return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)key_len, key, ns);
+		return sl_error_set(SL_ENOTFOUND, "no key '%.*s' in '%s'", (int)key_len, key,
+		                    row->name);
 	return rc;
+}
+
+static int find_key(sl_store *s, const char *ns, const char *key, size_t key_len, ns_row *row,
+                    state_entry *entry)
+{
+	int rc = store_ns_load(s, ns, row);
+	return rc == SL_OK ? find_key_in(s, row, key, key_len, entry) : rc;
 }
 
 typedef struct get_args {
@@ -67,7 +76,7 @@ static int get_locked(sl_store *s, void *arg)
 			sl_error_wrap("key '%.*s'", (int)a->key_len, a->key);
 		return rc;
 	}
-	if ((rc = find_key(s, a->ns, a->key, a->key_len, &row, &entry)) != SL_OK)
+	if ((rc = find_key_in(s, &row, a->key, a->key_len, &entry)) != SL_OK)
 		return rc;
 	a->loc = entry.loc;
 	if ((rc = store_value_get(s, row.id, &entry, a->value)) != SL_OK)
@@ -141,7 +150,7 @@ static int list_locked(sl_store *s, void *arg)
 		return rc;
 	if (row.kind == SL_NS_DAG)
 		return store_dag_list(s, &row, a->prefix, a->prefix_len, a->cb, a->ctx);
-	if ((rc = store_ns_sync(s, a->ns, &row, &c)) != SL_OK ||
+	if ((rc = store_ns_sync_row(s, &row, &c)) != SL_OK ||
 	    (rc = overlay_sorted(&c->ov, a->prefix, a->prefix_len, &ov, &n_ov)) != SL_OK)
 		return rc;
 	if (!(st = store_stmt(s, STMT_STATE_RANGE))) {

@@ -659,7 +659,7 @@ static int ns_info_locked(sl_store *s, const char *name, sl_ns_info *out)
 		return rc;
 	if (row.kind == SL_NS_DAG) {
 		rc = store_dag_count_keys(s, &row, &keys);
-	} else if ((rc = store_ns_sync(s, name, &row, &c)) == SL_OK) {
+	} else if ((rc = store_ns_sync_row(s, &row, &c)) == SL_OK) {
 		rc = store_count_live_keys(s, c, &keys);
 	}
 	if (rc != SL_OK)
@@ -1050,11 +1050,16 @@ static int replay_into_overlay(void *ctx, const log_entry *e)
 
 int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out)
 {
+	int rc = store_ns_load(s, name, row);
+	return rc == SL_OK ? store_ns_sync_row(s, row, out) : rc;
+}
+
+int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out)
+{
 	ns_cache *c;
 	int rc;
 
-	if ((rc = store_ns_load(s, name, row)) != SL_OK ||
-	    (rc = cache_find(s, row->id, &c)) != SL_OK)
+	if ((rc = cache_find(s, row->id, &c)) != SL_OK)
 		return rc;
 	if (!c->ov_valid || c->ov_base != row->state_loc || c->ov_upto > row->size) {
 		overlay_clear(&c->ov);

@@ -245,6 +245,8 @@ int store_log_walk(sl_store *s, int64_t ns_id, uint64_t from, uint64_t end, log_
 /* Inside a transaction: read the namespace row and bring the handle's
  * overlay up to its size. */
 int store_ns_sync(sl_store *s, const char *name, ns_row *row, ns_cache **out);
+/* The same for a row read already (of a log namespace). */
+int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out);
 /* The current state of key: the overlay, then the state table.
  * SL_ENOTFOUND (without a message) if it is absent or deleted. */
 int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out);
