@@ -283,8 +283,10 @@ int sl_dag_request_submit(sl_store *s, const char *ns, const uint8_t node[SL_ED2
 int sl_dag_request_list(sl_store *s, sl_dag_request **out, size_t *n); /* *out: sl_malloc */
 int sl_dag_requests_pending(sl_store *s, const char *ns, uint64_t *out);
 int sl_dag_request_get(sl_store *s, uint64_t id, sl_dag_request *out);
-/* Approve: an entry signed by sk (an admin of the namespace) gives the
- * node the role it asked for, then the request is marked approved. */
+/* Approve: the request is marked approved, then an entry signed by sk
+ * (an admin of the namespace: SL_EAUTH otherwise, nothing changed) gives
+ * the node the role it asked for. Approving an approved request writes
+ * the role again (after a crash between the two). */
 int sl_dag_request_approve(sl_store *s, uint64_t id, const uint8_t sk[SL_ED25519_SK_LEN]);
 int sl_dag_request_deny(sl_store *s, uint64_t id); /* SL_ECONFLICT once approved */
 

@@ -417,6 +417,7 @@ int sl_dag_request_approve(sl_store *s, uint64_t id, const uint8_t sk[SL_ED25519
 {
 	sl_dag_request r;
 	sl_dag_write w;
+	sl_dag_role mine;
 	int rc;
 
 	if ((rc = sl_dag_request_get(s, id, &r)) != SL_OK)
@@ -424,16 +425,21 @@ int sl_dag_request_approve(sl_store *s, uint64_t id, const uint8_t sk[SL_ED25519
 	if (r.state == SL_DAG_REQUEST_DENIED)
 		return sl_error_set(SL_ECONFLICT, "access request %llu was denied",
 		                    (unsigned long long)id);
-	/* The role entry first: a crash before the request is marked leaves
-	 * it pending with the role granted, and approving it again writes the
-	 * same role once more, which changes nothing. */
+	if ((rc = sl_dag_role_of(s, r.ns, sk + 32, &mine)) != SL_OK)
+		return rc;
+	if (mine != SL_DAG_ADMIN)
+		return sl_error_set(SL_EAUTH, "only an admin of '%s' approves requests", r.ns);
+	/* Marked first, then the role written: a deny cannot land in between
+	 * (it refuses an approved request), so a role is never granted on a
+	 * request that reads denied. A crash between the two leaves it
+	 * approved without the role; approving it again writes the role. */
+	if ((rc = request_decide(s, id, SL_DAG_REQUEST_APPROVED)) != SL_OK)
+		return rc;
 	memset(&w, 0, sizeof(w));
 	w.kind = SL_DAG_ROLE;
 	memcpy(w.pk, r.node, SL_ED25519_PK_LEN);
 	w.role = r.role;
-	if ((rc = sl_dag_write_entry(s, r.ns, sk, &w, NULL, 1, NULL)) != SL_OK)
-		return rc;
-	return request_decide(s, id, SL_DAG_REQUEST_APPROVED);
+	return sl_dag_write_entry(s, r.ns, sk, &w, NULL, 1, NULL);
 }
 
 int sl_dag_request_deny(sl_store *s, uint64_t id)
