@@ -105,9 +105,11 @@ int sl_dag_write_entry(sl_store *s, const char *ns, const uint8_t sk[SL_ED25519_
 
 /* What became of entries offered to sl_dag_insert. */
 typedef struct sl_dag_insert_report {
-	size_t stored;  /* new and verified */
-	size_t known;   /* held already */
-	size_t refused; /* failed a check, or descend from one that did */
+	size_t stored;   /* new and verified */
+	size_t known;    /* held already */
+	size_t refused;  /* failed a check, or descend from one that did */
+	size_t orphaned; /* of refused: a parent neither held nor earlier in
+	                    the call; such an entry may come again once it is */
 	sl_digest first_refused;
 	char reason[256]; /* why the first one was refused */
 } sl_dag_insert_report;
@@ -158,6 +160,11 @@ int sl_dag_tip_ids(sl_store *s, const char *ns, sl_digest *ids, size_t cap, size
 
 /* The encoding of the namespace's root entry. */
 int sl_dag_root_entry(sl_store *s, const char *ns, sl_buf *out);
+/* The height of each entry of ids held here, UINT64_MAX for one that is
+ * not: for a syncing client, which orders what it pushes parents first
+ * and learns which fetched entries were stored. */
+int sl_dag_heights(sl_store *s, const char *ns, const uint8_t (*ids)[SL_DIGEST_LEN], size_t n,
+                   uint64_t *heights);
 
 /* The name here of the dag namespace whose id is ns_id (SL_ENOTFOUND if
  * none; the first by name if two hold it). */

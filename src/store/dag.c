@@ -275,7 +275,7 @@ int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified 
 		rc = entry_get(t, &e.parents[i], &h, &front);
 		if (rc == SL_ENOTFOUND) {
 			rc = SL_OK;
-			refuse(v, SL_EINVAL, "entry %s: parent %s is not held",
+			refuse(v, SL_ENOTFOUND, "entry %s: parent %s is not held",
 			       sl_digest_to_hex(&e.id).s, sl_digest_to_hex(&e.parents[i]).s);
 			goto cleanup;
 		}
@@ -424,14 +424,19 @@ int sl_dag_insert_from(sl_store *s, const char *ns, const uint8_t from[SL_ED2551
 		} else if (v.outcome == DAG_KNOWN) {
 			report->known++;
 		} else {
+			keymap_head *h;
+			int created;
 			if (report->refused++ == 0) {
 				report->first_refused = id;
 				snprintf(report->reason, sizeof(report->reason), "%s", v.reason);
 			}
-			keymap_head *h;
-			int created;
-			rc = keymap_upsert(&refused, (const char *)id.bytes, SL_DIGEST_LEN,
-			                   sizeof(*h), &h, &created);
+			/* An orphan is not bad: its descendants here are orphans
+			 * too (their parent is not held), not refused for it. */
+			if (v.code == SL_ENOTFOUND)
+				report->orphaned++;
+			else
+				rc = keymap_upsert(&refused, (const char *)id.bytes, SL_DIGEST_LEN,
+				                   sizeof(*h), &h, &created);
 		}
 	}
 	if (rc == SL_OK && from && report->stored > 0)

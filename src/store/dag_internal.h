@@ -101,7 +101,8 @@ typedef struct dag_offered {
 /* What became of one entry offered. */
 typedef struct dag_verdict {
 	enum { DAG_STORED, DAG_KNOWN, DAG_REFUSED } outcome;
-	int code; /* when refused: SL_EAUTH (its author may not), else SL_EINVAL */
+	int code; /* when refused: SL_EAUTH (its author may not), SL_ENOTFOUND
+	             (a parent is not held), else SL_EINVAL */
 	char reason[256];
 } dag_verdict;
 

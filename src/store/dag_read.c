@@ -319,6 +319,38 @@ int sl_dag_root_entry(sl_store *s, const char *ns, sl_buf *out)
 	                      read_root, out);
 }
 
+typedef struct heights_ctx {
+	const uint8_t (*ids)[SL_DIGEST_LEN];
+	size_t n;
+	uint64_t *heights;
+} heights_ctx;
+
+static int read_heights(dag_txn *t, sqlite3_stmt *st, void *ctx)
+{
+	heights_ctx *c = ctx;
+	for (size_t i = 0; i < c->n; i++) {
+		int rc;
+		sqlite3_reset(st);
+		sqlite3_bind_blob(st, 2, c->ids[i], SL_DIGEST_LEN, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			c->heights[i] = (uint64_t)sqlite3_column_int64(st, 0);
+		else if (rc == SQLITE_DONE)
+			c->heights[i] = UINT64_MAX;
+		else
+			return store_sqlite_error(t->s, rc, "read entry heights");
+	}
+	return SL_OK;
+}
+
+int sl_dag_heights(sl_store *s, const char *ns, const uint8_t (*ids)[SL_DIGEST_LEN], size_t n,
+                   uint64_t *heights)
+{
+	heights_ctx c = {ids, n, heights};
+	return dag_read_query(s, ns, "SELECT height FROM dag_entries WHERE ns = ?1 AND id = ?2",
+	                      read_heights, &c);
+}
+
 static int read_count(dag_txn *t, sqlite3_stmt *st, void *ctx)
 {
 	int rc = sqlite3_step(st);

@@ -217,11 +217,12 @@ out:
 /* -------------------------------------------------------- taking entries */
 
 /* Verify and store a frame's entries (their signatures vouched for by
- * verified, or checked here when NULL); the ids of its entries go to got
- * (may be NULL). A refusal stops the sync: the peer sent what does not
- * verify, or what does not follow from what is held. */
+ * verified, or checked here when NULL). A refusal stops the sync: the
+ * peer sent what does not verify or does not follow from what is held;
+ * with orphans_ok, but for entries whose parents are not held yet (a
+ * fetch of more ids than one request takes asks for them again). */
 static int take_frame(sync_ctx *c, const sl_wire_entries *w, const sl_dag_verified *verified,
-                      id_set *got)
+                      int orphans_ok)
 {
 	sl_dag_insert_report rep;
 	int rc;
@@ -232,17 +233,11 @@ static int take_frame(sync_ctx *c, const sl_wire_entries *w, const sl_dag_verifi
 	                             w->values, w->n_values, &rep)) != SL_OK)
 		return rc;
 	c->r->pulled += rep.stored;
-	if (rep.refused) {
+	if (rep.refused > (orphans_ok ? rep.orphaned : 0)) {
 		c->r->refused += rep.refused;
 		snprintf(c->r->error, sizeof(c->r->error),
 		         "the peer sent %zu refused entries: %.180s", rep.refused, rep.reason);
 		return sl_error_set(SL_EVERIFY, "%s", c->r->error);
-	}
-	for (size_t i = 0; got && i < w->n_entries; i++) {
-		sl_digest id;
-		sl_sha256(&id, w->entries[i].data, w->entries[i].len);
-		if ((rc = set_add(got, id.bytes)) != SL_OK)
-			return rc;
 	}
 	return SL_OK;
 }
@@ -388,7 +383,7 @@ static int bootstrap(sync_ctx *c, uint64_t remote_entries)
 			break;
 		if (more)
 			page_start(next, c, &cursor, count, &sum, 1);
-		if ((rc = take_frame(c, &p->w, p->verified, NULL)) != SL_OK)
+		if ((rc = take_frame(c, &p->w, p->verified, 0)) != SL_OK)
 			break;
 		c->r->bootstrapped = 1;
 		if (!more || c->r->pulled == before)
@@ -441,43 +436,170 @@ static int reconcile(sync_ctx *c, uint64_t *snapshot)
 	return SL_OK;
 }
 
-/* Fetch what reconciliation found missing here, parents first. */
+/* An id with the height of its entry (UINT64_MAX: not known yet). */
+typedef struct ordered_id {
+	uint64_t height;
+	id_t32 id;
+} ordered_id;
+
+static int cmp_ordered(const void *a, const void *b)
+{
+	const ordered_id *x = a, *y = b;
+	if (x->height != y->height)
+		return x->height < y->height ? -1 : 1;
+	return memcmp(x->id, y->id, SL_DIGEST_LEN);
+}
+
+/* Before anything of w is stored: every entry in it was asked for. */
+static int asked_for(const sync_ctx *c, const sl_wire_entries *w)
+{
+	for (size_t i = 0; i < w->n_entries; i++) {
+		sl_digest id;
+		sl_sha256(&id, w->entries[i].data, w->entries[i].len);
+		if (!set_has(&c->need, id.bytes))
+			return sl_error_set(SL_EVERIFY, "the peer sent an entry not asked for");
+	}
+	return SL_OK;
+}
+
+/* The ids of w's entries that are held now, and of those the peer said
+ * it lacks, go to out: settled, not to be asked for again. Entries not
+ * stored (a parent is in another request) go to waiting with their
+ * heights, read from the encoding (docs/protocol.md: after the version
+ * byte and the namespace). */
+static int settled(sync_ctx *c, const sl_wire_entries *w, id_set *out, ordered_id **waiting,
+                   size_t *n_waiting, size_t *cap_waiting)
+{
+	uint8_t(*ids)[SL_DIGEST_LEN] = NULL;
+	uint64_t *heights = NULL;
+	int rc = SL_OK;
+
+	if (w->n_entries && (!(ids = sl_malloc(w->n_entries * sizeof(*ids))) ||
+	                     !(heights = sl_malloc(w->n_entries * sizeof(*heights))))) {
+		rc = SL_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < w->n_entries; i++) {
+		sl_digest id;
+		sl_sha256(&id, w->entries[i].data, w->entries[i].len);
+		memcpy(ids[i], id.bytes, SL_DIGEST_LEN);
+	}
+	if (w->n_entries && (rc = sl_dag_heights(c->s, c->ns, (const uint8_t(*)[SL_DIGEST_LEN])ids,
+	                                         w->n_entries, heights)) != SL_OK)
+		goto out;
+	for (size_t i = 0; i < w->n_entries && rc == SL_OK; i++) {
+		ordered_id *grown;
+		if (heights[i] != UINT64_MAX) {
+			rc = set_add(out, ids[i]);
+			continue;
+		}
+		if (!(grown = sl_grow(*waiting, cap_waiting, *n_waiting, sizeof(**waiting), 64))) {
+			rc = SL_ENOMEM;
+			break;
+		}
+		*waiting = grown;
+		grown[*n_waiting].height =
+		        w->entries[i].len >= 1 + SL_DIGEST_LEN + 8
+		                ? sl_be64_get(w->entries[i].data + 1 + SL_DIGEST_LEN)
+		                : UINT64_MAX;
+		memcpy(grown[(*n_waiting)++].id, ids[i], SL_DIGEST_LEN);
+	}
+	for (size_t i = 0; i < w->n_missing && rc == SL_OK; i++)
+		rc = set_add(out, w->missing + i * SL_DIGEST_LEN);
+out:
+	sl_free(ids);
+	sl_free(heights);
+	return rc;
+}
+
+static int cmp_id_of_ordered(const void *a, const void *b)
+{
+	return memcmp(((const ordered_id *)a)->id, ((const ordered_id *)b)->id, SL_DIGEST_LEN);
+}
+
+/* The ids still needed, in the order to ask for them: by the heights
+ * learnt from entries received (those not known yet last), so that
+ * requests after the first pass go parents first even across requests. */
+static int fetch_order(const sync_ctx *c, ordered_id *waiting, size_t n_waiting, ordered_id **out)
+{
+	ordered_id *order = sl_malloc((c->need.n ? c->need.n : 1) * sizeof(*order));
+	if (!order)
+		return SL_ENOMEM;
+	if (n_waiting)
+		qsort(waiting, n_waiting, sizeof(*waiting), cmp_id_of_ordered);
+	for (size_t i = 0; i < c->need.n; i++) {
+		ordered_id key, *seen;
+		memcpy(key.id, c->need.ids[i], SL_DIGEST_LEN);
+		seen = n_waiting ? bsearch(&key, waiting, n_waiting, sizeof(*waiting),
+		                           cmp_id_of_ordered)
+		                 : NULL;
+		order[i].height = seen ? seen->height : UINT64_MAX;
+		memcpy(order[i].id, c->need.ids[i], SL_DIGEST_LEN);
+	}
+	if (c->need.n)
+		qsort(order, c->need.n, sizeof(*order), cmp_ordered);
+	*out = order;
+	return SL_OK;
+}
+
+/* Fetch what reconciliation found missing here. The peer answers each
+ * request parents first, but one request takes at most SL_WIRE_MAX_IDS
+ * ids: in the first pass, asked in id order, an entry whose parent is in
+ * a later request is not stored. It is asked for again in the next pass,
+ * which goes by the heights the first one showed, parents first. Every
+ * pass settles something, or the sync fails. */
 static int fetch(sync_ctx *c)
 {
-	while (c->need.n > 0) {
-		size_t k = c->need.n < SL_WIRE_MAX_IDS ? c->need.n : SL_WIRE_MAX_IDS;
-		id_set got = {0};
-		sl_wire_entries w;
-		long status;
-		int rc;
+	ordered_id *waiting = NULL, *order = NULL;
+	size_t n_waiting = 0, cap_waiting = 0;
+	id_t32 *chunk = NULL;
+	int rc = SL_OK;
 
-		c->req.len = 0;
-		if ((rc = sl_wire_items_request(&c->req, 0,
-		                                (const uint8_t(*)[SL_ITEM_ID_LEN])c->need.ids,
-		                                k)) != SL_OK ||
-		    (rc = rpc(c, "entries", c->req.data, c->req.len, &status)) != SL_OK)
-			return rc;
-		if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK)
-			return sl_error_wrap("an entries frame");
-		rc = take_frame(c, &w, NULL, &got);
-		for (size_t i = 0; rc == SL_OK && i < w.n_missing; i++)
-			rc = set_add(&got, w.missing + i * SL_DIGEST_LEN);
-		sl_wire_entries_free(&w);
+	if (c->need.n && !(chunk = sl_malloc(SL_WIRE_MAX_IDS * sizeof(*chunk))))
+		return SL_ENOMEM;
+	while (rc == SL_OK && c->need.n > 0) {
+		id_set got = {0};
+		size_t n = c->need.n;
+
+		rc = fetch_order(c, waiting, n_waiting, &order);
+		n_waiting = 0;
+		for (size_t at = 0; at < n && rc == SL_OK;) {
+			size_t k = n - at < SL_WIRE_MAX_IDS ? n - at : SL_WIRE_MAX_IDS;
+			sl_wire_entries w;
+			long status;
+
+			for (size_t i = 0; i < k; i++)
+				memcpy(chunk[i], order[at + i].id, SL_DIGEST_LEN);
+			c->req.len = 0;
+			if ((rc = sl_wire_items_request(&c->req, 0,
+			                                (const uint8_t(*)[SL_ITEM_ID_LEN])chunk,
+			                                k)) != SL_OK ||
+			    (rc = rpc(c, "entries", c->req.data, c->req.len, &status)) != SL_OK)
+				break;
+			if ((rc = sl_wire_entries_decode(&w, c->ans.data, c->ans.len)) != SL_OK) {
+				sl_error_wrap("an entries frame");
+				break;
+			}
+			if ((rc = asked_for(c, &w)) == SL_OK &&
+			    (rc = take_frame(c, &w, NULL, 1)) == SL_OK)
+				rc = settled(c, &w, &got, &waiting, &n_waiting, &cap_waiting);
+			sl_wire_entries_free(&w);
+			at += k;
+		}
+		sl_free(order);
+		order = NULL;
 		set_seal(&got);
-		for (size_t i = 0; rc == SL_OK && i < got.n; i++)
-			if (!set_has(&c->need, got.ids[i]))
-				rc = sl_error_set(SL_EVERIFY,
-				                  "the peer sent an entry not asked for");
 		if (rc == SL_OK && got.n == 0)
 			rc = sl_error_set(SL_EIO,
-			                  "the peer answered none of the entries asked for");
+			                  "the peer answered none of the entries asked for, "
+			                  "or only entries whose parents it did not send");
 		if (rc == SL_OK)
 			set_remove(&c->need, &got);
 		sl_free(got.ids);
-		if (rc != SL_OK)
-			return rc;
 	}
-	return SL_OK;
+	sl_free(waiting);
+	sl_free(chunk);
+	return rc;
 }
 
 /* ----------------------------------------------------------------- push */
@@ -524,30 +646,54 @@ static int push_frame(sync_ctx *c, const sl_buf *frame, size_t n_entries)
 	return rc;
 }
 
+/* Push what the peer lacks in (height, id) order, so that across frames
+ * too every entry comes after its parents. */
 static int push(sync_ctx *c)
 {
-	while (c->have.n > 0) {
-		size_t k = c->have.n < SL_WIRE_MAX_IDS ? c->have.n : SL_WIRE_MAX_IDS;
+	size_t n = c->have.n, at = 0;
+	uint64_t *heights = sl_malloc((n ? n : 1) * sizeof(*heights));
+	ordered_id *order = sl_malloc((n ? n : 1) * sizeof(*order));
+	id_t32 *chunk =
+	        sl_malloc((n < SL_WIRE_MAX_IDS ? (n ? n : 1) : SL_WIRE_MAX_IDS) * sizeof(*chunk));
+	int rc = heights && order && chunk ? SL_OK : SL_ENOMEM;
+
+	if (rc == SL_OK && n)
+		rc = sl_dag_heights(c->s, c->ns, (const uint8_t(*)[SL_DIGEST_LEN])c->have.ids, n,
+		                    heights);
+	for (size_t i = 0; i < n && rc == SL_OK; i++) {
+		if (heights[i] == UINT64_MAX)
+			rc = sl_error_set(SL_EINTERNAL, "an entry to push is not held");
+		order[i].height = heights[i];
+		memcpy(order[i].id, c->have.ids[i], SL_DIGEST_LEN);
+	}
+	if (rc == SL_OK && n)
+		qsort(order, n, sizeof(*order), cmp_ordered);
+	while (rc == SL_OK && at < n) {
+		size_t k = n - at < SL_WIRE_MAX_IDS ? n - at : SL_WIRE_MAX_IDS;
 		id_set sent = {0};
 		sl_dag_served served;
-		int rc;
 
+		for (size_t i = 0; i < k; i++)
+			memcpy(chunk[i], order[at + i].id, SL_DIGEST_LEN);
 		c->req.len = 0;
-		rc = sl_dag_entries_frame(c->s, c->ns, (const uint8_t(*)[SL_DIGEST_LEN])c->have.ids,
-		                          k, SL_DAG_FRAME_BUDGET, 0, collect_id, &sent, &c->req,
+		/* Served in (height, id) order up to the budget: the first
+		 * sent.n of the chunk. */
+		rc = sl_dag_entries_frame(c->s, c->ns, (const uint8_t(*)[SL_DIGEST_LEN])chunk, k,
+		                          SL_DAG_FRAME_BUDGET, 0, collect_id, &sent, &c->req,
 		                          &served);
 		if (rc == SL_OK && sent.n == 0)
 			rc = sl_error_set(SL_EINTERNAL, "nothing to push of %zu entries", k);
 		if (rc == SL_OK)
 			rc = push_frame(c, &c->req, sent.n);
-		set_seal(&sent);
-		if (rc == SL_OK)
-			set_remove(&c->have, &sent);
+		at += sent.n;
 		sl_free(sent.ids);
-		if (rc != SL_OK)
-			return rc;
 	}
-	return SL_OK;
+	if (rc == SL_OK)
+		c->have.n = 0;
+	sl_free(heights);
+	sl_free(order);
+	sl_free(chunk);
+	return rc;
 }
 
 /* ----------------------------------------------------------------- sync */

@@ -268,6 +268,111 @@ static void test_fork(void **state)
 	node_close(&b);
 }
 
+/* ------------------------------------------------ more than one request */
+
+/* n entries in one chain on a's tips, signed by a, each setting a key
+ * to a 16-byte value, stored in frames of 10,000 (faster than one write
+ * each). */
+static void chain(node *a, const char *ns, size_t n)
+{
+	enum { FRAME = 10000 };
+	sl_buf *enc = calloc(FRAME, sizeof(*enc));
+	sl_bytes *entries = calloc(FRAME, sizeof(*entries)),
+	         *values = calloc(FRAME, sizeof(*values));
+	uint8_t(*data)[16] = calloc(FRAME, 16);
+	sl_dag_info info;
+	sl_digest prev;
+	uint64_t height;
+	size_t k = 0;
+
+	assert_non_null(enc);
+	assert_non_null(entries);
+	assert_non_null(values);
+	assert_non_null(data);
+	assert_ok(sl_dag_info_get(a->s, ns, &info));
+	assert_int_equal(info.n_tips, 1);
+	prev = info.tips[0];
+	height = info.max_height;
+	for (size_t i = 0; i < FRAME; i++)
+		enc[i] = (sl_buf)SL_BUF_INIT(SL_DAG_ENTRY_MAX);
+	for (size_t i = 0; i < n; i++) {
+		char key[32];
+		sl_dag_write w = {.kind = SL_DAG_SET, .key = key, .value_len = 16};
+		sl_dag_entry e = {
+		        .ns = info.ns_id, .height = ++height, .n_parents = 1, .n_writes = 1};
+		w.key_len = (size_t)snprintf(key, sizeof(key), "chain/%zu", i);
+		tu_rng_fill(&rng, data[k], 16);
+		sl_sha256(&w.digest, data[k], 16);
+		e.parents[0] = prev;
+		memcpy(e.author, a->key.pk, SL_ED25519_PK_LEN);
+		e.writes = &w;
+		enc[k].len = 0;
+		assert_ok(sl_dag_entry_sign(&e, a->key.sk, &enc[k]));
+		entries[k] = (sl_bytes){enc[k].data, enc[k].len};
+		values[k] = (sl_bytes){data[k], 16};
+		prev = e.id;
+		if (++k == FRAME || i + 1 == n) {
+			sl_dag_insert_report rep;
+			assert_ok(sl_dag_insert(a->s, ns, entries, k, values, k, &rep));
+			assert_int_equal(rep.stored, k);
+			k = 0;
+		}
+	}
+	for (size_t i = 0; i < FRAME; i++)
+		sl_buf_free(&enc[i]);
+	free(enc);
+	free(entries);
+	free(values);
+	free(data);
+}
+
+/* More new entries than one entries request or push frame takes
+ * (SL_WIRE_MAX_IDS ids), in one chain, so that the requests in id order
+ * split children from their parents: pulled, and pushed, parents first. */
+static void test_many_differences(void **state)
+{
+	const size_t n = SL_WIRE_MAX_IDS + 4000;
+	node a, b, c;
+	sl_dag_sync_report r;
+	(void)state;
+
+	node_open(&a);
+	node_open(&b);
+	node_open(&c);
+	assert_ok(sl_dag_create(a.s, "docs", a.key.sk, NULL));
+	grant(&a, "docs", &b, SL_DAG_WRITE);
+	grant(&a, "docs", &c, SL_DAG_WRITE);
+	node_serve(&a, 0);
+	join(&a, &b, "docs");
+	join(&a, &c, "docs");
+	assert_ok(sync_with(&b, &a, "docs", &r));
+	assert_ok(sync_with(&c, &a, "docs", &r));
+	/* b and c each write one entry of their own: neither is a prefix of
+	 * a any more, so a's chain goes by reconciliation, not bootstrap. */
+	put(&b, "docs", "b", 10);
+	put(&c, "docs", "c", 10);
+	chain(&a, "docs", n);
+
+	/* b pulls the chain (and pushes its entry). */
+	assert_ok(sync_with(&b, &a, "docs", &r));
+	assert_true(r.equal);
+	assert_false(r.bootstrapped);
+	assert_int_equal(r.pulled, n);
+	assert_int_equal(r.pushed, 1);
+	expect_equal(&a, &b, "docs");
+
+	/* a pushes the chain and b's entry to c, and pulls c's entry. */
+	node_serve(&c, 0);
+	assert_ok(sync_with(&a, &c, "docs", &r));
+	assert_true(r.equal);
+	assert_int_equal(r.pushed, n + 1);
+	assert_int_equal(r.pulled, 1);
+	expect_equal(&a, &c, "docs");
+	node_close(&a);
+	node_close(&b);
+	node_close(&c);
+}
+
 /* ------------------------------------------------------------- refusals */
 
 /* A raw request with the given Authorization (NULL: none). */
@@ -409,9 +514,8 @@ static void test_outbox(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_bootstrap),
-	        cmocka_unit_test(test_fork),
-	        cmocka_unit_test(test_refusals),
+	        cmocka_unit_test(test_bootstrap),        cmocka_unit_test(test_fork),
+	        cmocka_unit_test(test_many_differences), cmocka_unit_test(test_refusals),
 	        cmocka_unit_test(test_outbox),
 	};
 	assert_int_equal(sl_base_init(), SL_OK);
