@@ -31,8 +31,9 @@ extern "C" {
 /* ---------------------------------------------------------------- answers */
 
 /* {"id", "entries", "tips": [id], "more": bool}: more when there are more
- * than SL_DAG_TIPS_MAX tips (the first ones are listed). */
-int sl_dag_tips_answer(sl_store *s, const char *ns, sl_buf *out);
+ * than SL_DAG_TIPS_MAX tips (the first ones are listed); id is ns_id, the
+ * namespace's (the caller found ns by it). */
+int sl_dag_tips_answer(sl_store *s, const char *ns, const sl_digest *ns_id, sl_buf *out);
 /* The responder's answer to a negentropy message over the namespace's
  * items; `items` is refreshed first (one view per namespace, reused). */
 int sl_dag_reconcile_answer(sl_dag_items *items, sl_store *s, const char *ns, const uint8_t *msg,

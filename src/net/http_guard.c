@@ -116,9 +116,12 @@ static uint32_t addr_of(const struct sockaddr *sa)
 	return 0; /* the server binds IPv4 only */
 }
 
+/* Fibonacci hashing: the high bits of the product depend on every bit
+ * of the address (the low bits, which % would keep, only on the low). */
 static size_t slot_of(const http_guard *g, uint32_t addr)
 {
-	return (size_t)((addr * UINT32_C(2654435761)) % g->n_buckets);
+	uint32_t h = addr * UINT32_C(2654435761);
+	return (size_t)(((uint64_t)h * g->n_buckets) >> 32);
 }
 
 static void addr_text(char out[16], uint32_t addr)

@@ -13,21 +13,19 @@
 
 /* ------------------------------------------------------------------ tips */
 
-int sl_dag_tips_answer(sl_store *s, const char *ns, sl_buf *out)
+int sl_dag_tips_answer(sl_store *s, const char *ns, const sl_digest *ns_id, sl_buf *out)
 {
 	sl_digest *tips = sl_malloc(SL_DAG_TIPS_MAX * sizeof(*tips));
-	sl_dag_info info;
 	uint64_t entries = 0;
 	size_t n = 0;
 	int rc;
 
 	if (!tips)
 		return SL_ENOMEM;
-	if ((rc = sl_dag_info_get(s, ns, &info)) != SL_OK ||
-	    (rc = sl_dag_tip_ids(s, ns, tips, SL_DAG_TIPS_MAX, &n, &entries)) != SL_OK)
+	if ((rc = sl_dag_tip_ids(s, ns, tips, SL_DAG_TIPS_MAX, &n, &entries)) != SL_OK)
 		goto out;
 	rc = sl_buf_printf(out, "{\"id\":\"%s\",\"entries\":%llu,\"tips\":[",
-	                   sl_digest_to_hex(&info.ns_id).s, (unsigned long long)entries);
+	                   sl_digest_to_hex(ns_id).s, (unsigned long long)entries);
 	for (size_t i = 0; rc == SL_OK && i < n && i < SL_DAG_TIPS_MAX; i++)
 		rc = sl_buf_printf(out, "%s\"%s\"", i ? "," : "", sl_digest_to_hex(&tips[i]).s);
 	if (rc == SL_OK)

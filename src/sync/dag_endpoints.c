@@ -290,8 +290,9 @@ static void handle_entries(server_dag *d, sl_store *s, const char *ns, const sl_
 		frame_written(d, resp);
 }
 
-static void handle_push(server_dag *d, sl_store *s, const char *ns, const sl_request_auth *auth,
-                        const sl_http_request *req, sl_http_response *resp)
+static void handle_push(server_dag *d, sl_store *s, const char *ns, const sl_digest *ns_id,
+                        const sl_request_auth *auth, const sl_http_request *req,
+                        sl_http_response *resp)
 {
 	sl_dag_insert_report r;
 	sl_buf tips = SL_BUF_INIT(SL_SYNC_FRAME_MAX);
@@ -306,7 +307,7 @@ static void handle_push(server_dag *d, sl_store *s, const char *ns, const sl_req
 	sl_metric_add(d->entries_refused, r.refused);
 	/* With the tips after the push: the pusher's last comparison needs no
 	 * request of its own. */
-	if (sl_dag_tips_answer(s, ns, &tips) != SL_OK) {
+	if (sl_dag_tips_answer(s, ns, ns_id, &tips) != SL_OK) {
 		sl_buf_free(&tips);
 		reply_store_error(resp);
 		return;
@@ -438,7 +439,7 @@ void server_dag_handle(server_dag *d, sl_store *s, const sl_http_request *req, c
 	}
 	switch (ep) {
 	case DAG_TIPS:
-		if (sl_dag_tips_answer(s, ns, &resp->body) != SL_OK)
+		if (sl_dag_tips_answer(s, ns, &id, &resp->body) != SL_OK)
 			server_fail_store(resp);
 		break;
 	case DAG_RECONCILE:
@@ -451,7 +452,7 @@ void server_dag_handle(server_dag *d, sl_store *s, const sl_http_request *req, c
 		handle_bootstrap(d, s, ns, &id, req, resp);
 		break;
 	default:
-		handle_push(d, s, ns, &auth, req, resp);
+		handle_push(d, s, ns, &id, &auth, req, resp);
 		break;
 	}
 }

@@ -42,7 +42,8 @@ static int transport_for(const sl_dag_peer *p, const sl_digest *ns_id, const sl_
 {
 	sl_http_client_options ho;
 	sl_http_client_options_init(&ho);
-	ho.request_timeout_ms = 120000; /* a page of 16 MiB on a slow link */
+	ho.request_timeout_ms = 120000;      /* a page of 16 MiB on a slow link */
+	ho.max_response = SL_SYNC_FRAME_MAX; /* a page: its budget and one value */
 	return sl_dag_http_new(out, p->addr, p->node, ns_id, key, &ho);
 }
 
