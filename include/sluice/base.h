@@ -232,6 +232,41 @@ void sl_clock_format_rfc3339(char *out, size_t cap, uint64_t wall_ms);
  * optional fraction, then Z or +hh:mm), else SL_EINVAL naming it. */
 int sl_clock_rfc3339_check(const char *text);
 
+/* ---------------------------------------------------------------- CRC32C */
+
+/* CRC-32C (the polynomial of iSCSI and ext4): the checksum of the engine's
+ * WAL records. crc is 0 to start; pass the result back in to continue.
+ * Uses the SSE4.2 instruction when the CPU has it. */
+uint32_t sl_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* --------------------------------------------------------- cuckoo filter */
+
+/* A cuckoo filter ("Cuckoo Filter: Practically Better Than Bloom", 2014): 4-slot buckets,
+ * fingerprints of 12 or 16 bits, partial-key cuckoo hashing. contains never answers 0 for a key
+ * added and not removed (no false negatives); it answers 1 for an absent key with a probability of
+ * about 8 / 2^fp_bits at full load (sl_cuckoo_fp_bound). Adding the same key twice stores two
+ * fingerprints; remove takes one away, so a caller adds a key once per live copy. Not thread safe:
+ * the caller locks. */
+typedef struct sl_cuckoo sl_cuckoo;
+
+/* capacity: keys it must hold (rounded up to a power-of-two bucket count
+ * at 95% load); fp_bits: 12 or 16. */
+int sl_cuckoo_new(sl_cuckoo **out, uint64_t capacity, unsigned fp_bits);
+void sl_cuckoo_free(sl_cuckoo *f); /* NULL ok */
+/* SL_OK, or SL_ETOOLARGE when the filter is full (the key is not added and
+ * the filter is unchanged: no other key is lost). */
+int sl_cuckoo_add(sl_cuckoo *f, const void *key, size_t len);
+int sl_cuckoo_contains(const sl_cuckoo *f, const void *key, size_t len); /* 1 maybe, 0 no */
+/* 1 when a fingerprint of the key was removed, 0 when none was there. */
+int sl_cuckoo_remove(sl_cuckoo *f, const void *key, size_t len);
+uint64_t sl_cuckoo_count(const sl_cuckoo *f);
+uint64_t sl_cuckoo_capacity(const sl_cuckoo *f); /* slots */
+double sl_cuckoo_fp_bound(const sl_cuckoo *f);   /* 2 * 4 / 2^fp_bits */
+/* A snapshot with a checksum (docs/architecture.md has the format), and
+ * back. load refuses anything malformed with SL_ECORRUPT. */
+int sl_cuckoo_save(const sl_cuckoo *f, sl_buf *out);
+int sl_cuckoo_load(sl_cuckoo **out, const uint8_t *data, size_t len);
+
 /* --------------------------------------------------------------- logging */
 
 typedef enum sl_log_level {
