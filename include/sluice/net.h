@@ -36,6 +36,10 @@ typedef struct sl_http_request {
 const char *sl_http_request_query(const sl_http_request *r, const char *name);
 /* The request header `name` (case-insensitive), or NULL if absent. */
 const char *sl_http_request_header(const sl_http_request *r, const char *name);
+/* 1 when the request carries `Authorization: Bearer <token>`, compared in
+ * constant time in the token's bytes (it cannot be guessed byte by byte
+ * from response times). */
+int sl_http_request_bearer_ok(const sl_http_request *r, const char *token);
 
 /* Filled by the handler. The server sends `body` with `status` and
  * `content_type` (default "application/json") and frees the body. */
@@ -48,6 +52,10 @@ typedef struct sl_http_response {
 	 * show. Default 0. */
 	double cost;
 	unsigned retry_after_s; /* > 0: sent as Retry-After */
+	/* One more header when header_name is not empty, e.g.
+	 * "Sluice-Version: 12" */
+	char header_name[32];
+	char header_value[96];
 } sl_http_response;
 
 /* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,

@@ -78,6 +78,7 @@ int cli_cmd_reset(int argc, char **argv);
 int cli_cmd_status(int argc, char **argv);
 int cli_cmd_failed(int argc, char **argv);
 int cli_cmd_retry(int argc, char **argv);
+int cli_cmd_engine(int argc, char **argv);
 
 /* `sluice` itself: --version, then dispatch through table, then flush
  * stdout (a failed write is a failure). main() only calls this. */
@@ -203,6 +204,10 @@ int cli_open_store(const cli_cmd *cmd, unsigned flags, sl_store **out);
 int cli_read_fd(sl_buf *out, int fd, const char *what, size_t max);
 /* Same for a file; path NULL or "-" reads stdin. */
 int cli_read_file(sl_buf *out, const char *path, size_t max);
+/* A bearer token: the first line of path, without surrounding blanks; at
+ * least 16 printable ASCII characters. CLI_OK, or the error printed. */
+#define CLI_TOKEN_MAX 4096
+int cli_read_token(const char *name, const char *path, char **out);
 
 /* Lower-case hex of n bytes, allocated with sl_malloc (NULL on ENOMEM). */
 char *cli_hex_new(const void *data, size_t n);

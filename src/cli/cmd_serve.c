@@ -20,7 +20,6 @@
 #define OPT_DAG_SYNC   (CLI_OPT_CMD + 4)
 #define OPT_FRAME      (CLI_OPT_CMD + 5)
 #define FRAME_MIN      1024
-#define TOKEN_MAX      4096
 #define DEMO_NS        "demo"
 #define DEMO_VALUE_LEN 32
 
@@ -152,47 +151,6 @@ static int serve_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	return CLI_USAGE;
 }
 
-/* The token: the file's first line, without surrounding whitespace. */
-static int read_token(const char *name, const char *path, char **out)
-{
-	sl_buf text = SL_BUF_INIT(TOKEN_MAX);
-	size_t start = 0, end;
-	int rc = CLI_OK;
-
-	if (cli_read_file(&text, path, TOKEN_MAX) != SL_OK) {
-		rc = cli_fail(name);
-		goto cleanup;
-	}
-	end = text.len;
-	for (size_t i = 0; i < text.len; i++)
-		if (text.data[i] == '\n') {
-			end = i;
-			break;
-		}
-	while (start < end && (text.data[start] == ' ' || text.data[start] == '\t'))
-		start++;
-	while (end > start && (text.data[end - 1] == ' ' || text.data[end - 1] == '\t' ||
-	                       text.data[end - 1] == '\r'))
-		end--;
-	if (end - start < 16) {
-		rc = cli_errorf(name, "the token in '%s' is shorter than 16 characters", path);
-		goto cleanup;
-	}
-	for (size_t i = start; i < end; i++)
-		if (text.data[i] < 0x21 || text.data[i] > 0x7e) {
-			rc = cli_errorf(name,
-			                "the token in '%s' has a character that cannot go in an "
-			                "HTTP header",
-			                path);
-			goto cleanup;
-		}
-	if (!(*out = sl_strndup((const char *)text.data + start, end - start)))
-		rc = cli_fail(name);
-cleanup:
-	sl_buf_free(&text);
-	return rc;
-}
-
 /* ------------------------------------------------------------ generator */
 
 typedef struct generator {
@@ -301,7 +259,7 @@ int cli_cmd_serve(int argc, char **argv)
 	if (rc != CLI_CONTINUE)
 		return rc;
 	memset(&gen, 0, sizeof(gen));
-	if (a.token_file && (rc = read_token(cmd.name, a.token_file, &token)) != CLI_OK)
+	if (a.token_file && (rc = cli_read_token(cmd.name, a.token_file, &token)) != CLI_OK)
 		goto cleanup;
 	if ((rc = cli_open_store(&cmd, a.generate ? SL_STORE_CREATE : 0, &gen.store)) != CLI_OK)
 		goto cleanup;

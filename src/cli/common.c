@@ -567,3 +567,44 @@ json_t *cli_json_u64(uint64_t v)
 {
 	return v > INT64_MAX ? NULL : json_integer((json_int_t)v);
 }
+
+/* The token: the file's first line, without surrounding whitespace. */
+int cli_read_token(const char *name, const char *path, char **out)
+{
+	sl_buf text = SL_BUF_INIT(CLI_TOKEN_MAX);
+	size_t start = 0, end;
+	int rc = CLI_OK;
+
+	if (cli_read_file(&text, path, CLI_TOKEN_MAX) != SL_OK) {
+		rc = cli_fail(name);
+		goto cleanup;
+	}
+	end = text.len;
+	for (size_t i = 0; i < text.len; i++)
+		if (text.data[i] == '\n') {
+			end = i;
+			break;
+		}
+	while (start < end && (text.data[start] == ' ' || text.data[start] == '\t'))
+		start++;
+	while (end > start && (text.data[end - 1] == ' ' || text.data[end - 1] == '\t' ||
+	                       text.data[end - 1] == '\r'))
+		end--;
+	if (end - start < 16) {
+		rc = cli_errorf(name, "the token in '%s' is shorter than 16 characters", path);
+		goto cleanup;
+	}
+	for (size_t i = start; i < end; i++)
+		if (text.data[i] < 0x21 || text.data[i] > 0x7e) {
+			rc = cli_errorf(name,
+			                "the token in '%s' has a character that cannot go in an "
+			                "HTTP header",
+			                path);
+			goto cleanup;
+		}
+	if (!(*out = sl_strndup((const char *)text.data + start, end - start)))
+		rc = cli_fail(name);
+cleanup:
+	sl_buf_free(&text);
+	return rc;
+}

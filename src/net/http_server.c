@@ -138,6 +138,19 @@ const char *sl_http_request_header(const sl_http_request *r, const char *name)
 	return lookup_value(r, MHD_HEADER_KIND, name);
 }
 
+int sl_http_request_bearer_ok(const sl_http_request *r, const char *token)
+{
+	const char *auth = sl_http_request_header(r, "Authorization");
+	if (auth == NULL || token == NULL || strncmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	const char *given = auth + 7;
+	size_t n = strlen(token), m = strlen(given);
+	unsigned char diff = (unsigned char)(m != n);
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)((i < m ? given[i] : 0) ^ token[i]);
+	return diff == 0;
+}
+
 /* ------------------------------------------------------------ responses */
 
 /* Append s as the inside of a JSON string. */
@@ -276,6 +289,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, sl_http_respon
 		if (MHD_add_response_header(reply, MHD_HTTP_HEADER_RETRY_AFTER, seconds) != MHD_YES)
 			goto cleanup;
 	}
+	if (resp->header_name[0] != '\0' &&
+	    MHD_add_response_header(reply, resp->header_name, resp->header_value) != MHD_YES)
+		goto cleanup;
 	result = MHD_queue_response(conn, status, reply);
 cleanup:
 	if (reply)
@@ -287,7 +303,7 @@ cleanup:
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
                                   const char *message, unsigned retry_after_s)
 {
-	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX), 0, retry_after_s};
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX), 0, retry_after_s, "", ""};
 
 	sl_http_response_error(&resp, (int)status, code, "%s", message);
 	return send_response(conn, &resp);

@@ -267,21 +267,9 @@ static void handle_consistency(sl_store *s, const sl_http_request *req, const ch
 	sl_mmr_proof_free(&proof);
 }
 
-/* Constant-time in the token's bytes, so it cannot be guessed byte by
- * byte from response times. */
-static int token_matches(const char *given, const char *want)
-{
-	size_t n = strlen(want), m = strlen(given);
-	unsigned char diff = (unsigned char)(m != n);
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)((i < m ? given[i] : 0) ^ want[i]);
-	return diff == 0;
-}
-
 static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_request *req,
                           const char *ns, sl_http_response *resp)
 {
-	const char *auth = sl_http_request_header(req, "Authorization");
 	sl_wire_entry *entries = NULL;
 	sl_signed_target t;
 	sl_batch *b = NULL;
@@ -292,7 +280,7 @@ static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_reques
 		server_fail(resp, 403, "commits are disabled: start the server with --token-file");
 		return;
 	}
-	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || !token_matches(auth + 7, srv->token)) {
+	if (!sl_http_request_bearer_ok(req, srv->token)) {
 		server_fail(resp, 401, "a valid bearer token is required");
 		return;
 	}
