@@ -76,6 +76,7 @@
 
 #include <libpq-fe.h>
 
+#include "connect/pg_util.h"
 #include "sluice/connect.h"
 
 #define DEFAULT_TIMEOUT_MS   30000u
@@ -109,8 +110,7 @@ static uint64_t now_ms(void)
 	return sl_clock_mono_ns() / 1000000u;
 }
 
-/* libpq messages end in a newline and may span lines; make them one line. */
-static void one_line(char *out, size_t cap, const char *msg)
+void sl_pg_one_line(char *out, size_t cap, const char *msg)
 {
 	size_t n = 0;
 	if (msg == NULL)
@@ -122,7 +122,7 @@ static void one_line(char *out, size_t cap, const char *msg)
 	out[n] = '\0';
 }
 
-static void ignore_notice(void *arg, const char *message)
+void sl_pg_ignore_notice(void *arg, const char *message)
 {
 	(void)arg;
 	(void)message;
@@ -164,7 +164,7 @@ static int result_error(pg_link *l, const PGresult *res, const char *what, int *
 
 	if (text == NULL || text[0] == '\0')
 		text = PQerrorMessage(l->conn);
-	one_line(msg, sizeof(msg), text);
+	sl_pg_one_line(msg, sizeof(msg), text);
 	*lost = PQstatus(l->conn) == CONNECTION_BAD || sqlstate_lost(state);
 	if (state != NULL)
 		snprintf(cause, sizeof(cause), "sqlstate=%s", state);
@@ -247,12 +247,12 @@ static int link_connect_once(pg_link *l)
 	if (conn == NULL)
 		return sl_error_set(SL_ENOMEM, "PostgreSQL %s: out of memory connecting", l->role);
 	if (PQstatus(conn) != CONNECTION_OK) {
-		one_line(msg, sizeof(msg), PQerrorMessage(conn));
+		sl_pg_one_line(msg, sizeof(msg), PQerrorMessage(conn));
 		PQfinish(conn);
 		return sl_error_set_cause(SL_EIO, "libpq", "PostgreSQL %s: cannot connect: %s",
 		                          l->role, msg);
 	}
-	PQsetNoticeProcessor(conn, ignore_notice, NULL);
+	PQsetNoticeProcessor(conn, sl_pg_ignore_notice, NULL);
 	l->conn = conn;
 	session[0] = timeout_s;
 	rc = exec_once(l, &res,
@@ -362,7 +362,7 @@ static int append_ident(sl_buf *b, PGconn *conn, const char *name, size_t len)
 	char msg[SL_ERROR_MSG_MAX];
 	int rc;
 	if (quoted == NULL) {
-		one_line(msg, sizeof(msg), PQerrorMessage(conn));
+		sl_pg_one_line(msg, sizeof(msg), PQerrorMessage(conn));
 		return sl_error_set(SL_EINVAL, "PostgreSQL: bad identifier '%.*s': %s", (int)len,
 		                    name, msg);
 	}
