@@ -1,0 +1,195 @@
+/*
+ * sluice engine layer: the tiered write path (DESIGN.md, layer 7).
+ *
+ * A write goes into L1 (memory) and into a local write-ahead log (WAL);
+ * a batcher thread drains the WAL, in order, into L3 (a store namespace or
+ * a PostgreSQL table) in batches. A caller chooses how far its write must
+ * get before the call returns (the acknowledgement level):
+ *
+ *   memory  after L1 and the WAL's buffer. A crash (kill -9, power) loses
+ *           what the WAL had not synced yet: at most one group commit,
+ *           a few milliseconds of writes.
+ *   local   (the default) after the record is fdatasync'd in the WAL;
+ *           many writers share one sync. Only the loss of the WAL's disk
+ *           loses it.
+ *   l3      after the L3 transaction that holds it committed.
+ *
+ * Every write gets a version that only grows (per key, and in fact across
+ * the engine); L3 never takes a version older than the one it holds, so a
+ * replayed or late batch never moves a key backwards, and a delete is a
+ * tombstone with its version, so nothing older brings the key back.
+ * docs/architecture.md ("engine/") has the invariants and the crash
+ * argument; docs/cli.md the HTTP API and the config.
+ */
+#ifndef SLUICE_ENGINE_H
+#define SLUICE_ENGINE_H
+
+#include "sluice/base.h"
+#include "sluice/net.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sl_ack { SL_ACK_MEMORY = 1, SL_ACK_LOCAL = 2, SL_ACK_L3 = 3 } sl_ack;
+
+int sl_ack_parse(sl_ack *out, const char *s); /* "memory" | "local" | "l3" */
+const char *sl_ack_name(sl_ack ack);
+
+/* The tiers a write goes to; part 1 has only L3 (through L1 and the WAL). */
+#define SL_TIER_L3 0x4
+
+typedef struct sl_submit_options {
+	sl_ack ack;      /* default SL_ACK_LOCAL */
+	unsigned tiers;  /* default SL_TIER_L3; anything else is SL_EINVAL for now */
+	uint64_t ttl_ms; /* 0: none; anything else is SL_EINVAL for now */
+} sl_submit_options;
+
+void sl_submit_options_init(sl_submit_options *o);
+
+#define SL_ENGINE_VALUE_MAX (16u << 20) /* bytes of one value */
+
+typedef enum sl_l3_type { SL_L3_STORE = 1, SL_L3_POSTGRESQL = 2 } sl_l3_type;
+
+typedef enum sl_pressure {
+	SL_PRESSURE_NORMAL = 0,
+	SL_PRESSURE_WARN = 1,
+	SL_PRESSURE_THROTTLE = 2, /* a submit waits (bounded) before it goes on */
+	SL_PRESSURE_REJECT = 3    /* a submit is refused with SL_EBUSY */
+} sl_pressure;
+
+const char *sl_pressure_name(sl_pressure p);
+
+typedef struct sl_engine_config {
+	/* the WAL */
+	const char *wal_dir;        /* required; created if missing */
+	uint64_t wal_segment_bytes; /* default 64 MiB */
+	uint64_t wal_max_bytes;     /* default 1 GiB: past it a write is refused */
+	/* L3 */
+	sl_l3_type l3_type;         /* default SL_L3_STORE */
+	const char *l3_dir;         /* store: the store's directory */
+	const char *l3_namespace;   /* store: a mutable namespace, made if missing */
+	const char *l3_url;         /* postgresql: a libpq URL */
+	const char *l3_table;       /* postgresql: the table, made if missing */
+	unsigned l3_timeout_ms;     /* every L3 call, default 10000 */
+	unsigned l3_max_attempts;   /* a row L3 refuses is parked after this, default 5 */
+	unsigned l3_ack_timeout_ms; /* an `l3` submit waits at most this, default 30000 */
+	/* L1 */
+	uint64_t l1_budget_bytes; /* default 256 MiB */
+	unsigned l1_shards;       /* default 64 (a power of two) */
+	/* the batcher */
+	size_t batch_items; /* default 1000 */
+	size_t batch_bytes; /* default 1 MiB */
+	unsigned batch_ms;  /* default 100 */
+	/* the cuckoo filter over L3's live keys */
+	uint64_t filter_capacity; /* default 1,000,000; grows when full */
+	unsigned filter_fp_bits;  /* 12 or 16, default 16 */
+	/* backpressure: fractions of the caps (see sl_engine_pressure) */
+	double pressure_warn;      /* default 0.5 */
+	double pressure_throttle;  /* default 0.75 */
+	double pressure_reject;    /* default 0.95 */
+	unsigned wal_max_age_ms;   /* 0 (default): age does not count */
+	unsigned throttle_wait_ms; /* default 100 */
+	size_t value_max;          /* default and most: SL_ENGINE_VALUE_MAX */
+	sl_metrics *metrics;       /* may be NULL */
+} sl_engine_config;
+
+void sl_engine_config_init(sl_engine_config *c);
+
+typedef struct sl_engine sl_engine;
+
+/* Opens the WAL (replaying it: a torn tail is cut at the last good
+ * record), L3 and the filter, and starts the batcher. */
+int sl_engine_open(sl_engine **out, const sl_engine_config *c);
+/* Stops taking writes, drains what L1 and the WAL hold into L3 while L3
+ * answers (at most drain_ms; what is left stays in the WAL for the next
+ * open), saves the filter and frees. NULL ok. */
+void sl_engine_close(sl_engine *e, unsigned drain_ms);
+
+/* Returns once the write is acknowledged at o->ack (NULL: defaults), with
+ * *version its version. SL_EINVAL for a bad key or option, SL_ETOOLARGE
+ * past value_max, SL_EBUSY when backpressure rejects or the WAL is full,
+ * SL_EIO when the WAL cannot write, SL_ETIMEOUT when an `l3` write is
+ * durable locally but L3 did not take it in time. On any error the write
+ * was not acknowledged; on SL_ETIMEOUT it will still reach L3. */
+int sl_engine_submit(sl_engine *e, const char *key, size_t key_len, const void *value,
+                     size_t value_len, const sl_submit_options *o, uint64_t *version);
+int sl_engine_delete(sl_engine *e, const char *key, size_t key_len, const sl_submit_options *o,
+                     uint64_t *version);
+/* The newest value this engine holds for the key (its own writes at once,
+ * flushed or not). SL_ENOTFOUND when absent or deleted; *version is then
+ * the tombstone's version or 0. */
+int sl_engine_get(sl_engine *e, const char *key, size_t key_len, sl_buf *value, uint64_t *version);
+
+typedef struct sl_key_status {
+	uint64_t version; /* the newest version, 0 if the engine never saw the key */
+	int deleted;      /* that version is a delete */
+	int l1;           /* L1 holds the key (value or tombstone) */
+	int wal;          /* that version is in the WAL, not yet in L3 */
+	int l3;           /* L3 holds that version */
+	int parked;       /* L3 refused it; see sl_engine_parked */
+} sl_key_status;
+
+int sl_engine_key_status(sl_engine *e, const char *key, size_t key_len, sl_key_status *out);
+
+/* Waits until everything acknowledged before the call is in L3 or parked
+ * (at most timeout_ms; SL_ETIMEOUT past it). */
+int sl_engine_flush(sl_engine *e, unsigned timeout_ms);
+
+typedef struct sl_engine_stats {
+	sl_pressure pressure;
+	double pressure_ratio; /* the highest of the fractions below */
+	uint64_t l1_entries, l1_bytes, l1_dirty_bytes, l1_budget_bytes;
+	uint64_t l1_pinned_bytes; /* dirty entries without their values: what L1
+	                             cannot free until L3 takes them */
+	uint64_t wal_bytes, wal_segments, wal_max_bytes, wal_oldest_age_ms;
+	uint64_t wal_lsn;        /* last LSN written */
+	uint64_t wal_synced_lsn; /* last LSN fdatasync'd */
+	uint64_t l3_lsn;         /* last LSN L3 holds (or parked) */
+	uint64_t l3_lag;         /* records acknowledged, not yet in L3 */
+	int l3_up;               /* the last L3 call succeeded */
+	char l3_error[256];      /* the last L3 error, "" if none */
+	uint64_t parked;         /* rows L3 refused, kept in the WAL directory */
+	uint64_t retrying;       /* rows L3 refused, to be tried again */
+	int filter_trusted;
+	uint64_t filter_keys;
+	uint64_t submitted, deleted, rejected, l3_rows, l3_batches;
+	uint64_t gets_l1, gets_l3, gets_filter_miss;
+} sl_engine_stats;
+
+int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out);
+
+typedef struct sl_parked_row {
+	const char *key;
+	size_t key_len;
+	uint64_t version;
+	int deleted;
+	uint64_t value_len;
+	uint32_t attempts;
+	const char *error;
+} sl_parked_row;
+
+typedef int (*sl_parked_fn)(void *ctx, const sl_parked_row *row);
+/* Each parked row, oldest first. */
+int sl_engine_parked(sl_engine *e, sl_parked_fn cb, void *ctx);
+
+/* ------------------------------------------------------------- HTTP API */
+
+typedef struct sl_engine_http_options {
+	const char *token; /* NULL: PUT and DELETE need none (loopback only) */
+	size_t max_body;   /* default: the engine's value_max */
+} sl_engine_http_options;
+
+/* The handler of `sluice engine serve` (docs/cli.md, "Engine HTTP API"):
+ * PUT/GET/DELETE /api/v0/kv/{key}, GET /api/v0/kv/{key}/status and
+ * GET /api/v0/engine/status. ctx is an sl_engine_http. */
+typedef struct sl_engine_http sl_engine_http;
+int sl_engine_http_new(sl_engine_http **out, sl_engine *e, const sl_engine_http_options *o);
+void sl_engine_http_free(sl_engine_http *h);
+void sl_engine_http_handle(void *ctx, const sl_http_request *req, sl_http_response *resp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

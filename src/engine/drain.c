@@ -1,0 +1,535 @@
+/* The batcher: on its own thread, reads the WAL in LSN order and writes it
+ * to L3 in batches, flushed by count, bytes or time (defaults 1000 items,
+ * 1 MiB, 100 ms since the batch's first record), or at once when a caller
+ * waits (an `l3` write, a flush, close).
+ *
+ * Invariants:
+ *   D1  l3_lsn only grows, and every record with an LSN <= l3_lsn is in L3,
+ *       or in the retry list, or parked (synced in DIR/parked).
+ *   D2  The WAL is released only up to min(l3_lsn, the oldest retrying
+ *       record's LSN - 1): a record leaves the disk only when L3 or the
+ *       parked file holds it.
+ *   D3  A batch that L3 did not commit (L3 down, a timeout) is written
+ *       again, whole, with backoff, until it commits or close gives up; it
+ *       stays in the WAL meanwhile (writes keep being acknowledged up to
+ *       the WAL's cap). The version guard makes a repeat harmless.
+ *   D4  A row L3 refuses on its own goes to the retry list (backoff, at most
+ *       l3_max_attempts), then to the parked file; it never holds up the
+ *       other rows or the batches after it.
+ *   D5  The filter learns a new live key before its L1 entry turns clean
+ *       (filter.c, F1).
+ *   D6  An L1 entry turns clean only when the row written carries its
+ *       pending LSN: a newer write of the key keeps it dirty.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+
+#define BACKOFF_MIN_MS      50
+#define BACKOFF_MAX_MS      2000
+#define RETRY_BASE_MS       100
+#define RETRY_MAX_MS        30000
+#define REBUILD_RETRY_MS    5000
+#define IDLE_WAIT_MS        100
+#define UNSYNCED_POLL_MS    1
+#define STOP_SLEEP_SLICE_MS 10
+
+struct retry_row {
+	char *key;
+	size_t key_len;
+	uint8_t *value;
+	size_t value_len;
+	uint64_t version, lsn;
+	int deleted;
+	uint32_t attempts;
+	uint64_t next_ms;
+	char error[200];
+};
+
+typedef struct batch_row {
+	uint64_t lsn, version;
+	int deleted;
+	size_t key_off, key_len, value_off, value_len;
+} batch_row;
+
+typedef struct batch {
+	sl_buf arena; /* keys and values */
+	batch_row *rows;
+	size_t n, cap;
+	size_t *index; /* open addressing: row number + 1, 0 empty */
+	size_t index_cap;
+	size_t bytes;
+	uint64_t first_ns;
+	uint64_t last_lsn;
+	sl_tier_row *tier_rows;
+	size_t tier_cap;
+} batch;
+
+static int batch_init(batch *b, size_t items)
+{
+	memset(b, 0, sizeof(*b));
+	sl_buf_init(&b->arena, SIZE_MAX);
+	b->index_cap = 16;
+	while (b->index_cap < items * 2)
+		b->index_cap *= 2;
+	b->index = sl_calloc(b->index_cap, sizeof(*b->index));
+	return b->index ? SL_OK : SL_ENOMEM;
+}
+
+static void batch_free(batch *b)
+{
+	sl_buf_free(&b->arena);
+	sl_free(b->rows);
+	sl_free(b->index);
+	sl_free(b->tier_rows);
+}
+
+static void batch_reset(batch *b)
+{
+	sl_buf_reset(&b->arena);
+	memset(b->index, 0, b->index_cap * sizeof(*b->index));
+	b->n = 0;
+	b->bytes = 0;
+	b->first_ns = 0;
+}
+
+/* E5: the newest write of a key in a batch replaces the older ones. */
+static int batch_add(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
+{
+	(void)loc;
+	batch *b = ctx;
+	size_t key_off = b->arena.len;
+	int rc = sl_buf_append(&b->arena, r->key, r->key_len);
+	if (rc == SL_OK && r->value_len)
+		rc = sl_buf_append(&b->arena, r->value, r->value_len);
+	if (rc != SL_OK)
+		return rc;
+	size_t mask = b->index_cap - 1, slot = l1_hash(r->key, r->key_len) & mask;
+	batch_row *row = NULL;
+	while (b->index[slot]) {
+		batch_row *o = &b->rows[b->index[slot] - 1];
+		if (o->key_len == r->key_len &&
+		    memcmp(b->arena.data + o->key_off, r->key, r->key_len) == 0) {
+			row = o;
+			break;
+		}
+		slot = (slot + 1) & mask;
+	}
+	if (row == NULL) {
+		batch_row *rows = sl_grow(b->rows, &b->cap, b->n + 1, sizeof(*rows), 64);
+		if (rows == NULL)
+			return SL_ENOMEM;
+		b->rows = rows;
+		row = &rows[b->n++];
+		b->index[slot] = b->n;
+	}
+	row->lsn = r->lsn;
+	row->version = r->version;
+	row->deleted = r->op == SL_WAL_DEL;
+	row->key_off = key_off;
+	row->key_len = r->key_len;
+	row->value_off = key_off + r->key_len;
+	row->value_len = r->value_len;
+	b->bytes += r->key_len + r->value_len;
+	b->last_lsn = r->lsn;
+	if (b->first_ns == 0)
+		b->first_ns = sl_clock_mono_ns();
+	return SL_OK;
+}
+
+void drain_wake(sl_engine *e)
+{
+	pthread_cond_signal(&e->drain_cond);
+}
+
+void drain_set_error(sl_engine *e, const char *msg)
+{
+	pthread_mutex_lock(&e->error_lock);
+	snprintf(e->l3_error, sizeof(e->l3_error), "%s", msg);
+	pthread_mutex_unlock(&e->error_lock);
+}
+
+static int stopping(sl_engine *e)
+{
+	return atomic_load(&e->drain_stop);
+}
+
+static int past_deadline(sl_engine *e)
+{
+	return stopping(e) && sl_clock_mono_ns() >= e->drain_deadline_ns;
+}
+
+/* Sleeps ms, in slices, unless close's deadline passes first. */
+static void backoff_sleep(sl_engine *e, uint64_t ms)
+{
+	uint64_t end = sl_clock_mono_ns() + ms * 1000000;
+	while (!past_deadline(e) && sl_clock_mono_ns() < end)
+		sl_sleep_ms(STOP_SLEEP_SLICE_MS);
+}
+
+static uint64_t jitter(uint64_t ms, uint64_t *rng)
+{
+	return ms / 2 + sl_xorshift64(rng) % (ms / 2 + 1);
+}
+
+/* One write of rows to L3, repeated until it commits (D3); SL_OK, or the
+ * error when close's deadline passed. */
+static int write_rows(sl_engine *e, sl_tier_row *rows, size_t n, uint64_t *rng)
+{
+	uint64_t wait = BACKOFF_MIN_MS;
+	for (;;) {
+		int rc = e->tier.ops->write(e->tier.impl, rows, n);
+		if (rc == SL_OK) {
+			if (!atomic_load(&e->l3_up))
+				drain_set_error(e, "");
+			atomic_store(&e->l3_up, 1);
+			atomic_fetch_add(&e->n_l3_batches, 1);
+			return SL_OK;
+		}
+		atomic_store(&e->l3_up, 0);
+		drain_set_error(e, sl_error_last()->message);
+		sl_log(SL_LOG_WARN, "L3 write failed", "rows=%zu retry_ms=%llu", n,
+		       (unsigned long long)wait);
+		if (past_deadline(e))
+			return rc;
+		backoff_sleep(e, jitter(wait, rng));
+		wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
+	}
+}
+
+/* After L3 took a row: the filter (D5), then L1 (D6). */
+static void row_done(sl_engine *e, const sl_tier_row *r, uint64_t lsn, int refused)
+{
+	if (!refused && r->applied) {
+		if (!r->was_live && r->is_live)
+			filter_add(&e->filter, r->key, r->key_len);
+		else if (r->was_live && !r->is_live)
+			filter_remove(&e->filter, r->key, r->key_len);
+	}
+	uint64_t h = l1_hash(r->key, r->key_len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	l1_entry *en = l1_find(s, r->key, r->key_len, h);
+	if (en && en->pending_lsn == lsn) {
+		if (refused)
+			en->refused = 1;
+		else
+			l1_mark_clean(s, en);
+	}
+	l1_unlock(s);
+}
+
+static void update_min_retry(sl_engine *e)
+{
+	uint64_t min = UINT64_MAX;
+	for (size_t i = 0; i < e->n_retries; i++)
+		if (e->retries[i].lsn < min)
+			min = e->retries[i].lsn;
+	atomic_store(&e->min_retry_lsn, min);
+	atomic_store(&e->retrying, (uint64_t)e->n_retries);
+}
+
+static uint64_t retry_delay(uint32_t attempts)
+{
+	uint64_t ms = RETRY_BASE_MS;
+	for (uint32_t i = 1; i < attempts && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
+}
+
+static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
+{
+	retry_row *rows = sl_grow(e->retries, &e->cap_retries, e->n_retries + 1, sizeof(*rows), 8);
+	if (rows == NULL)
+		return SL_ENOMEM;
+	e->retries = rows;
+	retry_row *t = &rows[e->n_retries];
+	memset(t, 0, sizeof(*t));
+	if ((t->key = sl_strndup(r->key, r->key_len)) == NULL ||
+	    (r->value_len && (t->value = sl_malloc(r->value_len)) == NULL)) {
+		sl_free(t->key);
+		return SL_ENOMEM;
+	}
+	if (r->value_len)
+		memcpy(t->value, r->value, r->value_len);
+	t->key_len = r->key_len;
+	t->value_len = r->value_len;
+	t->version = r->version;
+	t->lsn = lsn;
+	t->deleted = r->deleted;
+	t->attempts = 1;
+	t->next_ms = sl_clock_wall_ms() + retry_delay(1);
+	snprintf(t->error, sizeof(t->error), "%s", r->error);
+	e->n_retries++;
+	sl_log(SL_LOG_WARN, "L3 refused a row", "version=%llu error=\"%s\"",
+	       (unsigned long long)r->version, r->error);
+	return SL_OK;
+}
+
+static void retry_remove(sl_engine *e, size_t i)
+{
+	sl_free(e->retries[i].key);
+	sl_free(e->retries[i].value);
+	e->retries[i] = e->retries[--e->n_retries];
+}
+
+static void publish_l3(sl_engine *e, uint64_t lsn)
+{
+	pthread_mutex_lock(&e->drain_lock);
+	if (lsn > atomic_load(&e->l3_lsn))
+		atomic_store(&e->l3_lsn, lsn);
+	pthread_cond_broadcast(&e->l3_cond);
+	pthread_mutex_unlock(&e->drain_lock);
+	uint64_t min = atomic_load(&e->min_retry_lsn);
+	uint64_t upto = atomic_load(&e->l3_lsn);
+	if (min != UINT64_MAX && min - 1 < upto)
+		upto = min - 1;
+	if (sl_wal_release(e->wal, upto) != SL_OK) { /* D2 */
+		drain_set_error(e, sl_error_last()->message);
+		sl_error_clear();
+	}
+}
+
+static int flush_batch(sl_engine *e, batch *b, uint64_t *rng)
+{
+	if (b->n > b->tier_cap) {
+		sl_tier_row *t = sl_realloc(b->tier_rows, b->n * sizeof(*t));
+		if (t == NULL)
+			return SL_ENOMEM;
+		b->tier_rows = t;
+		b->tier_cap = b->n;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		const batch_row *br = &b->rows[i];
+		sl_tier_row *r = &b->tier_rows[i];
+		memset(r, 0, sizeof(*r));
+		r->key = (const char *)b->arena.data + br->key_off;
+		r->key_len = br->key_len;
+		r->value = br->deleted ? NULL : b->arena.data + br->value_off;
+		r->value_len = br->value_len;
+		r->version = br->version;
+		r->deleted = br->deleted;
+		r->fresh = br->version > e->open_version;
+		r->maybe_live = filter_maybe(&e->filter, r->key, r->key_len);
+	}
+	int rc = write_rows(e, b->tier_rows, b->n, rng);
+	if (rc != SL_OK)
+		return rc;
+	for (size_t i = 0; i < b->n; i++) {
+		sl_tier_row *r = &b->tier_rows[i];
+		int refused = r->rc != SL_OK;
+		if (refused && (rc = retry_add(e, r, b->rows[i].lsn)) != SL_OK)
+			return rc;
+		row_done(e, r, b->rows[i].lsn, refused);
+	}
+	atomic_fetch_add(&e->n_l3_rows, b->n);
+	update_min_retry(e);
+	publish_l3(e, b->last_lsn);
+	batch_reset(b);
+	return SL_OK;
+}
+
+/* Retries the refused rows that are due (D4). */
+static int run_retries(sl_engine *e, uint64_t *rng)
+{
+	uint64_t now = sl_clock_wall_ms();
+	size_t due = 0;
+	for (size_t i = 0; i < e->n_retries; i++)
+		due += e->retries[i].next_ms <= now;
+	if (due == 0)
+		return SL_OK;
+	sl_tier_row *rows = sl_calloc(due, sizeof(*rows));
+	size_t *which = sl_calloc(due, sizeof(*which));
+	int rc = rows && which ? SL_OK : SL_ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; rc == SL_OK && i < e->n_retries; i++) {
+		retry_row *t = &e->retries[i];
+		if (t->next_ms > now)
+			continue;
+		rows[n] = (sl_tier_row){.key = t->key,
+		                        .key_len = t->key_len,
+		                        .value = t->deleted ? NULL : t->value,
+		                        .value_len = t->value_len,
+		                        .version = t->version,
+		                        .deleted = t->deleted,
+		                        .maybe_live = 1};
+		which[n++] = i;
+	}
+	if (rc == SL_OK && (rc = e->tier.ops->write(e->tier.impl, rows, n)) != SL_OK) {
+		/* L3 is down: the rows wait for the next round */
+		drain_set_error(e, sl_error_last()->message);
+		sl_error_clear();
+		rc = SL_OK;
+		n = 0;
+	}
+	/* back to front, so retry_remove's swap leaves earlier indexes alone */
+	for (size_t k = n; rc == SL_OK && k-- > 0;) {
+		retry_row *t = &e->retries[which[k]];
+		sl_tier_row *r = &rows[k];
+		if (r->rc == SL_OK) {
+			row_done(e, r, t->lsn, 0);
+			retry_remove(e, which[k]);
+			continue;
+		}
+		t->attempts++;
+		snprintf(t->error, sizeof(t->error), "%s", r->error);
+		if (t->attempts < e->cfg.l3_max_attempts) {
+			t->next_ms = now + jitter(retry_delay(t->attempts), rng);
+			continue;
+		}
+		rc = parked_add(e->parked, t->key, t->key_len, t->version, t->deleted, t->value,
+		                t->value_len, t->attempts, t->error);
+		if (rc != SL_OK)
+			break;
+		sl_log(SL_LOG_WARN, "row parked", "version=%llu attempts=%u",
+		       (unsigned long long)t->version, t->attempts);
+		/* parked: L1 shows what L3 holds again */
+		uint64_t h = l1_hash(t->key, t->key_len);
+		l1_shard *s = l1_shard_of(e->l1, h);
+		l1_lock(s);
+		l1_entry *en = l1_find(s, t->key, t->key_len, h);
+		if (en && en->pending_lsn == t->lsn) {
+			l1_mark_clean(s, en);
+			if ((en = l1_find(s, t->key, t->key_len, h)) != NULL)
+				l1_remove(s, en);
+		}
+		l1_unlock(s);
+		retry_remove(e, which[k]);
+	}
+	sl_free(rows);
+	sl_free(which);
+	update_min_retry(e);
+	publish_l3(e, atomic_load(&e->l3_lsn));
+	return rc;
+}
+
+/* Loads every record the WAL holds into L1 as dirty (E4 after a restart:
+ * a write acknowledged before the crash is read back before L3 has it). */
+typedef struct replay_ctx {
+	sl_engine *e;
+} replay_ctx;
+
+static int replay_one(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
+{
+	sl_engine *e = ((replay_ctx *)ctx)->e;
+	uint64_t h = l1_hash(r->key, r->key_len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	int rc = l1_put_dirty(s, r->key, r->key_len, h, r->version, r->value, r->value_len,
+	                      r->op == SL_WAL_DEL, r->lsn, loc);
+	l1_shrink(s, r->lsn);
+	l1_unlock(s);
+	return rc;
+}
+
+static int replay(sl_engine *e)
+{
+	sl_wal_cursor c;
+	replay_ctx ctx = {e};
+	size_t n;
+	int rc;
+	sl_wal_cursor_start(e->wal, &c);
+	do
+		rc = sl_wal_read_next(e->wal, &c, 4096, 16 << 20, replay_one, &ctx, &n);
+	while (rc == SL_OK && n > 0);
+	return rc;
+}
+
+static void *drain_main(void *arg)
+{
+	sl_engine *e = arg;
+	batch b;
+	sl_wal_cursor cur;
+	uint64_t rng = sl_clock_mono_ns() | 1, next_rebuild = 0;
+	if (batch_init(&b, e->cfg.batch_items) != SL_OK) {
+		drain_set_error(e, "out of memory");
+		return NULL;
+	}
+	sl_wal_cursor_start(e->wal, &cur);
+	atomic_store(&e->l3_lsn, cur.next_lsn - 1);
+	for (;;) {
+		uint64_t trusted_keys;
+		if (!filter_trusted(&e->filter, &trusted_keys) &&
+		    sl_clock_wall_ms() >= next_rebuild && !stopping(e)) {
+			if (filter_rebuild(&e->filter, &e->tier) != SL_OK) {
+				drain_set_error(e, sl_error_last()->message);
+				sl_error_clear();
+				next_rebuild = sl_clock_wall_ms() + REBUILD_RETRY_MS;
+			}
+		}
+		size_t got = 0;
+		int rc = SL_OK;
+		if (b.n < e->cfg.batch_items && b.bytes < e->cfg.batch_bytes)
+			rc = sl_wal_read_next(e->wal, &cur, e->cfg.batch_items - b.n,
+			                      e->cfg.batch_bytes - b.bytes, batch_add, &b, &got);
+		if (rc != SL_OK) {
+			drain_set_error(e, sl_error_last()->message);
+			sl_log(SL_LOG_ERROR, "the drain cannot read the WAL", "error=\"%s\"",
+			       sl_error_last()->message);
+			break;
+		}
+		int full = b.n >= e->cfg.batch_items || b.bytes >= e->cfg.batch_bytes;
+		int due = b.n > 0 &&
+		          (sl_clock_mono_ns() - b.first_ns >= (uint64_t)e->cfg.batch_ms * 1000000 ||
+		           atomic_load(&e->flush_wanted) > 0 || stopping(e));
+		if (full || due) {
+			if (flush_batch(e, &b, &rng) != SL_OK)
+				break; /* close gave up: the rest stays in the WAL */
+			continue;
+		}
+		if (got > 0)
+			continue;
+		if (e->n_retries > 0 && run_retries(e, &rng) != SL_OK) {
+			drain_set_error(e, sl_error_last()->message);
+			break;
+		}
+		sl_wal_stats ws;
+		sl_wal_stats_get(e->wal, &ws);
+		int unsynced = ws.last_lsn >= cur.next_lsn;
+		if (stopping(e) && (!unsynced || past_deadline(e)) && b.n == 0 &&
+		    (e->n_retries == 0 || past_deadline(e)))
+			break;
+		uint64_t wait_ms = unsynced ? UNSYNCED_POLL_MS : IDLE_WAIT_MS;
+		if (b.n > 0) {
+			uint64_t age_ms = (sl_clock_mono_ns() - b.first_ns) / 1000000;
+			uint64_t left = e->cfg.batch_ms > age_ms ? e->cfg.batch_ms - age_ms : 0;
+			wait_ms = left < wait_ms ? left : wait_ms;
+		}
+		if (stopping(e) || e->n_retries > 0)
+			wait_ms = wait_ms < 10 ? wait_ms : 10;
+		pthread_mutex_lock(&e->drain_lock);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(wait_ms * 1000000);
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&e->drain_cond, &e->drain_lock, &ts);
+		pthread_mutex_unlock(&e->drain_lock);
+	}
+	batch_free(&b);
+	return NULL;
+}
+
+int drain_start(sl_engine *e)
+{
+	int rc = replay(e);
+	if (rc != SL_OK)
+		return sl_error_wrap("replay the WAL into L1");
+	if (pthread_create(&e->drain_thread, NULL, drain_main, e) != 0)
+		return sl_error_set(SL_EINTERNAL, "cannot start the drain thread");
+	e->drain_started = 1;
+	return SL_OK;
+}
+
+void drain_stop(sl_engine *e)
+{
+	if (!e->drain_started)
+		return;
+	atomic_store(&e->drain_stop, 1);
+	drain_wake(e);
+	pthread_join(e->drain_thread, NULL);
+	e->drain_started = 0;
+	for (size_t i = e->n_retries; i-- > 0;)
+		retry_remove(e, i);
+}

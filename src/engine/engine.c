@@ -1,0 +1,572 @@
+/* The engine's API: open, submit, delete, get, key status, flush, close.
+ *
+ * A write (submit or delete):
+ *   1. is admitted by backpressure (pressure.c): it may wait a bounded time
+ *      at `throttle`, and is refused with SL_EBUSY at `reject`;
+ *   2. under its L1 shard's lock, takes the next version, is appended to
+ *      the WAL (which gives it an LSN) and becomes the key's dirty L1 entry;
+ *   3. waits for its acknowledgement level: nothing more for `memory`, the
+ *      WAL's group commit for `local`, and then the drain's L3 commit for
+ *      `l3`.
+ *
+ * Invariants:
+ *   E1  Versions come from one counter that starts above every version
+ *       the WAL or L3 can hold (open_version: the WAL keeps the highest in
+ *       its records and segment headers, and L3 only ever got versions
+ *       from the WAL), so a key's versions only grow, across restarts too.
+ *   E2  Per key, version order = LSN order = the order of L1 updates,
+ *       because all three happen under the key's shard lock. The drain
+ *       reads the WAL in LSN order, so L3 sees a key's writes in order;
+ *       the version guard in every tier makes replays and retries
+ *       harmless anyway.
+ *   E3  A write is acknowledged only after what its level promises is
+ *       true; an error means it was not acknowledged (and at `l3`,
+ *       SL_ETIMEOUT means it is durable locally and will reach L3).
+ *   E4  Read your writes: a key with a write not yet in L3 has a dirty L1
+ *       entry (never evicted, l1.h), so get answers from L1 (or from the
+ *       WAL record when the value was released) before asking L3.
+ *   E5  A delete is a write: a tombstone with its own version, which
+ *       cancels a pending write of the key (the drain keeps only the
+ *       newest write of a key in a batch) instead of racing it.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/engine_internal.h"
+#include "sluice/store.h"
+
+#define MIB (UINT64_C(1) << 20)
+
+_Static_assert(SL_ENGINE_VALUE_MAX == SL_WAL_VALUE_MAX,
+               "a value the engine takes fits a WAL record");
+
+int sl_ack_parse(sl_ack *out, const char *s)
+{
+	static const struct {
+		const char *name;
+		sl_ack ack;
+	} acks[] = {{"memory", SL_ACK_MEMORY}, {"local", SL_ACK_LOCAL}, {"l3", SL_ACK_L3}};
+	for (size_t i = 0; s && i < sizeof(acks) / sizeof(acks[0]); i++)
+		if (strcmp(s, acks[i].name) == 0) {
+			*out = acks[i].ack;
+			return SL_OK;
+		}
+	return sl_error_set(SL_EINVAL, "unknown acknowledgement level '%s' (memory, local or l3)",
+	                    s ? s : "");
+}
+
+const char *sl_ack_name(sl_ack ack)
+{
+	return ack == SL_ACK_MEMORY ? "memory" : ack == SL_ACK_L3 ? "l3" : "local";
+}
+
+const char *sl_pressure_name(sl_pressure p)
+{
+	static const char *const names[] = {"normal", "warn", "throttle", "reject"};
+	return p >= SL_PRESSURE_NORMAL && p <= SL_PRESSURE_REJECT ? names[p] : "unknown";
+}
+
+void sl_submit_options_init(sl_submit_options *o)
+{
+	o->ack = SL_ACK_LOCAL;
+	o->tiers = SL_TIER_L3;
+	o->ttl_ms = 0;
+}
+
+void sl_engine_config_init(sl_engine_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->wal_segment_bytes = 64 * MIB;
+	c->wal_max_bytes = 1024 * MIB;
+	c->l3_type = SL_L3_STORE;
+	c->l3_timeout_ms = 10000;
+	c->l3_max_attempts = 5;
+	c->l3_ack_timeout_ms = 30000;
+	c->l1_budget_bytes = 256 * MIB;
+	c->l1_shards = 64;
+	c->batch_items = 1000;
+	c->batch_bytes = MIB;
+	c->batch_ms = 100;
+	c->filter_capacity = 1000000;
+	c->filter_fp_bits = 16;
+	c->pressure_warn = 0.5;
+	c->pressure_throttle = 0.75;
+	c->pressure_reject = 0.95;
+	c->throttle_wait_ms = 100;
+	c->value_max = 16 * MIB;
+}
+
+static int check_config(const sl_engine_config *c)
+{
+	if (c->wal_dir == NULL || c->wal_dir[0] == '\0')
+		return sl_error_set(SL_EINVAL, "the engine needs a WAL directory");
+	if (c->l3_type == SL_L3_STORE && (c->l3_dir == NULL || c->l3_namespace == NULL))
+		return sl_error_set(SL_EINVAL, "an L3 store needs a directory and a namespace");
+	if (c->l3_type == SL_L3_POSTGRESQL && (c->l3_url == NULL || c->l3_table == NULL))
+		return sl_error_set(SL_EINVAL, "an L3 PostgreSQL table needs a url and a table");
+	if (c->l3_type != SL_L3_STORE && c->l3_type != SL_L3_POSTGRESQL)
+		return sl_error_set(SL_EINVAL, "unknown L3 type %d", (int)c->l3_type);
+	if (c->batch_items == 0 || c->batch_bytes == 0 || c->batch_ms == 0)
+		return sl_error_set(SL_EINVAL, "batch thresholds must be positive");
+	if (c->l3_max_attempts == 0)
+		return sl_error_set(SL_EINVAL, "l3 max_attempts must be at least 1");
+	if (c->filter_fp_bits != 12 && c->filter_fp_bits != 16)
+		return sl_error_set(SL_EINVAL, "filter fingerprints are 12 or 16 bits, not %u",
+		                    c->filter_fp_bits);
+	if (!(c->pressure_warn > 0 && c->pressure_warn <= c->pressure_throttle &&
+	      c->pressure_throttle <= c->pressure_reject && c->pressure_reject <= 1))
+		return sl_error_set(SL_EINVAL,
+		                    "backpressure thresholds must grow: 0 < warn <= throttle <= "
+		                    "reject <= 1");
+	if (c->value_max == 0 || c->value_max > SL_ENGINE_VALUE_MAX)
+		return sl_error_set(SL_EINVAL, "value_max must be 1 byte to %u bytes",
+		                    SL_ENGINE_VALUE_MAX);
+	return SL_OK;
+}
+
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void engine_free(sl_engine *e)
+{
+	pressure_stop(e);
+	if (e->tier.ops)
+		e->tier.ops->close(e->tier.impl);
+	sl_wal_close(e->wal);
+	l1_free(e->l1);
+	filter_free(&e->filter);
+	parked_close(e->parked);
+	sl_free(e->retries);
+	pthread_mutex_destroy(&e->drain_lock);
+	pthread_cond_destroy(&e->drain_cond);
+	pthread_cond_destroy(&e->l3_cond);
+	pthread_mutex_destroy(&e->error_lock);
+	pthread_mutex_destroy(&e->pressure_lock);
+	pthread_cond_destroy(&e->pressure_cond);
+	sl_free(e->wal_dir);
+	sl_free(e);
+}
+
+int sl_engine_open(sl_engine **out, const sl_engine_config *c)
+{
+	return engine_open_tier(out, c, NULL);
+}
+
+int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *tier)
+{
+	int rc = check_config(c);
+	if (rc != SL_OK)
+		return rc;
+	sl_engine *e = sl_calloc(1, sizeof(*e));
+	if (e == NULL)
+		return SL_ENOMEM;
+	e->cfg = *c;
+	pthread_mutex_init(&e->drain_lock, NULL);
+	pthread_cond_init(&e->drain_cond, NULL);
+	pthread_cond_init(&e->l3_cond, NULL);
+	pthread_mutex_init(&e->error_lock, NULL);
+	pthread_mutex_init(&e->pressure_lock, NULL);
+	pthread_cond_init(&e->pressure_cond, NULL);
+	atomic_store(&e->min_retry_lsn, UINT64_MAX);
+	if ((e->wal_dir = sl_strdup(c->wal_dir)) == NULL) {
+		engine_free(e);
+		return SL_ENOMEM;
+	}
+	e->cfg.wal_dir = e->wal_dir;
+
+	sl_wal_options wo = {c->wal_dir, c->wal_segment_bytes, c->wal_max_bytes};
+	sl_wal_open_report report;
+	sl_digest position;
+	if ((rc = sl_wal_open(&e->wal, &wo, &report)) != SL_OK ||
+	    (rc = l1_new(&e->l1, c->l1_shards, c->l1_budget_bytes)) != SL_OK ||
+	    (rc = filter_init(&e->filter, c->filter_capacity, c->filter_fp_bits)) != SL_OK ||
+	    (rc = parked_open(&e->parked, c->wal_dir)) != SL_OK)
+		goto fail;
+	if (tier)
+		e->tier = *tier;
+	else if (c->l3_type == SL_L3_STORE)
+		rc = sl_tier_store_open(&e->tier, c->l3_dir, c->l3_namespace, c->l3_timeout_ms);
+	else
+		rc = sl_tier_pg_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
+	if (rc != SL_OK)
+		goto fail;
+	if ((rc = e->tier.ops->position(e->tier.impl, &position)) != SL_OK ||
+	    (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK)
+		goto fail;
+	/* E1 */
+	e->open_version = report.max_version;
+	uint64_t now = wall_us();
+	atomic_store(&e->next_version, (now > report.max_version ? now : report.max_version) + 1);
+	sl_wal_set_version_floor(e->wal, atomic_load(&e->next_version));
+	atomic_store(&e->l3_up, 1);
+	if (report.torn_bytes > 0)
+		sl_log(SL_LOG_WARN, "WAL torn tail cut", "bytes=%llu records=%llu",
+		       (unsigned long long)report.torn_bytes, (unsigned long long)report.records);
+	if ((rc = drain_start(e)) != SL_OK || (rc = pressure_start(e)) != SL_OK)
+		goto fail;
+	*out = e;
+	return SL_OK;
+fail:
+	sl_error_wrap("open the engine");
+	if (e->drain_started) {
+		e->drain_deadline_ns = sl_clock_mono_ns();
+		drain_stop(e);
+	}
+	engine_free(e);
+	return rc;
+}
+
+void sl_engine_close(sl_engine *e, unsigned drain_ms)
+{
+	if (e == NULL)
+		return;
+	atomic_store(&e->closing, 1);
+	e->drain_deadline_ns = sl_clock_mono_ns() + (uint64_t)drain_ms * 1000000;
+	drain_stop(e);
+	sl_digest position;
+	if (e->tier.ops->position(e->tier.impl, &position) == SL_OK)
+		filter_save(&e->filter, e->wal_dir, &position);
+	sl_error_clear();
+	engine_free(e);
+}
+
+static int check_options(const sl_engine *e, const sl_submit_options *o)
+{
+	if (o->ack < SL_ACK_MEMORY || o->ack > SL_ACK_L3)
+		return sl_error_set(SL_EINVAL, "unknown acknowledgement level %d", (int)o->ack);
+	if (o->tiers != SL_TIER_L3)
+		return sl_error_set(SL_EINVAL, "only the L3 tier is built so far");
+	if (o->ttl_ms != 0)
+		return sl_error_set(SL_EINVAL, "a TTL needs the L2 tier, which is not built yet");
+	if (atomic_load(&e->closing))
+		return sl_error_set(SL_EBUSY, "the engine is closing");
+	return SL_OK;
+}
+
+/* Waits (with drain_lock held) until l3_lsn moves, or 10 ms. */
+static void wait_l3_moved(sl_engine *e)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&e->l3_cond, &e->drain_lock, &ts);
+}
+
+/* Waits until L3 holds lsn (or it was refused: then the error). */
+static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn)
+{
+	uint64_t deadline = sl_clock_mono_ns() + (uint64_t)e->cfg.l3_ack_timeout_ms * 1000000;
+	atomic_fetch_add(&e->flush_wanted, 1);
+	drain_wake(e);
+	pthread_mutex_lock(&e->drain_lock);
+	while (atomic_load(&e->l3_lsn) < lsn && sl_clock_mono_ns() < deadline) {
+		wait_l3_moved(e);
+	}
+	pthread_mutex_unlock(&e->drain_lock);
+	atomic_fetch_sub(&e->flush_wanted, 1);
+	if (atomic_load(&e->l3_lsn) < lsn)
+		return sl_error_set(SL_ETIMEOUT,
+		                    "L3 did not take the write within %u ms; it is in the WAL and "
+		                    "will reach L3",
+		                    e->cfg.l3_ack_timeout_ms);
+	uint64_t h = l1_hash(key, len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	l1_entry *en = l1_find(s, key, len, h);
+	int refused = en && en->pending_lsn == lsn && en->refused;
+	l1_unlock(s);
+	if (refused)
+		return sl_error_set(SL_EIO, "L3 refused the write; it is retried, then parked");
+	return SL_OK;
+}
+
+static int write_key(sl_engine *e, const char *key, size_t key_len, const void *value,
+                     size_t value_len, int deleted, const sl_submit_options *opts,
+                     uint64_t *version_out)
+{
+	sl_submit_options defaults;
+	if (opts == NULL) {
+		sl_submit_options_init(&defaults);
+		opts = &defaults;
+	}
+	int rc = sl_key_validate(key, key_len);
+	if (rc == SL_OK)
+		rc = check_options(e, opts);
+	if (rc != SL_OK)
+		return rc;
+	if (value_len > e->cfg.value_max)
+		return sl_error_set(SL_ETOOLARGE, "the value has %zu bytes; the cap is %zu",
+		                    value_len, e->cfg.value_max);
+	if ((rc = pressure_admit(e)) != SL_OK) {
+		atomic_fetch_add(&e->n_rejected, 1);
+		return rc;
+	}
+	uint64_t h = l1_hash(key, key_len), lsn, version;
+	sl_wal_loc loc;
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	version = atomic_fetch_add(&e->next_version, 1); /* E1, E2 */
+	sl_wal_record r = {0,   version, sl_clock_wall_ms(),     deleted ? SL_WAL_DEL : SL_WAL_PUT,
+	                   key, key_len, deleted ? NULL : value, deleted ? 0 : value_len};
+	rc = sl_wal_append(e->wal, &r, &lsn, &loc);
+	if (rc == SL_OK) {
+		rc = l1_put_dirty(s, key, key_len, h, version, value, value_len, deleted, lsn,
+		                  &loc);
+		if (rc != SL_OK) {
+			/* The record is in the WAL and will reach L3, but L1
+			 * could not show it: a read would miss the write, so
+			 * it is not acknowledged. */
+			sl_error_wrap("keep the write in L1");
+		}
+		l1_shrink(s, sl_wal_synced_lsn(e->wal));
+	}
+	l1_unlock(s);
+	if (rc != SL_OK) {
+		if (rc == SL_EBUSY)
+			atomic_fetch_add(&e->n_rejected, 1);
+		return rc;
+	}
+	drain_wake(e);
+	if (opts->ack >= SL_ACK_LOCAL && (rc = sl_wal_sync(e->wal, lsn)) != SL_OK)
+		return rc;
+	if (opts->ack == SL_ACK_L3 && (rc = wait_l3(e, key, key_len, lsn)) != SL_OK)
+		return rc;
+	atomic_fetch_add(deleted ? &e->n_deleted : &e->n_submitted, 1);
+	if (version_out)
+		*version_out = version;
+	return SL_OK;
+}
+
+int sl_engine_submit(sl_engine *e, const char *key, size_t key_len, const void *value,
+                     size_t value_len, const sl_submit_options *o, uint64_t *version)
+{
+	return write_key(e, key, key_len, value, value_len, 0, o, version);
+}
+
+int sl_engine_delete(sl_engine *e, const char *key, size_t key_len, const sl_submit_options *o,
+                     uint64_t *version)
+{
+	return write_key(e, key, key_len, NULL, 0, 1, o, version);
+}
+
+typedef enum { FOUND_NONE, FOUND_VALUE, FOUND_TOMBSTONE, FOUND_RELEASED } l1_found;
+
+/* What L1 says of the key; copies a resident value into *value. */
+static l1_found get_l1(sl_engine *e, const char *key, size_t len, sl_buf *value, uint64_t *version,
+                       sl_wal_loc *loc, uint64_t *evictions, int *rc)
+{
+	uint64_t h = l1_hash(key, len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_found found = FOUND_NONE;
+	*rc = SL_OK;
+	l1_lock(s);
+	l1_entry *en = l1_find(s, key, len, h);
+	*evictions = s->evictions;
+	if (en) {
+		*version = en->version;
+		if (en->deleted) {
+			found = FOUND_TOMBSTONE;
+		} else if (en->value) {
+			found = FOUND_VALUE;
+			*rc = sl_buf_set(value, en->value, en->value_len);
+		} else {
+			found = FOUND_RELEASED;
+			*loc = en->loc;
+		}
+	}
+	l1_unlock(s);
+	return found;
+}
+
+/* A released value, read back from its WAL record. */
+static int get_released(sl_engine *e, const sl_wal_loc *loc, uint64_t version, sl_buf *value)
+{
+	sl_buf rec = SL_BUF_INIT(SIZE_MAX);
+	sl_wal_record r;
+	int rc = sl_wal_read_at(e->wal, loc, &r, &rec);
+	if (rc == SL_OK && r.version != version)
+		rc = sl_error_set(SL_ENOTFOUND, "the WAL record moved");
+	if (rc == SL_OK)
+		rc = sl_buf_set(value, r.value, r.value_len);
+	sl_buf_free(&rec);
+	return rc;
+}
+
+static int get_l3(sl_engine *e, const char *key, size_t len, sl_buf *value, uint64_t *version,
+                  uint64_t evictions)
+{
+	if (!filter_maybe(&e->filter, key, len)) {
+		atomic_fetch_add(&e->n_gets_filter_miss, 1);
+		*version = 0;
+		return sl_error_set(SL_ENOTFOUND, "no such key");
+	}
+	atomic_fetch_add(&e->n_gets_l3, 1);
+	int deleted = 0;
+	int rc = e->tier.ops->get(e->tier.impl, key, len, value, version, &deleted);
+	if (rc == SL_ENOTFOUND)
+		*version = 0;
+	if (rc != SL_OK)
+		return rc;
+	uint64_t h = l1_hash(key, len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	if (l1_put_clean(s, key, len, h, *version, value->data, value->len, deleted, evictions) ==
+	    SL_OK)
+		l1_shrink(s, sl_wal_synced_lsn(e->wal));
+	sl_error_clear(); /* not caching is fine */
+	l1_unlock(s);
+	if (deleted)
+		return sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
+	return SL_OK;
+}
+
+int sl_engine_get(sl_engine *e, const char *key, size_t key_len, sl_buf *value, uint64_t *version)
+{
+	int rc = sl_key_validate(key, key_len);
+	if (rc != SL_OK)
+		return rc;
+	for (int attempt = 0;; attempt++) {
+		uint64_t v = 0, evictions;
+		sl_wal_loc loc;
+		l1_found f = get_l1(e, key, key_len, value, &v, &loc, &evictions, &rc);
+		if (f != FOUND_NONE)
+			atomic_fetch_add(&e->n_gets_l1, 1);
+		if (f == FOUND_RELEASED) {
+			rc = get_released(e, &loc, v, value);
+			if (rc != SL_OK && attempt < 3) /* drained meanwhile: again */
+				continue;
+		}
+		if (f == FOUND_NONE)
+			rc = get_l3(e, key, key_len, value, &v, evictions);
+		if (f == FOUND_TOMBSTONE)
+			rc = sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
+		if (version)
+			*version = v;
+		return rc;
+	}
+}
+
+int sl_engine_key_status(sl_engine *e, const char *key, size_t key_len, sl_key_status *out)
+{
+	int rc = sl_key_validate(key, key_len);
+	if (rc != SL_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	uint64_t h = l1_hash(key, key_len);
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	l1_entry *en = l1_find(s, key, key_len, h);
+	int pending = 0;
+	if (en) {
+		out->l1 = 1;
+		out->version = en->version;
+		out->deleted = en->deleted;
+		pending = en->pending_lsn != 0;
+		out->wal = pending;
+	}
+	l1_unlock(s);
+	if (!pending) {
+		sl_buf value = SL_BUF_INIT(SIZE_MAX);
+		uint64_t v = 0;
+		int deleted = 0;
+		rc = e->tier.ops->get(e->tier.impl, key, key_len, &value, &v, &deleted);
+		sl_buf_free(&value);
+		if (rc == SL_OK && (!en || v >= out->version)) {
+			out->l3 = 1;
+			out->version = v;
+			out->deleted = deleted;
+		} else if (rc == SL_ENOTFOUND) {
+			sl_error_clear();
+			rc = SL_OK;
+		}
+		if (rc != SL_OK)
+			return rc;
+	}
+	uint64_t parked = parked_version(e->parked, key, key_len);
+	if (parked >= out->version && parked > 0) {
+		/* the newest write of the key is the one L3 refused */
+		out->parked = 1;
+		out->version = parked;
+		out->l3 = 0;
+	}
+	return SL_OK;
+}
+
+int sl_engine_flush(sl_engine *e, unsigned timeout_ms)
+{
+	sl_wal_stats ws;
+	sl_wal_stats_get(e->wal, &ws);
+	uint64_t target = ws.last_lsn;
+	uint64_t deadline = sl_clock_mono_ns() + (uint64_t)timeout_ms * 1000000;
+	atomic_fetch_add(&e->flush_wanted, 1);
+	drain_wake(e);
+	int done = 0;
+	pthread_mutex_lock(&e->drain_lock);
+	while (!(done = atomic_load(&e->l3_lsn) >= target &&
+	                atomic_load(&e->min_retry_lsn) > target) &&
+	       sl_clock_mono_ns() < deadline) {
+		wait_l3_moved(e);
+	}
+	pthread_mutex_unlock(&e->drain_lock);
+	atomic_fetch_sub(&e->flush_wanted, 1);
+	if (!done)
+		return sl_error_set(SL_ETIMEOUT, "L3 did not take everything within %u ms",
+		                    timeout_ms);
+	return SL_OK;
+}
+
+int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	l1_stats ls;
+	sl_wal_stats ws;
+	l1_stats_get(e->l1, &ls);
+	sl_wal_stats_get(e->wal, &ws);
+	out->pressure = (sl_pressure)atomic_load(&e->pressure);
+	out->pressure_ratio = atomic_load(&e->pressure_ratio);
+	out->l1_entries = ls.entries;
+	out->l1_bytes = ls.bytes;
+	out->l1_dirty_bytes = ls.dirty_bytes;
+	out->l1_pinned_bytes = ls.pinned_bytes;
+	out->l1_budget_bytes = e->cfg.l1_budget_bytes;
+	out->wal_bytes = ws.bytes;
+	out->wal_segments = ws.segments;
+	out->wal_max_bytes = e->cfg.wal_max_bytes;
+	uint64_t now = sl_clock_wall_ms();
+	out->wal_oldest_age_ms =
+	        ws.oldest_wall_ms && now > ws.oldest_wall_ms ? now - ws.oldest_wall_ms : 0;
+	out->wal_lsn = ws.last_lsn;
+	out->wal_synced_lsn = ws.synced_lsn;
+	out->l3_lsn = atomic_load(&e->l3_lsn);
+	out->l3_lag = ws.last_lsn > out->l3_lsn ? ws.last_lsn - out->l3_lsn : 0;
+	out->l3_up = atomic_load(&e->l3_up);
+	pthread_mutex_lock(&e->error_lock);
+	snprintf(out->l3_error, sizeof(out->l3_error), "%s", e->l3_error);
+	pthread_mutex_unlock(&e->error_lock);
+	out->parked = parked_count(e->parked);
+	out->retrying = atomic_load(&e->retrying);
+	out->filter_trusted = filter_trusted(&e->filter, &out->filter_keys);
+	out->submitted = atomic_load(&e->n_submitted);
+	out->deleted = atomic_load(&e->n_deleted);
+	out->rejected = atomic_load(&e->n_rejected);
+	out->l3_rows = atomic_load(&e->n_l3_rows);
+	out->l3_batches = atomic_load(&e->n_l3_batches);
+	out->gets_l1 = atomic_load(&e->n_gets_l1);
+	out->gets_l3 = atomic_load(&e->n_gets_l3);
+	out->gets_filter_miss = atomic_load(&e->n_gets_filter_miss);
+	return SL_OK;
+}
+
+int sl_engine_parked(sl_engine *e, sl_parked_fn cb, void *ctx)
+{
+	return parked_each(e->parked, cb, ctx);
+}

@@ -1,0 +1,128 @@
+/*
+ * What the engine's modules share: engine.c (the API, versions, reads),
+ * drain.c (the batcher: WAL -> L3), filter.c (the cuckoo filter over L3's
+ * live keys), parked.c (rows L3 refused for good) and pressure.c (the
+ * backpressure monitor and the metrics).
+ */
+#ifndef SLUICE_ENGINE_INTERNAL_H
+#define SLUICE_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine/l1.h"
+#include "engine/tier.h"
+#include "engine/wal.h"
+#include "sluice/engine.h"
+
+/* ---------------------------------------------------------------- filter */
+
+typedef struct engine_filter {
+	pthread_rwlock_t lock;
+	sl_cuckoo *f;
+	int trusted;       /* every live key of L3 is in f */
+	uint64_t capacity; /* of f */
+	unsigned fp_bits;
+} engine_filter;
+
+int filter_init(engine_filter *ef, uint64_t capacity, unsigned fp_bits);
+void filter_free(engine_filter *ef);
+/* Loads DIR/filter when its saved position equals `position` (then
+ * trusted), and removes the file either way: a snapshot is used once. */
+int filter_load(engine_filter *ef, const char *dir, const sl_digest *position);
+int filter_save(engine_filter *ef, const char *dir, const sl_digest *position);
+/* Fills a new filter from L3's live keys (keyset paging), at least twice
+ * the keys' count in capacity, and trusts it. Called by the drain only. */
+int filter_rebuild(engine_filter *ef, sl_tier *tier);
+/* 1 when L3 may have a live row of the key (always when untrusted). */
+int filter_maybe(engine_filter *ef, const char *key, size_t len);
+/* L3 confirmed a new live key / a deleted one. A full filter is dropped
+ * (untrusted) until the next rebuild. */
+void filter_add(engine_filter *ef, const char *key, size_t len);
+void filter_remove(engine_filter *ef, const char *key, size_t len);
+int filter_trusted(engine_filter *ef, uint64_t *keys);
+
+/* ---------------------------------------------------------------- parked */
+
+typedef struct parked_list parked_list;
+
+int parked_open(parked_list **out, const char *dir);
+void parked_close(parked_list *p);
+/* Appends and syncs DIR/parked; only then may the WAL drop the record. */
+int parked_add(parked_list *p, const char *key, size_t key_len, uint64_t version, int deleted,
+               const uint8_t *value, size_t value_len, uint32_t attempts, const char *error);
+uint64_t parked_count(parked_list *p);
+int parked_each(parked_list *p, sl_parked_fn cb, void *ctx);
+/* The newest parked version of the key, 0 if none is parked. */
+uint64_t parked_version(parked_list *p, const char *key, size_t key_len);
+
+/* ----------------------------------------------------------------- drain */
+
+typedef struct retry_row retry_row;
+
+/* ---------------------------------------------------------------- engine */
+
+typedef struct engine_metrics engine_metrics;
+
+struct sl_engine {
+	sl_engine_config cfg;
+	char *wal_dir;
+	sl_wal *wal;
+	l1 *l1;
+	sl_tier tier;
+	engine_filter filter;
+	parked_list *parked;
+
+	_Atomic uint64_t next_version;
+	uint64_t open_version; /* every version L3 can hold is <= this */
+	atomic_int closing;    /* no new writes */
+
+	/* the drain */
+	pthread_t drain_thread;
+	int drain_started;
+	pthread_mutex_t drain_lock;
+	pthread_cond_t drain_cond; /* the drain waits on it, writers signal it */
+	pthread_cond_t l3_cond;    /* l3_lsn moved */
+	_Atomic uint64_t l3_lsn;   /* every record <= it is in L3, retrying or parked */
+	_Atomic uint64_t flush_wanted;
+	atomic_int drain_stop;
+	uint64_t drain_deadline_ns; /* close: give up draining past it */
+	retry_row *retries;         /* rows L3 refused, to be tried again */
+	size_t n_retries, cap_retries;
+	_Atomic uint64_t retrying;
+	_Atomic uint64_t min_retry_lsn; /* UINT64_MAX: none */
+	atomic_int l3_up;
+	pthread_mutex_t error_lock;
+	char l3_error[256];
+
+	/* backpressure and metrics */
+	pthread_t monitor_thread;
+	int monitor_started;
+	atomic_int pressure;
+	_Atomic double pressure_ratio;
+	pthread_mutex_t pressure_lock;
+	pthread_cond_t pressure_cond;
+	engine_metrics *metrics;
+
+	/* counters */
+	_Atomic uint64_t n_submitted, n_deleted, n_rejected, n_l3_rows, n_l3_batches;
+	_Atomic uint64_t n_gets_l1, n_gets_l3, n_gets_filter_miss;
+};
+
+/* sl_engine_open with a tier made by the caller (tests: a tier that fails
+ * on demand), which the engine then owns; tier NULL: from the config. */
+int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *tier);
+
+int drain_start(sl_engine *e);
+void drain_stop(sl_engine *e); /* drains until drain_deadline_ns, then joins */
+void drain_wake(sl_engine *e);
+void drain_set_error(sl_engine *e, const char *msg);
+
+int pressure_start(sl_engine *e);
+void pressure_stop(sl_engine *e);
+/* Computes the level now (the monitor does every few milliseconds). */
+void pressure_update(sl_engine *e);
+/* Waits (bounded) while the level is throttle; SL_EBUSY at reject. */
+int pressure_admit(sl_engine *e);
+
+#endif
