@@ -13,6 +13,7 @@
 #   scripts/services.sh stop DIR          # stops what DIR holds, removes DIR
 #   scripts/services.sh restart-pg DIR    # pg_ctl restart (tests of outages)
 #   scripts/services.sh stop-pg DIR | start-pg DIR
+#   scripts/services.sh crash-pg DIR      # pg_ctl stop -m immediate: no checkpoint, as a crash
 #
 # PostgreSQL refuses to run as root, so as root initdb and pg_ctl run as the
 # `postgres` user, which owns the data directory. s3rver comes from
@@ -122,9 +123,10 @@ start)
 stop) stop_all "${1:?services: stop needs the directory}" ;;
 restart-pg) pg_ctl_run "${1:?}" restart -m fast ;;
 stop-pg) pg_ctl_run "${1:?}" stop -m fast ;;
+crash-pg) pg_ctl_run "${1:?}" stop -m immediate ;;
 start-pg) pg_ctl_run "${1:?}" start ;;
 *)
-  echo "usage: services.sh start [pg] [s3] | stop DIR | restart-pg DIR | stop-pg DIR | start-pg DIR" >&2
+  echo "usage: services.sh start [pg] [s3] | stop DIR | restart-pg DIR | stop-pg DIR | crash-pg DIR | start-pg DIR" >&2
   exit 2
   ;;
 esac

@@ -178,10 +178,7 @@ static int entry_error(const loader *l, const cli_toml_entry *e, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	if (e->table[0] == '\0')
-		return sl_error_set(SL_EINVAL, "%s:%d: %s: %s", l->name, e->line, e->key, what);
-	return sl_error_set(SL_EINVAL, "%s:%d: [%s] %s: %s", l->name, e->line, e->table, e->key,
-	                    what);
+	return cli_toml_entry_error(l->name, e, "%s", what);
 }
 
 /* The line of the [table] header, or 0 when the table is not written. */

@@ -32,6 +32,7 @@ static const cli_command commands[] = {
         {"failed", cli_cmd_failed, "list objects parked after repeated failures"},
         {"retry", cli_cmd_retry, "retry failed objects now"},
         {"reset", cli_cmd_reset, "forget the pipeline's cursor and failures"},
+        {"engine", cli_cmd_engine, "the tiered write engine: serve it, ask its status"},
         {"tool", cli_cmd_tool, "stand-alone helpers (mmr-root)"},
 };
 

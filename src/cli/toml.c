@@ -697,6 +697,18 @@ void cli_toml_free(cli_toml_doc *doc)
 	memset(doc, 0, sizeof(*doc));
 }
 
+int cli_toml_entry_error(const char *name, const cli_toml_entry *e, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (e->table[0] == '\0')
+		return sl_error_set(SL_EINVAL, "%s:%d: %s: %s", name, e->line, e->key, what);
+	return sl_error_set(SL_EINVAL, "%s:%d: [%s] %s: %s", name, e->line, e->table, e->key, what);
+}
+
 const char *cli_toml_type_name(cli_toml_type type)
 {
 	switch (type) {

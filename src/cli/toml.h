@@ -60,6 +60,11 @@ typedef struct cli_toml_doc {
 int cli_toml_parse(cli_toml_doc *out, const char *name, const char *text, size_t len);
 void cli_toml_free(cli_toml_doc *doc); /* zeroes *doc; NULL ok */
 
+/* An error about an entry, as every config reader words it:
+ * "<name>:<line>: [<table>] <key>: <what>"; returns SL_EINVAL. */
+int cli_toml_entry_error(const char *name, const cli_toml_entry *e, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* A type's name with its article for messages: "a string", "an integer". */
 const char *cli_toml_type_name(cli_toml_type type);
 

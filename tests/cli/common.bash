@@ -5,6 +5,7 @@
 #   run CMD...          run CMD, keep stdout in $OUT, stderr in $ERR, status in $STATUS
 #   expect N CMD...     run CMD and fail unless it exits with N
 #   fail MESSAGE        report and exit 1
+#   wait_until SECONDS CMD...  poll CMD every 0.1 s until it succeeds (1 if it never does)
 
 : "${SLUICE:?set SLUICE to the sluice binary}"
 SLUICE_SRC=${SLUICE_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -16,6 +17,16 @@ export SLUICE_LOG=warn
 OUT=
 ERR=
 STATUS=0
+
+wait_until() {
+	local seconds=$1
+	shift
+	local deadline=$((SECONDS + seconds))
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.1
+	done
+}
 
 fail() {
 	echo "FAIL: $*" >&2

@@ -5,7 +5,6 @@
 #   start_server NAME DIR [serve args...]  sets SERVER_PID[NAME], PORT[NAME]
 #   stop_server NAME [SIGNAL]
 #   start_proxy UPSTREAM_PORT CONTROL_FILE  sets PROXY_PID, PROXY_PORT
-#   wait_until SECONDS CMD...               poll CMD every 0.1 s until it succeeds
 #   root_in DIR NS / size_in DIR NS         a store's root / size for NS
 
 declare -A SERVER_PID PORT
@@ -21,16 +20,6 @@ cleanup_children() {
 	rm -rf "$TMP"
 }
 trap cleanup_children EXIT
-
-wait_until() {
-	local seconds=$1
-	shift
-	local deadline=$((SECONDS + seconds))
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$deadline" ] || return 1
-		sleep 0.1
-	done
-}
 
 # start_server NAME DIR [ARGS]: logs in $TMP/NAME.log.
 start_server() {
