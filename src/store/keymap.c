@@ -121,7 +121,8 @@ int keymap_sorted(const keymap *m, const char *prefix, size_t prefix_len, const 
 		return SL_ENOMEM;
 	for (size_t i = 0; i < m->cap; i++) {
 		const keymap_head *e = m->slots[i];
-		if (e && e->key_len >= prefix_len && memcmp(e->key, prefix, prefix_len) == 0)
+		if (e && e->key_len >= prefix_len &&
+		    (prefix_len == 0 || memcmp(e->key, prefix, prefix_len) == 0))
 			list[n++] = e;
 	}
 	qsort(list, n, sizeof(*list), compare_heads);
