@@ -103,7 +103,8 @@ typedef struct sl_engine sl_engine;
 int sl_engine_open(sl_engine **out, const sl_engine_config *c);
 /* Stops taking writes, drains what L1 and the WAL hold into L3 while L3
  * answers (at most drain_ms; what is left stays in the WAL for the next
- * open), saves the filter and frees. NULL ok. */
+ * open), saves the filter and frees. No other call on e may be in
+ * flight or made after (a server stops its handlers first). NULL ok. */
 void sl_engine_close(sl_engine *e, unsigned drain_ms);
 
 /* Returns once the write is acknowledged at o->ack (NULL: defaults), with

@@ -362,6 +362,52 @@ static void test_backpressure_loses_nothing(void **state)
 	teardown_fx(&x);
 }
 
+/* With backpressure out of the way, the WAL's cap itself refuses: the
+ * refused write is not acknowledged and leaves no trace. */
+static void test_full_wal_refuses_cleanly(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	x.cfg.wal_max_bytes = 64 * 1024;
+	x.cfg.wal_segment_bytes = 16 * 1024;
+	x.cfg.pressure_warn = x.cfg.pressure_throttle = x.cfg.pressure_reject = 1.0;
+	faulty *f = open_engine(&x);
+	atomic_store(&f->down, 1);
+	char key[32], val[500];
+	memset(val, 'w', sizeof(val));
+	int refused = -1;
+	for (int i = 0; i < 1000 && refused < 0; i++) {
+		snprintf(key, sizeof(key), "full/%04d", i);
+		sl_submit_options o = ack(SL_ACK_LOCAL);
+		int rc = sl_engine_submit(x.e, key, strlen(key), val, sizeof(val), &o, NULL);
+		if (rc == SL_EBUSY)
+			refused = i;
+		else
+			assert_ok(rc);
+	}
+	assert_true(refused > 0);
+	if (strstr(sl_error_last()->message, "WAL") == NULL)
+		fail_msg("refused, but not by the WAL: %s", sl_error_last()->message);
+	sl_engine_stats st;
+	assert_ok(sl_engine_stats_get(x.e, &st));
+	snprintf(key, sizeof(key), "full/%04d", refused);
+	assert_int_equal(st.wal_lsn, (uint64_t)refused); /* no record for it */
+	atomic_store(&f->down, 0);
+	check_value(x.e, key, NULL);
+	sl_key_status ks;
+	assert_ok(sl_engine_key_status(x.e, key, strlen(key), &ks));
+	assert_int_equal(ks.version, 0);
+	assert_false(ks.l1);
+	assert_ok(sl_engine_flush(x.e, 20000));
+	for (int i = 0; i < refused; i++) {
+		snprintf(key, sizeof(key), "full/%04d", i);
+		int deleted;
+		assert_true(l3_version(x.store, key, &deleted) > 0);
+	}
+	teardown_fx(&x);
+}
+
 static void test_dirty_entries_survive_a_small_budget(void **state)
 {
 	(void)state;
@@ -557,6 +603,7 @@ int main(void)
 	        cmocka_unit_test(test_replay_after_restart_with_l3_down),
 	        cmocka_unit_test(test_refused_rows_are_parked),
 	        cmocka_unit_test(test_backpressure_loses_nothing),
+	        cmocka_unit_test(test_full_wal_refuses_cleanly),
 	        cmocka_unit_test(test_dirty_entries_survive_a_small_budget),
 	        cmocka_unit_test(test_filter),
 	        cmocka_unit_test(test_bad_input_changes_nothing),
