@@ -20,9 +20,19 @@
  *       (filter.c, F1).
  *   D6  An L1 entry turns clean only when the row written carries its
  *       pending LSN: a newer write of the key keeps it dirty.
+ *   D7  DIR/drained holds an LSN up to which L3 (or the parked file) held
+ *       every record when it was written. It is a hint, written without a
+ *       sync after each release: a restart skips the records at or below
+ *       it instead of writing them to L3 again. An old or missing mark
+ *       only costs that repeat (harmless: the guard); a damaged one reads
+ *       as 0.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine_internal.h"
 
@@ -62,6 +72,7 @@ typedef struct batch {
 	size_t bytes;
 	uint64_t first_ns;
 	uint64_t last_lsn;
+	uint64_t skip_upto; /* D7 */
 	sl_tier_row *tier_rows;
 	size_t tier_cap;
 } batch;
@@ -99,6 +110,8 @@ static int batch_add(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
 {
 	(void)loc;
 	batch *b = ctx;
+	if (r->lsn <= b->skip_upto)
+		return SL_OK; /* D7: in L3 before the restart */
 	size_t key_off = b->arena.len;
 	int rc = sl_buf_append(&b->arena, r->key, r->key_len);
 	if (rc == SL_OK && r->value_len)
@@ -274,6 +287,33 @@ static void retry_remove(sl_engine *e, size_t i)
 	e->retries[i] = e->retries[--e->n_retries];
 }
 
+/* D7: 8 bytes of LSN and their CRC-32C, big-endian. */
+#define MARK_LEN 12
+
+static void mark_open(sl_engine *e)
+{
+	char path[4200];
+	uint8_t buf[MARK_LEN];
+	snprintf(path, sizeof(path), "%s/drained", e->wal_dir);
+	e->drained_mark = 0;
+	e->drained_fd = open(path, O_RDWR | O_CREAT, 0644);
+	if (e->drained_fd >= 0 && pread(e->drained_fd, buf, MARK_LEN, 0) == MARK_LEN &&
+	    sl_crc32c(0, buf, 8) == sl_be32_get(buf + 8))
+		e->drained_mark = sl_be64_get(buf);
+	if (e->drained_fd < 0)
+		sl_log(SL_LOG_WARN, "cannot keep the drained mark", "path=%s errno=%d", path,
+		       errno);
+}
+
+static void mark_write(sl_engine *e, uint64_t lsn)
+{
+	uint8_t buf[MARK_LEN];
+	sl_be64_put(buf, lsn);
+	sl_be32_put(buf + 8, sl_crc32c(0, buf, 8));
+	if (e->drained_fd >= 0 && pwrite(e->drained_fd, buf, MARK_LEN, 0) != MARK_LEN)
+		sl_error_clear(); /* a hint: an old mark only means a longer replay */
+}
+
 static void publish_l3(sl_engine *e, uint64_t lsn)
 {
 	pthread_mutex_lock(&e->drain_lock);
@@ -288,6 +328,9 @@ static void publish_l3(sl_engine *e, uint64_t lsn)
 	if (sl_wal_release(e->wal, upto) != SL_OK) { /* D2 */
 		drain_set_error(e, sl_error_last()->message);
 		sl_error_clear();
+	} else if (upto > e->drained_mark) {
+		mark_write(e, upto);
+		e->drained_mark = upto;
 	}
 }
 
@@ -413,6 +456,8 @@ typedef struct replay_ctx {
 static int replay_one(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
 {
 	sl_engine *e = ((replay_ctx *)ctx)->e;
+	if (r->lsn <= e->drained_mark)
+		return SL_OK; /* D7: L3 has it; reads go there */
 	uint64_t h = l1_hash(r->key, r->key_len);
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_lock(s);
@@ -447,9 +492,13 @@ static void *drain_main(void *arg)
 		return NULL;
 	}
 	sl_wal_cursor_start(e->wal, &cur);
-	atomic_store(&e->l3_lsn, cur.next_lsn - 1);
+	b.skip_upto = e->drained_mark;
+	atomic_store(&e->l3_lsn,
+	             cur.next_lsn - 1 > e->drained_mark ? cur.next_lsn - 1 : e->drained_mark);
 	for (;;) {
 		uint64_t trusted_keys;
+		if (past_deadline(e))
+			break; /* close gave up: what is left stays in the WAL */
 		if (!filter_trusted(&e->filter, &trusted_keys) &&
 		    sl_clock_wall_ms() >= next_rebuild && !stopping(e)) {
 			if (filter_rebuild(&e->filter, &e->tier) != SL_OK) {
@@ -513,6 +562,7 @@ static void *drain_main(void *arg)
 
 int drain_start(sl_engine *e)
 {
+	mark_open(e);
 	int rc = replay(e);
 	if (rc != SL_OK)
 		return sl_error_wrap("replay the WAL into L1");
@@ -530,6 +580,11 @@ void drain_stop(sl_engine *e)
 	drain_wake(e);
 	pthread_join(e->drain_thread, NULL);
 	e->drain_started = 0;
+	if (e->drained_fd >= 0) {
+		fdatasync(e->drained_fd);
+		close(e->drained_fd);
+		e->drained_fd = -1;
+	}
 	for (size_t i = e->n_retries; i-- > 0;)
 		retry_remove(e, i);
 }

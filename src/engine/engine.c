@@ -173,6 +173,7 @@ int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *
 	pthread_mutex_init(&e->pressure_lock, NULL);
 	pthread_cond_init(&e->pressure_cond, NULL);
 	atomic_store(&e->min_retry_lsn, UINT64_MAX);
+	e->drained_fd = -1;
 	if ((e->wal_dir = sl_strdup(c->wal_dir)) == NULL) {
 		engine_free(e);
 		return SL_ENOMEM;
@@ -327,7 +328,8 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 			 * it is not acknowledged. */
 			sl_error_wrap("keep the write in L1");
 		}
-		l1_shrink(s, sl_wal_synced_lsn(e->wal));
+		if (s->bytes > s->budget)
+			l1_shrink(s, sl_wal_synced_lsn(e->wal));
 	}
 	l1_unlock(s);
 	if (rc != SL_OK) {
@@ -420,7 +422,8 @@ static int get_l3(sl_engine *e, const char *key, size_t len, sl_buf *value, uint
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_lock(s);
 	if (l1_put_clean(s, key, len, h, *version, value->data, value->len, deleted, evictions) ==
-	    SL_OK)
+	            SL_OK &&
+	    s->bytes > s->budget)
 		l1_shrink(s, sl_wal_synced_lsn(e->wal));
 	sl_error_clear(); /* not caching is fine */
 	l1_unlock(s);

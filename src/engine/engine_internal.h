@@ -75,6 +75,8 @@ struct sl_engine {
 
 	_Atomic uint64_t next_version;
 	uint64_t open_version; /* every version L3 can hold is <= this */
+	uint64_t drained_mark; /* the checkpoint read at open (drain.c) */
+	int drained_fd;        /* DIR/drained, -1 if it cannot be written */
 	atomic_int closing;    /* no new writes */
 
 	/* the drain */

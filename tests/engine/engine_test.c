@@ -280,6 +280,33 @@ static void test_replay_after_restart_with_l3_down(void **state)
 	teardown_fx(&x);
 }
 
+/* What L3 held before a clean stop is not written to it again at the next
+ * start (the drained mark), yet still read back. */
+static void test_restart_skips_what_l3_holds(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	open_engine(&x);
+	char key[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "m/%03d", i);
+		put(x.e, key, "held", SL_ACK_LOCAL, NULL);
+	}
+	assert_ok(sl_engine_flush(x.e, 10000));
+	sl_engine_close(x.e, 1000);
+	x.e = NULL;
+	faulty *f = open_engine(&x);
+	sl_sleep_ms(200);
+	sl_engine_stats st;
+	assert_ok(sl_engine_stats_get(x.e, &st));
+	assert_int_equal(st.l3_lag, 0);
+	assert_int_equal(atomic_load(&f->writes), 0);
+	assert_int_equal(st.l1_entries, 0);
+	check_value(x.e, "m/042", "held");
+	teardown_fx(&x);
+}
+
 static void test_refused_rows_are_parked(void **state)
 {
 	(void)state;
@@ -601,6 +628,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_versions_and_read_your_writes),
 	        cmocka_unit_test(test_replay_after_restart_with_l3_down),
+	        cmocka_unit_test(test_restart_skips_what_l3_holds),
 	        cmocka_unit_test(test_refused_rows_are_parked),
 	        cmocka_unit_test(test_backpressure_loses_nothing),
 	        cmocka_unit_test(test_full_wal_refuses_cleanly),
