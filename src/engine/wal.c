@@ -9,20 +9,14 @@
  *   segment header, 32 bytes:
  *     0  magic "SLWALSG1"        8
  *     8  segment id              8  (the one in the file name)
- *    16  first LSN               8  (of its first record, even if it has none yet)
+ *    16  first LSN               8  (of its first record, even if it has none yet;
+ *                                    below 2^63, W4)
  *    24  version floor           8  (no version ever given out is above it or
  *                                    above a version in a record)
- *   record, from offset 32, back to back:
- *     0  length n                4  (of the body: what follows the checksum)
- *     4  CRC-32C of the body     4
- *     8  body: lsn 8, version 8, wall_ms 8, op 1 (1 put, 2 delete),
- *        key length 2 (1..1024), key, value (the rest; empty for a delete)
- *
- * A record is bad when n is below the smallest body or above the largest,
- * when it runs past the end of the file, when the checksum differs, when
- * its lsn is not the one before plus one (the header's first LSN for the
- * first), when op is not 1 or 2, when the key length is 0, above 1024 or
- * past n, or when a delete has a value.
+ *   records, from offset 32, back to back: length 4, CRC-32C 4, body (lsn,
+ *     version, wall_ms, op, key length, key, value). Every byte of a
+ *     record, and what makes one bad, is at the top of wal_read.c, with
+ *     the codec and the readers.
  *
  * Writing. sl_wal_append encodes the record into `pending` (memory) under
  * the mutex, gives it the next LSN and its place (segment, offset) and
@@ -56,7 +50,9 @@
  *      lost with it). Deletion goes oldest first, one directory fsync per
  *      file, so after a crash the remaining ids are still consecutive.
  *  W4  LSNs are consecutive within and across segments: segment k+1 starts
- *      at segment k's last LSN + 1. The oldest segment may start anywhere.
+ *      at segment k's last LSN + 1. The oldest segment may start anywhere
+ *      below LSN_LIMIT (2^63); a header past it is damage, not a WAL that
+ *      ran for 2^63 appends, and refusing it keeps every LSN from wrapping.
  *  W5  A refused append (SL_EINVAL, SL_ETOOLARGE, SL_EBUSY, SL_ENOMEM, or
  *      SL_EIO after a failure) changes nothing: every allocation is made
  *      before the first change.
@@ -65,10 +61,11 @@
  *      hold a reference, so a segment's fd is closed when the last of
  *      them lets go.
  *
- * Reading. read_at and read_next pread() the files, holding a reference
- * on the segment (W6); read_next gives only records <= synced_lsn, so the
- * drain never sees a record that a crash could still take back, and
- * read_at of a buffered record waits for the syncer to write it. The
+ * Reading (wal_read.c). read_at and read_next pread() the files, holding
+ * a reference on the segment (W6); read_next gives only records <=
+ * synced_lsn, so the drain never sees a record that a crash could still
+ * take back, and read_at of a buffered record waits for the syncer to
+ * write it. Open's replay reads through the same codec. The
  * stats' oldest_wall_ms is the first record's wall_ms of the oldest
  * segment holding an unreleased record: cheap, and at most one segment's
  * worth of records older than the exact answer.
@@ -88,74 +85,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/wal.h"
+#include "engine/wal_internal.h"
 
 #define SEG_MAGIC         "SLWALSG1"
-#define SEG_HEADER        32
-#define SEG_NAME_LEN      24 /* "wal-" + 16 hex + ".seg" */
-#define REC_PREFIX        8  /* length and checksum */
-#define REC_FIXED         27 /* lsn, version, wall_ms, op, key length */
-#define KEY_MAX           1024
-#define VALUE_MAX         SL_WAL_VALUE_MAX
-#define BODY_MAX          (REC_FIXED + KEY_MAX + VALUE_MAX)
 #define PENDING_MAX       ((size_t)64 << 20)
-#define READ_AHEAD        ((size_t)256 << 10)
 #define INFLIGHT_KEEP     ((size_t)4 << 20)
 #define DEFAULT_SEG_BYTES ((uint64_t)64 << 20)
-
-enum { REC_OK = 0, REC_BAD = 1, REC_SHORT = 2 };
-
-typedef struct segment {
-	uint64_t id;
-	uint64_t first_lsn;
-	uint64_t last_lsn; /* of its last record, buffered ones too; first_lsn - 1 if none */
-	uint64_t size;     /* bytes, buffered ones too */
-	uint64_t written;  /* bytes written and synced (W1) */
-	uint64_t floor;
-	uint64_t first_wall_ms; /* of its first record */
-	int fd;                 /* -1 until the syncer creates the file */
-	int refs;               /* the list's, and one per reader */
-} segment;
-
-/* Bytes of one batch destined for one segment. */
-typedef struct chunk {
-	segment *seg;
-	uint64_t offset; /* in the file; 0: the file is to be created */
-	size_t start;    /* in the batch's bytes */
-	size_t len;
-} chunk;
-
-typedef struct batch {
-	sl_buf bytes;
-	chunk *chunks;
-	size_t n_chunks, cap_chunks;
-	uint64_t last_lsn;
-} batch;
-
-struct sl_wal {
-	char *dir;
-	int dir_fd;
-	uint64_t segment_bytes, max_bytes;
-	pthread_mutex_t mu;
-	pthread_cond_t work; /* the syncer waits for pending bytes or stop */
-	pthread_cond_t done; /* a batch was taken or finished, or the WAL failed */
-	pthread_t syncer;
-	int syncer_running;
-	segment **segs; /* by id, consecutive; the last one is appended to */
-	size_t n_segs, cap_segs;
-	batch pending;  /* under mu */
-	batch inflight; /* the syncer's own */
-	uint64_t last_lsn, synced_lsn, released_lsn;
-	uint64_t version_floor, max_version;
-	uint64_t bytes, syncs;
-	int stop, failed;
-	char fail_msg[SL_ERROR_MSG_MAX];
-	char fail_cause[SL_ERROR_CAUSE_MAX];
-};
+#define LSN_LIMIT         ((uint64_t)1 << 63) /* W4 */
 
 /* ------------------------------------------------------------- helpers */
 
-static int io_fail(const char *what, const char *dir, const char *name)
+int wal_io_fail(const char *what, const char *dir, const char *name)
 {
 	int err = errno;
 	char cause[SL_ERROR_CAUSE_MAX];
@@ -165,9 +105,9 @@ static int io_fail(const char *what, const char *dir, const char *name)
 	                          name ? name : "", strerror(err));
 }
 
-static void seg_name(char out[SEG_NAME_LEN + 1], uint64_t id)
+void wal_seg_name(char out[WAL_SEG_NAME_LEN + 1], uint64_t id)
 {
-	snprintf(out, SEG_NAME_LEN + 1, "wal-%016" PRIx64 ".seg", id);
+	snprintf(out, WAL_SEG_NAME_LEN + 1, "wal-%016" PRIx64 ".seg", id);
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -188,23 +128,6 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Bytes read (fewer than n only at the end of the file), or -1. */
-static ssize_t pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t k = pread(fd, p + got, n - got, (off_t)(off + got));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -1;
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	return (ssize_t)got;
-}
-
 static int sync_fd(int fd, int data_only)
 {
 	int r;
@@ -214,7 +137,7 @@ static int sync_fd(int fd, int data_only)
 	return r;
 }
 
-static void seg_unref(segment *seg)
+void wal_seg_unref(segment *seg)
 {
 	if (--seg->refs > 0)
 		return;
@@ -223,25 +146,9 @@ static void seg_unref(segment *seg)
 	sl_free(seg);
 }
 
-/* The segment with that id, or NULL; under mu. */
-static segment *find_seg(sl_wal *w, uint64_t id)
-{
-	if (w->n_segs == 0 || id < w->segs[0]->id || id - w->segs[0]->id >= w->n_segs)
-		return NULL;
-	return w->segs[id - w->segs[0]->id];
-}
-
-static int refuse_failed(sl_wal *w)
+int wal_refuse_failed(sl_wal *w)
 {
 	return sl_error_set_cause(SL_EIO, w->fail_cause, "%s", w->fail_msg);
-}
-
-static int bad_record(sl_wal *w, uint64_t id, uint64_t off, const char *why)
-{
-	char name[SEG_NAME_LEN + 1];
-	seg_name(name, id);
-	return sl_error_set(SL_ECORRUPT, "wal: %s/%s: bad record at offset %" PRIu64 ": %s", w->dir,
-	                    name, off, why);
 }
 
 static void batch_reset(batch *b)
@@ -280,142 +187,14 @@ static void batch_note(batch *b, segment *seg, uint64_t offset, size_t n)
 	b->chunks[b->n_chunks++] = (chunk){seg, offset, b->bytes.len - n, n};
 }
 
-/* ------------------------------------------------------------- records */
+/* ------------------------------------------------------------ segments */
 
-static void encode_header(uint8_t out[SEG_HEADER], const segment *seg)
+static void encode_header(uint8_t out[WAL_SEG_HEADER], const segment *seg)
 {
 	memcpy(out, SEG_MAGIC, 8);
 	sl_be64_put(out + 8, seg->id);
 	sl_be64_put(out + 16, seg->first_lsn);
 	sl_be64_put(out + 24, seg->floor);
-}
-
-static void encode_record(uint8_t *out, const sl_wal_record *r, uint64_t lsn, uint64_t wall_ms)
-{
-	uint8_t *body = out + REC_PREFIX;
-	size_t n = REC_FIXED + r->key_len + r->value_len;
-
-	sl_be64_put(body, lsn);
-	sl_be64_put(body + 8, r->version);
-	sl_be64_put(body + 16, wall_ms);
-	body[24] = (uint8_t)r->op;
-	body[25] = (uint8_t)(r->key_len >> 8);
-	body[26] = (uint8_t)r->key_len;
-	memcpy(body + REC_FIXED, r->key, r->key_len);
-	if (r->value_len)
-		memcpy(body + REC_FIXED + r->key_len, r->value, r->value_len);
-	sl_be32_put(out, (uint32_t)n);
-	sl_be32_put(out + 4, sl_crc32c(0, body, n));
-}
-
-/* REC_OK (*out, *total), REC_SHORT (*total: bytes needed, more than
- * avail) or REC_BAD (*why). */
-static int parse_record(const uint8_t *p, size_t avail, sl_wal_record *out, size_t *total,
-                        const char **why)
-{
-	const uint8_t *body = p + REC_PREFIX;
-	uint32_t n;
-	size_t key_len;
-
-	*total = REC_PREFIX;
-	if (avail < REC_PREFIX)
-		return REC_SHORT;
-	n = sl_be32_get(p);
-	if (n < REC_FIXED + 1 || n > BODY_MAX) {
-		*why = "bad length";
-		return REC_BAD;
-	}
-	*total = REC_PREFIX + (size_t)n;
-	if (avail < *total)
-		return REC_SHORT;
-	key_len = (size_t)body[25] << 8 | body[26];
-	*why = sl_crc32c(0, body, n) != sl_be32_get(p + 4)                    ? "checksum mismatch"
-	       : body[24] != SL_WAL_PUT && body[24] != SL_WAL_DEL             ? "bad op"
-	       : key_len == 0 || key_len > KEY_MAX || key_len > n - REC_FIXED ? "bad key length"
-	       : body[24] == SL_WAL_DEL && key_len != n - REC_FIXED ? "a delete with a value"
-	                                                            : NULL;
-	if (*why)
-		return REC_BAD;
-	out->lsn = sl_be64_get(body);
-	out->version = sl_be64_get(body + 8);
-	out->wall_ms = sl_be64_get(body + 16);
-	out->op = body[24];
-	out->key = (const char *)body + REC_FIXED;
-	out->key_len = key_len;
-	out->value_len = n - REC_FIXED - key_len;
-	out->value = out->value_len ? body + REC_FIXED + key_len : NULL;
-	return REC_OK;
-}
-
-/* A read window over [0, limit) of a file, in buf: sequential records cost
- * one pread per READ_AHEAD bytes. */
-typedef struct window {
-	int fd;
-	uint64_t limit;
-	uint64_t start; /* file offset of buf->data[0] */
-	sl_buf *buf;
-	size_t ahead;
-} window;
-
-static void window_init(window *win, int fd, uint64_t limit, sl_buf *buf, size_t ahead)
-{
-	*win = (window){fd, limit, 0, buf, ahead};
-	sl_buf_reset(buf);
-}
-
-/* Makes [off, off + n) readable at *p: SL_OK, REC_SHORT past the limit,
- * or an error. */
-static int window_get(window *win, uint64_t off, size_t n, const uint8_t **p)
-{
-	sl_buf *b = win->buf;
-	size_t want = n > win->ahead ? n : win->ahead;
-	ssize_t got;
-	int rc;
-
-	if (off > win->limit || n > win->limit - off)
-		return REC_SHORT;
-	if (off >= win->start && off - win->start + n <= b->len) {
-		*p = b->data + (off - win->start);
-		return SL_OK;
-	}
-	if (want > win->limit - off)
-		want = (size_t)(win->limit - off);
-	sl_buf_reset(b);
-	rc = sl_buf_reserve(b, want);
-	if (rc != SL_OK)
-		return rc;
-	got = pread_all(win->fd, b->data, want, off);
-	if (got < 0)
-		return io_fail("read", "segment", NULL);
-	if ((size_t)got < n)
-		return REC_SHORT; /* the file is shorter than we were told */
-	b->len = (size_t)got;
-	win->start = off;
-	*p = b->data;
-	return SL_OK;
-}
-
-/* The record at off: REC_OK, REC_BAD (*why; a record cut short by the
- * limit too) or an error. */
-static int read_record(window *win, uint64_t off, sl_wal_record *out, size_t *total,
-                       const char **why)
-{
-	const uint8_t *p;
-	int rc = window_get(win, off, REC_PREFIX, &p);
-
-	if (rc == SL_OK) {
-		rc = parse_record(p, REC_PREFIX, out, total, why);
-		if (rc == REC_SHORT) {
-			rc = window_get(win, off, *total, &p);
-			if (rc == SL_OK)
-				rc = parse_record(p, *total, out, total, why);
-		}
-	}
-	if (rc == REC_SHORT) {
-		*why = "cut short";
-		rc = REC_BAD;
-	}
-	return rc;
 }
 
 /* ---------------------------------------------------------------- open */
@@ -435,22 +214,22 @@ static int open_dir(sl_wal *w)
 		fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		sl_free(parent);
 		if (fd < 0 || sync_fd(fd, 0) != 0) {
-			int rc = io_fail("sync the parent of", w->dir, NULL);
+			int rc = wal_io_fail("sync the parent of", w->dir, NULL);
 			if (fd >= 0)
 				close(fd);
 			return rc;
 		}
 		close(fd);
 	} else if (errno != EEXIST) {
-		return io_fail("create the directory", w->dir, NULL);
+		return wal_io_fail("create the directory", w->dir, NULL);
 	}
 	w->dir_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (w->dir_fd < 0)
-		return io_fail("open the directory", w->dir, NULL);
+		return wal_io_fail("open the directory", w->dir, NULL);
 	if (flock(w->dir_fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EWOULDBLOCK)
 			return sl_error_set(SL_EBUSY, "wal: %s is open elsewhere", w->dir);
-		return io_fail("lock the directory", w->dir, NULL);
+		return wal_io_fail("lock the directory", w->dir, NULL);
 	}
 	return SL_OK;
 }
@@ -470,11 +249,11 @@ static int list_segments(sl_wal *w, uint64_t **ids, size_t *n)
 	int rc = SL_OK;
 
 	if (!d)
-		return io_fail("list", w->dir, NULL);
+		return wal_io_fail("list", w->dir, NULL);
 	while ((e = readdir(d)) != NULL) {
 		const char *s = e->d_name;
 		uint64_t *grown;
-		if (strlen(s) != SEG_NAME_LEN || strncmp(s, "wal-", 4) != 0 ||
+		if (strlen(s) != WAL_SEG_NAME_LEN || strncmp(s, "wal-", 4) != 0 ||
 		    strcmp(s + 20, ".seg") != 0 || strspn(s + 4, "0123456789abcdef") != 16)
 			continue;
 		grown = sl_grow(*ids, &cap, *n, sizeof(uint64_t), 16);
@@ -495,32 +274,33 @@ static int list_segments(sl_wal *w, uint64_t **ids, size_t *n)
  * torn creation if it is the last; adds it to w->segs. */
 static int scan_segment(sl_wal *w, uint64_t id, int is_last, sl_buf *buf, sl_wal_open_report *rep)
 {
-	static const uint8_t zero[SEG_HEADER];
+	static const uint8_t zero[WAL_SEG_HEADER];
 	segment *prev = w->n_segs ? w->segs[w->n_segs - 1] : NULL, *seg, **grown;
-	char name[SEG_NAME_LEN + 1], why_lsn[96];
-	uint8_t header[SEG_HEADER] = {0};
-	uint64_t off = SEG_HEADER, lsn, size;
+	char name[WAL_SEG_NAME_LEN + 1], why_lsn[96];
+	uint8_t header[WAL_SEG_HEADER] = {0};
+	uint64_t off = WAL_SEG_HEADER, lsn, size;
 	sl_wal_record rec;
 	struct stat st;
-	window win;
+	wal_window win;
 	int rc = SL_OK;
 
-	seg_name(name, id);
+	wal_seg_name(name, id);
 	seg = sl_calloc(1, sizeof(*seg));
 	if (!seg)
 		return SL_ENOMEM;
 	*seg = (segment){.id = id, .fd = -1, .refs = 1};
 	seg->fd = openat(w->dir_fd, name, O_RDWR | O_CLOEXEC);
 	if (seg->fd < 0 || fstat(seg->fd, &st) != 0 ||
-	    (st.st_size >= SEG_HEADER && pread_all(seg->fd, header, SEG_HEADER, 0) != SEG_HEADER)) {
-		rc = io_fail("read", w->dir, name);
+	    (st.st_size >= WAL_SEG_HEADER &&
+	     wal_pread_all(seg->fd, header, WAL_SEG_HEADER, 0) != WAL_SEG_HEADER)) {
+		rc = wal_io_fail("read", w->dir, name);
 		goto cleanup;
 	}
 	size = (uint64_t)st.st_size;
-	if (is_last && (size < SEG_HEADER || memcmp(header, zero, SEG_HEADER) == 0)) {
+	if (is_last && (size < WAL_SEG_HEADER || memcmp(header, zero, WAL_SEG_HEADER) == 0)) {
 		/* W2: torn at creation, it never held a synced record. */
 		if (unlinkat(w->dir_fd, name, 0) != 0 || sync_fd(w->dir_fd, 0) != 0) {
-			rc = io_fail("delete the torn segment", w->dir, name);
+			rc = wal_io_fail("delete the torn segment", w->dir, name);
 			goto cleanup;
 		}
 		sl_log(SL_LOG_WARN, "wal: deleted a segment torn at creation",
@@ -533,8 +313,9 @@ static int scan_segment(sl_wal *w, uint64_t id, int is_last, sl_buf *buf, sl_wal
 		                  prev->id + 1);
 		goto cleanup;
 	}
-	if (size < SEG_HEADER || memcmp(header, SEG_MAGIC, 8) != 0 ||
-	    sl_be64_get(header + 8) != id || sl_be64_get(header + 16) == 0) {
+	if (size < WAL_SEG_HEADER || memcmp(header, SEG_MAGIC, 8) != 0 ||
+	    sl_be64_get(header + 8) != id || sl_be64_get(header + 16) == 0 ||
+	    sl_be64_get(header + 16) >= LSN_LIMIT) {
 		rc = sl_error_set(SL_ECORRUPT, "wal: %s/%s: bad segment header", w->dir, name);
 		goto cleanup;
 	}
@@ -547,28 +328,28 @@ static int scan_segment(sl_wal *w, uint64_t id, int is_last, sl_buf *buf, sl_wal
 		                  w->dir, name, seg->first_lsn, prev->last_lsn);
 		goto cleanup;
 	}
-	window_init(&win, seg->fd, size, buf, READ_AHEAD);
+	wal_window_init(&win, seg->fd, size, buf, WAL_READ_AHEAD);
 	for (lsn = seg->first_lsn; off < size; lsn++) {
 		const char *why = NULL;
 		size_t total;
-		int r = read_record(&win, off, &rec, &total, &why);
+		int r = wal_read_record(&win, off, &rec, &total, &why);
 		if (r < 0) {
 			rc = r;
 			goto cleanup;
 		}
-		if (r == REC_OK && rec.lsn != lsn) {
+		if (r == WAL_REC_OK && rec.lsn != lsn) {
 			snprintf(why_lsn, sizeof(why_lsn),
 			         "LSN %" PRIu64 " where %" PRIu64 " belongs", rec.lsn, lsn);
 			why = why_lsn;
-			r = REC_BAD;
+			r = WAL_REC_BAD;
 		}
-		if (r == REC_BAD && !is_last) {
-			rc = bad_record(w, id, off, why);
+		if (r == WAL_REC_BAD && !is_last) {
+			rc = wal_bad_record(w, id, off, why);
 			goto cleanup;
 		}
-		if (r == REC_BAD) {
+		if (r == WAL_REC_BAD) {
 			if (ftruncate(seg->fd, (off_t)off) != 0 || sync_fd(seg->fd, 1) != 0) {
-				rc = io_fail("cut the torn tail of", w->dir, name);
+				rc = wal_io_fail("cut the torn tail of", w->dir, name);
 				goto cleanup;
 			}
 			sl_log(SL_LOG_WARN, "wal: cut a torn tail",
@@ -598,7 +379,7 @@ static int scan_segment(sl_wal *w, uint64_t id, int is_last, sl_buf *buf, sl_wal
 	seg = NULL;
 cleanup:
 	if (seg)
-		seg_unref(seg);
+		wal_seg_unref(seg);
 	return rc;
 }
 
@@ -618,17 +399,34 @@ static int start_segment(sl_wal *w, uint64_t id)
 	*seg = (segment){.id = id,
 	                 .first_lsn = w->last_lsn + 1,
 	                 .last_lsn = w->last_lsn,
-	                 .size = SEG_HEADER,
+	                 .size = WAL_SEG_HEADER,
 	                 .floor = w->version_floor > w->max_version ? w->version_floor
 	                                                            : w->max_version,
 	                 .fd = -1,
 	                 .refs = 1};
 	encode_header(w->pending.bytes.data + w->pending.bytes.len, seg);
-	w->pending.bytes.len += SEG_HEADER;
-	batch_note(&w->pending, seg, 0, SEG_HEADER);
+	w->pending.bytes.len += WAL_SEG_HEADER;
+	batch_note(&w->pending, seg, 0, WAL_SEG_HEADER);
 	w->segs[w->n_segs++] = seg;
-	w->bytes += SEG_HEADER;
+	w->bytes += WAL_SEG_HEADER;
 	return SL_OK;
+}
+
+/* Wakes the writers whose LSN is durable (all of them once the WAL
+ * failed), each on its own condition. Under mu. */
+static void wake_waiters(sl_wal *w)
+{
+	wal_waiter **p = &w->waiters;
+	while (*p) {
+		wal_waiter *x = *p;
+		if (x->lsn <= w->synced_lsn || w->failed) {
+			*p = x->next;
+			x->woken = 1;
+			pthread_cond_signal(&x->cond);
+		} else {
+			p = &x->next;
+		}
+	}
 }
 
 static void *syncer_main(void *arg);
@@ -636,7 +434,7 @@ static void *syncer_main(void *arg);
 static void wal_free(sl_wal *w)
 {
 	for (size_t i = 0; i < w->n_segs; i++)
-		seg_unref(w->segs[i]);
+		wal_seg_unref(w->segs[i]);
 	sl_free(w->segs);
 	batch_free(&w->pending);
 	batch_free(&w->inflight);
@@ -652,7 +450,7 @@ static void wal_free(sl_wal *w)
 int sl_wal_open(sl_wal **out, const sl_wal_options *o, sl_wal_open_report *report)
 {
 	sl_wal_open_report rep = {0, 0, 0, 0};
-	sl_buf buf = SL_BUF_INIT(READ_AHEAD + REC_PREFIX + BODY_MAX);
+	sl_buf buf = SL_BUF_INIT(WAL_READ_AHEAD + WAL_REC_PREFIX + WAL_BODY_MAX);
 	uint64_t *ids = NULL;
 	size_t n_ids = 0;
 	sl_wal *w;
@@ -666,8 +464,10 @@ int sl_wal_open(sl_wal **out, const sl_wal_options *o, sl_wal_open_report *repor
 	w->dir_fd = -1;
 	w->segment_bytes = o->segment_bytes ? o->segment_bytes : DEFAULT_SEG_BYTES;
 	w->max_bytes = o->max_bytes;
-	sl_buf_init(&w->pending.bytes, PENDING_MAX + REC_PREFIX + BODY_MAX + SEG_HEADER);
-	sl_buf_init(&w->inflight.bytes, PENDING_MAX + REC_PREFIX + BODY_MAX + SEG_HEADER);
+	sl_buf_init(&w->pending.bytes,
+	            PENDING_MAX + WAL_REC_PREFIX + WAL_BODY_MAX + WAL_SEG_HEADER);
+	sl_buf_init(&w->inflight.bytes,
+	            PENDING_MAX + WAL_REC_PREFIX + WAL_BODY_MAX + WAL_SEG_HEADER);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->work, NULL);
 	pthread_cond_init(&w->done, NULL);
@@ -681,9 +481,10 @@ int sl_wal_open(sl_wal **out, const sl_wal_options *o, sl_wal_open_report *repor
 		w->bytes += w->segs[i]->size;
 	if (w->n_segs > 0)
 		w->last_lsn = w->synced_lsn = w->segs[w->n_segs - 1]->last_lsn;
+	atomic_store(&w->synced_seen, w->synced_lsn);
 	if (rc == SL_OK && w->n_segs == 0) {
 		/* None, or only one torn at creation: start (again). */
-		rc = sl_buf_reserve(&w->pending.bytes, SEG_HEADER);
+		rc = sl_buf_reserve(&w->pending.bytes, WAL_SEG_HEADER);
 		if (rc == SL_OK)
 			rc = batch_room(&w->pending, 1);
 		if (rc == SL_OK)
@@ -701,7 +502,7 @@ int sl_wal_open(sl_wal **out, const sl_wal_options *o, sl_wal_open_report *repor
 	pthread_mutex_lock(&w->mu);
 	while (w->segs[0]->written == 0 && !w->failed)
 		pthread_cond_wait(&w->done, &w->mu);
-	rc = w->failed ? refuse_failed(w) : SL_OK;
+	rc = w->failed ? wal_refuse_failed(w) : SL_OK;
 	pthread_mutex_unlock(&w->mu);
 	if (rc != SL_OK)
 		goto cleanup;
@@ -742,27 +543,27 @@ int sl_wal_append(sl_wal *w, const sl_wal_record *r, uint64_t *lsn, sl_wal_loc *
 	int rc = SL_OK, roll;
 
 	if (!w || !r || (r->op != SL_WAL_PUT && r->op != SL_WAL_DEL) || !r->key ||
-	    r->key_len == 0 || r->key_len > KEY_MAX || (r->value_len && !r->value) ||
+	    r->key_len == 0 || r->key_len > WAL_KEY_MAX || (r->value_len && !r->value) ||
 	    (r->op == SL_WAL_DEL && r->value_len))
 		return sl_error_set(SL_EINVAL,
 		                    "wal: bad record (op %d, key of %zu bytes, value of %zu)",
 		                    r ? r->op : 0, r ? r->key_len : 0, r ? r->value_len : 0);
-	if (r->value_len > VALUE_MAX)
+	if (r->value_len > SL_WAL_VALUE_MAX)
 		return sl_error_set(SL_ETOOLARGE, "wal: a value of %zu bytes, at most %zu",
-		                    r->value_len, VALUE_MAX);
-	total = REC_PREFIX + REC_FIXED + r->key_len + r->value_len;
+		                    r->value_len, SL_WAL_VALUE_MAX);
+	total = WAL_REC_PREFIX + WAL_REC_FIXED + r->key_len + r->value_len;
 	wall_ms = r->wall_ms ? r->wall_ms : sl_clock_wall_ms();
 
 	pthread_mutex_lock(&w->mu);
 	while (!w->failed && w->pending.bytes.len > 0 && w->pending.bytes.len + total > PENDING_MAX)
 		pthread_cond_wait(&w->done, &w->mu);
 	if (w->failed) {
-		rc = refuse_failed(w);
+		rc = wal_refuse_failed(w);
 		goto out;
 	}
 	seg = w->segs[w->n_segs - 1];
-	roll = seg->size > SEG_HEADER && seg->size + total > w->segment_bytes;
-	need = total + (roll ? SEG_HEADER : 0);
+	roll = seg->size > WAL_SEG_HEADER && seg->size + total > w->segment_bytes;
+	need = total + (roll ? WAL_SEG_HEADER : 0);
 	if (w->max_bytes && (w->bytes > w->max_bytes || need > w->max_bytes - w->bytes)) {
 		rc = sl_error_set(SL_EBUSY, "the WAL is full: %" PRIu64 " bytes of %" PRIu64,
 		                  w->bytes, w->max_bytes);
@@ -778,7 +579,8 @@ int sl_wal_append(sl_wal *w, const sl_wal_record *r, uint64_t *lsn, sl_wal_loc *
 		goto out;
 	seg = w->segs[w->n_segs - 1];
 	offset = seg->size;
-	encode_record(w->pending.bytes.data + w->pending.bytes.len, r, w->last_lsn + 1, wall_ms);
+	wal_encode_record(w->pending.bytes.data + w->pending.bytes.len, r, w->last_lsn + 1,
+	                  wall_ms);
 	w->pending.bytes.len += total;
 	w->pending.bytes.data[w->pending.bytes.len] = '\0';
 	batch_note(&w->pending, seg, offset, total);
@@ -813,31 +615,31 @@ void sl_wal_set_version_floor(sl_wal *w, uint64_t version)
 /* Writes a batch: W1 and W2's order. Outside mu. */
 static int write_batch(sl_wal *w, batch *b, uint64_t *syncs)
 {
-	char name[SEG_NAME_LEN + 1];
+	char name[WAL_SEG_NAME_LEN + 1];
 	int created = 0;
 
 	for (size_t i = 0; i < b->n_chunks; i++) {
 		chunk *c = &b->chunks[i];
-		seg_name(name, c->seg->id);
+		wal_seg_name(name, c->seg->id);
 		if (c->offset == 0) {
 			int fd = openat(w->dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
 			                0644);
 			if (fd < 0)
-				return io_fail("create", w->dir, name);
+				return wal_io_fail("create", w->dir, name);
 			pthread_mutex_lock(&w->mu);
 			c->seg->fd = fd;
 			pthread_mutex_unlock(&w->mu);
 			created = 1;
 		}
 		if (pwrite_all(c->seg->fd, b->bytes.data + c->start, c->len, c->offset) != 0)
-			return io_fail("write", w->dir, name);
+			return wal_io_fail("write", w->dir, name);
 		if (i + 1 < b->n_chunks && b->chunks[i + 1].seg == c->seg)
 			continue;
 		if (sync_fd(c->seg->fd, 1) != 0)
-			return io_fail("fdatasync", w->dir, name);
+			return wal_io_fail("fdatasync", w->dir, name);
 		(*syncs)++;
 		if (created && sync_fd(w->dir_fd, 0) != 0)
-			return io_fail("sync the directory", w->dir, NULL);
+			return wal_io_fail("sync the directory", w->dir, NULL);
 		created = 0;
 	}
 	return SL_OK;
@@ -859,6 +661,7 @@ static void *syncer_main(void *arg)
 			break; /* stopped, and everything is written */
 		if (w->failed) {
 			batch_reset(&w->pending);
+			wake_waiters(w);
 			pthread_cond_broadcast(&w->done);
 			continue;
 		}
@@ -890,6 +693,8 @@ static void *syncer_main(void *arg)
 		batch_reset(&w->inflight);
 		if (w->inflight.bytes.cap > INFLIGHT_KEEP)
 			sl_buf_free(&w->inflight.bytes);
+		atomic_store(&w->synced_seen, w->synced_lsn);
+		wake_waiters(w);
 		pthread_cond_broadcast(&w->done);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -907,10 +712,15 @@ int sl_wal_sync(sl_wal *w, uint64_t lsn)
 		                  w->last_lsn);
 		goto out;
 	}
-	while (w->synced_lsn < lsn && !w->failed)
-		pthread_cond_wait(&w->done, &w->mu);
+	if (w->synced_lsn < lsn && !w->failed) {
+		wal_waiter me = {lsn, PTHREAD_COND_INITIALIZER, 0, w->waiters};
+		w->waiters = &me;
+		while (!me.woken) /* the syncer unlinks me before it wakes me */
+			pthread_cond_wait(&me.cond, &w->mu);
+		pthread_cond_destroy(&me.cond);
+	}
 	if (w->synced_lsn < lsn)
-		rc = refuse_failed(w);
+		rc = wal_refuse_failed(w);
 out:
 	pthread_mutex_unlock(&w->mu);
 	return rc;
@@ -918,156 +728,14 @@ out:
 
 uint64_t sl_wal_synced_lsn(sl_wal *w)
 {
-	uint64_t lsn;
-	pthread_mutex_lock(&w->mu);
-	lsn = w->synced_lsn;
-	pthread_mutex_unlock(&w->mu);
-	return lsn;
+	return atomic_load(&w->synced_seen);
 }
 
-/* ------------------------------------------------------------- reading */
-
-int sl_wal_read_at(sl_wal *w, const sl_wal_loc *loc, sl_wal_record *out, sl_buf *buf)
-{
-	const char *why = NULL;
-	segment *seg;
-	sl_wal_record rec;
-	size_t total;
-	window win;
-	int rc;
-
-	pthread_mutex_lock(&w->mu);
-	seg = find_seg(w, loc->segment);
-	if (!seg || loc->offset < SEG_HEADER || loc->offset >= seg->size) {
-		pthread_mutex_unlock(&w->mu);
-		return sl_error_set(SL_ENOTFOUND,
-		                    "wal: no record at segment %" PRIu64 " offset %" PRIu64,
-		                    loc->segment, loc->offset);
-	}
-	seg->refs++;
-	/* Buffered: the syncer writes it soon. */
-	while (seg->written <= loc->offset && !w->failed)
-		pthread_cond_wait(&w->done, &w->mu);
-	if (seg->written <= loc->offset) {
-		rc = refuse_failed(w);
-		goto out;
-	}
-	window_init(&win, seg->fd, seg->written, buf, 4096);
-	pthread_mutex_unlock(&w->mu);
-
-	rc = read_record(&win, loc->offset, &rec, &total, &why);
-	if (rc == REC_BAD)
-		rc = bad_record(w, loc->segment, loc->offset, why);
-	if (rc == SL_OK)
-		*out = rec;
-	pthread_mutex_lock(&w->mu);
-out:
-	seg_unref(seg);
-	pthread_mutex_unlock(&w->mu);
-	return rc;
-}
-
-void sl_wal_cursor_start(sl_wal *w, sl_wal_cursor *c)
-{
-	pthread_mutex_lock(&w->mu);
-	c->segment = w->segs[0]->id;
-	c->offset = SEG_HEADER;
-	c->next_lsn = w->segs[0]->first_lsn;
-	pthread_mutex_unlock(&w->mu);
-}
-
-/* Points the cursor at the segment holding c->next_lsn (<= synced_lsn);
- * under mu. */
-static int locate(sl_wal *w, sl_wal_cursor *c, segment **out)
-{
-	segment *seg = find_seg(w, c->segment);
-
-	if (seg && seg->first_lsn <= c->next_lsn && c->next_lsn <= seg->last_lsn &&
-	    c->offset >= SEG_HEADER) {
-		*out = seg;
-		return SL_OK;
-	}
-	if (c->next_lsn < w->segs[0]->first_lsn)
-		return sl_error_set(SL_ENOTFOUND, "wal: LSN %" PRIu64 " was released", c->next_lsn);
-	for (size_t i = 0; i < w->n_segs; i++) {
-		seg = w->segs[i];
-		if (seg->first_lsn == c->next_lsn && seg->last_lsn >= seg->first_lsn) {
-			c->segment = seg->id;
-			c->offset = SEG_HEADER;
-			*out = seg;
-			return SL_OK;
-		}
-	}
-	return sl_error_set(SL_EINVAL,
-	                    "wal: the cursor (segment %" PRIu64 ", offset %" PRIu64 ", LSN %" PRIu64
-	                    ") does not match the WAL",
-	                    c->segment, c->offset, c->next_lsn);
-}
-
-int sl_wal_read_next(sl_wal *w, sl_wal_cursor *c, size_t max_records, size_t max_bytes,
-                     sl_wal_record_fn cb, void *ctx, size_t *n)
-{
-	sl_buf buf = SL_BUF_INIT(READ_AHEAD + REC_PREFIX + BODY_MAX);
-	size_t given = 0, bytes = 0;
-	int rc = SL_OK, full = 0;
-
-	while (rc == SL_OK && !full && given < max_records) {
-		uint64_t upto;
-		segment *seg = NULL;
-		window win;
-
-		pthread_mutex_lock(&w->mu);
-		if (c->next_lsn > w->synced_lsn || (rc = locate(w, c, &seg)) != SL_OK) {
-			pthread_mutex_unlock(&w->mu);
-			break;
-		}
-		upto = seg->last_lsn < w->synced_lsn ? seg->last_lsn : w->synced_lsn;
-		seg->refs++;
-		window_init(&win, seg->fd, seg->written, &buf, READ_AHEAD);
-		pthread_mutex_unlock(&w->mu);
-
-		while (given < max_records && c->next_lsn <= upto) {
-			const char *why = "";
-			sl_wal_record rec;
-			sl_wal_loc loc = {seg->id, c->offset};
-			size_t total;
-
-			rc = read_record(&win, c->offset, &rec, &total, &why);
-			if (rc == REC_OK && rec.lsn != c->next_lsn) {
-				why = "unexpected LSN";
-				rc = REC_BAD;
-			}
-			if (rc == REC_BAD)
-				rc = bad_record(w, seg->id, c->offset, why);
-			if (rc != SL_OK)
-				break;
-			if (given > 0 && bytes + total > max_bytes) {
-				full = 1;
-				break;
-			}
-			rc = cb(ctx, &rec, &loc);
-			if (rc != 0)
-				break;
-			c->offset += total;
-			c->next_lsn++;
-			given++;
-			bytes += total;
-		}
-		pthread_mutex_lock(&w->mu);
-		seg_unref(seg);
-		pthread_mutex_unlock(&w->mu);
-	}
-	sl_buf_free(&buf);
-	if (n)
-		*n = given;
-	return rc;
-}
-
-/* -------------------------------------------------------------- release */
+/* ------------------------------------------------------------- release */
 
 int sl_wal_release(sl_wal *w, uint64_t lsn)
 {
-	char name[SEG_NAME_LEN + 1];
+	char name[WAL_SEG_NAME_LEN + 1];
 	int rc = SL_OK;
 
 	pthread_mutex_lock(&w->mu);
@@ -1087,19 +755,19 @@ int sl_wal_release(sl_wal *w, uint64_t lsn)
 		pthread_mutex_unlock(&w->mu);
 		if (!seg)
 			break;
-		seg_name(name, seg->id);
+		wal_seg_name(name, seg->id);
 		if (unlinkat(w->dir_fd, name, 0) != 0 && errno != ENOENT) {
-			rc = io_fail("delete", w->dir, name);
+			rc = wal_io_fail("delete", w->dir, name);
 			break;
 		}
 		pthread_mutex_lock(&w->mu);
 		memmove(w->segs, w->segs + 1, (w->n_segs - 1) * sizeof(segment *));
 		w->n_segs--;
 		w->bytes -= seg->size;
-		seg_unref(seg);
+		wal_seg_unref(seg);
 		pthread_mutex_unlock(&w->mu);
 		if (sync_fd(w->dir_fd, 0) != 0) {
-			rc = io_fail("sync the directory", w->dir, NULL);
+			rc = wal_io_fail("sync the directory", w->dir, NULL);
 			break;
 		}
 	}

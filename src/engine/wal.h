@@ -5,8 +5,9 @@
  * a reader for the drain, and deletion of segments once L3 holds them.
  *
  * Files: DIR/wal-<16 hex digits: segment id>.seg. A segment starts with a
- * 32-byte header and holds whole records; the opening comment of wal.c has
- * every byte, and the invariants (what is durable when, what open cuts).
+ * 32-byte header and holds whole records; the opening comments of wal.c
+ * (segments, and the invariants: what is durable when, what open cuts)
+ * and wal_read.c (records) have every byte.
  * One handle at a time: the directory is locked (flock) while open.
  *
  * Thread safety: append, sync, stats and read_at may be called from any
