@@ -547,6 +547,9 @@ static void *drain_main(void *arg)
 		}
 		if (stopping(e) || e->n_retries > 0)
 			wait_ms = wait_ms < 10 ? wait_ms : 10;
+		int idle = !unsynced && b.n == 0 && e->n_retries == 0;
+		if (idle)
+			atomic_store(&e->drain_idle, 1);
 		pthread_mutex_lock(&e->drain_lock);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -555,6 +558,7 @@ static void *drain_main(void *arg)
 		ts.tv_nsec %= 1000000000;
 		pthread_cond_timedwait(&e->drain_cond, &e->drain_lock, &ts);
 		pthread_mutex_unlock(&e->drain_lock);
+		atomic_store(&e->drain_idle, 0);
 	}
 	batch_free(&b);
 	return NULL;

@@ -30,6 +30,7 @@
  *       newest write of a key in a batch) instead of racing it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -199,7 +200,14 @@ int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *
 	if ((rc = e->tier.ops->position(e->tier.impl, &position)) != SL_OK ||
 	    (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK)
 		goto fail;
-	/* E1 */
+	/* E1; L3 versions are < 2^63, and a damaged floor must not wrap */
+	if (report.max_version >= UINT64_C(1) << 62) {
+		rc = sl_error_set(SL_ECORRUPT,
+		                  "the WAL in %s holds a version of %" PRIu64 ", past any the "
+		                  "engine gives",
+		                  c->wal_dir, report.max_version);
+		goto fail;
+	}
 	e->open_version = report.max_version;
 	uint64_t now = wall_us();
 	atomic_store(&e->next_version, (now > report.max_version ? now : report.max_version) + 1);
@@ -337,7 +345,10 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 			atomic_fetch_add(&e->n_rejected, 1);
 		return rc;
 	}
-	drain_wake(e);
+	/* A busy drain finds the record by itself (it polls while records are
+	 * unsynced); waking it for every write would cost a system call each. */
+	if (atomic_exchange(&e->drain_idle, 0))
+		drain_wake(e);
 	if (opts->ack >= SL_ACK_LOCAL && (rc = sl_wal_sync(e->wal, lsn)) != SL_OK)
 		return rc;
 	if (opts->ack == SL_ACK_L3 && (rc = wait_l3(e, key, key_len, lsn)) != SL_OK)

@@ -88,6 +88,7 @@ struct sl_engine {
 	_Atomic uint64_t l3_lsn;   /* every record <= it is in L3, retrying or parked */
 	_Atomic uint64_t flush_wanted;
 	atomic_int drain_stop;
+	atomic_int drain_idle;      /* the drain sleeps with nothing to do: wake it */
 	uint64_t drain_deadline_ns; /* close: give up draining past it */
 	retry_row *retries;         /* rows L3 refused, to be tried again */
 	size_t n_retries, cap_retries;

@@ -47,11 +47,14 @@ static int remember(parked_list *p, const char *key, size_t key_len, uint64_t ve
 		return SL_ENOMEM;
 	p->rows = rows;
 	parked_row *r = &rows[p->n];
-	if ((r->key = sl_strndup(key, key_len)) == NULL ||
+	/* the key as bytes: it may not be text (sl_strndup stops at a NUL) */
+	if ((r->key = sl_malloc(key_len + 1)) == NULL ||
 	    (r->error = sl_strndup(error, error_len)) == NULL) {
 		sl_free(r->key);
 		return SL_ENOMEM;
 	}
+	memcpy(r->key, key, key_len);
+	r->key[key_len] = '\0';
 	r->key_len = key_len;
 	r->version = version;
 	r->deleted = deleted;
