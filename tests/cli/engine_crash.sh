@@ -27,7 +27,7 @@ for ack in local l3; do
 	for round in $(seq 1 "$rounds"); do
 		start_engine "$cfg"
 		"$LOAD" load "$EURL" "$log" --threads 4 --keys 300 --seconds 30 --ack "$ack" \
-			--value-size $((64 + RANDOM % 512)) --deletes >"$dir/load.out" 2>"$dir/load.err" &
+			--value-size $((64 + RANDOM % 512)) --deletes --give-up-ms 300 >"$dir/load.out" 2>"$dir/load.err" &
 		LOAD_PID=$!
 		sleep "$((RANDOM % 13 + 2))e-1"
 		stop_engine KILL

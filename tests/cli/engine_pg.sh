@@ -33,7 +33,7 @@ pg_row() { # key -> "version|deleted|sha256 of value"
 # 1. kill -9 under l3 load
 for round in 1 2 3 4 5; do
 	start_engine "$cfg"
-	"$LOAD" load "$EURL" "$log" --threads 4 --keys 200 --seconds 30 --ack l3 --deletes \
+	"$LOAD" load "$EURL" "$log" --threads 4 --keys 200 --seconds 30 --ack l3 --deletes --give-up-ms 300 \
 		>"$TMP/load.out" 2>"$TMP/load.err" &
 	LOAD_PID=$!
 	sleep "$((RANDOM % 10 + 3))e-1"

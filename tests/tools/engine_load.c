@@ -4,9 +4,10 @@
  *
  *   engine_load load URL LOG [--threads N] [--keys K] [--seconds S]
  *                            [--ack memory|local|l3] [--value-size B] [--deletes]
+ *                            [--give-up-ms MS]
  *       N threads PUT (and with --deletes sometimes DELETE) keys
  *       t<thread>/k<n> until S seconds pass or the server stops answering
- *       for 5 s. Every 200 answer appends "key version hash\n" to LOG
+ *       for MS milliseconds (default 5000). Every 200 answer appends "key version hash\n" to LOG
  *       (hash: FNV-1a of the value written, "-" for a delete), flushed at
  *       once, so a line exists for every acknowledged write. 429 and 503
  *       are counted and retried after a pause; they acknowledge nothing.
@@ -32,7 +33,7 @@
 
 typedef struct opts {
 	const char *url, *log, *ack;
-	int threads, keys, seconds, value_size, deletes;
+	int threads, keys, seconds, value_size, deletes, give_up_ms;
 } opts;
 
 static FILE *g_log;
@@ -180,7 +181,7 @@ static void *load_main(void *arg)
 		if (st < 0) { /* no answer: the server is down or restarting */
 			if (silent_since == 0)
 				silent_since = now_s();
-			else if (now_s() - silent_since > 5)
+			else if (now_s() - silent_since > o->give_up_ms / 1000.0)
 				break;
 			usleep(10000);
 		} else {
@@ -303,7 +304,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	opts o = {NULL, NULL, "local", 4, 1000, 10, 256, 0};
+	opts o = {NULL, NULL, "local", 4, 1000, 10, 256, 0, 5000};
 	if (argc < 4)
 		return usage();
 	o.url = argv[2];
@@ -326,6 +327,8 @@ int main(int argc, char **argv)
 			o.ack = v;
 		else if (strcmp(argv[i - 1], "--value-size") == 0)
 			o.value_size = atoi(v);
+		else if (strcmp(argv[i - 1], "--give-up-ms") == 0)
+			o.give_up_ms = atoi(v);
 		else
 			return usage();
 	}
