@@ -347,7 +347,7 @@ static int run_simple(pg_conn *c, const char *what, const char *sql)
 
 static int conn_connect(pg_conn *c)
 {
-	char connect_s[16], idle_s[16], user_timeout[16], setup[256];
+	char connect_s[16], idle_s[16], user_timeout[16], setup[128];
 	const char *keys[] = {"dbname",           "application_name",
 	                      "client_encoding",  "connect_timeout",
 	                      "keepalives",       "keepalives_idle",
@@ -378,13 +378,8 @@ static int conn_connect(pg_conn *c)
 	PQsetNoticeProcessor(c->conn, sl_pg_ignore_notice, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0)
 		return conn_error(c, "connect");
-	/* Joins with the staging table (a batch, no statistics) go through the
-	 * primary key: without them the planner hashes a full scan of the
-	 * table while it is small, 4 to 15 ms a batch. */
 	snprintf(setup, sizeof(setup),
-	         "SET statement_timeout = %u; SET client_min_messages = warning;"
-	         " SET enable_hashjoin = off; SET enable_mergejoin = off",
-	         c->timeout_ms);
+	         "SET statement_timeout = %u; SET client_min_messages = warning", c->timeout_ms);
 	if ((rc = run_simple(c, "session setup", setup)) == SL_OK && c->setup != NULL)
 		rc = run_simple(c, "session setup", c->setup);
 	if (rc != SL_OK)
