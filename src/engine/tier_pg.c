@@ -10,6 +10,9 @@
  *   BEGIN;
  *   COPY pg_temp.sluice_tier_stage FROM STDIN (FORMAT binary);   -- the rows
  *   SELECT s.idx, t.deleted FROM stage s JOIN t ... FOR UPDATE OF t;    -- old
+ *       (left out when every row's maybe_live hint is 0: the engine's
+ *       trusted filter says none of the keys has a live row, so was_live
+ *       is 0 without reading; the guard below still holds)
  *   WITH up AS (INSERT INTO t SELECT ... FROM stage ON CONFLICT (key) DO
  *       UPDATE ... WHERE t.version < excluded.version RETURNING t.key)
  *   SELECT s.idx FROM up JOIN stage s ...;                          -- applied
@@ -83,10 +86,16 @@
 
 /* After the COPY: lock and read the old rows, upsert guarded by version,
  * list the applied rows. Arguments: table, filter, table, filter. */
+#define COPY_STAGE_SQL                                                                             \
+	"COPY " STAGE " (idx, key, value, version, deleted) FROM STDIN (FORMAT binary);"
 #define UPSERT_SQL                                                                                 \
-	"COPY " STAGE " (idx, key, value, version, deleted) FROM STDIN (FORMAT binary);"           \
+	COPY_STAGE_SQL                                                                             \
 	" SELECT s.idx, t.deleted FROM " STAGE " s JOIN %s t ON t.key = s.key%s"                   \
-	" ORDER BY s.key FOR UPDATE OF t;"                                                         \
+	" ORDER BY s.key FOR UPDATE OF t;" GUARDED_UPSERT_SQL
+/* A batch of keys the engine knows have no live row (its trusted filter
+ * said so): nothing to read first, was_live is 0. Arguments: table, filter. */
+#define UPSERT_NEW_SQL COPY_STAGE_SQL GUARDED_UPSERT_SQL
+#define GUARDED_UPSERT_SQL                                                                         \
 	" WITH up AS (INSERT INTO %s AS t (key, value, version, deleted, updated_at)"              \
 	" SELECT s.key, s.value, s.version, s.deleted, now() FROM " STAGE " s%s"                   \
 	" ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,"     \
@@ -432,7 +441,17 @@ static void rollback(pg_conn *c)
 
 /* ------------------------------------------------------------------ tier */
 
-enum { SQL_STAGE, SQL_BATCH, SQL_COMMIT, SQL_GET, SQL_SCAN, SQL_SCAN_AFTER, SQL_POSITION, SQL_N };
+enum {
+	SQL_STAGE,
+	SQL_BATCH,
+	SQL_BATCH_NEW,
+	SQL_COMMIT,
+	SQL_GET,
+	SQL_SCAN,
+	SQL_SCAN_AFTER,
+	SQL_POSITION,
+	SQL_N
+};
 
 typedef struct pg_tier {
 	unsigned timeout_ms;
@@ -534,6 +553,8 @@ static int build_sql(pg_tier *t)
 	                                t->meta, t->name_lit);
 	t->sql[SQL_BATCH] = str_printf("BEGIN; " UPSERT_SQL "; %s", t->table, "", t->table, "",
 	                               t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
+	t->sql[SQL_BATCH_NEW] = str_printf("BEGIN; " UPSERT_NEW_SQL "; %s", t->table, "",
+	                                   t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
 	t->sql[SQL_GET] =
 	        str_printf("SELECT version, deleted, value FROM %s WHERE key = $1", t->table);
 	/* bytewise order whatever the column's collation; on our own table (key
@@ -659,7 +680,7 @@ static int copy_rows(pg_conn *c, void *ctx)
 /* Row flags from the locking SELECT (old) and the upsert (applied). */
 static int mark_rows(sl_tier_row *rows, size_t n, const PGresult *old, const PGresult *up)
 {
-	int n_old = PQntuples(old);
+	int n_old = old ? PQntuples(old) : 0;
 	for (int i = 0; i < n_old + PQntuples(up); i++) {
 		const PGresult *res = i < n_old ? old : up;
 		int at = i < n_old ? i : i - n_old;
@@ -684,10 +705,11 @@ static int expect_results(const pg_call *q, int n_res, int commit)
 }
 
 /* One exchange that COPYs rows [from, to) and upserts them; its results are
- * [BEGIN or SAVEPOINT, COPY, old rows, applied rows, ...] (n_res in all),
- * ending in COMMIT when commit. The error, if any, stays in q. */
+ * [BEGIN or SAVEPOINT, COPY, old rows (when with_old), applied rows, ...]
+ * (n_res in all), ending in COMMIT when commit. The error, if any, stays
+ * in q. */
 static int upsert(pg_tier *t, sl_tier_row *rows, size_t n, size_t from, size_t to, const char *sql,
-                  int n_res, int commit, pg_call *q)
+                  int n_res, int commit, int with_old, pg_call *q)
 {
 	copy_src src = {rows, from, to};
 	int rc;
@@ -696,7 +718,8 @@ static int upsert(pg_tier *t, sl_tier_row *rows, size_t n, size_t from, size_t t
 	q->copy = copy_rows;
 	q->copy_ctx = &src;
 	if ((rc = run(&t->drain, q)) == SL_OK && (rc = expect_results(q, n_res, commit)) == SL_OK)
-		rc = mark_rows(rows, n, q->res[2], q->res[3]);
+		rc = with_old ? mark_rows(rows, n, q->res[2], q->res[3])
+		              : mark_rows(rows, n, NULL, q->res[2]);
 	call_clear(q);
 	return rc;
 }
@@ -719,7 +742,7 @@ static int write_rows(pg_tier *t, sl_tier_row *rows, size_t n)
 		                 t->table, filter, t->table, filter);
 		if (sql == NULL)
 			rc = SL_ENOMEM;
-		else if ((rc = upsert(t, rows, n, i, i + 1, sql, 5, 0, &q)) != SL_OK &&
+		else if ((rc = upsert(t, rows, n, i, i + 1, sql, 5, 0, 1, &q)) != SL_OK &&
 		         is_data_error(q.sqlstate) && t->drain.conn != NULL) {
 			rows[i].rc = SL_EINVAL;
 			snprintf(rows[i].error, sizeof(rows[i].error), "%s (SQLSTATE %s)", q.detail,
@@ -762,10 +785,15 @@ static int tier_write(void *impl, sl_tier_row *rows, size_t n)
 	}
 	if (n_sent == 0)
 		return SL_OK;
+	int all_new = 1;
+	for (size_t i = 0; i < n; i++)
+		all_new &= rows[i].rc != SL_OK || !rows[i].maybe_live;
 	pthread_mutex_lock(&t->drain.lock);
-	/* the fast path: BEGIN, COPY, old rows, applied rows, meta, COMMIT */
+	/* the fast path: BEGIN, COPY, old rows (unless all are new), applied
+	 * rows, meta, COMMIT */
 	if ((rc = conn_ready(&t->drain)) == SL_OK &&
-	    (rc = upsert(t, rows, n, 0, n, t->sql[SQL_BATCH], 6, 1, &q)) != SL_OK) {
+	    (rc = all_new ? upsert(t, rows, n, 0, n, t->sql[SQL_BATCH_NEW], 5, 1, 0, &q)
+	                  : upsert(t, rows, n, 0, n, t->sql[SQL_BATCH], 6, 1, 1, &q)) != SL_OK) {
 		rollback(&t->drain);
 		if (is_data_error(q.sqlstate) && t->drain.conn != NULL &&
 		    (rc = write_rows(t, rows, n)) != SL_OK)
