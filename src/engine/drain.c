@@ -105,38 +105,38 @@ static void batch_reset(batch *b)
 	b->first_ns = 0;
 }
 
-/* E5: the newest write of a key in a batch replaces the older ones. */
+/* A record whose key the batch already holds: the batch is written first
+ * (E5: a key's writes reach L3 one by one, in order, so a refused newer
+ * write never hides an older acknowledged one). */
+#define BATCH_HAS_KEY 1
+
 static int batch_add(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
 {
 	(void)loc;
 	batch *b = ctx;
 	if (r->lsn <= b->skip_upto)
 		return SL_OK; /* D7: in L3 before the restart */
+	size_t mask = b->index_cap - 1, slot = l1_hash(r->key, r->key_len) & mask;
+	while (b->index[slot]) {
+		const batch_row *o = &b->rows[b->index[slot] - 1];
+		if (o->key_len == r->key_len &&
+		    memcmp(b->arena.data + o->key_off, r->key, r->key_len) == 0)
+			return BATCH_HAS_KEY; /* the cursor stays on this record */
+		slot = (slot + 1) & mask;
+	}
 	size_t key_off = b->arena.len;
 	int rc = sl_buf_append(&b->arena, r->key, r->key_len);
 	if (rc == SL_OK && r->value_len)
 		rc = sl_buf_append(&b->arena, r->value, r->value_len);
-	if (rc != SL_OK)
-		return rc;
-	size_t mask = b->index_cap - 1, slot = l1_hash(r->key, r->key_len) & mask;
-	batch_row *row = NULL;
-	while (b->index[slot]) {
-		batch_row *o = &b->rows[b->index[slot] - 1];
-		if (o->key_len == r->key_len &&
-		    memcmp(b->arena.data + o->key_off, r->key, r->key_len) == 0) {
-			row = o;
-			break;
-		}
-		slot = (slot + 1) & mask;
+	batch_row *rows =
+	        rc == SL_OK ? sl_grow(b->rows, &b->cap, b->n + 1, sizeof(*rows), 64) : NULL;
+	if (rows == NULL) {
+		b->arena.len = key_off;
+		return rc != SL_OK ? rc : SL_ENOMEM;
 	}
-	if (row == NULL) {
-		batch_row *rows = sl_grow(b->rows, &b->cap, b->n + 1, sizeof(*rows), 64);
-		if (rows == NULL)
-			return SL_ENOMEM;
-		b->rows = rows;
-		row = &rows[b->n++];
-		b->index[slot] = b->n;
-	}
+	b->rows = rows;
+	batch_row *row = &rows[b->n++];
+	b->index[slot] = b->n;
 	row->lsn = r->lsn;
 	row->version = r->version;
 	row->deleted = r->op == SL_WAL_DEL;
@@ -202,6 +202,10 @@ static int write_rows(sl_engine *e, sl_tier_row *rows, size_t n, uint64_t *rng)
 		}
 		atomic_store(&e->l3_up, 0);
 		drain_set_error(e, sl_error_last()->message);
+		/* It may have committed after all (a lost COMMIT answer): the
+		 * repeat then reports nothing applied, and the filter would never
+		 * learn its new keys (F1). It is rebuilt instead. */
+		filter_distrust(&e->filter);
 		sl_log(SL_LOG_WARN, "L3 write failed", "rows=%zu retry_ms=%llu", n,
 		       (unsigned long long)wait);
 		if (past_deadline(e))
@@ -224,12 +228,8 @@ static void row_done(sl_engine *e, const sl_tier_row *r, uint64_t lsn, int refus
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_lock(s);
 	l1_entry *en = l1_find(s, r->key, r->key_len, h);
-	if (en && en->pending_lsn == lsn) {
-		if (refused)
-			en->refused = 1;
-		else
-			l1_mark_clean(s, en);
-	}
+	if (en && en->pending_lsn == lsn && !refused)
+		l1_mark_clean(s, en); /* a refused one stays dirty: retried */
 	l1_unlock(s);
 }
 
@@ -251,19 +251,35 @@ static uint64_t retry_delay(uint32_t attempts)
 	return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
 }
 
+int drain_retrying(sl_engine *e, uint64_t lsn)
+{
+	int found = 0;
+	pthread_mutex_lock(&e->retry_lock);
+	for (size_t i = 0; !found && i < e->n_retries; i++)
+		found = e->retries[i].lsn == lsn;
+	pthread_mutex_unlock(&e->retry_lock);
+	return found;
+}
+
 static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
 {
+	pthread_mutex_lock(&e->retry_lock);
 	retry_row *rows = sl_grow(e->retries, &e->cap_retries, e->n_retries + 1, sizeof(*rows), 8);
-	if (rows == NULL)
+	if (rows == NULL) {
+		pthread_mutex_unlock(&e->retry_lock);
 		return SL_ENOMEM;
+	}
 	e->retries = rows;
 	retry_row *t = &rows[e->n_retries];
 	memset(t, 0, sizeof(*t));
-	if ((t->key = sl_strndup(r->key, r->key_len)) == NULL ||
+	if ((t->key = sl_malloc(r->key_len + 1)) == NULL ||
 	    (r->value_len && (t->value = sl_malloc(r->value_len)) == NULL)) {
 		sl_free(t->key);
+		pthread_mutex_unlock(&e->retry_lock);
 		return SL_ENOMEM;
 	}
+	memcpy(t->key, r->key, r->key_len);
+	t->key[r->key_len] = '\0';
 	if (r->value_len)
 		memcpy(t->value, r->value, r->value_len);
 	t->key_len = r->key_len;
@@ -275,6 +291,7 @@ static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
 	t->next_ms = sl_clock_wall_ms() + retry_delay(1);
 	snprintf(t->error, sizeof(t->error), "%s", r->error);
 	e->n_retries++;
+	pthread_mutex_unlock(&e->retry_lock);
 	sl_log(SL_LOG_WARN, "L3 refused a row", "version=%llu error=\"%s\"",
 	       (unsigned long long)r->version, r->error);
 	return SL_OK;
@@ -282,9 +299,11 @@ static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
 
 static void retry_remove(sl_engine *e, size_t i)
 {
+	pthread_mutex_lock(&e->retry_lock);
 	sl_free(e->retries[i].key);
 	sl_free(e->retries[i].value);
 	e->retries[i] = e->retries[--e->n_retries];
+	pthread_mutex_unlock(&e->retry_lock);
 }
 
 /* D7: 8 bytes of LSN and their CRC-32C, big-endian. */
@@ -373,6 +392,21 @@ static int flush_batch(sl_engine *e, batch *b, uint64_t *rng)
 	return SL_OK;
 }
 
+/* 1 when another row of the retry list has the same key and a newer
+ * version: a write takes distinct keys, and the newest is tried first (if
+ * L3 takes it, the older ones are superseded). */
+static int newer_retry(const sl_engine *e, size_t i)
+{
+	const retry_row *t = &e->retries[i];
+	for (size_t k = 0; k < e->n_retries; k++) {
+		const retry_row *o = &e->retries[k];
+		if (k != i && o->version > t->version && o->key_len == t->key_len &&
+		    memcmp(o->key, t->key, t->key_len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Retries the refused rows that are due (D4). */
 static int run_retries(sl_engine *e, uint64_t *rng)
 {
@@ -388,8 +422,8 @@ static int run_retries(sl_engine *e, uint64_t *rng)
 	size_t n = 0;
 	for (size_t i = 0; rc == SL_OK && i < e->n_retries; i++) {
 		retry_row *t = &e->retries[i];
-		if (t->next_ms > now)
-			continue;
+		if (t->next_ms > now || newer_retry(e, i))
+			continue; /* one row per key in a write: the newest goes first */
 		rows[n] = (sl_tier_row){.key = t->key,
 		                        .key_len = t->key_len,
 		                        .value = t->deleted ? NULL : t->value,
@@ -400,9 +434,12 @@ static int run_retries(sl_engine *e, uint64_t *rng)
 		which[n++] = i;
 	}
 	if (rc == SL_OK && (rc = e->tier.ops->write(e->tier.impl, rows, n)) != SL_OK) {
-		/* L3 is down: the rows wait for the next round */
+		/* L3 is down: the rows wait for the next round, later */
 		drain_set_error(e, sl_error_last()->message);
 		sl_error_clear();
+		filter_distrust(&e->filter); /* as in write_rows */
+		for (size_t k = 0; k < n; k++)
+			e->retries[which[k]].next_ms = now + jitter(RETRY_BASE_MS * 10, rng);
 		rc = SL_OK;
 		n = 0;
 	}
@@ -512,26 +549,34 @@ static void *drain_main(void *arg)
 		if (b.n < e->cfg.batch_items && b.bytes < e->cfg.batch_bytes)
 			rc = sl_wal_read_next(e->wal, &cur, e->cfg.batch_items - b.n,
 			                      e->cfg.batch_bytes - b.bytes, batch_add, &b, &got);
-		if (rc != SL_OK) {
+		int has_key = rc == BATCH_HAS_KEY;
+		if (has_key)
+			rc = SL_OK;
+		if (rc != SL_OK) { /* an I/O error or no memory: try again, never give up */
 			drain_set_error(e, sl_error_last()->message);
 			sl_log(SL_LOG_ERROR, "the drain cannot read the WAL", "error=\"%s\"",
 			       sl_error_last()->message);
-			break;
+			backoff_sleep(e, BACKOFF_MAX_MS);
+			continue;
 		}
-		int full = b.n >= e->cfg.batch_items || b.bytes >= e->cfg.batch_bytes;
+		int full = has_key || b.n >= e->cfg.batch_items || b.bytes >= e->cfg.batch_bytes;
 		int due = b.n > 0 &&
 		          (sl_clock_mono_ns() - b.first_ns >= (uint64_t)e->cfg.batch_ms * 1000000 ||
 		           atomic_load(&e->flush_wanted) > 0 || stopping(e));
 		if (full || due) {
-			if (flush_batch(e, &b, &rng) != SL_OK)
-				break; /* close gave up: the rest stays in the WAL */
+			if (flush_batch(e, &b, &rng) != SL_OK) {
+				if (past_deadline(e))
+					break; /* close gave up: the rest stays in the WAL */
+				drain_set_error(e, sl_error_last()->message);
+				backoff_sleep(e, BACKOFF_MAX_MS); /* no memory: again */
+			}
 			continue;
 		}
 		if (got > 0)
 			continue;
 		if (e->n_retries > 0 && run_retries(e, &rng) != SL_OK) {
-			drain_set_error(e, sl_error_last()->message);
-			break;
+			drain_set_error(e, sl_error_last()->message); /* parked file: again */
+			backoff_sleep(e, BACKOFF_MAX_MS);
 		}
 		sl_wal_stats ws;
 		sl_wal_stats_get(e->wal, &ws);

@@ -25,9 +25,11 @@
  *   E4  Read your writes: a key with a write not yet in L3 has a dirty L1
  *       entry (never evicted, l1.h), so get answers from L1 (or from the
  *       WAL record when the value was released) before asking L3.
- *   E5  A delete is a write: a tombstone with its own version, which
- *       cancels a pending write of the key (the drain keeps only the
- *       newest write of a key in a batch) instead of racing it.
+ *   E5  A delete is a write: a tombstone with its own version, applied
+ *       after the pending writes of its key, never racing them: a batch
+ *       holds at most one write of a key (a second one waits for the next
+ *       batch), so a key's writes reach L3 in order, and a refused newer
+ *       write never hides an older acknowledged one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -147,6 +149,7 @@ static void engine_free(sl_engine *e)
 	pthread_cond_destroy(&e->drain_cond);
 	pthread_cond_destroy(&e->l3_cond);
 	pthread_mutex_destroy(&e->error_lock);
+	pthread_mutex_destroy(&e->retry_lock);
 	pthread_mutex_destroy(&e->pressure_lock);
 	pthread_cond_destroy(&e->pressure_cond);
 	sl_free(e->wal_dir);
@@ -171,6 +174,7 @@ int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *
 	pthread_cond_init(&e->drain_cond, NULL);
 	pthread_cond_init(&e->l3_cond, NULL);
 	pthread_mutex_init(&e->error_lock, NULL);
+	pthread_mutex_init(&e->retry_lock, NULL);
 	pthread_mutex_init(&e->pressure_lock, NULL);
 	pthread_cond_init(&e->pressure_cond, NULL);
 	atomic_store(&e->min_retry_lsn, UINT64_MAX);
@@ -271,7 +275,7 @@ static void wait_l3_moved(sl_engine *e)
 }
 
 /* Waits until L3 holds lsn (or it was refused: then the error). */
-static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn)
+static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn, uint64_t version)
 {
 	uint64_t deadline = sl_clock_mono_ns() + (uint64_t)e->cfg.l3_ack_timeout_ms * 1000000;
 	atomic_fetch_add(&e->flush_wanted, 1);
@@ -287,13 +291,8 @@ static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn)
 		                    "L3 did not take the write within %u ms; it is in the WAL and "
 		                    "will reach L3",
 		                    e->cfg.l3_ack_timeout_ms);
-	uint64_t h = l1_hash(key, len);
-	l1_shard *s = l1_shard_of(e->l1, h);
-	l1_lock(s);
-	l1_entry *en = l1_find(s, key, len, h);
-	int refused = en && en->pending_lsn == lsn && en->refused;
-	l1_unlock(s);
-	if (refused)
+	/* refused: waiting in the retry list, or parked already */
+	if (drain_retrying(e, lsn) || parked_version(e->parked, key, len) == version)
 		return sl_error_set(SL_EIO, "L3 refused the write; it is retried, then parked");
 	return SL_OK;
 }
@@ -351,7 +350,7 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 		drain_wake(e);
 	if (opts->ack >= SL_ACK_LOCAL && (rc = sl_wal_sync(e->wal, lsn)) != SL_OK)
 		return rc;
-	if (opts->ack == SL_ACK_L3 && (rc = wait_l3(e, key, key_len, lsn)) != SL_OK)
+	if (opts->ack == SL_ACK_L3 && (rc = wait_l3(e, key, key_len, lsn, version)) != SL_OK)
 		return rc;
 	atomic_fetch_add(deleted ? &e->n_deleted : &e->n_submitted, 1);
 	if (version_out)

@@ -41,6 +41,8 @@ int filter_maybe(engine_filter *ef, const char *key, size_t len);
 void filter_add(engine_filter *ef, const char *key, size_t len);
 void filter_remove(engine_filter *ef, const char *key, size_t len);
 int filter_trusted(engine_filter *ef, uint64_t *keys);
+/* A write's outcome is unknown: trust nothing until the next rebuild. */
+void filter_distrust(engine_filter *ef);
 
 /* ---------------------------------------------------------------- parked */
 
@@ -90,6 +92,7 @@ struct sl_engine {
 	atomic_int drain_stop;
 	atomic_int drain_idle;      /* the drain sleeps with nothing to do: wake it */
 	uint64_t drain_deadline_ns; /* close: give up draining past it */
+	pthread_mutex_t retry_lock; /* the drain changes retries under it */
 	retry_row *retries;         /* rows L3 refused, to be tried again */
 	size_t n_retries, cap_retries;
 	_Atomic uint64_t retrying;
@@ -120,6 +123,8 @@ int drain_start(sl_engine *e);
 void drain_stop(sl_engine *e); /* drains until drain_deadline_ns, then joins */
 void drain_wake(sl_engine *e);
 void drain_set_error(sl_engine *e, const char *msg);
+/* 1 when the record at lsn is waiting in the retry list (L3 refused it). */
+int drain_retrying(sl_engine *e, uint64_t lsn);
 
 int pressure_start(sl_engine *e);
 void pressure_stop(sl_engine *e);

@@ -10,7 +10,9 @@
  *       position equals L3's position now. A snapshot is deleted once read,
  *       so a later crash cannot leave one that looks current.
  *   F3  A full filter is dropped (untrusted) rather than losing a key; the
- *       next rebuild doubles the capacity.
+ *       next rebuild doubles the capacity. So is a filter after an L3 write
+ *       whose outcome is unknown (it may have committed new keys that the
+ *       repeat, guarded, reports as not applied).
  *
  * Snapshot file DIR/filter: "SLFILT01", the 32-byte L3 position, then
  * sl_cuckoo_save's bytes (which carry their own checksum).
@@ -216,4 +218,11 @@ int filter_trusted(engine_filter *ef, uint64_t *keys)
 	*keys = trusted ? sl_cuckoo_count(ef->f) : 0;
 	pthread_rwlock_unlock(&ef->lock);
 	return trusted;
+}
+
+void filter_distrust(engine_filter *ef)
+{
+	pthread_rwlock_wrlock(&ef->lock);
+	ef->trusted = 0;
+	pthread_rwlock_unlock(&ef->lock);
 }

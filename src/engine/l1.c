@@ -213,7 +213,6 @@ int l1_put_dirty(l1_shard *s, const char *key, size_t len, uint64_t hash, uint64
 	}
 	e->pending_lsn = lsn;
 	e->loc = *loc;
-	e->refused = 0;
 	account(s, e, 1);
 	return SL_OK;
 }
@@ -242,7 +241,6 @@ void l1_mark_clean(l1_shard *s, l1_entry *e)
 	s->dirty_bytes -= entry_bytes(e);
 	s->pinned_bytes -= sizeof(*e) + e->key_len;
 	e->pending_lsn = 0;
-	e->refused = 0;
 	if (e->value == NULL && !e->deleted) {
 		/* released: L3 holds it now, so the entry itself can go */
 		l1_remove(s, e);
@@ -257,6 +255,7 @@ void l1_remove(l1_shard *s, l1_entry *e)
 	*p = e->next;
 	account(s, e, -1);
 	s->entries--;
+	s->evictions++; /* any removal: see l1_put_clean */
 	sl_free(e->value);
 	sl_free(e);
 }
@@ -292,7 +291,6 @@ void l1_shrink(l1_shard *s, uint64_t synced_lsn)
 		}
 		if (victim) {
 			l1_remove(s, victim);
-			s->evictions++;
 			fruitless = 0;
 		} else if (release) {
 			account(s, release, -1);

@@ -30,7 +30,6 @@ typedef struct l1_entry {
 	uint8_t *value;       /* NULL: a tombstone, or released (dirty only) */
 	size_t value_len;
 	uint8_t deleted;
-	uint8_t refused; /* L3 refused the pending version; it is retried */
 	uint16_t key_len;
 	char key[];
 } l1_entry;
@@ -46,7 +45,7 @@ typedef struct l1_shard {
 	                          no eviction or release can free */
 	uint64_t budget;
 	uint64_t clock;
-	uint64_t evictions; /* grows with each eviction: see l1_put_clean */
+	uint64_t evictions; /* grows with each removal: see l1_put_clean */
 	uint64_t rng;
 	struct l1 *table;
 } l1_shard;
@@ -68,7 +67,7 @@ int l1_put_dirty(l1_shard *s, const char *key, size_t len, uint64_t hash, uint64
                  const sl_wal_loc *loc);
 /* A row read from L3, cached clean; only when the key has no entry and
  * nothing was evicted from the shard since `evictions` was read (else the
- * row may be older than an entry evicted meanwhile). */
+ * row may be older than an entry removed meanwhile). */
 int l1_put_clean(l1_shard *s, const char *key, size_t len, uint64_t hash, uint64_t version,
                  const void *value, size_t value_len, int deleted, uint64_t evictions);
 /* The entry's pending version is in L3 (or parked): no longer dirty. */

@@ -29,10 +29,11 @@
 
 typedef struct faulty {
 	sl_tier inner;
-	atomic_int down;    /* write and get fail with SL_EIO */
-	atomic_int hold;    /* write waits while set */
-	atomic_int writes;  /* write calls that reached the inner tier */
-	const char *refuse; /* rows whose key starts with it are refused */
+	atomic_int down;          /* write and get fail with SL_EIO */
+	atomic_int hold;          /* write waits while set */
+	atomic_int writes;        /* write calls that reached the inner tier */
+	const char *refuse;       /* rows whose key starts with it are refused */
+	const char *refuse_value; /* and rows whose value starts with it */
 } faulty;
 
 static faulty *g_faulty;
@@ -48,8 +49,10 @@ static int f_write(void *impl, sl_tier_row *rows, size_t n)
 	sl_tier_row *pass = calloc(n ? n : 1, sizeof(*pass));
 	size_t *idx = calloc(n ? n : 1, sizeof(*idx)), m = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (f->refuse && rows[i].key_len >= strlen(f->refuse) &&
-		    memcmp(rows[i].key, f->refuse, strlen(f->refuse)) == 0) {
+		if ((f->refuse && rows[i].key_len >= strlen(f->refuse) &&
+		     memcmp(rows[i].key, f->refuse, strlen(f->refuse)) == 0) ||
+		    (f->refuse_value && rows[i].value_len >= strlen(f->refuse_value) &&
+		     memcmp(rows[i].value, f->refuse_value, strlen(f->refuse_value)) == 0)) {
 			rows[i].rc = SL_EINVAL;
 			snprintf(rows[i].error, sizeof(rows[i].error), "test: refused");
 			continue;
@@ -346,6 +349,36 @@ static void test_refused_rows_are_parked(void **state)
 	teardown_fx(&x);
 }
 
+/* A newer write of a key that L3 refuses never hides the older one it
+ * took: v1 and v2 wait in the WAL together, v2 is refused and parked, and
+ * L3 ends with v1. An l3 write that L3 refuses is not acknowledged even
+ * when a newer write of its key came after it. */
+static void test_refused_newer_write_keeps_the_older(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	x.cfg.l3_max_attempts = 2;
+	faulty *f = open_engine(&x);
+	f->refuse_value = "BAD";
+	atomic_store(&f->hold, 1);
+	uint64_t v1, v2;
+	put(x.e, "k", "good", SL_ACK_LOCAL, &v1);
+	put(x.e, "k", "BAD value", SL_ACK_LOCAL, &v2);
+	atomic_store(&f->hold, 0);
+	assert_ok(sl_engine_flush(x.e, 20000));
+	int deleted;
+	assert_int_equal(l3_version(x.store, "k", &deleted), v1);
+	sl_engine_stats st;
+	assert_ok(sl_engine_stats_get(x.e, &st));
+	assert_int_equal(st.parked, 1);
+	sl_engine_close(x.e, 1000);
+	x.e = NULL;
+	open_engine(&x);
+	check_value(x.e, "k", "good");
+	teardown_fx(&x);
+}
+
 static void test_backpressure_loses_nothing(void **state)
 {
 	(void)state;
@@ -630,6 +663,7 @@ int main(void)
 	        cmocka_unit_test(test_replay_after_restart_with_l3_down),
 	        cmocka_unit_test(test_restart_skips_what_l3_holds),
 	        cmocka_unit_test(test_refused_rows_are_parked),
+	        cmocka_unit_test(test_refused_newer_write_keeps_the_older),
 	        cmocka_unit_test(test_backpressure_loses_nothing),
 	        cmocka_unit_test(test_full_wal_refuses_cleanly),
 	        cmocka_unit_test(test_dirty_entries_survive_a_small_budget),
