@@ -10,6 +10,7 @@
 #ifndef SLUICE_BASE_H
 #define SLUICE_BASE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -226,6 +227,9 @@ uint64_t sl_clock_mono_ns(void); /* monotonic, for durations */
 uint64_t sl_xorshift64(uint64_t *state);
 uint64_t sl_clock_wall_ms(void); /* Unix epoch milliseconds */
 void sl_sleep_ms(uint64_t ms);
+/* pthread_cond_timedwait for at most ms from now (m held); a wake-up, a
+ * spurious one or the time passing all return. */
+void sl_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms);
 /* "2026-11-21T08:47:20.123Z" into out (at least 25 bytes). */
 void sl_clock_format_rfc3339(char *out, size_t cap, uint64_t wall_ms);
 /* SL_OK when text is a strict RFC 3339 date-time (2026-11-21T10:00:00,

@@ -30,6 +30,19 @@ uint64_t sl_clock_wall_ms(void)
 	return read_clock_ns(CLOCK_REALTIME) / UINT64_C(1000000);
 }
 
+void sl_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(ms / 1000);
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(c, m, &until);
+}
+
 void sl_sleep_ms(uint64_t ms)
 {
 	struct timespec left;

@@ -486,13 +486,9 @@ static int run_retries(sl_engine *e, uint64_t *rng)
 
 /* Loads every record the WAL holds into L1 as dirty (E4 after a restart:
  * a write acknowledged before the crash is read back before L3 has it). */
-typedef struct replay_ctx {
-	sl_engine *e;
-} replay_ctx;
-
 static int replay_one(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
 {
-	sl_engine *e = ((replay_ctx *)ctx)->e;
+	sl_engine *e = ctx;
 	if (r->lsn <= e->drained_mark)
 		return SL_OK; /* D7: L3 has it; reads go there */
 	uint64_t h = l1_hash(r->key, r->key_len);
@@ -508,12 +504,11 @@ static int replay_one(void *ctx, const sl_wal_record *r, const sl_wal_loc *loc)
 static int replay(sl_engine *e)
 {
 	sl_wal_cursor c;
-	replay_ctx ctx = {e};
 	size_t n;
 	int rc;
 	sl_wal_cursor_start(e->wal, &c);
 	do
-		rc = sl_wal_read_next(e->wal, &c, 4096, 16 << 20, replay_one, &ctx, &n);
+		rc = sl_wal_read_next(e->wal, &c, 4096, 16 << 20, replay_one, e, &n);
 	while (rc == SL_OK && n > 0);
 	return rc;
 }
@@ -596,12 +591,7 @@ static void *drain_main(void *arg)
 		if (idle)
 			atomic_store(&e->drain_idle, 1);
 		pthread_mutex_lock(&e->drain_lock);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(wait_ms * 1000000);
-		ts.tv_sec += ts.tv_nsec / 1000000000;
-		ts.tv_nsec %= 1000000000;
-		pthread_cond_timedwait(&e->drain_cond, &e->drain_lock, &ts);
+		sl_cond_wait_ms(&e->drain_cond, &e->drain_lock, wait_ms);
 		pthread_mutex_unlock(&e->drain_lock);
 		atomic_store(&e->drain_idle, 0);
 	}

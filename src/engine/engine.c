@@ -39,7 +39,8 @@
 #include "engine/engine_internal.h"
 #include "sluice/store.h"
 
-#define MIB (UINT64_C(1) << 20)
+#define MIB              (UINT64_C(1) << 20)
+#define L3_WAIT_SLICE_MS 10 /* a waiter for L3 looks at the clock this often */
 
 _Static_assert(SL_ENGINE_VALUE_MAX == SL_WAL_VALUE_MAX,
                "a value the engine takes fits a WAL record");
@@ -261,19 +262,6 @@ static int check_options(const sl_engine *e, const sl_submit_options *o)
 	return SL_OK;
 }
 
-/* Waits (with drain_lock held) until l3_lsn moves, or 10 ms. */
-static void wait_l3_moved(sl_engine *e)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 10 * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_cond_timedwait(&e->l3_cond, &e->drain_lock, &ts);
-}
-
 /* Waits until L3 holds lsn (or it was refused: then the error). */
 static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn, uint64_t version)
 {
@@ -282,7 +270,7 @@ static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn, uint
 	drain_wake(e);
 	pthread_mutex_lock(&e->drain_lock);
 	while (atomic_load(&e->l3_lsn) < lsn && sl_clock_mono_ns() < deadline) {
-		wait_l3_moved(e);
+		sl_cond_wait_ms(&e->l3_cond, &e->drain_lock, L3_WAIT_SLICE_MS);
 	}
 	pthread_mutex_unlock(&e->drain_lock);
 	atomic_fetch_sub(&e->flush_wanted, 1);
@@ -373,10 +361,9 @@ int sl_engine_delete(sl_engine *e, const char *key, size_t key_len, const sl_sub
 typedef enum { FOUND_NONE, FOUND_VALUE, FOUND_TOMBSTONE, FOUND_RELEASED } l1_found;
 
 /* What L1 says of the key; copies a resident value into *value. */
-static l1_found get_l1(sl_engine *e, const char *key, size_t len, sl_buf *value, uint64_t *version,
-                       sl_wal_loc *loc, uint64_t *evictions, int *rc)
+static l1_found get_l1(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf *value,
+                       uint64_t *version, sl_wal_loc *loc, uint64_t *evictions, int *rc)
 {
-	uint64_t h = l1_hash(key, len);
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_found found = FOUND_NONE;
 	*rc = SL_OK;
@@ -413,8 +400,8 @@ static int get_released(sl_engine *e, const sl_wal_loc *loc, uint64_t version, s
 	return rc;
 }
 
-static int get_l3(sl_engine *e, const char *key, size_t len, sl_buf *value, uint64_t *version,
-                  uint64_t evictions)
+static int get_l3(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf *value,
+                  uint64_t *version, uint64_t evictions)
 {
 	if (!filter_maybe(&e->filter, key, len)) {
 		atomic_fetch_add(&e->n_gets_filter_miss, 1);
@@ -428,7 +415,6 @@ static int get_l3(sl_engine *e, const char *key, size_t len, sl_buf *value, uint
 		*version = 0;
 	if (rc != SL_OK)
 		return rc;
-	uint64_t h = l1_hash(key, len);
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_lock(s);
 	if (l1_put_clean(s, key, len, h, *version, value->data, value->len, deleted, evictions) ==
@@ -447,10 +433,11 @@ int sl_engine_get(sl_engine *e, const char *key, size_t key_len, sl_buf *value, 
 	int rc = sl_key_validate(key, key_len);
 	if (rc != SL_OK)
 		return rc;
+	uint64_t h = l1_hash(key, key_len);
 	for (int attempt = 0;; attempt++) {
 		uint64_t v = 0, evictions;
 		sl_wal_loc loc;
-		l1_found f = get_l1(e, key, key_len, value, &v, &loc, &evictions, &rc);
+		l1_found f = get_l1(e, key, key_len, h, value, &v, &loc, &evictions, &rc);
 		if (f != FOUND_NONE)
 			atomic_fetch_add(&e->n_gets_l1, 1);
 		if (f == FOUND_RELEASED) {
@@ -459,7 +446,7 @@ int sl_engine_get(sl_engine *e, const char *key, size_t key_len, sl_buf *value, 
 				continue;
 		}
 		if (f == FOUND_NONE)
-			rc = get_l3(e, key, key_len, value, &v, evictions);
+			rc = get_l3(e, key, key_len, h, value, &v, evictions);
 		if (f == FOUND_TOMBSTONE)
 			rc = sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
 		if (version)
@@ -527,7 +514,7 @@ int sl_engine_flush(sl_engine *e, unsigned timeout_ms)
 	while (!(done = atomic_load(&e->l3_lsn) >= target &&
 	                atomic_load(&e->min_retry_lsn) > target) &&
 	       sl_clock_mono_ns() < deadline) {
-		wait_l3_moved(e);
+		sl_cond_wait_ms(&e->l3_cond, &e->drain_lock, L3_WAIT_SLICE_MS);
 	}
 	pthread_mutex_unlock(&e->drain_lock);
 	atomic_fetch_sub(&e->flush_wanted, 1);

@@ -200,12 +200,7 @@ int pressure_admit(sl_engine *e)
 	pthread_mutex_lock(&e->pressure_lock);
 	while ((level = atomic_load(&e->pressure)) == SL_PRESSURE_THROTTLE &&
 	       sl_clock_mono_ns() < deadline) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += MONITOR_MS * 1000000;
-		ts.tv_sec += ts.tv_nsec / 1000000000;
-		ts.tv_nsec %= 1000000000;
-		pthread_cond_timedwait(&e->pressure_cond, &e->pressure_lock, &ts);
+		sl_cond_wait_ms(&e->pressure_cond, &e->pressure_lock, MONITOR_MS);
 	}
 	pthread_mutex_unlock(&e->pressure_lock);
 	if (level >= SL_PRESSURE_REJECT)

@@ -526,19 +526,12 @@ static void *sweeper_main(void *arg)
 
 	pthread_mutex_lock(&g->mu);
 	while (!g->stopping) {
-		struct timespec until;
 		uint64_t now = sl_clock_mono_ns();
 		for (conn *k = g->conns; k; k = k->next)
 			sweep_one(g, k, now);
 		if (++round % 16 == 0) /* every 4 s */
 			forget_idle(g, now, 0);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += SWEEP_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&g->wake, &g->mu, &until);
+		sl_cond_wait_ms(&g->wake, &g->mu, SWEEP_MS);
 	}
 	pthread_mutex_unlock(&g->mu);
 	return NULL;

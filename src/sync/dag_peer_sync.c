@@ -155,15 +155,10 @@ static void *syncer_main(void *arg)
 	for (;;) {
 		sl_dag_peer *peers = NULL;
 		size_t n = 0;
-		struct timespec until;
 
 		pthread_mutex_lock(&y->mu);
 		if (!y->stop) {
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += (long)(y->o.poll_ms % 1000) * 1000000L;
-			until.tv_sec += (time_t)(y->o.poll_ms / 1000) + until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
-			pthread_cond_timedwait(&y->wake, &y->mu, &until);
+			sl_cond_wait_ms(&y->wake, &y->mu, y->o.poll_ms);
 		}
 		if (y->stop) {
 			pthread_mutex_unlock(&y->mu);
