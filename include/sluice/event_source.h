@@ -1,0 +1,156 @@
+/* connect/: event sources, what a mirror (sluice/mirror.h) reads.
+ *
+ * An event source gives keyed events in order, each at a position, and can
+ * start again from any position it gave: the mirror stores the position
+ * with what it applied, in one PostgreSQL transaction, and hands it back
+ * after a crash.
+ *
+ * Positions are u64 and grow with the source. An event's `pos` is where it
+ * is; after reading a run of events the source says where the next read
+ * starts (`next`), which may skip positions that carry no event (a
+ * namespace's commit operations). Resuming from an event's pos + 1 is also
+ * valid: it starts right after that event.
+ *
+ *   node or local store  pos = the operation's location in the namespace's
+ *                        log; set, update and delete operations are events,
+ *                        commits are not; version = location + 1.
+ *   ndjson               pos = the line's index (0 for the first line), so
+ *                        a position is the number of lines done; version as
+ *                        the line says, else pos + 1. A pipe (path "-")
+ *                        cannot be rewound: it counts its lines from the
+ *                        position it is started at.
+ *
+ * A source is used by one thread at a time.
+ */
+#ifndef SLUICE_EVENT_SOURCE_H
+#define SLUICE_EVENT_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sl_event_op {
+	SL_EVENT_SET = 1,    /* "set": the key holds value (first write) */
+	SL_EVENT_UPDATE = 2, /* "update": the key holds value */
+	SL_EVENT_DELETE = 3  /* "delete": the key is gone (no value) */
+} sl_event_op;
+
+/* "set", "update", "delete". */
+const char *sl_event_op_name(sl_event_op op);
+/* SL_EINVAL for anything else. */
+int sl_event_op_parse(sl_event_op *out, const char *name);
+
+/* One event. key and value are owned by the batch that holds it. A key is
+ * never empty and holds no NUL byte; it need not be valid UTF-8 (a source
+ * passes on what it was given, and the sink refuses what it cannot
+ * store). */
+typedef struct sl_event {
+	uint64_t pos;
+	sl_event_op op;
+	char *key; /* NUL-terminated, key_len bytes */
+	size_t key_len;
+	uint8_t *value; /* NULL for a delete */
+	size_t value_len;
+	uint64_t version; /* > 0 */
+} sl_event;
+
+typedef struct sl_event_batch {
+	sl_event *events;
+	size_t n, cap;
+	size_t bytes; /* sum of key_len + value_len */
+} sl_event_batch;
+
+void sl_event_batch_init(sl_event_batch *b);
+/* Frees every event (keeps the array for reuse). */
+void sl_event_batch_clear(sl_event_batch *b);
+void sl_event_batch_free(sl_event_batch *b);
+/* Appends a copy of key and value. SL_ENOMEM, or SL_EINVAL for an empty
+ * key, a key with a NUL byte, version 0, or a delete with a value. */
+int sl_event_batch_add(sl_event_batch *b, uint64_t pos, sl_event_op op, const char *key,
+                       size_t key_len, const void *value, size_t value_len, uint64_t version);
+
+/* What a source knows of where it ends, for status and lag. */
+typedef struct sl_event_source_head {
+	uint64_t end; /* the position after the last event known to exist */
+	int known;    /* 0: the source cannot tell (a pipe) */
+} sl_event_source_head;
+
+typedef struct sl_event_source_ops {
+	const char *kind; /* "node", "store", "ndjson" */
+	/* Appends to out the events at positions >= from, in order: at most
+	 * max_events, stopping once out->bytes reaches max_bytes (but at least
+	 * one event when one is there). When none is there yet it waits up to
+	 * wait_ms for one. *next is where the following read starts. SL_OK with
+	 * no event and *at_end = 1: a finite source (a file) has nothing past
+	 * `from`; with *at_end = 0: nothing yet. Errors:
+	 *   SL_ECORRUPT  the input at a position is not an event: the message
+	 *                names the position and what is wrong (a mirror stops);
+	 *   SL_EVERIFY   a remote source proved false (a frame, a target, a
+	 *                rewritten history): nothing of it was returned;
+	 *   SL_EINVAL    `from` cannot be read (pruned, past the end);
+	 *   other        transient (network, server): read again later. */
+	int (*read)(void *self, uint64_t from, size_t max_events, size_t max_bytes,
+	            uint64_t wait_ms, sl_event_batch *out, uint64_t *next, int *at_end);
+	int (*head)(void *self, sl_event_source_head *out);
+	/* What must be saved with a position so that a later run can check the
+	 * source did not change behind it (a remote node: the size and root of
+	 * the target its events were verified against), as text of at most
+	 * SL_EVENT_SOURCE_STATE_MAX bytes, or "" for none. */
+	int (*save_state)(void *self, char *out, size_t cap);
+	/* Given what save_state returned in an earlier run (never called for
+	 * ""), before the first read. SL_EVERIFY when the source no longer
+	 * extends it; SL_ECORRUPT when it is not such a text. */
+	int (*restore_state)(void *self, const char *state);
+	void (*close)(void *self);
+} sl_event_source_ops;
+
+#define SL_EVENT_SOURCE_STATE_MAX 256
+
+typedef struct sl_event_source {
+	const sl_event_source_ops *ops;
+	void *self;
+	/* Identifies the source in the mirror's position table, e.g.
+	 * "node:http://127.0.0.1:8080/events" (set by open). */
+	char name[512];
+} sl_event_source;
+
+void sl_event_source_close(sl_event_source *s); /* NULL or closed ok */
+
+/* NDJSON (docs/cli.md, "Mirror"): one JSON object per line with "key"
+ * (text), and optionally "op" ("set" default, "update", "delete"), "value"
+ * (text) or "value_b64" (base64), and "version" (a positive integer).
+ * Blank lines are positions without events. path "-" is standard input. */
+int sl_ndjson_source_open(sl_event_source *out, const char *path);
+/* Parses one line (without its newline) into an event at pos; SL_ECORRUPT
+ * names what is wrong; nothing is added then. Exposed for fuzzing. */
+int sl_ndjson_event_parse(sl_event_batch *out, uint64_t pos, const char *line, size_t len);
+
+/* A namespace (immutable or mutable) of a store directory, opened
+ * read-only; new commits by other processes are seen. */
+int sl_store_source_open(sl_event_source *out, const char *store_dir, const char *ns);
+
+/* A namespace of a remote node: every operation comes in a frame whose
+ * range proof is checked against the node's target, signed by trust_key
+ * when it is not NULL, and a new target is taken only after a consistency
+ * proof from the one before (as `sluice sync` does). New commits are
+ * awaited with the target endpoint's long poll. */
+typedef struct sl_node_source_options {
+	const char *url; /* "http://HOST:PORT" or "HOST:PORT" */
+	const char *ns;
+	const uint8_t *trust_key;    /* SL_ED25519_PK_LEN bytes, or NULL */
+	unsigned request_timeout_ms; /* default 10000 */
+	uint32_t frame_ops;          /* operations per request, default 1000 */
+} sl_node_source_options;
+
+void sl_node_source_options_init(sl_node_source_options *o);
+int sl_node_source_open(sl_event_source *out, const sl_node_source_options *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
