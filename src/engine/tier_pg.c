@@ -46,18 +46,9 @@
  * count moves again, which just moves the position). If not, the retry is
  * the first write.
  *
- * Deadlines. libpq's blocking calls wait forever on a frozen server (the
- * kernel still accepts our bytes), so connections are nonblocking: run()
- * sends, then poll()s against timeout_ms plus a grace, renewed whenever a
- * result arrives or COPY data goes out, behind the server's own
- * statement_timeout (which normally answers first and keeps the connection
- * usable). Connecting is PQconnectStartParams + PQconnectPoll under the same
- * deadline (a host name is resolved first, blocking). A deadline that passes
- * drops the connection; PQcancel would not help, it waits for an answer from
- * the postmaster, which a frozen one never gives. TCP keepalives and
- * tcp_user_timeout catch a peer that is gone. A dropped connection, or one
- * the server closed while idle (a restart), is replaced at the start of the
- * next call, so the tier comes back by itself with PostgreSQL.
+ * Deadlines: every call has one (connect/pg_conn.c); a dropped connection,
+ * or one the server closed while idle (a restart), is replaced at the start
+ * of the next call, so the tier comes back by itself with PostgreSQL.
  *
  * Threads: the drain connection serves write, scan_live and position, the
  * reader connection get; each has a mutex.
@@ -73,12 +64,12 @@
 
 #include <libpq-fe.h>
 
+#include "connect/pg_conn.h"
 #include "connect/pg_util.h"
 #include "engine/tier.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define STAGE              "pg_temp.sluice_tier_stage"
-#define RESULTS_MAX        8
 #define COPY_CHUNK         (64u << 10)
 #define FIELD_MAX          0x3fffffffu /* PostgreSQL's limit for one value (1 GiB - 1) */
 #define SCAN_PAGE          10000u      /* rows per query in scan_live: bounds a result */
@@ -103,342 +94,6 @@
 	" WHERE t.version < excluded.version RETURNING t.key)"                                     \
 	" SELECT s.idx FROM up JOIN " STAGE " s ON s.key = up.key"
 
-/* ----------------------------------------------------------- connections */
-
-typedef struct pg_conn {
-	PGconn *conn; /* NULL: connect at the next call */
-	pthread_mutex_t lock;
-	const char *url;
-	unsigned timeout_ms;
-	const char *setup; /* statements run after each connect, or NULL */
-} pg_conn;
-
-/* One exchange: a query string (n_params < 0: simple protocol, several
- * statements, text results) or one statement with parameters. */
-typedef struct pg_call {
-	const char *what; /* for messages: "write", "get", ... */
-	const char *sql;
-	int n_params;
-	const char *const *values;
-	const int *lengths;
-	const int *formats;
-	int binary_result;
-	int (*copy)(pg_conn *c, void *ctx); /* feeds COPY FROM STDIN */
-	void *copy_ctx;
-	/* out */
-	PGresult *res[RESULTS_MAX];
-	int n_res;
-	char sqlstate[6]; /* of the error the server sent, or "" */
-	char detail[160]; /* its primary message */
-} pg_call;
-
-static uint64_t now_ms(void)
-{
-	return sl_clock_mono_ns() / 1000000u;
-}
-
-/* How long the client waits for the next sign of life: statement_timeout
- * and a grace, so the server's own "canceling statement" normally wins. */
-static unsigned wait_ms(const pg_conn *c)
-{
-	unsigned grace = c->timeout_ms / 4;
-	return c->timeout_ms + (grace < 200 ? 200 : grace > 2000 ? 2000 : grace);
-}
-
-static void call_init(pg_call *q, const char *what, const char *sql)
-{
-	memset(q, 0, sizeof(*q));
-	q->what = what;
-	q->sql = sql;
-	q->n_params = -1;
-}
-
-/* One statement with parameters, binary results. */
-static void call_params(pg_call *q, int n, const char *const *values, const int *lengths,
-                        const int *formats)
-{
-	q->n_params = n;
-	q->values = values;
-	q->lengths = lengths;
-	q->formats = formats;
-	q->binary_result = 1;
-}
-
-static void call_clear(pg_call *q)
-{
-	for (int i = 0; i < q->n_res; i++)
-		PQclear(q->res[i]);
-	q->n_res = 0;
-}
-
-static void conn_drop(pg_conn *c)
-{
-	if (c->conn != NULL)
-		PQfinish(c->conn);
-	c->conn = NULL;
-}
-
-/* The connection failed (libpq's own error): drop it. */
-static int conn_error(pg_conn *c, const char *what)
-{
-	char msg[SL_ERROR_MSG_MAX];
-	sl_pg_one_line(msg, sizeof(msg), c->conn ? PQerrorMessage(c->conn) : "not connected");
-	conn_drop(c);
-	return sl_error_set_cause(SL_EIO, "libpq", "PostgreSQL L3 %s: %s", what, msg);
-}
-
-/* Wait until the socket is ready; on a timeout or a failure, drop it. */
-static int wait_conn(pg_conn *c, short events, uint64_t deadline, const char *what)
-{
-	struct pollfd pfd = {.fd = PQsocket(c->conn), .events = events};
-	int n = 1;
-	while (pfd.fd >= 0) { /* a broken socket: the next libpq call says why */
-		uint64_t now = now_ms(), left = deadline > now ? deadline - now : 0;
-		if ((n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left)) > 0 ||
-		    (n == 0 && left == 0) || (n < 0 && errno != EINTR))
-			break;
-	}
-	if (n > 0 || pfd.fd < 0)
-		return SL_OK;
-	n = n < 0 ? errno : 0;
-	conn_drop(c);
-	if (n != 0)
-		return sl_error_set_cause(SL_EIO, strerror(n), "PostgreSQL L3 %s: poll", what);
-	return sl_error_set(SL_ETIMEOUT,
-	                    "PostgreSQL L3 %s: no answer within %u ms (server down or frozen?);"
-	                    " connection dropped",
-	                    what, wait_ms(c));
-}
-
-/* Push out what libpq has queued. */
-static int flush_out(pg_conn *c, const char *what)
-{
-	uint64_t deadline = now_ms() + wait_ms(c);
-	for (;;) {
-		int r = PQflush(c->conn), rc;
-		if (r == 0)
-			return SL_OK;
-		if (r < 0)
-			return conn_error(c, what);
-		if ((rc = wait_conn(c, POLLIN | POLLOUT, deadline, what)) != SL_OK)
-			return rc;
-		if (!PQconsumeInput(c->conn))
-			return conn_error(c, what);
-	}
-}
-
-/* Queue COPY data (the end of it when data is NULL). 1: the server ended the
- * COPY early (it sent an error, which run() collects). */
-static int put_copy(pg_conn *c, const void *data, size_t len)
-{
-	uint64_t deadline = now_ms() + wait_ms(c);
-	for (;;) {
-		int r = data ? PQputCopyData(c->conn, data, (int)len) : PQputCopyEnd(c->conn, NULL);
-		int rc;
-		if (r == 1)
-			return SL_OK;
-		if (r < 0)
-			return PQstatus(c->conn) == CONNECTION_OK ? 1 : conn_error(c, "write");
-		if ((rc = wait_conn(c, POLLOUT, deadline, "write")) != SL_OK)
-			return rc;
-	}
-}
-
-/* Class 22 data exception, 23 integrity constraint, 54 program limit (a key
- * too long for the index): the row's fault, not the server's. */
-static int is_data_error(const char *state)
-{
-	return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
-	       strncmp(state, "54", 2) == 0;
-}
-
-static int result_error(pg_call *q, pg_conn *c, const PGresult *res)
-{
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	char msg[SL_ERROR_MSG_MAX], cause[32];
-	int code = SL_EIO; /* also: no SQLSTATE (libpq's own), 08 and 57P0x (going away) */
-
-	sl_pg_one_line(msg, sizeof(msg), primary ? primary : PQerrorMessage(c->conn));
-	sl_pg_one_line(q->detail, sizeof(q->detail), msg);
-	snprintf(q->sqlstate, sizeof(q->sqlstate), "%s", state ? state : "");
-	snprintf(cause, sizeof(cause), "sqlstate=%s", state ? state : "none");
-	if (state != NULL && strcmp(state, "57014") == 0) /* statement_timeout */
-		code = SL_ETIMEOUT;
-	else if (state != NULL && (strncmp(state, "28", 2) == 0 || strcmp(state, "42501") == 0))
-		code = SL_EAUTH;
-	else if (state != NULL && (is_data_error(state) || strncmp(state, "42", 2) == 0 ||
-	                           strncmp(state, "21", 2) == 0 || strncmp(state, "3F", 2) == 0))
-		code = SL_EINVAL; /* the data, or a table that is not as we made it */
-	return sl_error_set_cause(code, cause, "PostgreSQL L3 %s: %s", q->what, msg);
-}
-
-/* Run one exchange with a deadline and collect its results in q->res (the
- * caller clears them). On failure nothing is kept, the first error's
- * SQLSTATE is in q->sqlstate, and a connection in an unknown state is
- * dropped. */
-static int run(pg_conn *c, pg_call *q)
-{
-	uint64_t deadline = now_ms() + wait_ms(c);
-	PGresult *r;
-	int rc = SL_OK, sent;
-
-	q->n_res = 0;
-	q->sqlstate[0] = q->detail[0] = '\0';
-	if (c->conn == NULL)
-		return conn_error(c, q->what);
-	sent = q->n_params < 0 ? PQsendQuery(c->conn, q->sql)
-	                       : PQsendQueryParams(c->conn, q->sql, q->n_params, NULL, q->values,
-	                                           q->lengths, q->formats, q->binary_result);
-	if (!sent)
-		return conn_error(c, q->what);
-	if ((rc = flush_out(c, q->what)) != SL_OK)
-		return rc;
-	for (;;) {
-		while (PQisBusy(c->conn)) {
-			int io = wait_conn(c, POLLIN, deadline, q->what);
-			if (io == SL_OK && !PQconsumeInput(c->conn))
-				io = conn_error(c, q->what);
-			if (io != SL_OK) {
-				rc = io;
-				goto fail;
-			}
-		}
-		if ((r = PQgetResult(c->conn)) == NULL)
-			break;
-		switch (PQresultStatus(r)) {
-		case PGRES_COPY_IN:
-			PQclear(r);
-			rc = q->copy ? q->copy(c, q->copy_ctx)
-			             : sl_error_set(SL_EINTERNAL, "PostgreSQL L3: unexpected COPY");
-			if (rc < SL_OK) {
-				conn_drop(c);
-				goto fail;
-			}
-			rc = SL_OK;
-			break;
-		case PGRES_COMMAND_OK:
-		case PGRES_TUPLES_OK:
-			if (rc == SL_OK && q->n_res < RESULTS_MAX)
-				q->res[q->n_res++] = r;
-			else
-				PQclear(r);
-			break;
-		default:
-			if (rc == SL_OK)
-				rc = result_error(q, c, r);
-			PQclear(r);
-			break;
-		}
-		deadline = now_ms() + wait_ms(c);
-	}
-	if (PQstatus(c->conn) != CONNECTION_OK) {
-		if (rc == SL_OK)
-			rc = conn_error(c, q->what);
-		conn_drop(c);
-	}
-	if (rc == SL_OK)
-		return SL_OK;
-fail:
-	call_clear(q);
-	return rc;
-}
-
-static int run_simple(pg_conn *c, const char *what, const char *sql)
-{
-	pg_call q;
-	int rc;
-	call_init(&q, what, sql);
-	rc = run(c, &q);
-	call_clear(&q);
-	return rc;
-}
-
-static int conn_connect(pg_conn *c)
-{
-	char connect_s[16], idle_s[16], user_timeout[16], setup[128];
-	const char *keys[] = {"dbname",           "application_name",
-	                      "client_encoding",  "connect_timeout",
-	                      "keepalives",       "keepalives_idle",
-	                      "keepalives_count", "keepalives_interval",
-	                      "tcp_user_timeout", NULL};
-	const char *values[] = {c->url, "sluice", "UTF8", connect_s,    "1",
-	                        idle_s, "3",      "1",    user_timeout, NULL};
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	uint64_t deadline = now_ms() + wait_ms(c);
-	int rc = SL_OK;
-
-	/* our deadline governs; connect_timeout (whole seconds) covers anything
-	 * libpq would do on its own */
-	snprintf(connect_s, sizeof(connect_s), "%u", (c->timeout_ms + 999) / 1000);
-	snprintf(idle_s, sizeof(idle_s), "%u", c->timeout_ms < 2000 ? 1 : c->timeout_ms / 2000);
-	snprintf(user_timeout, sizeof(user_timeout), "%u", c->timeout_ms);
-	if ((c->conn = PQconnectStartParams(keys, values, 1)) == NULL)
-		return sl_error_set(SL_ENOMEM, "PostgreSQL L3: out of memory connecting");
-	while (st != PGRES_POLLING_OK) {
-		if (st == PGRES_POLLING_FAILED || PQstatus(c->conn) == CONNECTION_BAD)
-			return conn_error(c, "connect");
-		rc = wait_conn(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline,
-		               "connect");
-		if (rc != SL_OK)
-			return rc;
-		st = PQconnectPoll(c->conn);
-	}
-	PQsetNoticeProcessor(c->conn, sl_pg_ignore_notice, NULL);
-	if (PQsetnonblocking(c->conn, 1) != 0)
-		return conn_error(c, "connect");
-	snprintf(setup, sizeof(setup),
-	         "SET statement_timeout = %u; SET client_min_messages = warning", c->timeout_ms);
-	if ((rc = run_simple(c, "session setup", setup)) == SL_OK && c->setup != NULL)
-		rc = run_simple(c, "session setup", c->setup);
-	if (rc != SL_OK)
-		conn_drop(c);
-	return rc;
-}
-
-/* Make c usable for a call: replace a connection that is gone or was left in
- * a transaction. The server's goodbye to an idle connection (a restart)
- * waits on the socket; reading it first means we connect afresh instead of
- * failing this call. */
-static int conn_ready(pg_conn *c)
-{
-	if (c->conn != NULL) {
-		/* the goodbye message, then the end of the stream */
-		for (int i = 0; i < 4 && PQstatus(c->conn) == CONNECTION_OK; i++) {
-			struct pollfd pfd = {.fd = PQsocket(c->conn), .events = POLLIN};
-			if (poll(&pfd, 1, 0) <= 0 || !PQconsumeInput(c->conn))
-				break;
-		}
-		if (PQstatus(c->conn) != CONNECTION_OK ||
-		    PQtransactionStatus(c->conn) != PQTRANS_IDLE)
-			conn_drop(c);
-	}
-	return c->conn != NULL ? SL_OK : conn_connect(c);
-}
-
-/* A call on a connection of its own: lock, (re)connect, run. */
-static int run_locked(pg_conn *c, pg_call *q)
-{
-	int rc;
-	pthread_mutex_lock(&c->lock);
-	if ((rc = conn_ready(c)) == SL_OK)
-		rc = run(c, q);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
-}
-
-/* End a failed transaction, keeping the error that ended it. */
-static void rollback(pg_conn *c)
-{
-	sl_error saved;
-	if (c->conn == NULL || PQtransactionStatus(c->conn) == PQTRANS_IDLE)
-		return;
-	saved = *sl_error_last();
-	if (run_simple(c, "rollback", "ROLLBACK") != SL_OK)
-		conn_drop(c);
-	sl_error_set_cause(saved.code, saved.cause, "%s", saved.message);
-}
-
 /* ------------------------------------------------------------------ tier */
 
 enum {
@@ -456,14 +111,14 @@ enum {
 typedef struct pg_tier {
 	unsigned timeout_ms;
 	char *url;
-	char *name;       /* as configured: "table" or "schema.table" */
-	char *table;      /* quoted */
-	char *meta;       /* quoted sluice_engine_meta, in the table's schema */
-	char *name_lit;   /* name as a SQL literal (the meta row's key) */
-	char *table_lit;  /* quoted table as a literal, for to_regclass */
-	char *sql[SQL_N]; /* the statements, built once */
-	pg_conn drain;    /* write, scan_live, position */
-	pg_conn reader;   /* get */
+	char *name;        /* as configured: "table" or "schema.table" */
+	char *table;       /* quoted */
+	char *meta;        /* quoted sluice_engine_meta, in the table's schema */
+	char *name_lit;    /* name as a SQL literal (the meta row's key) */
+	char *table_lit;   /* quoted table as a literal, for to_regclass */
+	char *sql[SQL_N];  /* the statements, built once */
+	sl_pg_conn drain;  /* write, scan_live, position */
+	sl_pg_conn reader; /* get */
 } pg_tier;
 
 /* A new formatted string; NULL (SL_ENOMEM recorded) when out of memory. */
@@ -582,7 +237,7 @@ cleanup:
  * table has what we need, naming what is missing. */
 static int prepare_table(pg_tier *t)
 {
-	pg_call q;
+	sl_pg_call q;
 	char *sql = str_printf(
 	        "CREATE TABLE IF NOT EXISTS %s (key text COLLATE \"C\" PRIMARY KEY, value bytea,"
 	        " version bigint NOT NULL, deleted boolean NOT NULL DEFAULT false,"
@@ -607,8 +262,8 @@ static int prepare_table(pg_tier *t)
 
 	if (sql == NULL)
 		return SL_ENOMEM;
-	call_init(&q, "open", sql);
-	if ((rc = run(&t->drain, &q)) == SL_OK && q.n_res != 4)
+	sl_pg_call_init(&q, "open", sql);
+	if ((rc = sl_pg_run(&t->drain, &q)) == SL_OK && q.n_res != 4)
 		rc = sl_error_set(SL_EINTERNAL, "PostgreSQL L3 open: %d results", q.n_res);
 	else if (rc == SL_OK && PQntuples(q.res[3]) > 0)
 		rc = sl_error_set(
@@ -616,7 +271,7 @@ static int prepare_table(pg_tier *t)
 		        "PostgreSQL L3: table %s %s (it needs key text, value bytea, version"
 		        " bigint, deleted boolean, updated_at timestamptz)",
 		        t->name, PQgetvalue(q.res[3], 0, 0));
-	call_clear(&q);
+	sl_pg_call_clear(&q);
 	sl_free(sql);
 	return rc;
 }
@@ -629,20 +284,20 @@ typedef struct copy_src {
 } copy_src;
 
 /* Append to the chunk, sending it when full; a large field goes out alone. */
-static int copy_field(pg_conn *c, sl_buf *chunk, const void *data, size_t len)
+static int copy_field(sl_pg_conn *c, sl_buf *chunk, const void *data, size_t len)
 {
 	int rc;
 	if (chunk->len + len > COPY_CHUNK && chunk->len > 0) {
-		if ((rc = put_copy(c, chunk->data, chunk->len)) != SL_OK)
+		if ((rc = sl_pg_put_copy(c, chunk->data, chunk->len)) != SL_OK)
 			return rc;
 		sl_buf_reset(chunk);
 	}
-	return len > COPY_CHUNK ? put_copy(c, data, len) : sl_buf_append(chunk, data, len);
+	return len > COPY_CHUNK ? sl_pg_put_copy(c, data, len) : sl_buf_append(chunk, data, len);
 }
 
 /* The rows in COPY's binary format: a header, then per row the field count
  * and each field as a 32-bit length (-1: NULL) and its bytes. */
-static int copy_rows(pg_conn *c, void *ctx)
+static int copy_rows(sl_pg_conn *c, void *ctx)
 {
 	static const uint8_t header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 	static const uint8_t trailer[2] = {0xff, 0xff};
@@ -670,9 +325,9 @@ static int copy_rows(pg_conn *c, void *ctx)
 			rc = copy_field(c, &chunk, tail, sizeof(tail));
 	}
 	if (rc == SL_OK && (rc = sl_buf_append(&chunk, trailer, sizeof(trailer))) == SL_OK &&
-	    (rc = put_copy(c, chunk.data, chunk.len)) == SL_OK &&
-	    (rc = put_copy(c, NULL, 0)) == SL_OK)
-		rc = flush_out(c, "write");
+	    (rc = sl_pg_put_copy(c, chunk.data, chunk.len)) == SL_OK &&
+	    (rc = sl_pg_put_copy(c, NULL, 0)) == SL_OK)
+		rc = sl_pg_flush(c, "write");
 	sl_buf_free(&chunk);
 	return rc < 0 ? rc : SL_OK; /* 1: the server stopped the COPY with an error */
 }
@@ -696,7 +351,7 @@ static int mark_rows(sl_tier_row *rows, size_t n, const PGresult *old, const PGr
 	return SL_OK;
 }
 
-static int expect_results(const pg_call *q, int n_res, int commit)
+static int expect_results(const sl_pg_call *q, int n_res, int commit)
 {
 	if (q->n_res == n_res && (!commit || strcmp(PQcmdStatus(q->res[n_res - 1]), "COMMIT") == 0))
 		return SL_OK;
@@ -709,18 +364,19 @@ static int expect_results(const pg_call *q, int n_res, int commit)
  * (n_res in all), ending in COMMIT when commit. The error, if any, stays
  * in q. */
 static int upsert(pg_tier *t, sl_tier_row *rows, size_t n, size_t from, size_t to, const char *sql,
-                  int n_res, int commit, int with_old, pg_call *q)
+                  int n_res, int commit, int with_old, sl_pg_call *q)
 {
 	copy_src src = {rows, from, to};
 	int rc;
 
-	call_init(q, "write", sql);
+	sl_pg_call_init(q, "write", sql);
 	q->copy = copy_rows;
 	q->copy_ctx = &src;
-	if ((rc = run(&t->drain, q)) == SL_OK && (rc = expect_results(q, n_res, commit)) == SL_OK)
+	if ((rc = sl_pg_run(&t->drain, q)) == SL_OK &&
+	    (rc = expect_results(q, n_res, commit)) == SL_OK)
 		rc = with_old ? mark_rows(rows, n, q->res[2], q->res[3])
 		              : mark_rows(rows, n, NULL, q->res[2]);
-	call_clear(q);
+	sl_pg_call_clear(q);
 	return rc;
 }
 
@@ -728,8 +384,8 @@ static int upsert(pg_tier *t, sl_tier_row *rows, size_t n, size_t from, size_t t
 static int write_rows(pg_tier *t, sl_tier_row *rows, size_t n)
 {
 	char *sql = NULL, filter[48];
-	pg_call q;
-	int rc = run_simple(&t->drain, "write", "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
+	sl_pg_call q;
+	int rc = sl_pg_run_simple(&t->drain, "write", "BEGIN; SET CONSTRAINTS ALL IMMEDIATE");
 
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
 		if (rows[i].rc != SL_OK)
@@ -743,20 +399,20 @@ static int write_rows(pg_tier *t, sl_tier_row *rows, size_t n)
 		if (sql == NULL)
 			rc = SL_ENOMEM;
 		else if ((rc = upsert(t, rows, n, i, i + 1, sql, 5, 0, 1, &q)) != SL_OK &&
-		         is_data_error(q.sqlstate) && t->drain.conn != NULL) {
+		         sl_pg_is_data_error(q.sqlstate) && t->drain.conn != NULL) {
 			rows[i].rc = SL_EINVAL;
 			snprintf(rows[i].error, sizeof(rows[i].error), "%s (SQLSTATE %s)", q.detail,
 			         q.sqlstate);
-			rc = run_simple(
+			rc = sl_pg_run_simple(
 			        &t->drain, "write",
 			        "ROLLBACK TO SAVEPOINT sluice_row; RELEASE SAVEPOINT sluice_row");
 		}
 	}
 	sl_free(sql);
-	call_init(&q, "write", t->sql[SQL_COMMIT]);
-	if (rc == SL_OK && (rc = run(&t->drain, &q)) == SL_OK)
+	sl_pg_call_init(&q, "write", t->sql[SQL_COMMIT]);
+	if (rc == SL_OK && (rc = sl_pg_run(&t->drain, &q)) == SL_OK)
 		rc = expect_results(&q, 2, 1);
-	call_clear(&q);
+	sl_pg_call_clear(&q);
 	return rc;
 }
 
@@ -764,7 +420,7 @@ static int tier_write(void *impl, sl_tier_row *rows, size_t n)
 {
 	pg_tier *t = impl;
 	size_t n_sent = 0;
-	pg_call q;
+	sl_pg_call q;
 	int rc;
 
 	if (n > INT32_MAX)
@@ -791,13 +447,13 @@ static int tier_write(void *impl, sl_tier_row *rows, size_t n)
 	pthread_mutex_lock(&t->drain.lock);
 	/* the fast path: BEGIN, COPY, old rows (unless all are new), applied
 	 * rows, meta, COMMIT */
-	if ((rc = conn_ready(&t->drain)) == SL_OK &&
+	if ((rc = sl_pg_conn_ready(&t->drain)) == SL_OK &&
 	    (rc = all_new ? upsert(t, rows, n, 0, n, t->sql[SQL_BATCH_NEW], 5, 1, 0, &q)
 	                  : upsert(t, rows, n, 0, n, t->sql[SQL_BATCH], 6, 1, 1, &q)) != SL_OK) {
-		rollback(&t->drain);
-		if (is_data_error(q.sqlstate) && t->drain.conn != NULL &&
+		sl_pg_rollback(&t->drain);
+		if (sl_pg_is_data_error(q.sqlstate) && t->drain.conn != NULL &&
 		    (rc = write_rows(t, rows, n)) != SL_OK)
-			rollback(&t->drain);
+			sl_pg_rollback(&t->drain);
 	}
 	pthread_mutex_unlock(&t->drain.lock);
 	for (size_t i = 0; i < n && rc == SL_OK; i++)
@@ -814,14 +470,14 @@ static int tier_get(void *impl, const char *key, size_t key_len, sl_buf *value, 
 	const char *values[1] = {key};
 	int lengths[1] = {(int)(key_len & FIELD_MAX)}, formats[1] = {1};
 	const PGresult *res;
-	pg_call q;
+	sl_pg_call q;
 	int rc;
 
 	if (key == NULL || key_len > FIELD_MAX)
 		return sl_error_set(SL_EINVAL, "PostgreSQL L3 get: bad key");
-	call_init(&q, "get", t->sql[SQL_GET]);
-	call_params(&q, 1, values, lengths, formats);
-	if ((rc = run_locked(&t->reader, &q)) != SL_OK)
+	sl_pg_call_init(&q, "get", t->sql[SQL_GET]);
+	sl_pg_call_params(&q, 1, values, lengths, formats);
+	if ((rc = sl_pg_run_locked(&t->reader, &q)) != SL_OK)
 		return rc;
 	res = q.res[0];
 	if (PQntuples(res) == 0) {
@@ -840,7 +496,7 @@ static int tier_get(void *impl, const char *key, size_t key_len, sl_buf *value, 
 			*deleted = is_deleted;
 		}
 	}
-	call_clear(&q);
+	sl_pg_call_clear(&q);
 	return rc;
 }
 
@@ -860,12 +516,12 @@ static int tier_scan_live(void *impl, const char *after, size_t after_len, size_
 		char page_s[24];
 		const char *values[2] = {last.data ? (const char *)last.data : "", page_s};
 		int lengths[2] = {(int)last.len, 0}, formats[2] = {1, 0};
-		pg_call q;
+		sl_pg_call q;
 
 		snprintf(page_s, sizeof(page_s), "%zu", page);
-		call_init(&q, "scan", t->sql[skip ? SQL_SCAN : SQL_SCAN_AFTER]);
-		call_params(&q, 2 - skip, values + skip, lengths + skip, formats + skip);
-		if ((rc = run_locked(&t->drain, &q)) != SL_OK)
+		sl_pg_call_init(&q, "scan", t->sql[skip ? SQL_SCAN : SQL_SCAN_AFTER]);
+		sl_pg_call_params(&q, 2 - skip, values + skip, lengths + skip, formats + skip);
+		if ((rc = sl_pg_run_locked(&t->drain, &q)) != SL_OK)
 			break;
 		rows = (size_t)PQntuples(q.res[0]);
 		for (size_t i = 0; i < rows && rc == SL_OK; i++)
@@ -875,7 +531,7 @@ static int tier_scan_live(void *impl, const char *after, size_t after_len, size_
 			rc = sl_buf_set(&last, PQgetvalue(q.res[0], (int)rows - 1, 0),
 			                (size_t)PQgetlength(q.res[0], (int)rows - 1, 0));
 		skip = 0;
-		call_clear(&q);
+		sl_pg_call_clear(&q);
 		if (rows < page) {
 			done += rows;
 			break;
@@ -891,18 +547,18 @@ static int tier_position(void *impl, sl_digest *out)
 {
 	pg_tier *t = impl;
 	char text[SL_ERROR_MSG_MAX];
-	pg_call q;
+	sl_pg_call q;
 	int rc;
 
-	call_init(&q, "position", t->sql[SQL_POSITION]);
-	if ((rc = run_locked(&t->drain, &q)) != SL_OK)
+	sl_pg_call_init(&q, "position", t->sql[SQL_POSITION]);
+	if ((rc = sl_pg_run_locked(&t->drain, &q)) != SL_OK)
 		return rc;
 	/* a missing meta row or table hashes as "-"; a table dropped and made
 	 * again has another oid */
 	snprintf(text, sizeof(text), "sluice L3 postgresql\n%s\n%s\n%s", t->name,
 	         PQgetisnull(q.res[0], 0, 0) ? "-" : PQgetvalue(q.res[0], 0, 0),
 	         PQgetisnull(q.res[0], 0, 1) ? "-" : PQgetvalue(q.res[0], 0, 1));
-	call_clear(&q);
+	sl_pg_call_clear(&q);
 	sl_sha256(out, text, strlen(text));
 	return SL_OK;
 }
@@ -914,8 +570,8 @@ static void tier_close(void *impl)
 	pg_tier *t = impl;
 	if (t == NULL)
 		return;
-	conn_drop(&t->drain);
-	conn_drop(&t->reader);
+	sl_pg_conn_drop(&t->drain);
+	sl_pg_conn_drop(&t->reader);
 	pthread_mutex_destroy(&t->drain.lock);
 	pthread_mutex_destroy(&t->reader.lock);
 	for (int i = 0; i < SQL_N; i++)
@@ -952,11 +608,12 @@ int sl_tier_pg_open(sl_tier *out, const char *url, const char *table, unsigned t
 	}
 	t->drain.url = t->reader.url = t->url;
 	t->drain.timeout_ms = t->reader.timeout_ms = t->timeout_ms;
+	t->drain.label = t->reader.label = "PostgreSQL L3";
 	t->reader.setup = "SET default_transaction_read_only = on";
-	if ((rc = conn_connect(&t->drain)) != SL_OK || (rc = build_sql(t)) != SL_OK ||
+	if ((rc = sl_pg_conn_ready(&t->drain)) != SL_OK || (rc = build_sql(t)) != SL_OK ||
 	    (rc = prepare_table(t)) != SL_OK ||
-	    (rc = run_simple(&t->drain, "open", t->sql[SQL_STAGE])) != SL_OK ||
-	    (rc = conn_connect(&t->reader)) != SL_OK)
+	    (rc = sl_pg_run_simple(&t->drain, "open", t->sql[SQL_STAGE])) != SL_OK ||
+	    (rc = sl_pg_conn_ready(&t->reader)) != SL_OK)
 		goto fail;
 	/* from now on every new drain connection makes its staging table */
 	t->drain.setup = t->sql[SQL_STAGE];
