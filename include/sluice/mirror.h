@@ -1,0 +1,174 @@
+/* pipeline/: mirrors, an event source (sluice/event_source.h) applied to
+ * PostgreSQL exactly once (src/pipeline/mirror.c has the design and the
+ * invariants; docs/cli.md, "Mirror", the commands and the tables).
+ *
+ * Every batch of events is one transaction: the events are COPYed into a
+ * temporary table sluice_batch(pos, key, op, value, version, was_missed),
+ * the target table is upserted from it (guarded by version), the handler
+ * runs, and the source's position moves with a compare-and-set on its old
+ * value, all before COMMIT. A crash repeats at most the batch in flight,
+ * whose transaction never committed.
+ */
+#ifndef SLUICE_MIRROR_H
+#define SLUICE_MIRROR_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/event_source.h"
+#include "sluice/net.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* libpq's connection (PGconn), declared here so this header does not need
+ * libpq's. */
+struct pg_conn;
+
+/* What a handler says of a batch. */
+typedef enum sl_mirror_verdict {
+	SL_MIRROR_OK = 0,    /* commit */
+	SL_MIRROR_RETRY = 1, /* transient: roll back, try the batch again later */
+	SL_MIRROR_POISON = 2 /* an event is bad: roll back, isolate it by splitting
+	                        the batch; alone, it is retried up to max_attempts
+	                        and then goes to the dead letters */
+} sl_mirror_verdict;
+
+/* One event as the handler sees it. */
+typedef struct sl_mirror_event {
+	const sl_event *event; /* pos, op, key, value, version */
+	int is_new;            /* the target table had no row for the key (not even
+	                          a tombstone) before this batch */
+	int applied;           /* this event is what the target row now holds: it
+	                          was the newest of its key in the batch and newer
+	                          than the row */
+	int was_missed;        /* it comes from a reconciliation or a dead-letter
+	                          retry, not from the stream in order */
+	uint32_t attempt;      /* 1 the first time this event is tried */
+} sl_mirror_event;
+
+/* Called inside the batch's transaction, after the target table was
+ * written, with the connection (blocking mode; sluice_batch holds the
+ * batch). It may run any statement but must not COMMIT or ROLLBACK. Events
+ * come in position order. `why` (cap bytes) may be filled with a reason
+ * for RETRY or POISON; it is recorded as the error. */
+typedef sl_mirror_verdict (*sl_mirror_handler)(void *ctx, struct pg_conn *conn,
+                                               const sl_mirror_event *events, size_t n, char *why,
+                                               size_t cap);
+
+typedef struct sl_mirror_progress {
+	uint64_t batches;        /* committed this run */
+	uint64_t events;         /* events applied this run (dead letters not counted) */
+	uint64_t dead;           /* events sent to the dead letters this run */
+	uint64_t retries;        /* transactions tried again */
+	uint64_t pos;            /* the committed position */
+	uint64_t last_commit_ms; /* the last batch: from its first event read to
+	                            its COMMIT */
+	uint64_t first_read_ns;  /* the last batch: monotonic time its first and
+	                            last events were read */
+	uint64_t last_read_ns;
+	uint64_t commit_ns; /* and when it committed */
+	size_t last_batch_events;
+} sl_mirror_progress;
+
+typedef struct sl_mirror_options {
+	const char *pg_url;        /* required: libpq connection string or URI */
+	const char *table;         /* the target table, default "mirror_items" (may be
+	                              "schema.table") */
+	int delete_removes;        /* a delete removes the row instead of keeping a
+	                              tombstone (deleted = true) */
+	const char *apply_sql;     /* SQL run once per batch in its transaction (after
+	                              the upsert and the handler), or NULL */
+	sl_mirror_handler handler; /* or NULL */
+	void *handler_ctx;
+	size_t batch_size;           /* events per batch, default 1000 */
+	size_t batch_bytes;          /* bytes of keys and values, default 1 MiB */
+	uint64_t batch_ms;           /* flush a batch this long after its first event,
+	                                default 100 */
+	uint32_t max_attempts;       /* of one event, then dead letters; default 5 */
+	uint64_t retry_base_ms;      /* first backoff, default 100 */
+	uint64_t retry_max_ms;       /* backoff cap, default 5000 */
+	unsigned timeout_ms;         /* statement and connect timeout, default 30000 */
+	int follow;                  /* 1: wait for new events until *stop; 0: apply
+	                                what the source has, then return */
+	volatile sig_atomic_t *stop; /* non-zero: finish the batch in flight, return */
+	sl_metrics *metrics;         /* may be NULL */
+	void (*progress)(void *ctx, const sl_mirror_progress *p); /* after each commit */
+	void *progress_ctx;
+} sl_mirror_options;
+
+void sl_mirror_options_init(sl_mirror_options *o);
+
+/* Creates the mirror's tables if missing (the target table,
+ * sluice_mirror_position, sluice_dead_letter) and checks their shape: a
+ * table that exists with another shape is SL_EINVAL naming what differs. */
+int sl_mirror_prepare(const sl_mirror_options *o);
+
+/* Applies the source's events from the stored position (0 the first time)
+ * until it has no more (follow 0) or *stop. Transient failures (the server
+ * gone, serialization failures, deadlocks, timeouts) are retried with
+ * backoff; other failures isolate the event that causes them, which goes
+ * to the dead letters after max_attempts. Returns SL_OK, or:
+ *   SL_ECONFLICT  fenced: another mirror moved this source's position;
+ *   SL_EVERIFY    the source proved false (nothing of it was applied);
+ *   SL_ECORRUPT   the source's input is not an event at some position;
+ *   SL_EINVAL     a table of the wrong shape, a position the source
+ *                 cannot read from, SQL that is not valid;
+ *   SL_EAUTH      PostgreSQL refused the credentials or a permission.
+ * *out (may be NULL) gets the totals of this run. */
+int sl_mirror_run(sl_event_source *src, const sl_mirror_options *o, sl_mirror_progress *out);
+
+typedef struct sl_mirror_status {
+	char source[512];
+	int exists;             /* 0: no position stored yet */
+	uint64_t pos;           /* the committed position */
+	uint64_t applied;       /* events applied, over all runs */
+	uint64_t dead_letters;  /* of this source, waiting */
+	uint64_t updated_ms;    /* wall clock of the last commit, 0 never */
+	char last_error[512];   /* the last failure, "" when the last batch worked */
+	uint64_t last_error_ms; /* its wall clock */
+	int head_known;         /* the source told where it ends */
+	uint64_t head;          /* then: its end position */
+	uint64_t lag_events;    /* head - pos (head known) */
+	double lag_s;           /* seconds since the position last moved while
+	                           events wait (0 when caught up) */
+} sl_mirror_status;
+
+/* src may be NULL (then nothing is known of the head). */
+int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, const char *source,
+                          sl_mirror_status *out);
+
+typedef struct sl_dead_letter {
+	int64_t id;
+	const char *source;
+	uint64_t pos;
+	const char *key;
+	const char *op;
+	const uint8_t *payload; /* the value; NULL for a delete */
+	size_t payload_len;
+	uint64_t version;
+	const char *sqlstate; /* "" when the handler refused it */
+	const char *error;
+	uint32_t attempts;
+	const char *first_failure, *last_failure; /* timestamps, PostgreSQL's text */
+} sl_dead_letter;
+
+/* Calls cb for each dead letter (of source, or all when NULL), oldest
+ * first; a non-zero return stops the walk and is returned. */
+typedef int (*sl_dead_letter_fn)(void *ctx, const sl_dead_letter *d);
+int sl_mirror_dlq_list(const sl_mirror_options *o, const char *source, sl_dead_letter_fn cb,
+                       void *ctx);
+
+/* Applies dead letters again (id, or all of source when id is 0; source
+ * NULL: of every source), each in its own transaction that also deletes
+ * it, through the same upsert and handler (was_missed set). One that fails
+ * again stays, with its attempts and error updated. */
+int sl_mirror_dlq_retry(const sl_mirror_options *o, const char *source, int64_t id,
+                        uint64_t *applied, uint64_t *failed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
