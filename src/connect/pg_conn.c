@@ -330,3 +330,38 @@ void sl_pg_rollback(sl_pg_conn *c)
 		sl_pg_conn_drop(c);
 	sl_error_set_cause(saved.code, saved.cause, "%s", saved.message);
 }
+
+/* ------------------------------------------------------------------ COPY */
+
+#define COPY_CHUNK (64u << 10)
+
+int sl_pg_copy_start(sl_pg_copy_writer *w, sl_pg_conn *c)
+{
+	static const uint8_t header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+	w->c = c;
+	sl_buf_init(&w->chunk, 2 * COPY_CHUNK);
+	return sl_buf_append(&w->chunk, header, sizeof(header));
+}
+
+int sl_pg_copy_put(sl_pg_copy_writer *w, const void *data, size_t len)
+{
+	int rc;
+	if (w->chunk.len + len > COPY_CHUNK && w->chunk.len > 0) {
+		if ((rc = sl_pg_put_copy(w->c, w->chunk.data, w->chunk.len)) != SL_OK)
+			return rc;
+		sl_buf_reset(&w->chunk);
+	}
+	return len > COPY_CHUNK ? sl_pg_put_copy(w->c, data, len)
+	                        : sl_buf_append(&w->chunk, data, len);
+}
+
+int sl_pg_copy_finish(sl_pg_copy_writer *w, int rc, const char *what)
+{
+	static const uint8_t trailer[2] = {0xff, 0xff};
+	if (rc == SL_OK && (rc = sl_buf_append(&w->chunk, trailer, sizeof(trailer))) == SL_OK &&
+	    (rc = sl_pg_put_copy(w->c, w->chunk.data, w->chunk.len)) == SL_OK &&
+	    (rc = sl_pg_put_copy(w->c, NULL, 0)) == SL_OK)
+		rc = sl_pg_flush(w->c, what);
+	sl_buf_free(&w->chunk);
+	return rc < 0 ? rc : SL_OK; /* 1: the server stopped the COPY with an error */
+}

@@ -73,4 +73,20 @@ int sl_pg_run_locked(sl_pg_conn *c, sl_pg_call *q);
 /* End a failed transaction, keeping the error that ended it. */
 void sl_pg_rollback(sl_pg_conn *c);
 
+/* Writing COPY ... FROM STDIN (FORMAT binary) data from a copy callback:
+ * start (the header), put the rows' bytes (a row is a be16 field count,
+ * then per field a be32 length, -1 for NULL, and its bytes), then finish
+ * with the first error met (or SL_OK): it sends the trailer and the end of
+ * the data unless rc is an error, and frees. finish returns rc, or SL_OK
+ * when the server ended the COPY early (sl_pg_run then reports its
+ * error). */
+typedef struct sl_pg_copy_writer {
+	sl_pg_conn *c;
+	sl_buf chunk;
+} sl_pg_copy_writer;
+
+int sl_pg_copy_start(sl_pg_copy_writer *w, sl_pg_conn *c);
+int sl_pg_copy_put(sl_pg_copy_writer *w, const void *data, size_t len);
+int sl_pg_copy_finish(sl_pg_copy_writer *w, int rc, const char *what);
+
 #endif

@@ -70,7 +70,6 @@
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define STAGE              "pg_temp.sluice_tier_stage"
-#define COPY_CHUNK         (64u << 10)
 #define FIELD_MAX          0x3fffffffu /* PostgreSQL's limit for one value (1 GiB - 1) */
 #define SCAN_PAGE          10000u      /* rows per query in scan_live: bounds a result */
 #define IDENT_MAX          63
@@ -284,26 +283,13 @@ typedef struct copy_src {
 } copy_src;
 
 /* Append to the chunk, sending it when full; a large field goes out alone. */
-static int copy_field(sl_pg_conn *c, sl_buf *chunk, const void *data, size_t len)
-{
-	int rc;
-	if (chunk->len + len > COPY_CHUNK && chunk->len > 0) {
-		if ((rc = sl_pg_put_copy(c, chunk->data, chunk->len)) != SL_OK)
-			return rc;
-		sl_buf_reset(chunk);
-	}
-	return len > COPY_CHUNK ? sl_pg_put_copy(c, data, len) : sl_buf_append(chunk, data, len);
-}
-
-/* The rows in COPY's binary format: a header, then per row the field count
- * and each field as a 32-bit length (-1: NULL) and its bytes. */
+/* The rows in COPY's binary format: per row the field count and each field
+ * as a 32-bit length (-1: NULL) and its bytes. */
 static int copy_rows(sl_pg_conn *c, void *ctx)
 {
-	static const uint8_t header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-	static const uint8_t trailer[2] = {0xff, 0xff};
 	const copy_src *src = ctx;
-	sl_buf chunk = SL_BUF_INIT(2 * COPY_CHUNK);
-	int rc = sl_buf_append(&chunk, header, sizeof(header));
+	sl_pg_copy_writer w;
+	int rc = sl_pg_copy_start(&w, c);
 
 	for (size_t i = src->from; i < src->to && rc == SL_OK; i++) {
 		const sl_tier_row *row = &src->rows[i];
@@ -317,19 +303,14 @@ static int copy_rows(sl_pg_conn *c, void *ctx)
 		sl_be64_put(tail + 4, row->version);
 		sl_be32_put(tail + 12, 1);
 		tail[16] = row->deleted ? 1 : 0;
-		if ((rc = copy_field(c, &chunk, head, sizeof(head))) == SL_OK &&
-		    (rc = copy_field(c, &chunk, row->key, row->key_len)) == SL_OK &&
-		    (rc = copy_field(c, &chunk, len, sizeof(len))) == SL_OK && !row->deleted)
-			rc = copy_field(c, &chunk, row->value, row->value_len);
+		if ((rc = sl_pg_copy_put(&w, head, sizeof(head))) == SL_OK &&
+		    (rc = sl_pg_copy_put(&w, row->key, row->key_len)) == SL_OK &&
+		    (rc = sl_pg_copy_put(&w, len, sizeof(len))) == SL_OK && !row->deleted)
+			rc = sl_pg_copy_put(&w, row->value, row->value_len);
 		if (rc == SL_OK)
-			rc = copy_field(c, &chunk, tail, sizeof(tail));
+			rc = sl_pg_copy_put(&w, tail, sizeof(tail));
 	}
-	if (rc == SL_OK && (rc = sl_buf_append(&chunk, trailer, sizeof(trailer))) == SL_OK &&
-	    (rc = sl_pg_put_copy(c, chunk.data, chunk.len)) == SL_OK &&
-	    (rc = sl_pg_put_copy(c, NULL, 0)) == SL_OK)
-		rc = sl_pg_flush(c, "write");
-	sl_buf_free(&chunk);
-	return rc < 0 ? rc : SL_OK; /* 1: the server stopped the COPY with an error */
+	return sl_pg_copy_finish(&w, rc, "write");
 }
 
 /* Row flags from the locking SELECT (old) and the upsert (applied). */
