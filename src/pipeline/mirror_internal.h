@@ -1,0 +1,81 @@
+/* Private to pipeline/: the mirror's PostgreSQL side (mirror_pg.c), used by
+ * the loop that reads the source and batches (mirror.c) and by the dead
+ * letter commands (mirror_dlq.c). */
+#ifndef SLUICE_PIPELINE_MIRROR_INTERNAL_H
+#define SLUICE_PIPELINE_MIRROR_INTERNAL_H
+
+#include "connect/pg_conn.h"
+#include "sluice/mirror.h"
+
+/* How a transaction failed, which decides what happens next. */
+typedef enum mirror_fail_kind {
+	FAIL_NONE = 0,
+	FAIL_UNAVAILABLE, /* the server is gone or refuses work for now (class
+	                     08, 57P0x, 53, no SQLSTATE): retried until it
+	                     comes back, never a dead letter */
+	FAIL_TRANSIENT,   /* a retry can fix it (40001, 40P01, 55P03, 57014,
+	                     the handler's RETRY): retried up to max_attempts */
+	FAIL_POISON,      /* an event's fault (anything else, the handler's
+	                     POISON): isolated and, alone, dead-lettered */
+	FAIL_FENCED,      /* the finishing compare-and-set found another value */
+	FAIL_FATAL        /* no retry helps: permissions (SL_EAUTH), out of memory */
+} mirror_fail_kind;
+
+typedef struct mirror_fail {
+	mirror_fail_kind kind;
+	int code; /* the sl error code */
+	char sqlstate[6];
+	char error[512];
+} mirror_fail;
+
+typedef struct mirror_db {
+	sl_pg_conn pg;
+	const sl_mirror_options *o;
+	char *table;      /* quoted */
+	char *setup;      /* per connection: the temporary table */
+	char *sql_write;  /* COPY and the guarded writes */
+	int write_results; /* results the writes return */
+} mirror_db;
+
+/* Connects, creates and checks the tables, builds the statements. */
+int mirror_db_open(mirror_db *db, const sl_mirror_options *o);
+void mirror_db_close(mirror_db *db);
+
+/* The stored position of source (a row made at 0 when there is none yet),
+ * and the state saved with it. */
+int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state,
+                       size_t cap);
+
+/* How a batch's transaction ends: a statement that must change exactly
+ * one row (the position's compare-and-set, or the removal of the dead
+ * letter being retried), else the batch is fenced and rolled back. */
+typedef struct mirror_finish {
+	char *sql; /* owned */
+	const char *what;
+} mirror_finish;
+
+/* The compare-and-set of source's position from old to new, saving state
+ * and adding n events to its count. */
+int mirror_finish_position(mirror_db *db, mirror_finish *f, const char *source, uint64_t old,
+                           uint64_t new_pos, const char *state, uint64_t n);
+void mirror_finish_free(mirror_finish *f);
+
+/* One transaction: finish's statement, the events into sluice_batch, the
+ * guarded writes, the handler, apply_sql, COMMIT. attempt and was_missed
+ * go to the handler. SL_OK, or an error with *fail saying what kind. */
+int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t attempt,
+                    int was_missed, const mirror_finish *finish, mirror_fail *fail);
+
+/* One transaction: finish's statement and a dead letter for ev. */
+int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
+                          const mirror_fail *why, uint32_t attempts, uint64_t first_failure_ms,
+                          const mirror_finish *finish, mirror_fail *fail);
+
+/* Best effort: remember the last error of source in its position row
+ * (NULL: clear it). */
+void mirror_db_note_error(mirror_db *db, const char *source, const char *error);
+
+/* Fill *fail from the error just set (sl_error_last) and the SQLSTATE. */
+void mirror_fail_from(mirror_fail *fail, int code, const char *sqlstate);
+
+#endif
