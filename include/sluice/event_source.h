@@ -54,7 +54,8 @@ typedef struct sl_event {
 	sl_event_op op;
 	char *key; /* NUL-terminated, key_len bytes */
 	size_t key_len;
-	uint8_t *value; /* NULL for a delete */
+	uint8_t *value; /* NULL for a delete; never NULL for a set or update,
+	                   even an empty one */
 	size_t value_len;
 	uint64_t version; /* > 0 */
 } sl_event;
@@ -83,17 +84,24 @@ typedef struct sl_event_source_head {
 typedef struct sl_event_source_ops {
 	const char *kind; /* "node", "store", "ndjson" */
 	/* Appends to out the events at positions >= from, in order: at most
-	 * max_events, stopping once out->bytes reaches max_bytes (but at least
-	 * one event when one is there). When none is there yet it waits up to
-	 * wait_ms for one. *next is where the following read starts. SL_OK with
-	 * no event and *at_end = 1: a finite source (a file) has nothing past
-	 * `from`; with *at_end = 0: nothing yet. Errors:
+	 * max_events (>= 1, else SL_EINVAL), stopping once out->bytes reaches
+	 * max_bytes (but at least one event when one is there). When none is
+	 * there yet it waits up to wait_ms for one. *next is where the
+	 * following read starts. SL_OK with no event and *at_end = 1: a finite
+	 * source (a file, standard input at its end) has nothing past `from`;
+	 * with *at_end = 0: nothing yet (a store or a node always says 0; its
+	 * head tells how far it goes). *at_end is 0 whenever events are
+	 * returned. A read that meets an error after it appended events may
+	 * return them (SL_OK, *next at the failing position), and the next
+	 * read meets the error; a read that returns an error appended nothing.
+	 * Errors:
 	 *   SL_ECORRUPT  the input at a position is not an event: the message
 	 *                names the position and what is wrong (a mirror stops);
 	 *   SL_EVERIFY   a remote source proved false (a frame, a target, a
 	 *                rewritten history): nothing of it was returned;
 	 *   SL_EINVAL    `from` cannot be read (pruned, past the end);
-	 *   other        transient (network, server): read again later. */
+	 *   other        transient (network, server; SL_EBUSY when a node
+	 *                asked to slow down): read again later. */
 	int (*read)(void *self, uint64_t from, size_t max_events, size_t max_bytes,
 	            uint64_t wait_ms, sl_event_batch *out, uint64_t *next, int *at_end);
 	int (*head)(void *self, sl_event_source_head *out);
@@ -121,13 +129,14 @@ typedef struct sl_event_source {
 
 void sl_event_source_close(sl_event_source *s); /* NULL or closed ok */
 
-/* NDJSON (docs/cli.md, "Mirror"): one JSON object per line with "key"
+/* NDJSON (docs/cli.md, "Mirror sources"): one JSON object per line with "key"
  * (text), and optionally "op" ("set" default, "update", "delete"), "value"
  * (text) or "value_b64" (base64), and "version" (a positive integer).
  * Blank lines are positions without events. path "-" is standard input. */
 int sl_ndjson_source_open(sl_event_source *out, const char *path);
-/* Parses one line (without its newline) into an event at pos; SL_ECORRUPT
- * names what is wrong; nothing is added then. Exposed for fuzzing. */
+/* Parses one line (without its newline) into an event at pos; a blank
+ * line adds nothing (SL_OK). SL_ECORRUPT names the line (pos + 1) and what
+ * is wrong; nothing is added then. Exposed for fuzzing. */
 int sl_ndjson_event_parse(sl_event_batch *out, uint64_t pos, const char *line, size_t len);
 
 /* A namespace (immutable or mutable) of a store directory, opened

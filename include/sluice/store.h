@@ -223,6 +223,7 @@ int sl_store_append_ops(sl_store *s, const char *ns, uint64_t start, const sl_by
  * for the operations cb took against the MMR at `size` operations (0: the
  * latest commit). cb returns 0 to go on, a positive value to stop after
  * this operation (a byte budget), or a negative error, which is returned.
+ * proof may be NULL: the operations are read and no proof is made.
  * *n_read (may be NULL) receives how many operations cb took. SL_EINVAL
  * for an empty range, a size past the last commit, or a start below the
  * pruned boundary. */

@@ -53,6 +53,27 @@ int sl_target_to_json(const sl_signed_target *t, sl_buf *out);
 /* SL_ECORRUPT naming the field for anything malformed. */
 int sl_target_from_json(sl_signed_target *out, const char *json, size_t len);
 
+/* ------------------------------------------------ checking a node's answers */
+
+/* What every reader of a node's log checks before using an answer: the
+ * sync client and the node event source (src/sync/answer_check.c). */
+
+/* A decoded ops frame answering a request for [start, +max) against
+ * target t: it starts at start, is made against t's size, carries 1..max
+ * operations, its range proof verifies against t's root, and every set or
+ * update value hashes to its operation's digest. On success pinned and
+ * n_pinned (both may be NULL) receive the pinned nodes for start that the
+ * verified proof fixes. SL_EVERIFY saying what failed. */
+int sl_sync_check_ops(const sl_wire_ops *ops, uint64_t start, uint64_t max, const sl_target *t,
+                      sl_digest pinned[SL_MMR_MAX_PEAKS], size_t *n_pinned);
+
+/* A consistency proof (its binary encoding, as GET .../consistency
+ * answers) that the log of old_size operations with root old_root is a
+ * prefix of the log of target `to`. SL_EVERIFY, saying the server rewrote
+ * its history, when it is not. */
+int sl_sync_check_consistency(const uint8_t *proof, size_t len, uint64_t old_size,
+                              const sl_digest *old_root, const sl_target *to);
+
 /* ----------------------------------------------------------------- server */
 
 /* An ops frame holds frame_budget bytes of operations, but always at least
