@@ -84,10 +84,10 @@ for round in $(seq 1 20); do
 	sleep "$((RANDOM % 12 + 2))e-1"
 	kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
 	wait "$pid" 2>/dev/null || true
-	if [ "$round" = 10 ]; then # the node goes away and comes back
+	if [ "$round" = 10 ]; then # the node goes away and comes back, at its address
+		node_port=${PORT[node]}
 		stop_server node KILL
-		start_server node "$store"
-		mirror_config "$cfg" "${PORT[node]}"
+		start_server node "$store" -p "$node_port"
 	fi
 done
 touch "$TMP/stop-writer"
