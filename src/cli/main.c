@@ -33,6 +33,7 @@ static const cli_command commands[] = {
         {"retry", cli_cmd_retry, "retry failed objects now"},
         {"reset", cli_cmd_reset, "forget the pipeline's cursor and failures"},
         {"engine", cli_cmd_engine, "the tiered write engine: serve it, ask its status"},
+        {"mirror", cli_cmd_mirror, "mirror an event source into PostgreSQL, exactly once"},
         {"tool", cli_cmd_tool, "stand-alone helpers (mmr-root)"},
 };
 

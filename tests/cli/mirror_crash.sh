@@ -3,7 +3,8 @@
 # PostgreSQL, under faults:
 #   - `sluice mirror start` killed with SIGKILL at random moments, 20 times,
 #     while a writer keeps setting, updating and deleting keys of the
-#     served namespace; the server itself is restarted once on the way;
+#     served namespace; the server itself is killed once on the way and
+#     comes back at another port (the source is known by its [source] name);
 #   - its handler (apply_sql) adds each batch's event count to a counter
 #     row, a side effect that is not idempotent;
 #   - at the end the counter equals the number of events in the
@@ -39,6 +40,7 @@ mirror_config() { # FILE PORT
 type = "node"
 url = "http://127.0.0.1:$2"
 namespace = "events"
+name = "events-feed"
 [postgres]
 url = "$SLUICE_PG_URL"
 table = "mirror_items"
@@ -84,10 +86,10 @@ for round in $(seq 1 20); do
 	sleep "$((RANDOM % 12 + 2))e-1"
 	kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
 	wait "$pid" 2>/dev/null || true
-	if [ "$round" = 10 ]; then # the node goes away and comes back, at its address
-		node_port=${PORT[node]}
-		stop_server node KILL
-		start_server node "$store" -p "$node_port"
+	if [ "$round" = 10 ]; then # the node goes away and comes back at another port:
+		stop_server node KILL  # the source keeps its name, so its position
+		start_server node "$store"
+		mirror_config "$cfg" "${PORT[node]}"
 	fi
 done
 touch "$TMP/stop-writer"

@@ -1,0 +1,636 @@
+/*
+ * `sluice mirror run|start|status|dlq`: an event source (a node's
+ * namespace, a local store's, or an NDJSON file) applied to a PostgreSQL
+ * table exactly once, by pipeline/mirror*.c (sluice/mirror.h). These
+ * commands read the config (mirror_config.c), open the source, hand both to
+ * the library and report; docs/cli.md, "sluice mirror", has the rest.
+ *
+ * Exit status: 0 success, 1 failure (a config error too, as the other
+ * configs' commands do), 2 usage, 3 fenced: another mirror moved this
+ * source's position, so this one stopped (EXIT_FENCED).
+ */
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/mirror_config.h"
+#include "sluice/event_source.h"
+#include "sluice/mirror.h"
+
+#define DEFAULT_CONFIG "./sluice-mirror.toml"
+#define EXIT_FENCED    3
+/* How long status and dlq wait for PostgreSQL. */
+#define QUICK_PG_TIMEOUT_MS 5000
+/* A progress line in the log at most this often. */
+#define PROGRESS_LOG_MS 10000
+/* Shown of a payload or an error in a dead letter's text line. */
+#define SHOWN_MAX 200
+
+static volatile sig_atomic_t stop_requested;
+
+typedef struct mirror_args {
+	const char *config;
+	int metrics_set, metrics_off;
+	uint16_t metrics_port;
+} mirror_args;
+
+static int mirror_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
+{
+	mirror_args *a = ctx;
+	switch (opt) {
+	case 'c':
+		a->config = arg;
+		return CLI_OK;
+	case 'm':
+		a->metrics_set = 1;
+		if (strcmp(arg, "off") == 0) {
+			a->metrics_off = 1;
+			return CLI_OK;
+		}
+		return cli_parse_port(cmd->name, "--metrics-port", arg, &a->metrics_port);
+	}
+	return CLI_USAGE;
+}
+
+#define CONFIG_OPTION                                                                              \
+	{                                                                                          \
+		"config", required_argument, NULL, 'c'                                             \
+	}
+#define CONFIG_HELP                                                                                \
+	"  -c, --config FILE       the mirror's config (default ./sluice-mirror.toml;\n"           \
+	"                          docs/cli.md, \"sluice mirror\")\n"
+
+static int parse_args(cli_cmd *cmd, int argc, char **argv, mirror_args *a, cli_mirror_config *cfg)
+{
+	memset(a, 0, sizeof(*a));
+	memset(cfg, 0, sizeof(*cfg));
+	a->config = DEFAULT_CONFIG;
+	return cli_parse(cmd, argc, argv, mirror_opt, a);
+}
+
+/* CLI_CONTINUE once the whole config is good (nothing is opened or touched
+ * before), else CLI_FAIL (reported). */
+static int load_config(const cli_cmd *cmd, const mirror_args *a, cli_mirror_config *cfg)
+{
+	return cli_mirror_config_load(cfg, a->config) == SL_OK ? CLI_CONTINUE : cli_fail(cmd->name);
+}
+
+/* Both: CLI_CONTINUE to go on, else the exit status. */
+static int setup(cli_cmd *cmd, int argc, char **argv, mirror_args *a, cli_mirror_config *cfg)
+{
+	int rc = parse_args(cmd, argc, argv, a, cfg);
+	return rc == CLI_CONTINUE ? load_config(cmd, a, cfg) : rc;
+}
+
+static int open_source_as_is(const cli_mirror_config *c, sl_event_source *out)
+{
+	if (c->source_type == CLI_MIRROR_SOURCE_NDJSON)
+		return sl_ndjson_source_open(out, c->source_path);
+	if (c->source_dir != NULL)
+		return sl_store_source_open(out, c->source_dir, c->source_ns);
+	sl_node_source_options no;
+	sl_node_source_options_init(&no);
+	no.url = c->source_url;
+	no.ns = c->source_ns;
+	no.trust_key = c->has_trust_key ? c->trust_key : NULL;
+	return sl_node_source_open(out, &no);
+}
+
+/* Opens the source, known by [source] name when the config gives one. */
+static int open_source(const cli_mirror_config *c, sl_event_source *out)
+{
+	int rc = open_source_as_is(c, out);
+	if (rc == SL_OK && c->source_name)
+		snprintf(out->name, sizeof(out->name), "%s", c->source_name);
+	return rc;
+}
+
+/* The name the source would give itself (event_*.c: "ndjson:REALPATH",
+ * "store:REALDIR/NS", "node:http://HOST:PORT/NS"), for when it cannot be
+ * opened. */
+static void assumed_name(const cli_mirror_config *c, char *out, size_t cap)
+{
+	if (c->source_name) {
+		snprintf(out, cap, "%s", c->source_name);
+		return;
+	}
+	const char *path =
+	        c->source_type == CLI_MIRROR_SOURCE_NDJSON ? c->source_path : c->source_dir;
+	if (path != NULL) {
+		char *real = strcmp(path, "-") == 0 ? NULL : realpath(path, NULL);
+		if (c->source_type == CLI_MIRROR_SOURCE_NDJSON)
+			snprintf(out, cap, "ndjson:%s", real ? real : path);
+		else
+			snprintf(out, cap, "store:%s/%s", real ? real : path, c->source_ns);
+		free(real);
+		return;
+	}
+	const char *url = c->source_url;
+	int scheme = strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
+	size_t len = strlen(url);
+	while (len > 0 && url[len - 1] == '/')
+		len--;
+	snprintf(out, cap, "node:%s%.*s/%s", scheme ? "" : "http://", (int)len, url, c->source_ns);
+}
+
+/* For the commands that only need the source's name (status, dlq): opens
+ * it, or, when it cannot be opened, puts the name it would have in
+ * src->name, the reason in why, and returns 0. 1 when open. */
+static int open_source_or_name(const cli_mirror_config *c, sl_event_source *src, char *why,
+                               size_t cap)
+{
+	if (open_source(c, src) == SL_OK)
+		return 1;
+	snprintf(why, cap, "%s", sl_error_last()->message);
+	memset(src, 0, sizeof(*src));
+	assumed_name(c, src->name, sizeof(src->name));
+	return 0;
+}
+
+/* ------------------------------------------------------------- run, start */
+
+typedef struct progress_log {
+	uint64_t last_ns;
+} progress_log;
+
+static void log_progress(const char *msg, const sl_mirror_progress *p)
+{
+	sl_log(SL_LOG_INFO, msg, "events=%llu batches=%llu dead_letters=%llu retries=%llu pos=%llu",
+	       (unsigned long long)p->events, (unsigned long long)p->batches,
+	       (unsigned long long)p->dead, (unsigned long long)p->retries,
+	       (unsigned long long)p->pos);
+}
+
+static void on_progress(void *ctx, const sl_mirror_progress *p)
+{
+	progress_log *pl = ctx;
+	uint64_t now = sl_clock_mono_ns();
+	if (now - pl->last_ns < (uint64_t)PROGRESS_LOG_MS * 1000000)
+		return;
+	pl->last_ns = now;
+	log_progress("mirror progress", p);
+}
+
+/* Serves metrics for start when -m or [mirror] metrics_port asks. */
+static int serve_metrics(const cli_cmd *cmd, const mirror_args *a, const cli_mirror_config *cfg,
+                         sl_metrics **metrics, sl_http_server **http)
+{
+	uint16_t port = a->metrics_set ? a->metrics_port : cfg->metrics_port;
+	if (a->metrics_off || (!a->metrics_set && cfg->metrics_port == 0))
+		return CLI_OK;
+	if (sl_metrics_new(metrics) != SL_OK ||
+	    sl_metrics_serve(http, *metrics, "127.0.0.1", port) != SL_OK)
+		return cli_fail(cmd->name);
+	sl_log(SL_LOG_INFO, "serving metrics", "port=%u", sl_http_server_port(*http));
+	return CLI_OK;
+}
+
+static void print_summary(const cli_cmd *cmd, const sl_mirror_progress *pr)
+{
+	printf("%s: %llu events applied in %llu batches, %llu dead letters, position %llu\n",
+	       cmd->name, (unsigned long long)pr->events, (unsigned long long)pr->batches,
+	       (unsigned long long)pr->dead, (unsigned long long)pr->pos);
+	if (pr->dead > 0)
+		printf("%s: see 'sluice mirror dlq'; 'sluice mirror dlq retry' applies them "
+		       "again\n",
+		       cmd->name);
+	fflush(stdout);
+}
+
+/* run (follow 0) and start (follow 1). */
+static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
+{
+	mirror_args a;
+	cli_mirror_config cfg;
+	sl_mirror_options o;
+	sl_event_source src;
+	sl_mirror_progress pr;
+	progress_log pl = {sl_clock_mono_ns()};
+	sl_metrics *metrics = NULL;
+	sl_http_server *metrics_http = NULL;
+	int rc = setup(cmd, argc, argv, &a, &cfg);
+
+	memset(&src, 0, sizeof(src));
+	memset(&pr, 0, sizeof(pr));
+	if (rc != CLI_CONTINUE)
+		goto cleanup;
+	if (follow && (rc = serve_metrics(cmd, &a, &cfg, &metrics, &metrics_http)) != CLI_OK)
+		goto cleanup;
+	if (open_source(&cfg, &src) != SL_OK) {
+		rc = cli_fail(cmd->name);
+		goto cleanup;
+	}
+	o = cfg.mirror;
+	o.follow = follow;
+	o.stop = &stop_requested;
+	o.metrics = metrics;
+	o.progress = on_progress;
+	o.progress_ctx = &pl;
+	cli_on_stop_signal(&stop_requested);
+	if (sl_mirror_prepare(&o) != SL_OK) {
+		rc = cli_fail(cmd->name);
+		goto cleanup;
+	}
+	if (follow)
+		sl_log(SL_LOG_INFO, "mirror started", "source=\"%s\"", src.name);
+	rc = sl_mirror_run(&src, &o, &pr);
+	if (follow)
+		log_progress("mirror stopped", &pr);
+	print_summary(cmd, &pr);
+	if (rc == SL_ECONFLICT) {
+		cli_errorf(cmd->name,
+		           "fenced by another mirror: the position of %s moved under this one, "
+		           "which stopped; what it had not committed was not applied",
+		           src.name);
+		rc = EXIT_FENCED;
+	} else {
+		rc = rc == SL_OK ? CLI_OK : cli_fail(cmd->name);
+	}
+cleanup:
+	sl_event_source_close(&src);
+	sl_http_server_stop(metrics_http);
+	sl_metrics_free(metrics);
+	cli_mirror_config_free(&cfg);
+	return rc;
+}
+
+static const char run_usage[] =
+        "Usage: sluice mirror run [-c FILE]\n"
+        "\n"
+        "Apply the source's events after the stored position to PostgreSQL, batch\n"
+        "by batch, each batch in one transaction with the new position, then print\n"
+        "a summary and exit. Makes the tables if missing. SIGINT or SIGTERM finish\n"
+        "the batch in flight. Exit 3: fenced, another mirror moved the position.\n"
+        "\n" CONFIG_HELP;
+
+static const struct option run_options[] = {CONFIG_OPTION, {NULL, 0, NULL, 0}};
+
+static int mirror_run(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "mirror run", .usage = run_usage, .options = run_options};
+	return apply(&cmd, argc, argv, 0);
+}
+
+static const char start_usage[] =
+        "Usage: sluice mirror start [-c FILE] [-m PORT|off]\n"
+        "\n"
+        "As 'run', then wait for new events and apply them as they come, until\n"
+        "SIGINT or SIGTERM, which finish the batch in flight and exit 0. Logs its\n"
+        "progress every 10 s while it applies events.\n"
+        "\n" CONFIG_HELP
+        "  -m, --metrics-port PORT serve metrics at http://127.0.0.1:PORT/metrics (0\n"
+        "                          picks a free port; default [mirror] metrics_port,\n"
+        "                          none when 0; off: none)\n";
+
+static const struct option start_options[] = {
+        CONFIG_OPTION, {"metrics-port", required_argument, NULL, 'm'}, {NULL, 0, NULL, 0}};
+
+static int mirror_start(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "mirror start", .usage = start_usage, .options = start_options};
+	return apply(&cmd, argc, argv, 1);
+}
+
+/* ---------------------------------------------------------------- status */
+
+/* RFC 3339, or "" for 0 (never). */
+static const char *format_ms(char *out, size_t cap, uint64_t ms)
+{
+	out[0] = '\0';
+	if (ms != 0)
+		sl_clock_format_rfc3339(out, cap, ms);
+	return out;
+}
+
+static json_t *string_or_null(const char *s)
+{
+	return s[0] ? json_string(s) : json_null();
+}
+
+static int print_status_json(const cli_cmd *cmd, const sl_mirror_status *st, const char *why)
+{
+	char updated[40], errored[40];
+	json_t *o = json_object();
+	int bad = o == NULL;
+	format_ms(updated, sizeof(updated), st->updated_ms);
+	format_ms(errored, sizeof(errored), st->last_error_ms);
+	bad |= cli_json_set(o, "source", json_string(st->source));
+	bad |= cli_json_set(o, "exists", json_boolean(st->exists));
+	bad |= cli_json_set(o, "position", cli_json_u64(st->pos));
+	bad |= cli_json_set(o, "applied", cli_json_u64(st->applied));
+	bad |= cli_json_set(o, "head", st->head_known ? cli_json_u64(st->head) : json_null());
+	bad |= cli_json_set(o, "lag_events",
+	                    st->head_known ? cli_json_u64(st->lag_events) : json_null());
+	bad |= cli_json_set(o, "lag_seconds", st->head_known ? json_real(st->lag_s) : json_null());
+	bad |= cli_json_set(o, "lag_unknown", st->head_known ? json_null() : json_string(why));
+	bad |= cli_json_set(o, "dead_letters", cli_json_u64(st->dead_letters));
+	bad |= cli_json_set(o, "last_error", string_or_null(st->last_error));
+	bad |= cli_json_set(o, "last_error_at", string_or_null(errored));
+	bad |= cli_json_set(o, "updated_at", string_or_null(updated));
+	return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
+}
+
+static void print_status_text(const sl_mirror_status *st, const char *why)
+{
+	char updated[40], errored[40];
+	format_ms(updated, sizeof(updated), st->updated_ms);
+	format_ms(errored, sizeof(errored), st->last_error_ms);
+	printf("source        %s\n", st->source);
+	if (st->exists)
+		printf("position      %llu\n", (unsigned long long)st->pos);
+	else
+		printf("position      none yet (never run)\n");
+	printf("applied       %llu events\n", (unsigned long long)st->applied);
+	if (st->head_known)
+		printf("behind        %llu events, %.1f s (the source ends at %llu)\n",
+		       (unsigned long long)st->lag_events, st->lag_s, (unsigned long long)st->head);
+	else
+		printf("behind        unknown (%s)\n", why);
+	printf("dead letters  %llu\n", (unsigned long long)st->dead_letters);
+	if (st->last_error[0])
+		printf("last error    %s (%s)\n", st->last_error, errored[0] ? errored : "?");
+	else
+		printf("last error    none\n");
+	printf("updated       %s\n", updated[0] ? updated : "never");
+}
+
+static const char status_usage[] =
+        "Usage: sluice mirror status [-c FILE] [--json]\n"
+        "\n"
+        "Where the mirror stands: its position, the events applied over all runs,\n"
+        "how far it is behind the source (events and seconds; unknown when the\n"
+        "source cannot be opened or cannot tell where it ends), the dead letters\n"
+        "waiting, the last error and when the position last moved.\n"
+        "\n" CONFIG_HELP;
+
+static const struct option status_options[] = {CONFIG_OPTION, {NULL, 0, NULL, 0}};
+
+static int mirror_status(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "mirror status",
+	               .usage = status_usage,
+	               .flags = CLI_JSON,
+	               .options = status_options};
+	mirror_args a;
+	cli_mirror_config cfg;
+	sl_event_source src;
+	sl_mirror_status st;
+	sl_mirror_options o;
+	char why[SL_ERROR_MSG_MAX + 32] = "the source cannot tell where it ends";
+	char reason[SL_ERROR_MSG_MAX];
+	int opened, rc = setup(&cmd, argc, argv, &a, &cfg);
+
+	memset(&src, 0, sizeof(src));
+	if (rc != CLI_CONTINUE)
+		goto cleanup;
+	o = cfg.mirror;
+	if (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS)
+		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
+	opened = open_source_or_name(&cfg, &src, reason, sizeof(reason));
+	if (!opened) {
+		snprintf(why, sizeof(why), "source not reachable: %s", reason);
+		sl_log(SL_LOG_WARN, "source not reachable; lag unknown", "error=\"%s\"", reason);
+	}
+	if (sl_mirror_status_read(opened ? &src : NULL, &o, src.name, &st) != SL_OK) {
+		rc = cli_fail(cmd.name);
+		goto cleanup;
+	}
+	if (cmd.json) {
+		rc = print_status_json(&cmd, &st, why);
+	} else {
+		print_status_text(&st, why);
+		rc = CLI_OK;
+	}
+cleanup:
+	sl_event_source_close(&src);
+	cli_mirror_config_free(&cfg);
+	return rc;
+}
+
+/* ------------------------------------------------------------------- dlq */
+
+/* Valid UTF-8 with no control character but tab, CR and LF: as a JSON
+ * string, else NULL. */
+static json_t *text_of(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') || p[i] == 0x7f)
+			return NULL;
+	return json_stringn((const char *)p, n); /* NULL when not UTF-8 */
+}
+
+/* Base64 of n bytes, allocated; NULL on ENOMEM or past 1 GiB. */
+static char *base64_new(const uint8_t *p, size_t n)
+{
+	char *out;
+	if (n > ((size_t)1 << 30) || (out = sl_malloc(4 * ((n + 2) / 3) + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+typedef struct dlq_ctx {
+	json_t *list; /* --json */
+	uint64_t n;
+} dlq_ctx;
+
+static int dead_letter_json(dlq_ctx *dc, const sl_dead_letter *d, json_t *text, const char *b64)
+{
+	json_t *o = json_object();
+	int bad = o == NULL;
+	bad |= cli_json_set(o, "id", json_integer(d->id));
+	bad |= cli_json_set(o, "source", json_string(d->source));
+	bad |= cli_json_set(o, "position", cli_json_u64(d->pos));
+	bad |= cli_json_set(o, "key", json_string(d->key));
+	bad |= cli_json_set(o, "op", json_string(d->op));
+	bad |= cli_json_set(o, "version", cli_json_u64(d->version));
+	bad |= cli_json_set(o, "attempts", json_integer(d->attempts));
+	bad |= cli_json_set(o, "sqlstate", string_or_null(d->sqlstate));
+	bad |= cli_json_set(o, "error", json_string(d->error));
+	bad |= cli_json_set(o, "first_failure", json_string(d->first_failure));
+	bad |= cli_json_set(o, "last_failure", json_string(d->last_failure));
+	if (b64)
+		bad |= cli_json_set(o, "payload_b64", json_string(b64));
+	else
+		bad |= cli_json_set(o, "payload", text ? json_incref(text) : json_null());
+	if (bad || json_array_append_new(dc->list, o) != 0)
+		return sl_error_set(SL_ENOMEM, "cannot build the JSON of a dead letter");
+	return SL_OK;
+}
+
+static int print_dead_letter(void *ctx, const sl_dead_letter *d)
+{
+	dlq_ctx *dc = ctx;
+	json_t *text = d->payload ? text_of(d->payload, d->payload_len) : NULL;
+	char *b64 = NULL;
+	char shown[SHOWN_MAX], error[SHOWN_MAX];
+	int rc = SL_OK;
+
+	dc->n++;
+	if (d->payload && text == NULL && (b64 = base64_new(d->payload, d->payload_len)) == NULL)
+		return sl_error_set(SL_ENOMEM, "cannot encode a payload of %zu bytes",
+		                    d->payload_len);
+	if (dc->list) {
+		rc = dead_letter_json(dc, d, text, b64);
+	} else {
+		printf("%lld\tpos=%llu\tkey=%s\top=%s\tversion=%llu\tattempts=%u\tsqlstate=%s\t"
+		       "first=%s\tlast=%s\terror=%s\t",
+		       (long long)d->id, (unsigned long long)d->pos, d->key, d->op,
+		       (unsigned long long)d->version, d->attempts,
+		       d->sqlstate[0] ? d->sqlstate : "-", d->first_failure, d->last_failure,
+		       cli_escape(error, sizeof(error), d->error, strlen(d->error)));
+		if (text)
+			printf("payload=%s\n",
+			       cli_escape(shown, sizeof(shown), json_string_value(text),
+			                  json_string_length(text)));
+		else if (b64)
+			printf("payload_b64=%s\n",
+			       cli_escape(shown, sizeof(shown), b64, strlen(b64)));
+		else
+			printf("payload=-\n");
+	}
+	json_decref(text);
+	sl_free(b64);
+	return rc;
+}
+
+static int dlq_list(const cli_cmd *cmd, const sl_mirror_options *o, const char *source)
+{
+	dlq_ctx dc = {0};
+	if (cmd->json && (dc.list = json_array()) == NULL)
+		return cli_fail(cmd->name);
+	if (sl_mirror_dlq_list(o, source, print_dead_letter, &dc) != SL_OK) {
+		json_decref(dc.list);
+		return cli_fail(cmd->name);
+	}
+	if (cmd->json)
+		return cli_json_print(cmd->name, dc.list);
+	if (dc.n == 0)
+		printf("no dead letters\n");
+	return CLI_OK;
+}
+
+/* The ID of `dlq retry ID`: CLI_OK or CLI_USAGE (said). */
+static int dlq_id(const cli_cmd *cmd, uint64_t *id)
+{
+	if (cli_parse_u64(cmd->name, "ID", cmd->args[1], id) != CLI_OK)
+		return CLI_USAGE;
+	if (*id == 0 || *id > INT64_MAX)
+		return cli_usage_error(cmd->name, "ID: '%s' is not a dead letter's id",
+		                       cmd->args[1]);
+	return CLI_OK;
+}
+
+static int dlq_retry(const cli_cmd *cmd, const sl_mirror_options *o, const char *source,
+                     uint64_t id)
+{
+	uint64_t applied = 0, failed = 0;
+	if (sl_mirror_dlq_retry(o, source, (int64_t)id, &applied, &failed) != SL_OK)
+		return cli_fail(cmd->name);
+	if (cmd->json) {
+		json_t *r = json_object();
+		int bad = r == NULL;
+		bad |= cli_json_set(r, "applied", cli_json_u64(applied));
+		bad |= cli_json_set(r, "failed", cli_json_u64(failed));
+		if (cli_json_print(cmd->name, bad ? (json_decref(r), NULL) : r) != CLI_OK)
+			return CLI_FAIL;
+	} else {
+		printf("%s retry: %llu applied, %llu failed again\n", cmd->name,
+		       (unsigned long long)applied, (unsigned long long)failed);
+	}
+	if (failed > 0)
+		return cli_errorf(cmd->name,
+		                  "%llu dead letters failed again (see 'sluice mirror dlq')",
+		                  (unsigned long long)failed);
+	if (id != 0 && applied == 0)
+		return cli_errorf(cmd->name, "no dead letter %llu of %s", (unsigned long long)id,
+		                  source);
+	return CLI_OK;
+}
+
+static const char dlq_usage[] =
+        "Usage: sluice mirror dlq [-c FILE] [--json]\n"
+        "       sluice mirror dlq retry [ID] [-c FILE] [--json]\n"
+        "\n"
+        "List the dead letters of the config's source, oldest first: the events\n"
+        "that failed max_attempts times alone (id, position, key, op, version,\n"
+        "attempts, SQLSTATE, error, first and last failure, and the payload: as\n"
+        "text when it is printable UTF-8, else as payload_b64).\n"
+        "\n"
+        "'retry' applies them again now (ID: only that one), each in its own\n"
+        "transaction through the same upsert, handler and apply_sql; one applied\n"
+        "leaves the dead letters, one that fails again stays with its attempts and\n"
+        "error updated. Prints how many of each; exits 1 when any failed again.\n"
+        "\n" CONFIG_HELP;
+
+static const struct option dlq_options[] = {CONFIG_OPTION, {NULL, 0, NULL, 0}};
+
+static int mirror_dlq(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "mirror dlq",
+	               .usage = dlq_usage,
+	               .flags = CLI_JSON,
+	               .options = dlq_options,
+	               .max_args = 2};
+	mirror_args a;
+	cli_mirror_config cfg;
+	sl_event_source src;
+	sl_mirror_options o;
+	char why[SL_ERROR_MSG_MAX];
+	uint64_t id = 0;
+	int retry, rc = parse_args(&cmd, argc, argv, &a, &cfg);
+
+	memset(&src, 0, sizeof(src));
+	if (rc != CLI_CONTINUE)
+		goto cleanup;
+	retry = cmd.n_args > 0 && strcmp(cmd.args[0], "retry") == 0;
+	if (cmd.n_args > 0 && !retry) {
+		rc = cli_usage_error(cmd.name, "unknown command '%s' (only 'retry [ID]')",
+		                     cmd.args[0]);
+		goto cleanup;
+	}
+	if (cmd.n_args > 1 && dlq_id(&cmd, &id) != CLI_OK) {
+		rc = CLI_USAGE;
+		goto cleanup;
+	}
+	if ((rc = load_config(&cmd, &a, &cfg)) != CLI_CONTINUE)
+		goto cleanup;
+	o = cfg.mirror;
+	if (!retry && (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS))
+		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
+	/* Only the source's name is needed. */
+	if (!open_source_or_name(&cfg, &src, why, sizeof(why)))
+		sl_log(SL_LOG_DEBUG, "source not opened; its name is assumed", "name=\"%s\"",
+		       src.name);
+	rc = retry ? dlq_retry(&cmd, &o, src.name, id) : dlq_list(&cmd, &o, src.name);
+cleanup:
+	sl_event_source_close(&src);
+	cli_mirror_config_free(&cfg);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- group */
+
+static const char mirror_usage[] =
+        "Usage: sluice mirror COMMAND [-c FILE] [OPTIONS]\n"
+        "\n"
+        "Mirror an event source (a node's namespace, a local store's, or an NDJSON\n"
+        "file) into a PostgreSQL table, exactly once (docs/cli.md, \"sluice\n"
+        "mirror\"). Exit status: 0 ok, 1 failed (a config error too), 2 usage,\n"
+        "3 fenced by another mirror.\n";
+
+static const cli_command mirror_commands[] = {
+        {"run", mirror_run, "apply the source's new events, then exit"},
+        {"start", mirror_start, "apply events as they come until SIGINT or SIGTERM"},
+        {"status", mirror_status, "position, events applied, lag, dead letters, last error"},
+        {"dlq", mirror_dlq, "list dead letters; 'dlq retry [ID]' applies them again"},
+};
+
+int cli_cmd_mirror(int argc, char **argv)
+{
+	return cli_dispatch("mirror", mirror_usage, mirror_commands,
+	                    sizeof(mirror_commands) / sizeof(mirror_commands[0]), argc, argv);
+}
