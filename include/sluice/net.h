@@ -29,6 +29,10 @@ typedef struct sl_http_request {
 	const char *path;   /* URL path without the query, e.g. "/api/v0/info" */
 	const uint8_t *body;
 	size_t body_len;
+	/* 1 when the handler may answer "not yet" (sl_http_response.wait_ms);
+	 * 0 when this call must answer: the request's wait is over, or the
+	 * server is stopping. */
+	int may_wait;
 	void *impl; /* private: the connection */
 } sl_http_request;
 
@@ -56,6 +60,15 @@ typedef struct sl_http_response {
 	 * "Sluice-Version: 12" */
 	char header_name[32];
 	char header_value[96];
+	/* A long poll: > 0 (with req->may_wait) answers "not yet". The rest of
+	 * the response is dropped, the request is held without a thread, and
+	 * the handler is called again for the same request (the same method,
+	 * path, query, headers and body) when sl_http_server_wake is called or
+	 * once wait_ms have passed since the request first waited, whichever
+	 * comes first; on that last call may_wait is 0 and the handler must
+	 * answer. A wake that comes while the handler runs is not lost: if the
+	 * handler then asks to wait, it is called again at once. Default 0. */
+	uint32_t wait_ms;
 } sl_http_response;
 
 /* Set a JSON error response {"error": code, "message": "..."} (DESIGN.md,
@@ -98,7 +111,13 @@ typedef struct sl_http_server_options {
 	unsigned timeout_s;       /* idle / stalled connection timeout, default 30 */
 	unsigned max_connections; /* default 256 */
 	sl_http_limits limits;    /* per client */
-	sl_metrics *metrics;      /* counts refusals and cuts; may be NULL */
+	sl_metrics *metrics;      /* counts refusals, cuts and waiting requests;
+	                             may be NULL */
+	/* Called with the handler's ctx and the number of requests waiting
+	 * (sl_http_response.wait_ms) whenever that number changes, under the
+	 * server's lock: it must return at once and call nothing of the
+	 * server's. May be NULL. */
+	void (*on_waiting)(void *ctx, size_t n_waiting);
 } sl_http_server_options;
 
 void sl_http_server_options_init(sl_http_server_options *o);
@@ -111,8 +130,17 @@ typedef struct sl_http_server sl_http_server;
 int sl_http_server_start(sl_http_server **out, const sl_http_server_options *o,
                          sl_http_handler handler, void *ctx);
 uint16_t sl_http_server_port(const sl_http_server *s); /* the bound port */
-/* Stops accepting, waits for handlers in flight, frees. NULL ok. */
+/* Stops accepting, waits for handlers in flight, frees. Requests that
+ * wait are called again at once with may_wait 0 and answered first. NULL
+ * ok. */
 void sl_http_server_stop(sl_http_server *s);
+/* Calls the handler again for every waiting request (so it checks whether
+ * what it waits for happened), and again for a request whose handler is
+ * running now if it then asks to wait. From any thread, any time before
+ * stop, even from a handler. */
+void sl_http_server_wake(sl_http_server *s);
+/* Requests waiting now (suspended after answering "not yet"). */
+size_t sl_http_server_waiting(const sl_http_server *s);
 
 /* ------------------------------------------------------------ HTTP client */
 

@@ -120,6 +120,12 @@ int sl_store_ns_info(sl_store *s, const char *name, sl_ns_info *out);
 /* Like sl_store_ns_info without counting live keys (out->keys is 0):
  * one row read, for callers that ask often (sync). */
 int sl_store_ns_head(sl_store *s, const char *name, sl_ns_info *out);
+/* A number that changes whenever another handle, of this process or
+ * another, has committed to the store since this handle last asked
+ * (SQLite's data_version): compare two readings of one handle. Commits
+ * through this handle do not change it. Cheap (no table is read), so a
+ * watcher may ask every few milliseconds. */
+int sl_store_data_version(sl_store *s, uint64_t *out);
 
 /* ------------------------------------------------------------------ writes */
 

@@ -17,7 +17,10 @@
  *     is resumed when one of the client's requests is done. So however
  *     many connections one client opens, it keeps at most that many of
  *     the server's threads busy, and every other client finds the rest;
- *     a client alone only queues behind itself.
+ *     a client alone only queues behind itself. A long poll (a handler
+ *     answering "not yet", http_wait.c) gives its slot back while it
+ *     waits and takes one again, in turn, when it is handled again, so a
+ *     client's long polls never starve its other requests.
  * For each connection, a phase and the time it began:
  *   NEW      accepted, no complete head yet: cut after header_timeout;
  *   HEAD     a request line arrived on a kept-alive connection: the rest
@@ -26,6 +29,8 @@
  *            have arrived at min_body_rate on average, or it is cut;
  *   WAIT     suspended in the client's queue (no deadline: it is resumed
  *            when the client's earlier requests are done);
+ *   POLL     suspended in a long poll, holding no slot (no deadline here:
+ *            the wait has its own, at most what the handler asked);
  *   RESPOND  the handler runs and the answer is sent (libmicrohttpd's own
  *            idle timeout covers a client that stops reading);
  *   IDLE     kept alive between requests: cut after the idle timeout,
@@ -53,7 +58,7 @@
 #define CLIENTS_MAX 65536 /* known clients; past it, idle ones are forgotten */
 #define DRAIN_MS    5000  /* the longest wait for resumed connections at stop */
 
-enum phase { PHASE_NEW, PHASE_HEAD, PHASE_BODY, PHASE_WAIT, PHASE_RESPOND, PHASE_IDLE };
+enum phase { PHASE_NEW, PHASE_HEAD, PHASE_BODY, PHASE_WAIT, PHASE_POLL, PHASE_RESPOND, PHASE_IDLE };
 
 enum logged {
 	LOGGED_CONNECTIONS = 1,
@@ -396,6 +401,18 @@ void http_guard_handler_done(http_guard *g, void *ctx)
 	pthread_mutex_lock(&g->mu);
 	release(k);
 	k->phase = PHASE_RESPOND;
+	k->since_ns = sl_clock_mono_ns();
+	pthread_mutex_unlock(&g->mu);
+}
+
+void http_guard_handler_wait(http_guard *g, void *ctx)
+{
+	conn *k = ctx;
+	if (!k)
+		return;
+	pthread_mutex_lock(&g->mu);
+	release(k);
+	k->phase = PHASE_POLL;
 	k->since_ns = sl_clock_mono_ns();
 	pthread_mutex_unlock(&g->mu);
 }

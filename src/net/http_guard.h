@@ -45,6 +45,11 @@ int http_guard_request_start(http_guard *g, void *ctx, unsigned *retry_after_s);
 /* The handler returned: the client's slot goes to its next waiting
  * request. */
 void http_guard_handler_done(http_guard *g, void *ctx);
+/* The handler answered "not yet" and the connection is suspended (a long
+ * poll, http_wait.c): the client's slot goes on as after handler_done, and
+ * the connection has no deadline until it resumes, when
+ * http_guard_request_start comes again (it may then wait its turn). */
+void http_guard_handler_wait(http_guard *g, void *ctx);
 /* n more body bytes arrived. 0 to go on; -1 when the body trickles in
  * slower than the minimum rate (cut the connection). */
 int http_guard_body(http_guard *g, void *ctx, size_t n);

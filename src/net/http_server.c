@@ -25,6 +25,24 @@
  * guard's state for a connection is MHD's socket context; a request's
  * state is made when its request line arrives, so its head is timed.
  *
+ * Long polls. A handler may answer "not yet" (sl_http_response.wait_ms
+ * with sl_http_request.may_wait): the response is dropped, the request's
+ * connection is suspended (http_wait.c) and gives its client's slot back
+ * to the guard, so it holds neither a thread nor a turn. It is resumed by
+ * sl_http_server_wake (every waiting request: the handlers check again),
+ * by its deadline (wait_ms after it first waited), or by stop. MHD then
+ * calls the access handler again with no data; the request takes a slot
+ * again through the guard (perhaps waiting its turn) and its handler is
+ * called once more, with may_wait 0 once the deadline passed, when it must
+ * answer. A wake that comes while a handler runs makes a handler that asks
+ * to wait run again at once (the wake generation, http_wait.c), so a
+ * change that lands between a handler's check and its suspension is not
+ * missed. At stop, waiting requests are resumed and answered before the
+ * guard's queue is drained and MHD stopped. MHD neither times out nor
+ * watches a suspended connection, so a client that goes away while its
+ * request waits is noticed when the request resumes: handlers keep their
+ * waits short (the sync server's are at most 25 s).
+ *
  * Response bodies are handed to MHD without a copy: MHD frees them with
  * sl_free once sent. MHD's own diagnostics go to sl_log at debug level;
  * the last one on the starting thread explains a failed start.
@@ -41,6 +59,7 @@
 #include <microhttpd.h>
 
 #include "net/http_guard.h"
+#include "net/http_wait.h"
 
 #define DEFAULT_LISTEN_ADDR     "127.0.0.1"
 #define DEFAULT_THREADS         4
@@ -68,6 +87,7 @@ struct sl_http_server {
 	size_t max_response;
 	uint16_t port;
 	http_guard *guard;
+	http_wait *wait;
 };
 
 /* Per request, from its request line (or the first access-handler call)
@@ -76,7 +96,10 @@ typedef struct request_state {
 	int started;   /* the access handler has seen the head */
 	int waiting;   /* suspended in its client's queue (http_guard.c) */
 	int responded; /* answered at the head (429, 413): the rest is discarded */
-	void *conn;    /* the guard's tracking of the connection, or NULL */
+	int complete;  /* the body is in: a call from now on is after a wait */
+	int polling;   /* suspended in a long poll, not handled again yet */
+	http_waiter waiter;
+	void *conn; /* the guard's tracking of the connection, or NULL */
 	sl_buf body;
 	/* 0 while all is well, else the status to answer once the body has
 	 * been read: 413 (past max_request) or 500 (out of memory). */
@@ -303,7 +326,7 @@ cleanup:
 static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
                                   const char *message, unsigned retry_after_s)
 {
-	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX), 0, retry_after_s, "", ""};
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(ERROR_BODY_MAX), 0, retry_after_s, "", "", 0};
 
 	sl_http_response_error(&resp, (int)status, code, "%s", message);
 	return send_response(conn, &resp);
@@ -338,6 +361,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)why;
 	if (!st)
 		return;
+	if (st->polling)
+		http_wait_forget(s->wait, &st->waiter);
 	http_guard_request_done(s->guard, st->conn, st->cost);
 	sl_buf_free(&st->body);
 	sl_free(st);
@@ -457,13 +482,16 @@ static enum MHD_Result start_request(const sl_http_server *s, struct MHD_Connect
 	return send_error(conn, 413, "too_large", message, 0);
 }
 
-/* Last call: the whole body is in. */
+/* Last call: the whole body is in. Called again for a request that waited
+ * (a long poll) once it is resumed and has its turn. */
 static enum MHD_Result finish_request(const sl_http_server *s, struct MHD_Connection *conn,
                                       const char *url, const char *method, request_state *st)
 {
 	sl_http_request req;
 	sl_http_response resp;
 	char message[160];
+	double handler_cost = 0;
+	uint64_t generation;
 
 	if (st->reject_status == 413) {
 		snprintf(message, sizeof(message),
@@ -475,20 +503,55 @@ static enum MHD_Result finish_request(const sl_http_server *s, struct MHD_Connec
 		return send_error(conn, 500, "internal", "out of memory reading the request body",
 		                  0);
 
+	st->complete = 1;
 	http_guard_body_done(s->guard, st->conn);
 	req.method = method;
 	req.path = url;
 	req.body = st->body.data ? st->body.data : (const uint8_t *)"";
 	req.body_len = st->body.len;
 	req.impl = conn;
-	memset(&resp, 0, sizeof(resp));
-	sl_buf_init(&resp.body, s->max_response);
-	s->handler(s->ctx, &req, &resp);
+	for (;;) {
+		req.may_wait = !st->waiter.final;
+		memset(&resp, 0, sizeof(resp));
+		sl_buf_init(&resp.body, s->max_response);
+		generation = http_wait_generation(s->wait);
+		s->handler(s->ctx, &req, &resp);
+		handler_cost += resp.cost;
+		if (!req.may_wait || resp.wait_ms == 0)
+			break;
+		sl_buf_free(&resp.body); /* "not yet": nothing is sent */
+		if (http_wait_suspend(s->wait, &st->waiter, conn, resp.wait_ms, generation) ==
+		    WAIT_SUSPENDED) {
+			st->polling = 1;
+			http_guard_handler_wait(s->guard, st->conn);
+			return MHD_YES;
+		}
+		/* A wake came while the handler ran (call it again), or the
+		 * wait is over (again, and it must answer). */
+	}
 	http_guard_handler_done(s->guard, st->conn);
 	/* The token paid at the start covers one request; bodies and the
 	 * handler's own work cost more. */
-	st->cost = (double)((req.body_len + resp.body.len) / COST_BYTES) + resp.cost;
+	st->cost = (double)((req.body_len + resp.body.len) / COST_BYTES) + handler_cost;
 	return send_response(conn, &resp);
+}
+
+/* A call after the body was complete: the request was resumed after a
+ * long poll, or after waiting its turn to be handled again. */
+static enum MHD_Result continue_request(const sl_http_server *s, struct MHD_Connection *conn,
+                                        const char *url, const char *method, request_state *st)
+{
+	enum MHD_Result result;
+
+	if (st->polling) {
+		st->polling = 0;
+		http_wait_resumed(s->wait, &st->waiter);
+	}
+	/* Its turn again: it may wait in its client's queue first. */
+	result = start_request(s, conn, st);
+	if (result != MHD_YES || st->waiting || st->responded)
+		return result;
+	return finish_request(s, conn, url, method, st);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -502,6 +565,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!st && !(st = *con_cls = request_new(conn)))
 		return MHD_NO;
+	if (st->complete) {
+		result = continue_request(s, conn, url, method, st);
+		goto cleanup;
+	}
 	if (!st->started || st->waiting) {
 		result = start_request(s, conn, st);
 		/* Body bytes may come with the call that resumes a request. */
@@ -599,7 +666,8 @@ int sl_http_server_start(sl_http_server **out, const sl_http_server_options *o,
 	s->max_request = o->max_request;
 	s->max_response = o->max_response;
 
-	if ((rc = http_guard_new(&s->guard, o)) != SL_OK)
+	if ((rc = http_guard_new(&s->guard, o)) != SL_OK ||
+	    (rc = http_wait_new(&s->wait, o->metrics, o->on_waiting, ctx)) != SL_OK)
 		goto cleanup;
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 	        MHD_ALLOW_SUSPEND_RESUME;
@@ -647,10 +715,24 @@ void sl_http_server_stop(sl_http_server *s)
 	/* Joins MHD's threads, so handlers in flight finish first; requests
 	 * still open get their completion callback. */
 	/* The library stops only with no connection suspended: the waiting
-	 * ones are resumed and served first. */
+	 * ones are resumed and served first, long polls (which may then wait
+	 * their client's turn) before the client queues. */
+	http_wait_drain(s->wait);
 	http_guard_drain(s->guard);
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
-	http_guard_free(s->guard); /* after: every connection has closed */
+	http_wait_free(s->wait); /* after: every connection has closed */
+	http_guard_free(s->guard);
 	sl_free(s);
+}
+
+void sl_http_server_wake(sl_http_server *s)
+{
+	if (s && s->wait)
+		http_wait_wake(s->wait);
+}
+
+size_t sl_http_server_waiting(const sl_http_server *s)
+{
+	return s && s->wait ? http_wait_count(s->wait) : 0;
 }

@@ -4,6 +4,8 @@
  * it returns comes from a single snapshot of whole commits (invariants in
  * store.c). Values are re-hashed on the way out: a value whose bytes no
  * longer match its digest is reported as SL_ECORRUPT, never returned.
+ * Also the data version, which tells a watcher that another handle
+ * committed.
  */
 #include "store/store_internal.h"
 
@@ -504,4 +506,24 @@ int sl_store_prove_key(sl_store *s, const char *ns, const char *key, size_t key_
 {
 	prove_args a = {ns, key, key_len, out};
 	return in_read_txn(s, prove_locked, &a);
+}
+
+/* --------------------------------------------------------- data version */
+
+int sl_store_data_version(sl_store *s, uint64_t *out)
+{
+	sqlite3_stmt *st = store_stmt(s, STMT_DATA_VERSION);
+	int rc;
+
+	if (!st)
+		return sl_error_last()->code;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = store_sqlite_error(s, rc, "read the data version");
+		sqlite3_reset(st);
+		return rc;
+	}
+	*out = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return SL_OK;
 }

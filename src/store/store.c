@@ -89,6 +89,7 @@ static const char *const stmt_sql[STMT__COUNT] = {
                                "VALUES (?1, ?2, ?3)",
         [STMT_ITEM_SUMS_DELETE] = "DELETE FROM item_sums WHERE ns = ?1 AND chunk = ?2",
         [STMT_ITEM_SUMS_ALL] = "SELECT chunk, sums FROM item_sums WHERE ns = ?1",
+        [STMT_DATA_VERSION] = "PRAGMA data_version",
 };
 
 /* The tables of format 1; store_items_migrate adds format 2's. */

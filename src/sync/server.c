@@ -2,7 +2,8 @@
  * The sync server: a store's namespaces over HTTP (/api/v0), on top of
  * net/'s HTTP server. Endpoints (docs/protocol.md, "Sync"):
  *   GET  /api/v0/info                        node id, version, namespaces
- *   GET  /api/v0/ns/{ns}/target              latest commit, signed
+ *   GET  /api/v0/ns/{ns}/target?after=&wait_ms=   latest commit, signed;
+ *                                            a long poll with after and wait_ms
  *   GET  /api/v0/ns/{ns}/ops?start=&max=&size=&pinned=   ops frame
  *   GET  /api/v0/ns/{ns}/consistency?from=&to=           proof (binary)
  *   POST /api/v0/ns/{ns}/commit              batch frame, bearer token
@@ -19,6 +20,22 @@
  * frame_budget bytes (at least one operation), and its proof covers
  * exactly the operations it carries. Parameters are parsed strictly: a
  * malformed request gets a 4xx JSON error and changes nothing.
+ *
+ * Long polls on the target (a mirror learning of a commit at once): while
+ * the namespace's size is still `after`, the handler answers "not yet"
+ * (sl_http_response.wait_ms) and the HTTP server holds the request
+ * without a thread, calling the handler again whenever it is woken. It is
+ * woken by the watcher thread: at once after a commit through this
+ * server, and, while any request waits, when the store's data version
+ * (sl_store_data_version, read on the watcher's own handle every
+ * WATCH_MS) shows that some other handle committed: another process
+ * (`sluice put`), a mirror writing through its own handle, or this
+ * server's own pool. With no request waiting the watcher sleeps. A commit
+ * that lands between a handler's check and its suspension is not missed:
+ * either the watcher reads the changed version after the request waits
+ * (it compares with its previous reading, however old), or it read it
+ * earlier and its wake reached the handler still deciding (the server's
+ * wake generation has it check again).
  */
 #include "sync/server_internal.h"
 
@@ -38,6 +55,10 @@
  * COST_DIGESTS digests of a consistency proof, each read from the store. */
 #define COST_OPS     1000.0
 #define COST_DIGESTS 8.0
+/* The longest a target long poll waits: below the idle timeout (30 s),
+ * so neither side takes the connection for dead. */
+#define WAIT_MS_MAX 25000
+#define WATCH_MS    10 /* how often the watcher reads the data version */
 
 enum endpoint {
 	EP_INFO,
@@ -51,6 +72,8 @@ enum endpoint {
 	EP_OTHER,
 	EP__COUNT
 };
+
+static void watch_wake(sl_sync_server *srv);
 
 static const char *const endpoint_names[EP__COUNT] = {
         "info", "target", "ops", "consistency", "commit", "reconcile", "items", "dag", "other"};
@@ -67,6 +90,15 @@ struct sl_sync_server {
 	size_t n_pool;
 	sl_metric *requests[EP__COUNT], *errors[EP__COUNT];
 	sl_metric *ops_served, *bytes_served, *ops_committed;
+	/* The watcher: wakes long polls after commits. */
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	pthread_t watcher;
+	int watcher_running, watch_stopping;
+	int wake_now;          /* a commit here: wake the waiting requests */
+	size_t n_waiting;      /* requests waiting, as the HTTP server tells */
+	sl_store *watch_store; /* the watcher's own handle */
+	uint64_t data_version; /* its last reading */
 };
 
 void sl_sync_server_options_init(sl_sync_server_options *o)
@@ -145,23 +177,49 @@ static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp
 	sl_free(list);
 }
 
+static int sign_target(sl_sync_server *srv, const char *ns, const sl_ns_info *info,
+                       sl_signed_target *out)
+{
+	memset(out, 0, sizeof(*out));
+	strcpy(out->ns, ns);
+	out->kind = info->kind;
+	out->target = info->target;
+	return sl_target_sign(out, &srv->key);
+}
+
 static int current_target(sl_sync_server *srv, sl_store *s, const char *ns, sl_signed_target *out)
 {
 	sl_ns_info info;
 	int rc;
 	if ((rc = sl_store_ns_head(s, ns, &info)) != SL_OK)
 		return rc;
-	memset(out, 0, sizeof(*out));
-	strcpy(out->ns, ns);
-	out->kind = info.kind;
-	out->target = info.target;
-	return sl_target_sign(out, &srv->key);
+	return sign_target(srv, ns, &info, out);
 }
 
-static void handle_target(sl_sync_server *srv, sl_store *s, const char *ns, sl_http_response *resp)
+/* The target, at once unless `after` and `wait_ms` ask for a long poll
+ * and the namespace's size is still `after`: then "not yet" (the server
+ * calls again when woken, or with may_wait 0 once the wait is over). */
+static void handle_target(sl_sync_server *srv, sl_store *s, const sl_http_request *req,
+                          const char *ns, sl_http_response *resp)
 {
+	const char *after_text = sl_http_request_query(req, "after");
+	uint64_t after = 0, wait_ms = 0;
 	sl_signed_target t;
-	if (current_target(srv, s, ns, &t) != SL_OK || sl_target_to_json(&t, &resp->body) != SL_OK)
+	sl_ns_info info;
+
+	if (server_query_u64(req, "after", &after, 0, resp) != SL_OK ||
+	    server_query_u64(req, "wait_ms", &wait_ms, 0, resp) != SL_OK)
+		return;
+	if (sl_store_ns_head(s, ns, &info) != SL_OK) {
+		server_fail_last(resp);
+		return;
+	}
+	if (after_text && *after_text && wait_ms > 0 && req->may_wait &&
+	    info.target.size == after) {
+		resp->wait_ms = (uint32_t)(wait_ms < WAIT_MS_MAX ? wait_ms : WAIT_MS_MAX);
+		return;
+	}
+	if (sign_target(srv, ns, &info, &t) != SL_OK || sl_target_to_json(&t, &resp->body) != SL_OK)
 		server_fail_last(resp);
 }
 
@@ -300,6 +358,7 @@ static void handle_commit(sl_sync_server *srv, sl_store *s, const sl_http_reques
 		goto cleanup;
 	}
 	sl_metric_add(srv->ops_committed, n);
+	watch_wake(srv);
 	sl_log(SL_LOG_INFO, "applied a commit", "ns=%s entries=%zu size=%llu", ns, n,
 	       (unsigned long long)t.target.size);
 cleanup:
@@ -351,7 +410,6 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 	int is_post = ep == EP_COMMIT || ep == EP_RECONCILE || ep == EP_ITEMS;
 	sl_store *s = NULL;
 
-	sl_metric_add(srv->requests[ep], 1);
 	if (ep == EP_DAG) { /* its own methods and checks */
 		if (!(s = pool_get(srv))) {
 			server_fail(resp, 503, sl_error_last()->message);
@@ -378,7 +436,7 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 		handle_info(srv, s, resp);
 		break;
 	case EP_TARGET:
-		handle_target(srv, s, ns, resp);
+		handle_target(srv, s, req, ns, resp);
 		break;
 	case EP_OPS:
 		handle_ops(srv, s, req, ns, resp);
@@ -398,6 +456,9 @@ static void handle(void *ctx, const sl_http_request *req, sl_http_response *resp
 	}
 	pool_put(srv, s);
 out:
+	if (resp->wait_ms > 0 && req->may_wait)
+		return; /* "not yet": counted when answered */
+	sl_metric_add(srv->requests[ep], 1);
 	if (resp->status >= 400) {
 		sl_metric_add(srv->errors[ep], 1);
 		sl_log(SL_LOG_DEBUG, "refused a request", "method=%s path=%s status=%d",
@@ -405,6 +466,79 @@ out:
 	} else {
 		sl_metric_add(srv->bytes_served, resp->body.len);
 	}
+}
+
+/* --------------------------------------------------------------- watcher */
+
+/* After a commit through this server: wake the waiting requests now. */
+static void watch_wake(sl_sync_server *srv)
+{
+	pthread_mutex_lock(&srv->watch_mu);
+	srv->wake_now = 1;
+	pthread_cond_signal(&srv->watch_cv);
+	pthread_mutex_unlock(&srv->watch_mu);
+}
+
+/* The HTTP server's count of waiting requests (under its lock). */
+static void on_waiting(void *ctx, size_t n_waiting)
+{
+	sl_sync_server *srv = ctx;
+	pthread_mutex_lock(&srv->watch_mu);
+	srv->n_waiting = n_waiting;
+	pthread_cond_signal(&srv->watch_cv);
+	pthread_mutex_unlock(&srv->watch_mu);
+}
+
+/* Whether another handle committed since the last reading. A failed
+ * reading counts as a change: the handlers check for themselves. */
+static int store_changed(sl_sync_server *srv)
+{
+	uint64_t version;
+	if (sl_store_data_version(srv->watch_store, &version) != SL_OK)
+		return 1;
+	if (version == srv->data_version)
+		return 0;
+	srv->data_version = version;
+	return 1;
+}
+
+/* Sleeps while no request waits; else reads the data version every
+ * WATCH_MS and wakes the waiting requests when it moved. Only this thread
+ * wakes the HTTP server, which it outlives. */
+static void *watcher_main(void *arg)
+{
+	sl_sync_server *srv = arg;
+	int wake;
+
+	pthread_mutex_lock(&srv->watch_mu);
+	while (!srv->watch_stopping) {
+		if (!srv->wake_now && srv->n_waiting == 0) {
+			pthread_cond_wait(&srv->watch_cv, &srv->watch_mu);
+			continue;
+		}
+		wake = srv->wake_now;
+		srv->wake_now = 0;
+		pthread_mutex_unlock(&srv->watch_mu);
+		if (store_changed(srv) || wake)
+			sl_http_server_wake(srv->http);
+		pthread_mutex_lock(&srv->watch_mu);
+		if (!srv->watch_stopping && !srv->wake_now && srv->n_waiting > 0)
+			sl_cond_wait_ms(&srv->watch_cv, &srv->watch_mu, WATCH_MS);
+	}
+	pthread_mutex_unlock(&srv->watch_mu);
+	return NULL;
+}
+
+static void watcher_stop(sl_sync_server *srv)
+{
+	if (!srv->watcher_running)
+		return;
+	pthread_mutex_lock(&srv->watch_mu);
+	srv->watch_stopping = 1;
+	pthread_cond_signal(&srv->watch_cv);
+	pthread_mutex_unlock(&srv->watch_mu);
+	pthread_join(srv->watcher, NULL);
+	srv->watcher_running = 0;
 }
 
 /* ------------------------------------------------------------- lifecycle */
@@ -437,7 +571,6 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 {
 	sl_http_server_options ho;
 	sl_sync_server *srv;
-	sl_store *probe = NULL;
 	int rc;
 
 	if (!o->store_dir || !o->key)
@@ -453,6 +586,8 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 	if (!srv->o.frame_budget)
 		srv->o.frame_budget = FRAME_BUDGET;
 	pthread_mutex_init(&srv->pool_mu, NULL);
+	pthread_mutex_init(&srv->watch_mu, NULL);
+	pthread_cond_init(&srv->watch_cv, NULL);
 	if (!(srv->store_dir = sl_strdup(o->store_dir)) ||
 	    (o->token && !(srv->token = sl_strdup(o->token)))) {
 		rc = SL_ENOMEM;
@@ -461,12 +596,16 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 	if ((rc = register_metrics(srv)) != SL_OK ||
 	    (rc = server_dag_new(&srv->dag, srv->key.pk, srv->o.frame_budget, o->metrics)) != SL_OK)
 		goto fail;
-	/* Open one handle now, so a missing or damaged store fails at start. */
-	if (!(probe = pool_get(srv))) {
+	/* The watcher's handle, opened now so that a missing or damaged store
+	 * fails at start; it and its first reading come before any request
+	 * can read the store, so no commit falls between a handler's check
+	 * and a reading the watcher compares with. */
+	if (!(srv->watch_store = pool_get(srv))) {
 		rc = sl_error_last()->code;
 		goto fail;
 	}
-	pool_put(srv, probe);
+	if ((rc = sl_store_data_version(srv->watch_store, &srv->data_version)) != SL_OK)
+		goto fail;
 	sl_http_server_options_init(&ho);
 	ho.listen_addr = o->listen_addr ? o->listen_addr : "127.0.0.1";
 	ho.port = o->port;
@@ -475,8 +614,14 @@ int sl_sync_server_start(sl_sync_server **out, const sl_sync_server_options *o)
 	ho.max_response = SL_SYNC_FRAME_MAX;
 	ho.limits = o->limits;
 	ho.metrics = o->metrics;
+	ho.on_waiting = on_waiting;
 	if ((rc = sl_http_server_start(&srv->http, &ho, handle, srv)) != SL_OK)
 		goto fail;
+	if (pthread_create(&srv->watcher, NULL, watcher_main, srv) != 0) {
+		rc = sl_error_set(SL_EIO, "sync server: cannot start the commit watcher");
+		goto fail;
+	}
+	srv->watcher_running = 1;
 	*out = srv;
 	return SL_OK;
 fail:
@@ -493,10 +638,16 @@ void sl_sync_server_stop(sl_sync_server *s)
 {
 	if (!s)
 		return;
+	/* The watcher first: it wakes the HTTP server. Requests still
+	 * waiting are answered as the server stops. */
+	watcher_stop(s);
 	sl_http_server_stop(s->http);
 	server_dag_free(s->dag);
 	for (size_t i = 0; i < s->n_pool; i++)
 		sl_store_free(s->pool[i]);
+	sl_store_free(s->watch_store);
+	pthread_cond_destroy(&s->watch_cv);
+	pthread_mutex_destroy(&s->watch_mu);
 	pthread_mutex_destroy(&s->pool_mu);
 	sl_free(s->store_dir);
 	if (s->token) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `sluice serve` over real HTTP: every endpoint's answer, the signed
-# target, commits with and without the token, and malformed or oversized
-# requests, each of which gets a 4xx JSON error and changes nothing.
+# target and its long poll, commits with and without the token, and
+# malformed or oversized requests, each of which gets a 4xx JSON error and
+# changes nothing.
 set -euo pipefail
 source "$(dirname "$0")/common.bash"
 source "$(dirname "$0")/sync_common.bash"
@@ -101,6 +102,73 @@ batch '\x01\x00\x00\x00\x01\x01\x03a/c\x02hi'
 	fail "commit with the token: $(cat "$TMP/b")"
 jq -e '.size == 4' "$TMP/b" >/dev/null || fail "commit answers the new target"
 [ "$(SLUICE_DIR=$srv "$SLUICE" get docs a/c)" = hi ] || fail "committed value"
+
+# ------------------------------------------------------------ long polls
+# GET .../target?after=N&wait_ms=M holds the request while the size is N,
+# until a commit (or M ms). Each poll below may wait 20 s and must come
+# back long before; the commit is made only once the server's gauge shows
+# the poll waiting (else the poll would see the commit without waiting).
+metrics="http://127.0.0.1:${METRICS_PORT[s]}/metrics"
+# (grep reads it all: with -q it might stop early and fail curl's write)
+waiting() { curl -sf "$metrics" | grep -x "sluice_http_waiting_requests $1" >/dev/null; }
+size_now() { curl -sf "$base/ns/$1/target" | jq .size; }
+# poll NS AFTER: a long poll in the background, answered into $TMP/poll.
+poll() {
+	rm -f "$TMP/poll" "$TMP/poll.status"
+	curl -s -o "$TMP/poll" -w '%{http_code}' "$base/ns/$1/target?after=$2&wait_ms=20000" \
+		>"$TMP/poll.status.part" && mv "$TMP/poll.status.part" "$TMP/poll.status" &
+	POLL_PID=$!
+	wait_until 10 waiting 1 || fail "the long poll on $1 does not wait"
+}
+# poll_answered SIZE: the poll came back, well within its wait, with SIZE.
+poll_answered() {
+	wait_until 10 test -s "$TMP/poll.status" || fail "a commit did not answer the long poll"
+	wait "$POLL_PID"
+	[ "$(cat "$TMP/poll.status")" = 200 ] || fail "long poll: status $(cat "$TMP/poll.status")"
+	jq -e --argjson n "$1" '.size == $n' "$TMP/poll" >/dev/null ||
+		fail "long poll: expected size $1: $(cat "$TMP/poll")"
+	[ "$(jq -r .node "$TMP/poll")" = "$node" ] || fail "long poll: not signed by the node key"
+}
+
+size=$(size_now docs)
+# A commit through the server answers a poll on the size before it.
+poll docs "$size"
+batch '\x01\x00\x00\x00\x01\x01\x03a/d\x02lp'
+[ "$(status "$TMP/b" "${auth[@]}" --data-binary @"$TMP/batch" "$base/ns/docs/commit")" = 200 ] ||
+	fail "commit during a long poll: $(cat "$TMP/b")"
+poll_answered $((size + 2))
+# So does a commit by another process writing to the store directory.
+poll docs $((size + 2))
+printf 'written elsewhere' | "$SLUICE" put -d "$srv" docs a/e
+poll_answered $((size + 4))
+# A mutable namespace too.
+poll mut "$(size_now mut)"
+printf v1 | "$SLUICE" put -d "$srv" mut k
+poll_answered "$(size_now mut)"
+[ "$(size_now mut)" -gt 0 ] || fail "mut was written"
+# No commit: once the wait is over, the same target.
+size=$(size_now docs)
+[ "$(status "$TMP/lp" "$base/ns/docs/target?after=$size&wait_ms=300")" = 200 ] || fail "a short long poll"
+jq -e --argjson n "$size" '.size == $n and (.signature | length) == 128' "$TMP/lp" >/dev/null ||
+	fail "a long poll with no commit answers the same target: $(cat "$TMP/lp")"
+# Answered at once (far within --max-time) when the size is not `after`,
+# or without `after`, or with wait_ms=0.
+for q in "after=$((size - 1))&wait_ms=20000" "after=$((size + 1))&wait_ms=20000" \
+	"wait_ms=20000" "after=$size&wait_ms=0" "after=$size"; do
+	[ "$(status "$TMP/lp" --max-time 10 "$base/ns/docs/target?$q")" = 200 ] || fail "target?$q"
+	jq -e --argjson n "$size" '.size == $n' "$TMP/lp" >/dev/null || fail "target?$q: $(cat "$TMP/lp")"
+done
+for q in "after=x&wait_ms=100" "after=-1&wait_ms=100" "after=1&wait_ms=1.5" \
+	"after=99999999999999999999999&wait_ms=100" "after=$size&wait_ms=99999999999999999999999"; do
+	expect_error 400 bad_request --max-time 10 "$base/ns/docs/target?$q"
+done
+expect_error 404 not_found --max-time 10 "$base/ns/nosuch/target?after=0&wait_ms=20000"
+# A dag namespace has no target here, long poll or not (its entries sync
+# over /api/v0/dag).
+expect 0 "$SLUICE" ns create -d "$srv" team --kind dag
+expect_error 400 bad_request "$base/ns/team/target"
+expect_error 400 bad_request --max-time 10 "$base/ns/team/target?after=0&wait_ms=20000"
+waiting 0 || fail "no request is left waiting"
 
 # A server without a token refuses commits.
 stop_server s

@@ -589,7 +589,7 @@ static void test_concurrent_clients(void **state)
 
 static void test_error_body_escaping(void **state)
 {
-	sl_http_response resp = {0, NULL, SL_BUF_INIT(1024), 0, 0, "", ""};
+	sl_http_response resp = {0, NULL, SL_BUF_INIT(1024), 0, 0, "", "", 0};
 
 	(void)state;
 	assert_int_equal(sl_buf_append_str(&resp.body, "partial handler output"), SL_OK);

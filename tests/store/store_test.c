@@ -1,10 +1,10 @@
 /*
  * Store behaviour: namespaces, the immutable and mutable rules, the
  * inactivity floor, persistence of MMR nodes across reopen and across
- * handles, proofs, verification and its detection of tampering, and
- * rejection of damaged or foreign files. A seeded random test checks the
- * state against a model and the root against an in-memory MMR built from
- * the log.
+ * handles, the data version other handles' commits move, proofs,
+ * verification and its detection of tampering, and rejection of damaged
+ * or foreign files. A seeded random test checks the state against a model
+ * and the root against an in-memory MMR built from the log.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -391,6 +391,34 @@ static void test_persistence_and_handles(void **state)
 	expect_root_matches_log(f->s, "obj");
 }
 
+/* The data version moves when another handle commits (in another process
+ * too), and not for this handle's own commits or for reads. */
+static void test_data_version(void **state)
+{
+	fixture *f = *state;
+	sl_store *watcher = NULL;
+	uint64_t v0, v1, v2, v3;
+
+	assert_int_equal(sl_store_ns_create(f->s, "ns", SL_NS_MUTABLE), SL_OK);
+	assert_int_equal(sl_store_open(&watcher, f->dir, NULL), SL_OK);
+	assert_ok(sl_store_data_version(watcher, &v0));
+	assert_ok(sl_store_data_version(watcher, &v1));
+	assert_true(v1 == v0);
+	put1(f->s, "ns", "k1", "v1", SL_OK);
+	assert_ok(sl_store_data_version(watcher, &v1));
+	assert_true(v1 != v0);
+	/* Its own reads and commits do not move it. */
+	target_of(watcher, "ns");
+	put1(watcher, "ns", "k0", "v0", SL_OK);
+	assert_ok(sl_store_data_version(watcher, &v2));
+	assert_true(v2 == v1);
+	/* A commit by another process does. */
+	assert_int_equal(in_child(f->dir, "--child-writes"), 0);
+	assert_ok(sl_store_data_version(watcher, &v3));
+	assert_true(v3 != v2);
+	sl_store_free(watcher);
+}
+
 /* Copies operations [from, from+n) of the log into bufs. */
 typedef struct collect_ctx {
 	sl_buf *bufs;
@@ -732,6 +760,7 @@ int main(int argc, char **argv)
 	        cmocka_unit_test_setup_teardown(test_floor_and_prune, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_persistence_and_handles, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_second_handle_keeps_locks, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_data_version, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_op, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_tamper_node, setup, teardown),
