@@ -78,6 +78,8 @@ void *sl_calloc(size_t count, size_t size);
 void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);
 char *sl_strndup(const char *s, size_t n);
+/* A new string formatted as by printf. */
+char *sl_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void sl_free(void *p);
 
 /* Room for one more item in a growing array: `items` holds *cap items of
@@ -225,6 +227,9 @@ uint64_t sl_clock_mono_ns(void); /* monotonic, for durations */
 /* A fast non-cryptographic random number (xorshift64) for jitter and test
  * data; *state must start non-zero. Never for keys or secrets. */
 uint64_t sl_xorshift64(uint64_t *state);
+/* A retry delay: base_ms doubled `doublings` times, capped at max_ms, with
+ * jitter drawn from *rng into [d/2, d) (a d below 2 is returned as is). */
+uint64_t sl_backoff_ms(uint64_t base_ms, uint64_t max_ms, unsigned doublings, uint64_t *rng);
 uint64_t sl_clock_wall_ms(void); /* Unix epoch milliseconds */
 void sl_sleep_ms(uint64_t ms);
 /* pthread_cond_timedwait for at most ms from now (m held); a wake-up, a

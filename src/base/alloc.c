@@ -5,8 +5,10 @@
  * The injection counter is process-wide and atomic: "the next `after`
  * allocations succeed" counts allocations from every thread.
  */
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +130,22 @@ char *sl_strndup(const char *s, size_t n)
 char *sl_strdup(const char *s)
 {
 	return sl_strndup(s, SIZE_MAX);
+}
+
+char *sl_strdup_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *out;
+	int n;
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (out = sl_malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(out, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return out;
 }
 
 void sl_free(void *p)

@@ -57,7 +57,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,24 +119,6 @@ typedef struct pg_tier {
 	sl_pg_conn reader; /* get */
 } pg_tier;
 
-/* A new formatted string; NULL (SL_ENOMEM recorded) when out of memory. */
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-	va_list ap;
-	char *out;
-	int n;
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (out = sl_malloc((size_t)n + 1)) == NULL)
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(out, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return out;
-}
-
 /* s quoted as an identifier or a literal, in a string of ours. */
 static char *quote(PGconn *conn, const char *s, size_t len, int literal)
 {
@@ -191,37 +172,41 @@ static int build_sql(pg_tier *t)
 
 	if (schema == NULL || quoted == NULL)
 		goto cleanup;
-	t->table = str_printf("%s%s%s", schema, dot ? "." : "", quoted);
-	t->meta = str_printf("%s%ssluice_engine_meta", schema, dot ? "." : "");
+	t->table = sl_strdup_printf("%s%s%s", schema, dot ? "." : "", quoted);
+	t->meta = sl_strdup_printf("%s%ssluice_engine_meta", schema, dot ? "." : "");
 	t->name_lit = quote(conn, t->name, strlen(t->name), 1);
 	if (t->table == NULL || t->meta == NULL || t->name_lit == NULL ||
 	    (t->table_lit = quote(conn, t->table, strlen(t->table), 1)) == NULL)
 		goto cleanup;
-	t->sql[SQL_STAGE] = str_printf("CREATE TEMP TABLE IF NOT EXISTS sluice_tier_stage ON COMMIT"
-	                               " DELETE ROWS AS SELECT 0::int4 AS idx, key, value, version,"
-	                               " deleted FROM %s WITH NO DATA",
-	                               t->table);
-	t->sql[SQL_COMMIT] = str_printf("INSERT INTO %s AS m (tbl, batches) VALUES (%s, 1) ON"
-	                                " CONFLICT (tbl) DO UPDATE SET batches = m.batches + 1;"
-	                                " COMMIT",
-	                                t->meta, t->name_lit);
-	t->sql[SQL_BATCH] = str_printf("BEGIN; " UPSERT_SQL "; %s", t->table, "", t->table, "",
-	                               t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
-	t->sql[SQL_BATCH_NEW] = str_printf("BEGIN; " UPSERT_NEW_SQL "; %s", t->table, "",
-	                                   t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
+	t->sql[SQL_STAGE] =
+	        sl_strdup_printf("CREATE TEMP TABLE IF NOT EXISTS sluice_tier_stage ON COMMIT"
+	                         " DELETE ROWS AS SELECT 0::int4 AS idx, key, value, version,"
+	                         " deleted FROM %s WITH NO DATA",
+	                         t->table);
+	t->sql[SQL_COMMIT] =
+	        sl_strdup_printf("INSERT INTO %s AS m (tbl, batches) VALUES (%s, 1) ON"
+	                         " CONFLICT (tbl) DO UPDATE SET batches = m.batches + 1;"
+	                         " COMMIT",
+	                         t->meta, t->name_lit);
+	t->sql[SQL_BATCH] = sl_strdup_printf("BEGIN; " UPSERT_SQL "; %s", t->table, "", t->table,
+	                                     "", t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
+	t->sql[SQL_BATCH_NEW] = sl_strdup_printf("BEGIN; " UPSERT_NEW_SQL "; %s", t->table, "",
+	                                         t->sql[SQL_COMMIT] ? t->sql[SQL_COMMIT] : "");
 	t->sql[SQL_GET] =
-	        str_printf("SELECT version, deleted, value FROM %s WHERE key = $1", t->table);
+	        sl_strdup_printf("SELECT version, deleted, value FROM %s WHERE key = $1", t->table);
 	/* bytewise order whatever the column's collation; on our own table (key
 	 * COLLATE "C") it is the primary key's order, an index scan */
-	t->sql[SQL_SCAN] = str_printf("SELECT key FROM %s WHERE NOT deleted ORDER BY key COLLATE"
-	                              " \"C\" LIMIT $1",
-	                              t->table);
-	t->sql[SQL_SCAN_AFTER] = str_printf("SELECT key FROM %s WHERE NOT deleted AND key COLLATE"
-	                                    " \"C\" > $1 ORDER BY key COLLATE \"C\" LIMIT $2",
-	                                    t->table);
-	t->sql[SQL_POSITION] = str_printf("SELECT (SELECT batches FROM %s WHERE tbl = %s),"
-	                                  " to_regclass(%s)::oid",
-	                                  t->meta, t->name_lit, t->table_lit);
+	t->sql[SQL_SCAN] =
+	        sl_strdup_printf("SELECT key FROM %s WHERE NOT deleted ORDER BY key COLLATE"
+	                         " \"C\" LIMIT $1",
+	                         t->table);
+	t->sql[SQL_SCAN_AFTER] =
+	        sl_strdup_printf("SELECT key FROM %s WHERE NOT deleted AND key COLLATE"
+	                         " \"C\" > $1 ORDER BY key COLLATE \"C\" LIMIT $2",
+	                         t->table);
+	t->sql[SQL_POSITION] = sl_strdup_printf("SELECT (SELECT batches FROM %s WHERE tbl = %s),"
+	                                        " to_regclass(%s)::oid",
+	                                        t->meta, t->name_lit, t->table_lit);
 	rc = SL_OK;
 	for (int i = 0; i < SQL_N; i++)
 		if (t->sql[i] == NULL)
@@ -237,7 +222,7 @@ cleanup:
 static int prepare_table(pg_tier *t)
 {
 	sl_pg_call q;
-	char *sql = str_printf(
+	char *sql = sl_strdup_printf(
 	        "CREATE TABLE IF NOT EXISTS %s (key text COLLATE \"C\" PRIMARY KEY, value bytea,"
 	        " version bigint NOT NULL, deleted boolean NOT NULL DEFAULT false,"
 	        " updated_at timestamptz NOT NULL DEFAULT now());"
@@ -374,9 +359,9 @@ static int write_rows(pg_tier *t, sl_tier_row *rows, size_t n)
 		rows[i].applied = rows[i].was_live = 0;
 		snprintf(filter, sizeof(filter), " WHERE s.idx = %zu", i);
 		sl_free(sql);
-		sql = str_printf("SAVEPOINT sluice_row; " UPSERT_SQL
-		                 "; RELEASE SAVEPOINT sluice_row",
-		                 t->table, filter, t->table, filter);
+		sql = sl_strdup_printf("SAVEPOINT sluice_row; " UPSERT_SQL
+		                       "; RELEASE SAVEPOINT sluice_row",
+		                       t->table, filter, t->table, filter);
 		if (sql == NULL)
 			rc = SL_ENOMEM;
 		else if ((rc = upsert(t, rows, n, i, i + 1, sql, 5, 0, 1, &q)) != SL_OK &&

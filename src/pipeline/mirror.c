@@ -34,7 +34,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "pipeline/mirror_internal.h"
 
@@ -81,22 +80,10 @@ static int stopping(const mirror *m)
 	return m->o->stop && *m->o->stop;
 }
 
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* base * 2^attempt, capped, with jitter in [d/2, d). */
 static uint64_t backoff_ms(mirror *m, unsigned attempt)
 {
-	uint64_t d = m->o->retry_base_ms;
-	for (unsigned i = 0; i < attempt && d < m->o->retry_max_ms; i++)
-		d *= 2;
-	if (d > m->o->retry_max_ms)
-		d = m->o->retry_max_ms;
-	return d < 2 ? d : d / 2 + sl_xorshift64(&m->rng) % (d / 2);
+	return sl_backoff_ms(m->o->retry_base_ms, m->o->retry_max_ms, attempt, &m->rng);
 }
 
 /* Sleep in short steps so a stop request is seen. */
@@ -327,7 +314,7 @@ static int apply_range(mirror *m, size_t a, size_t b)
 			return SL_OK;
 		}
 		if (first_failure_ms == 0)
-			first_failure_ms = wall_ms();
+			first_failure_ms = sl_clock_wall_ms();
 		sl_metric_add(m->m.retries, 1);
 		m->p.retries++;
 		if (fail.kind == FAIL_FATAL)

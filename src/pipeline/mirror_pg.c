@@ -44,7 +44,6 @@
  * remembers the key, and only the position keeps old events from coming
  * back (docs/cli.md says so).
  */
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,25 +167,6 @@ void mirror_fail_from(mirror_fail *fail, int code, const char *sqlstate)
 
 /* -------------------------------------------------------------- helpers */
 
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-	va_list ap;
-	char *out;
-	int n;
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (out = sl_malloc((size_t)n + 1)) == NULL) {
-		sl_error_set(SL_ENOMEM, "mirror: out of memory building a statement");
-		return NULL;
-	}
-	va_start(ap, fmt);
-	vsnprintf(out, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return out;
-}
-
 /* s as a SQL literal (escaped by libpq for this connection), or NULL. */
 static char *literal(mirror_db *db, const char *s)
 {
@@ -220,7 +200,7 @@ static int quote_table(mirror_db *db, const char *name, char **out)
 		PQfreemem(b);
 		return sl_error_set(SL_ENOMEM, "mirror: cannot quote the table's name");
 	}
-	*out = b ? str_printf("%s.%s", a, b) : str_printf("%s", a);
+	*out = b ? sl_strdup_printf("%s.%s", a, b) : sl_strdup_printf("%s", a);
 	PQfreemem(a);
 	PQfreemem(b);
 	return *out ? SL_OK : SL_ENOMEM;
@@ -301,7 +281,7 @@ static int prepare_tables(mirror_db *db)
 	int rc;
 	if ((rc = check_tables(db)) != SL_OK)
 		return rc;
-	if ((sql = str_printf(TABLES_SQL, db->table)) == NULL)
+	if ((sql = sl_strdup_printf(TABLES_SQL, db->table)) == NULL)
 		return SL_ENOMEM;
 	rc = sl_pg_run_simple(&db->pg, "create tables", sql);
 	sl_free(sql);
@@ -317,11 +297,11 @@ static int build_sql(mirror_db *db)
 	const char *ret_up = db->o->handler ? " RETURNING t.key, (t.xmax = 0)" : "";
 	const char *ret_rm = db->o->handler ? " RETURNING t.key, false" : "";
 	if (db->o->delete_removes) {
-		db->sql_write = str_printf(COPY_SQL REMOVE_SQL UPSERT_SQL, db->table, ret_rm,
-		                           db->table, " WHERE op <> 'delete'", ret_up);
+		db->sql_write = sl_strdup_printf(COPY_SQL REMOVE_SQL UPSERT_SQL, db->table, ret_rm,
+		                                 db->table, " WHERE op <> 'delete'", ret_up);
 		db->write_results = 3;
 	} else {
-		db->sql_write = str_printf(COPY_SQL UPSERT_SQL, db->table, "", ret_up);
+		db->sql_write = sl_strdup_printf(COPY_SQL UPSERT_SQL, db->table, "", ret_up);
 		db->write_results = 2;
 	}
 	return db->sql_write ? SL_OK : SL_ENOMEM;
@@ -391,11 +371,12 @@ int mirror_finish_position(mirror_db *db, mirror_finish *f, const char *source, 
 {
 	char *src = literal(db, source), *st = src ? literal(db, state) : NULL;
 	f->what = "move the position";
-	f->sql = st ? str_printf("UPDATE sluice_mirror_position SET pos = %llu, state = %s,"
-	                         " applied = applied + %llu, updated_at = now(), last_error = NULL"
-	                         " WHERE source = %s AND pos = %llu;",
-	                         (unsigned long long)new_pos, st, (unsigned long long)n, src,
-	                         (unsigned long long)old)
+	f->sql = st ? sl_strdup_printf(
+	                      "UPDATE sluice_mirror_position SET pos = %llu, state = %s,"
+	                      " applied = applied + %llu, updated_at = now(), last_error = NULL"
+	                      " WHERE source = %s AND pos = %llu;",
+	                      (unsigned long long)new_pos, st, (unsigned long long)n, src,
+	                      (unsigned long long)old)
 	            : NULL;
 	sl_free(src);
 	sl_free(st);
@@ -607,7 +588,7 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
                     int was_missed, const mirror_finish *finish, mirror_fail *fail)
 {
 	copy_src src = {events, n, was_missed};
-	char *sql = str_printf("BEGIN; %s %s", finish->sql, db->sql_write);
+	char *sql = sl_strdup_printf("BEGIN; %s %s", finish->sql, db->sql_write);
 	sl_pg_call q;
 	int rc;
 
@@ -641,7 +622,8 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
 		sl_pg_rollback(&db->pg);
 		return rc;
 	}
-	sql = db->o->apply_sql && n > 0 ? str_printf("%s\n;\nCOMMIT", db->o->apply_sql) : NULL;
+	sql = db->o->apply_sql && n > 0 ? sl_strdup_printf("%s\n;\nCOMMIT", db->o->apply_sql)
+	                                : NULL;
 	if (db->o->apply_sql && n > 0 && !sql) {
 		mirror_fail_from(fail, SL_ENOMEM, NULL);
 		sl_pg_rollback(&db->pg);
@@ -688,7 +670,7 @@ int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
 		values[4] = NULL;
 	else if (!values[4])
 		values[4] = "";
-	if ((begin = str_printf("BEGIN; %s", finish->sql)) == NULL) {
+	if ((begin = sl_strdup_printf("BEGIN; %s", finish->sql)) == NULL) {
 		mirror_fail_from(fail, SL_ENOMEM, NULL);
 		return SL_ENOMEM;
 	}

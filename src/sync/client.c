@@ -124,14 +124,7 @@ static int stopping(const client *c)
 /* base * 2^attempt, capped, with jitter in [d/2, d). */
 static uint64_t backoff_ms(client *c, unsigned attempt)
 {
-	uint64_t d = c->o->retry_base_ms;
-	for (unsigned i = 0; i < attempt && d < c->o->retry_max_ms; i++)
-		d *= 2;
-	if (d > c->o->retry_max_ms)
-		d = c->o->retry_max_ms;
-	if (d < 2)
-		return d;
-	return d / 2 + sl_xorshift64(&c->rng) % (d / 2);
+	return sl_backoff_ms(c->o->retry_base_ms, c->o->retry_max_ms, attempt, &c->rng);
 }
 
 /* Sleep in short steps so a stop request is seen. */
