@@ -31,9 +31,9 @@ typedef struct mirror_fail {
 typedef struct mirror_db {
 	sl_pg_conn pg;
 	const sl_mirror_options *o;
-	char *table;      /* quoted */
-	char *setup;      /* per connection: the temporary table */
-	char *sql_write;  /* COPY and the guarded writes */
+	char *table;       /* quoted */
+	char *setup;       /* per connection: the temporary table */
+	char *sql_write;   /* COPY and the guarded writes */
 	int write_results; /* results the writes return */
 } mirror_db;
 
@@ -43,8 +43,7 @@ void mirror_db_close(mirror_db *db);
 
 /* The stored position of source (a row made at 0 when there is none yet),
  * and the state saved with it. */
-int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state,
-                       size_t cap);
+int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state, size_t cap);
 
 /* How a batch's transaction ends: a statement that must change exactly
  * one row (the position's compare-and-set, or the removal of the dead
