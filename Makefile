@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine fuzz format format-check clean
+.PHONY: all deps build test test-asan demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror fuzz format format-check clean
 
 all: build
 
@@ -45,6 +45,9 @@ bench-dag: build
 
 bench-engine: build
 	@bench/engine_bench.sh $(BUILD)
+
+bench-mirror: build
+	@bench/mirror_bench.sh $(BUILD) $(BENCH_EVENTS)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps
