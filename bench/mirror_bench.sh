@@ -272,9 +272,9 @@ transaction, into a fresh table of the same shape (primary key included)
 on the same server. One COPY that is not counted comes first (it makes
 the WAL segments that later runs recycle), then BENCH_REPEAT rounds (2)
 of the COPY and the three mirrors, interleaved; each of these rows gives
-its best run, the others in its notes. The paced row releases events at a fixed rate to a
-following mirror; its latency columns are each event's, from its release
-to its batch's COMMIT. CPU is from /proc: the benchmark process, the
+its best run, the others in its notes. The paced row releases events at
+a fixed rate to a following mirror; its latency columns are each
+event's, from its release to its batch's COMMIT. CPU is from /proc: the benchmark process, the
 server (the postmaster and its children) and, to show load, every other
 process meanwhile. The server is a throwaway PostgreSQL 15 on loopback
 (\`scripts/services.sh\`), whose fsync setting each run states.
