@@ -130,7 +130,7 @@ code=$?
 set -e
 cat "$TMP/tampered.out"
 [ "$code" != 0 ] || fail "a tampered feed was accepted"
-grep -qi 'verif\|proof\|digest\|corrupt' "$TMP/tampered.out" || fail "the refusal does not say why"
+grep -qi 'refused\|malformed\|verif\|proof\|digest\|corrupt' "$TMP/tampered.out" || fail "the refusal does not say why"
 [ "$(sql "SELECT count(*) FROM mirror_items")" = 0 ] || fail "rows of a tampered feed were applied"
 [ "$(sql "SELECT n FROM mirror_counter")" = 0 ] || fail "the handler ran on a tampered feed"
 printf 'pass\n' >"$TMP/proxy.ctl.tmp" && mv "$TMP/proxy.ctl.tmp" "$TMP/proxy.ctl"
