@@ -58,6 +58,9 @@ unix_socket_directories = '$dir/pgsock'
 fsync = off
 full_page_writes = off
 max_connections = 200
+wal_level = logical
+max_replication_slots = 32
+max_wal_senders = 32
 EOF
   as_pg touch "$dir/pg.log"
   pg_ctl_run "$dir" start || { cat "$dir/pg.log" >&2; return 1; }

@@ -138,6 +138,9 @@ typedef struct sl_sink_ops {
 	int (*write)(void *self, void *upload, const uint8_t *data, size_t len);
 	int (*commit)(void *self, void *upload);
 	void (*abort)(void *self, void *upload);
+	/* Removes the object at key (absent already: SL_OK). Like commit, a
+	 * sink that batches applies it at flush. Called concurrently. */
+	int (*remove)(void *self, const char *key);
 	int (*flush)(void *self, sl_sink_failed_fn on_failed, void *ctx);
 	void (*close)(void *self);
 } sl_sink_ops;
@@ -204,6 +207,87 @@ void sl_pg_source_bind(sl_source *out, sl_pg_source *s);
  * its own connection. */
 int sl_pg_fetcher_open(sl_fetcher *out, const sl_pg_config *cfg);
 
+/* ------------------------------------------ PostgreSQL changes (pg_changes.c) */
+
+/* Changes of the source table by logical replication (pgoutput), for the
+ * pipeline's changes mode. See src/connect/pg_changes.c for the protocol,
+ * the checks made at open and what a position means. */
+
+typedef enum sl_change_op {
+	SL_CHANGE_UPSERT = 1,  /* inserted or updated: row is as the source lists it */
+	SL_CHANGE_DELETE = 2,  /* deleted: row.id only */
+	SL_CHANGE_TRUNCATE = 3 /* the table was truncated: every row is gone */
+} sl_change_op;
+
+typedef struct sl_change {
+	sl_change_op op;
+	/* UPSERT whose stream left out a column we need (an unchanged
+	 * TOASTed value): row.id only; read the row from the table. */
+	int incomplete;
+	sl_row row;
+} sl_change;
+
+typedef struct sl_change_batch {
+	sl_change *changes;
+	size_t n, cap;
+	/* Every change before this position is in this batch or an earlier
+	 * one: confirm it once they are saved. 0: no new position. */
+	uint64_t done_lsn;
+	int64_t commit_time; /* the newest commit's, microseconds since 2000-01-01 */
+	int caught_up;       /* reached the target, between transactions */
+} sl_change_batch;
+
+void sl_change_batch_free(sl_change_batch *b); /* zeroes *b; NULL ok */
+
+typedef struct sl_pg_changes sl_pg_changes;
+
+typedef struct sl_pg_changes_setup {
+	const char *slot;        /* [a-z0-9_]{1,63}, checked by the caller */
+	const char *publication; /* the same */
+	int may_create;          /* a missing slot is created (else it is an error) */
+	/* out */
+	int created_slot, created_publication;
+	char snapshot[64];  /* created_slot: exported, valid until the next call on the handle */
+	uint64_t start_lsn; /* created_slot: its consistent point */
+} sl_pg_changes_setup;
+
+int sl_pg_changes_open(sl_pg_changes **out, const sl_pg_config *cfg, sl_pg_changes_setup *setup);
+void sl_pg_changes_close(sl_pg_changes *c); /* NULL ok */
+/* The server's flushed WAL position: what a run catches up to. */
+int sl_pg_changes_wal_position(sl_pg_changes *c, uint64_t *out);
+/* Streams from from_lsn (the position saved, or the slot's start). */
+int sl_pg_changes_start(sl_pg_changes *c, uint64_t from_lsn);
+/* The next changes in commit order: up to limit, or those that came before
+ * the stream paused, or none within wait_ms; caught_up once every commit
+ * before target was returned. A lost stream is opened again from the
+ * confirmed position (the batch being read is dropped). */
+int sl_pg_changes_next(sl_pg_changes *c, size_t limit, uint64_t target, uint32_t wait_ms,
+                       sl_change_batch *out);
+/* Tells the server it may forget the WAL before lsn: only once saved. */
+int sl_pg_changes_confirm(sl_pg_changes *c, uint64_t lsn);
+
+typedef struct sl_pg_slot_info {
+	int exists, active;
+	uint64_t confirmed_lsn; /* what the slot keeps WAL from */
+	uint64_t server_lsn;    /* the server's flushed position */
+	uint64_t lag_bytes;     /* between the two */
+} sl_pg_slot_info;
+
+int sl_pg_slot_status(const sl_pg_config *cfg, const char *slot, sl_pg_slot_info *out);
+/* Drops the slot (none: nothing to do); a slot in use is refused. The
+ * publication stays: other slots may use it, and it holds no WAL. */
+int sl_pg_slot_drop(const sl_pg_config *cfg, const char *slot);
+
+/* The source's rows by id for the first copy of changes mode: up to limit
+ * rows with id > after_id ("" for the start), in id order, without the
+ * commit horizon (the copy runs in the slot's snapshot, or after it was
+ * lost, on the live table: see src/pipeline/changes.c). */
+int sl_pg_source_scan(sl_pg_source *s, const char *after_id, size_t limit, sl_row_batch *out);
+/* Reads in the exported snapshot from now on, in one repeatable-read
+ * transaction, until sl_pg_source_end_snapshot (or a lost connection). */
+int sl_pg_source_use_snapshot(sl_pg_source *s, const char *snapshot);
+void sl_pg_source_end_snapshot(sl_pg_source *s);
+
 /* ------------------------------------------------------------------- S3 */
 
 typedef struct sl_s3_config {
@@ -244,11 +328,13 @@ int sl_s3_fetcher_open(sl_fetcher *out, const sl_s3_config *cfg);
  * is left untouched. */
 int sl_dir_sink_open(sl_sink *out, const char *root);
 
-/* A sink into a sluice node namespace (immutable; created if missing):
+/* A sink into a sluice node namespace (created if missing: immutable, or
+ * mutable when mutable_ns, which changes mode needs for its deletes; an
+ * existing namespace that is not mutable is then refused):
  * a local store directory, or a remote node's commit endpoint with a token
  * (url like "http://127.0.0.1:7070"). Objects are committed at flush, in one
  * commit per batch. */
-int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns);
+int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns, int mutable_ns);
 int sl_node_sink_open_remote(sl_sink *out, const char *url, const char *token, const char *ns,
                              uint32_t timeout_ms);
 

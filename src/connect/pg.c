@@ -76,6 +76,7 @@
 
 #include <libpq-fe.h>
 
+#include "connect/pg_row.h"
 #include "connect/pg_util.h"
 #include "sluice/connect.h"
 
@@ -407,8 +408,9 @@ struct sl_pg_source {
 	char *table;      /* quoted, possibly schema-qualified */
 	char *created_at; /* quoted column names */
 	char *id;
-	char *columns;    /* the select list of a row, see ROW_* */
-	char *table_name; /* as configured, for messages */
+	char *columns;       /* the select list of a row, see ROW_*, for pages in cursor order */
+	char *columns_by_id; /* the same for pages in id order (scan) */
+	char *table_name;    /* as configured, for messages */
 	int warned_hidden;
 };
 
@@ -501,7 +503,9 @@ cleanup:
 	return rc;
 }
 
-static int build_columns(sl_pg_source *s, const sl_pg_config *cfg)
+/* The select list of a row into *out; the inline bytes' running sum
+ * follows order_by, the order of the pages it serves. */
+static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *order_by, char **out)
 {
 	PGconn *conn = s->link.conn;
 	sl_buf b = SL_BUF_INIT(SQL_MAX);
@@ -535,15 +539,15 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg)
 			        "NULL::text, coalesce(octet_length(%s)::bigint, -1),"
 			        " CASE WHEN octet_length(%s) <= %d AND sum(CASE WHEN "
 			        "octet_length(%s) <= %d"
-			        " THEN octet_length(%s) ELSE 0 END) OVER (ORDER BY %s, %s) <= %d"
+			        " THEN octet_length(%s) ELSE 0 END) OVER (ORDER BY %s) <= %d"
 			        " THEN %s END",
-			        q[5], d, INLINE_MAX, d, INLINE_MAX, d, s->created_at, s->id,
-			        INLINE_PAGE_BYTES, d);
+			        q[5], d, INLINE_MAX, d, INLINE_MAX, d, order_by, INLINE_PAGE_BYTES,
+			        d);
 		sl_buf_free(&data);
 	}
 	if (rc != SL_OK)
 		goto cleanup;
-	s->columns = (char *)b.data;
+	*out = (char *)b.data;
 	b.data = NULL;
 cleanup:
 	for (size_t i = 0; i < 6; i++)
@@ -613,18 +617,30 @@ static int inline_data(sl_row *row, const char *escaped)
 	return SL_OK;
 }
 
-/* One sl_row from a result row of the select list in s->columns. */
-static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, int i)
+void sl_pg_row_names(const sl_pg_config *cfg, const char *names[PG_ROW_NAMES])
+{
+	names[PG_ROW_ID] = name_or(cfg->col_id, "id");
+	names[PG_ROW_CREATED_AT] = name_or(cfg->col_created_at, "created_at");
+	names[PG_ROW_COMPETITION] = name_or(cfg->col_competition_id, "competition_id");
+	names[PG_ROW_AGENT] = name_or(cfg->col_agent_id, "agent_id");
+	names[PG_ROW_DATA_TYPE] = name_or(cfg->col_data_type, "data_type");
+	names[PG_ROW_OBJECT_KEY] = cfg->s3_mode ? name_or(cfg->col_object_key, "object_key") : NULL;
+	names[PG_ROW_SIZE] = cfg->s3_mode ? name_or(cfg->col_size_bytes, "size_bytes") : NULL;
+	names[PG_ROW_DATA] = cfg->s3_mode ? NULL : name_or(cfg->col_data, "data");
+}
+
+int sl_pg_row_build(sl_row *out, int s3_mode, const char *const fields[PG_ROW_N],
+                    const char *table_name)
 {
 	sl_row row;
-	const char *id = field(res, i, ROW_ID), *created = field(res, i, ROW_CREATED_AT);
-	const char *object_key = field(res, i, ROW_OBJECT_KEY), *size = field(res, i, ROW_SIZE);
+	const char *id = fields[PG_ROW_ID], *created = fields[PG_ROW_CREATED_AT];
+	const char *object_key = fields[PG_ROW_OBJECT_KEY], *size = fields[PG_ROW_SIZE];
 	int rc;
 
 	memset(&row, 0, sizeof(row));
 	if (id == NULL || created == NULL)
 		return sl_error_set(SL_ECORRUPT, "PostgreSQL: a row of %s has no id or created_at",
-		                    s->table_name);
+		                    table_name);
 	if ((rc = text_copy(row.id, sizeof(row.id), id, "id")) != SL_OK ||
 	    (rc = text_copy(row.created_at, sizeof(row.created_at), created, "created_at")) !=
 	            SL_OK)
@@ -632,22 +648,16 @@ static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, in
 	row.size = size != NULL ? strtoll(size, NULL, 10) : -1;
 	/* A row that cannot be moved as it stands is returned with its reason,
 	 * so the pipeline records it and goes on instead of stopping at it. */
-	if (s->s3_mode && (object_key == NULL || object_key[0] == '\0'))
+	if (s3_mode && (object_key == NULL || object_key[0] == '\0'))
 		rc = sl_error_set(SL_EINVAL, "row %s has no object_key", row.id);
-	else if (s->s3_mode && strlen(object_key) > OBJECT_KEY_MAX)
+	else if (s3_mode && strlen(object_key) > OBJECT_KEY_MAX)
 		rc = sl_error_set(SL_ETOOLARGE, "row %s: object_key longer than %u bytes", row.id,
 		                  OBJECT_KEY_MAX);
-	else if (s->s3_mode && (row.object_key = sl_strdup(object_key)) == NULL)
+	else if (s3_mode && (row.object_key = sl_strdup(object_key)) == NULL)
 		return SL_ENOMEM;
 	else
-		rc = sl_object_key_build(&row.key, field(res, i, ROW_COMPETITION),
-		                         field(res, i, ROW_AGENT), field(res, i, ROW_DATA_TYPE),
-		                         row.id);
-	if (rc == SL_OK && !s->s3_mode && !PQgetisnull(res, i, ROW_INLINE) &&
-	    (rc = inline_data(&row, PQgetvalue(res, i, ROW_INLINE))) != SL_OK) {
-		sl_row_free(&row);
-		return rc;
-	}
+		rc = sl_object_key_build(&row.key, fields[PG_ROW_COMPETITION], fields[PG_ROW_AGENT],
+		                         fields[PG_ROW_DATA_TYPE], row.id);
 	if (rc == SL_ENOMEM) {
 		sl_row_free(&row);
 		return rc;
@@ -657,6 +667,29 @@ static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, in
 		return SL_ENOMEM;
 	}
 	*out = row;
+	return SL_OK;
+}
+
+/* One sl_row from a result row of the select list in s->columns. */
+static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, int i)
+{
+	const char *fields[PG_ROW_N];
+	int rc;
+
+	fields[PG_ROW_ID] = field(res, i, ROW_ID);
+	fields[PG_ROW_CREATED_AT] = field(res, i, ROW_CREATED_AT);
+	fields[PG_ROW_COMPETITION] = field(res, i, ROW_COMPETITION);
+	fields[PG_ROW_AGENT] = field(res, i, ROW_AGENT);
+	fields[PG_ROW_DATA_TYPE] = field(res, i, ROW_DATA_TYPE);
+	fields[PG_ROW_OBJECT_KEY] = field(res, i, ROW_OBJECT_KEY);
+	fields[PG_ROW_SIZE] = field(res, i, ROW_SIZE);
+	if ((rc = sl_pg_row_build(out, s->s3_mode, fields, s->table_name)) != SL_OK)
+		return rc;
+	if (out->error == NULL && !s->s3_mode && !PQgetisnull(res, i, ROW_INLINE) &&
+	    (rc = inline_data(out, PQgetvalue(res, i, ROW_INLINE))) != SL_OK) {
+		sl_row_free(out);
+		return rc;
+	}
 	return SL_OK;
 }
 
@@ -685,8 +718,11 @@ int sl_pg_source_open(sl_pg_source **out, const sl_pg_config *cfg)
 	if ((rc = quote_ident(&s->created_at, s->link.conn,
 	                      name_or(cfg->col_created_at, "created_at"))) != SL_OK ||
 	    (rc = quote_ident(&s->id, s->link.conn, name_or(cfg->col_id, "id"))) != SL_OK ||
-	    (rc = build_columns(s, cfg)) != SL_OK)
+	    (rc = sl_buf_printf(&sql, "%s, %s", s->created_at, s->id)) != SL_OK ||
+	    (rc = build_columns(s, cfg, (const char *)sql.data, &s->columns)) != SL_OK ||
+	    (rc = build_columns(s, cfg, s->id, &s->columns_by_id)) != SL_OK)
 		goto cleanup;
+	sl_buf_reset(&sql);
 	/* Fail now, with PostgreSQL's words, when the table or a column is
 	 * missing or of a type the queries cannot use. */
 	if ((rc = sl_buf_printf(&sql,
@@ -715,6 +751,7 @@ void sl_pg_source_close(sl_pg_source *s)
 	sl_free(s->created_at);
 	sl_free(s->id);
 	sl_free(s->columns);
+	sl_free(s->columns_by_id);
 	sl_free(s->table_name);
 	sl_free(s);
 }
@@ -891,6 +928,88 @@ cleanup:
 	PQclear(res);
 	sl_buf_free(&sql);
 	return rc;
+}
+
+int sl_pg_source_scan(sl_pg_source *s, const char *after_id, size_t limit, sl_row_batch *out)
+{
+	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_row_batch batch = {NULL, 0};
+	PGresult *res = NULL;
+	const char *params[2];
+	char limit_text[24];
+	int n_params = 0, rc, n_rows;
+
+	if (limit == 0 || limit > PAGE_MAX)
+		return sl_error_set(SL_EINVAL, "PostgreSQL: page limit %zu out of range 1..%u",
+		                    limit, PAGE_MAX);
+	if ((rc = sl_buf_printf(&sql, "SELECT %s FROM %s WHERE %s IS NOT NULL", s->columns_by_id,
+	                        s->table, s->created_at)) != SL_OK)
+		goto cleanup;
+	if (after_id != NULL && after_id[0] != '\0') {
+		params[n_params++] = after_id;
+		if ((rc = sl_buf_printf(&sql, " AND %s > $1::uuid", s->id)) != SL_OK)
+			goto cleanup;
+	}
+	snprintf(limit_text, sizeof(limit_text), "%zu", limit);
+	params[n_params++] = limit_text;
+	if ((rc = sl_buf_printf(&sql, " ORDER BY %s LIMIT $%d::bigint", s->id, n_params)) != SL_OK)
+		goto cleanup;
+	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
+	                    "scan rows")) != SL_OK)
+		goto cleanup;
+	n_rows = PQntuples(res);
+	if (n_rows > 0 && (batch.rows = sl_calloc((size_t)n_rows, sizeof(sl_row))) == NULL) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	for (int i = 0; i < n_rows; i++, batch.n++)
+		if ((rc = row_from_result(s, &batch.rows[i], res, i)) != SL_OK)
+			goto cleanup;
+	*out = batch;
+	batch.rows = NULL;
+	batch.n = 0;
+cleanup:
+	sl_row_batch_free(&batch);
+	PQclear(res);
+	sl_buf_free(&sql);
+	return rc;
+}
+
+int sl_pg_source_use_snapshot(sl_pg_source *s, const char *snapshot)
+{
+	PGresult *res = NULL;
+	char sql[128];
+	int rc;
+
+	/* SET TRANSACTION SNAPSHOT takes no parameter; the name was made by
+	 * the server (hex digits and dashes), and we check it is one. */
+	if (strlen(snapshot) == 0 || strlen(snapshot) > 64 ||
+	    strspn(snapshot, "0123456789ABCDEFabcdef-") != strlen(snapshot))
+		return sl_error_set(SL_EINVAL, "snapshot name '%.64s' is not one", snapshot);
+	/* The import must be the transaction's first statement. A lost
+	 * connection ends the transaction, and link_exec's retry then reads
+	 * the live table, which changes mode allows (changes.c, C2). */
+	if ((rc = link_exec(&s->link, &res, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+	                    NULL, 0, "begin snapshot")) != SL_OK)
+		return rc;
+	PQclear(res);
+	res = NULL;
+	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snapshot);
+	rc = link_exec(&s->link, &res, sql, 0, NULL, 0, "import snapshot");
+	PQclear(res);
+	if (rc != SL_OK) {
+		sl_pg_source_end_snapshot(s);
+		return rc;
+	}
+	return SL_OK;
+}
+
+void sl_pg_source_end_snapshot(sl_pg_source *s)
+{
+	PGresult *res = NULL;
+	if (s->link.conn != NULL && PQtransactionStatus(s->link.conn) != PQTRANS_IDLE &&
+	    link_exec(&s->link, &res, "ROLLBACK", 0, NULL, 0, "end snapshot") == SL_OK)
+		PQclear(res);
 }
 
 static int source_next(void *self, const sl_cursor *after, const char *since, size_t limit,

@@ -249,13 +249,19 @@ int sl_pg_run_simple(sl_pg_conn *c, const char *what, const char *sql)
 static int conn_connect(sl_pg_conn *c)
 {
 	char connect_s[16], idle_s[16], user_timeout[16], setup[128];
-	const char *keys[] = {"dbname",           "application_name",
-	                      "client_encoding",  "connect_timeout",
-	                      "keepalives",       "keepalives_idle",
-	                      "keepalives_count", "keepalives_interval",
-	                      "tcp_user_timeout", NULL};
-	const char *values[] = {c->url, "sluice", "UTF8", connect_s,    "1",
-	                        idle_s, "3",      "1",    user_timeout, NULL};
+	const char *keys[] = {"dbname",
+	                      "application_name",
+	                      "client_encoding",
+	                      "connect_timeout",
+	                      "keepalives",
+	                      "keepalives_idle",
+	                      "keepalives_count",
+	                      "keepalives_interval",
+	                      "tcp_user_timeout",
+	                      "replication",
+	                      NULL};
+	const char *values[] = {c->url, "sluice", "UTF8",       connect_s,  "1", idle_s,
+	                        "3",    "1",      user_timeout, "database", NULL};
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	uint64_t deadline = now_ms() + wait_ms(c);
 	int rc = SL_OK;
@@ -265,6 +271,8 @@ static int conn_connect(sl_pg_conn *c)
 	snprintf(connect_s, sizeof(connect_s), "%u", (c->timeout_ms + 999) / 1000);
 	snprintf(idle_s, sizeof(idle_s), "%u", c->timeout_ms < 2000 ? 1 : c->timeout_ms / 2000);
 	snprintf(user_timeout, sizeof(user_timeout), "%u", c->timeout_ms);
+	if (!c->replication)
+		keys[9] = NULL; /* an ordinary session */
 	if ((c->conn = PQconnectStartParams(keys, values, 1)) == NULL)
 		return sl_error_set(SL_ENOMEM, "%s: out of memory connecting", c->label);
 	while (st != PGRES_POLLING_OK) {

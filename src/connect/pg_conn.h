@@ -21,6 +21,7 @@ typedef struct sl_pg_conn {
 	unsigned timeout_ms;
 	const char *setup; /* statements run after each connect, or NULL */
 	const char *label; /* what messages call it: "PostgreSQL L3", "mirror" */
+	int replication;   /* a walsender connection (replication=database) */
 } sl_pg_conn;
 
 /* One exchange: a query string (n_params < 0: simple protocol, several
