@@ -28,7 +28,7 @@ static int open_sink(cli_pipeline *p)
 	case CLI_DEST_NODE:
 		if (cfg->node_store != NULL)
 			return sl_node_sink_open_local(&p->sink, cfg->node_store,
-			                               cfg->node_namespace);
+			                               cfg->node_namespace, 0);
 		return sl_node_sink_open_remote(&p->sink, cfg->node_url, cfg->node_token,
 		                                cfg->node_namespace, 60000);
 	}

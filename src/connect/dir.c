@@ -15,6 +15,10 @@
  * Idempotence: the new bytes are hashed as they are written; if the final
  * file already exists with the same size and hash, the temporary file is
  * dropped and the existing file is left untouched (same mtime).
+ *
+ * Removal unlinks the key's file (a missing file or directory is already
+ * removed) and fsyncs its directory. Directories are left in place, even
+ * empty: a worker may be creating a file in one at that moment.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -232,6 +236,46 @@ cleanup:
 	return rc;
 }
 
+static int dir_remove(void *self, const char *key)
+{
+	dir_sink *d = self;
+	char *copy = NULL, *seg, *slash;
+	int fd = -1, rc = SL_OK;
+
+	if ((rc = sl_key_validate(key, strlen(key))) != SL_OK)
+		return rc;
+	if ((copy = sl_strdup(key)) == NULL)
+		return SL_ENOMEM;
+	if ((fd = dup(d->root_fd)) < 0) {
+		rc = io_error("open the root directory", key);
+		goto cleanup;
+	}
+	for (seg = copy; (slash = strchr(seg, '/')) != NULL; seg = slash + 1) {
+		*slash = '\0';
+		int next = openat(fd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0) {
+			if (errno != ENOENT)
+				rc = io_error("open a directory", key);
+			goto cleanup; /* no directory: no file */
+		}
+		close(fd);
+		fd = next;
+	}
+	if (unlinkat(fd, seg, 0) != 0) {
+		if (errno != ENOENT)
+			rc = errno == EISDIR ? sl_error_set(SL_ECONFLICT, "%s is a directory", key)
+			                     : io_error("remove", key);
+		goto cleanup;
+	}
+	if (fsync(fd) != 0)
+		rc = io_error("fsync the directory", key);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	sl_free(copy);
+	return rc;
+}
+
 static void dir_abort(void *self, void *upload)
 {
 	(void)self;
@@ -260,6 +304,7 @@ static const sl_sink_ops dir_ops = {
         .write = dir_write,
         .commit = dir_commit,
         .abort = dir_abort,
+        .remove = dir_remove,
         .flush = dir_flush,
         .close = dir_close,
 };

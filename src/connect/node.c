@@ -43,6 +43,7 @@
 typedef struct pending {
 	char *key;
 	sl_buf value;
+	int is_del; /* a removal (changes mode, mutable namespaces) */
 } pending;
 
 typedef struct refused {
@@ -83,8 +84,9 @@ static int commit_local(node_sink *n, size_t from, size_t to)
 	if ((rc = sl_batch_new(&b, n->store, n->ns)) != SL_OK)
 		return rc;
 	for (size_t i = from; rc == SL_OK && i < to; i++)
-		rc = sl_batch_put(b, n->pend[i].key, strlen(n->pend[i].key), n->pend[i].value.data,
-		                  n->pend[i].value.len);
+		rc = n->pend[i].is_del ? sl_batch_del(b, n->pend[i].key, strlen(n->pend[i].key))
+		                       : sl_batch_put(b, n->pend[i].key, strlen(n->pend[i].key),
+		                                      n->pend[i].value.data, n->pend[i].value.len);
 	if (rc == SL_OK)
 		rc = sl_batch_commit(b, NULL);
 	sl_batch_free(b);
@@ -102,8 +104,12 @@ static int commit_remote(node_sink *n, size_t from, size_t to)
 	if ((rc = sl_wire_batch_begin(&frame)) != SL_OK)
 		goto cleanup;
 	for (size_t i = from; i < to; i++)
-		if ((rc = sl_wire_batch_put(&frame, n->pend[i].key, strlen(n->pend[i].key),
-		                            n->pend[i].value.data, n->pend[i].value.len)) != SL_OK)
+		if ((rc = n->pend[i].is_del
+		                  ? sl_wire_batch_del(&frame, n->pend[i].key,
+		                                      strlen(n->pend[i].key))
+		                  : sl_wire_batch_put(&frame, n->pend[i].key,
+		                                      strlen(n->pend[i].key), n->pend[i].value.data,
+		                                      n->pend[i].value.len)) != SL_OK)
 			goto cleanup;
 	if ((rc = sl_wire_batch_end(&frame, to - from)) != SL_OK)
 		goto cleanup;
@@ -277,6 +283,36 @@ static int check_existing(node_sink *n, const node_upload *u, int *same)
 	return SL_OK;
 }
 
+/* Adds a write (value) or a removal (value NULL) to the pending list, taking
+ * *key and *value; commits early past the budget. With n->mu held. */
+static int add_pending(node_sink *n, char **key, sl_buf *value)
+{
+	pending *grown = sl_grow(n->pend, &n->cap_pend, n->n_pend, sizeof(*grown), 64);
+	int rc = SL_OK;
+
+	if (grown == NULL)
+		return SL_ENOMEM;
+	n->pend = grown;
+	memset(&n->pend[n->n_pend], 0, sizeof(n->pend[n->n_pend]));
+	n->pend[n->n_pend].key = *key;
+	*key = NULL;
+	if (value != NULL) {
+		n->pend[n->n_pend].value = *value;
+		n->pend_bytes += value->len;
+		memset(value, 0, sizeof(*value));
+	} else {
+		n->pend[n->n_pend].is_del = 1;
+	}
+	n->n_pend++;
+	if (n->pend_bytes >= n->pending_budget && (rc = commit_pending(n)) != SL_OK &&
+	    n->early_rc == SL_OK) {
+		n->early_rc = rc;
+		snprintf(n->early_message, sizeof(n->early_message), "%s",
+		         sl_error_last()->message);
+	}
+	return rc;
+}
+
 static int node_commit(void *self, void *upload)
 {
 	node_sink *n = self;
@@ -284,29 +320,29 @@ static int node_commit(void *self, void *upload)
 	int rc = SL_OK, same = 0;
 
 	pthread_mutex_lock(&n->mu);
-	if (n->store != NULL && ((rc = check_existing(n, u, &same)) != SL_OK || same))
-		goto cleanup;
-	pending *grown = sl_grow(n->pend, &n->cap_pend, n->n_pend, sizeof(*grown), 64);
-	if (grown == NULL) {
-		rc = SL_ENOMEM;
-		goto cleanup;
-	}
-	n->pend = grown;
-	n->pend[n->n_pend].key = u->key;
-	n->pend[n->n_pend].value = u->value;
-	n->pend_bytes += u->value.len;
-	n->n_pend++;
-	u->key = NULL;
-	memset(&u->value, 0, sizeof(u->value));
-	if (n->pend_bytes >= n->pending_budget && (rc = commit_pending(n)) != SL_OK &&
-	    n->early_rc == SL_OK) {
-		n->early_rc = rc;
-		snprintf(n->early_message, sizeof(n->early_message), "%s",
-		         sl_error_last()->message);
-	}
-cleanup:
+	if (n->store == NULL || ((rc = check_existing(n, u, &same)) == SL_OK && !same))
+		rc = add_pending(n, &u->key, &u->value);
 	pthread_mutex_unlock(&n->mu);
 	upload_free(u);
+	return rc;
+}
+
+/* A delete in the namespace, committed with the batch; an immutable
+ * namespace refuses it (reported at flush). */
+static int node_remove(void *self, const char *key)
+{
+	node_sink *n = self;
+	char *copy;
+	int rc;
+
+	if ((rc = sl_key_validate(key, strlen(key))) != SL_OK)
+		return rc;
+	if ((copy = sl_strdup(key)) == NULL)
+		return SL_ENOMEM;
+	pthread_mutex_lock(&n->mu);
+	rc = add_pending(n, &copy, NULL);
+	pthread_mutex_unlock(&n->mu);
+	sl_free(copy);
 	return rc;
 }
 
@@ -370,6 +406,7 @@ static const sl_sink_ops node_ops = {
         .write = node_write,
         .commit = node_commit,
         .abort = node_abort,
+        .remove = node_remove,
         .flush = node_flush,
         .close = node_close,
 };
@@ -394,7 +431,7 @@ static int node_new(node_sink **out, const char *ns)
 	return SL_OK;
 }
 
-int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns)
+int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns, int mutable_ns)
 {
 	sl_store_options opts;
 	sl_ns_info info;
@@ -409,7 +446,12 @@ int sl_node_sink_open_local(sl_sink *out, const char *store_dir, const char *ns)
 		goto cleanup;
 	rc = sl_store_ns_head(n->store, ns, &info);
 	if (rc == SL_ENOTFOUND)
-		rc = sl_store_ns_create(n->store, ns, SL_NS_IMMUTABLE);
+		rc = sl_store_ns_create(n->store, ns, mutable_ns ? SL_NS_MUTABLE : SL_NS_IMMUTABLE);
+	else if (rc == SL_OK && mutable_ns && info.kind != SL_NS_MUTABLE)
+		rc = sl_error_set(SL_EINVAL,
+		                  "namespace %s is not mutable, and deletes (changes mode) need a "
+		                  "mutable one: name another [destination] namespace",
+		                  ns);
 	if (rc != SL_OK)
 		goto cleanup;
 	out->ops = &node_ops;

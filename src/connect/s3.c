@@ -1067,13 +1067,45 @@ static int sink_flush(void *self, sl_sink_failed_fn on_failed, void *ctx)
 	return SL_OK;
 }
 
+/* DeleteObject: S3 answers 204 for a missing key too. */
+static int sink_remove(void *self, const char *key)
+{
+	s3_client *c = self;
+	s3_call *call = NULL;
+	char *full = NULL;
+	int rc;
+
+	if (key == NULL || key[0] == '\0')
+		return sl_error_set(SL_EINVAL, "s3: empty key");
+	if ((call = sl_calloc(1, sizeof(*call))) == NULL ||
+	    (full = sl_malloc(strlen(c->prefix) + strlen(key) + 1)) == NULL) {
+		sl_free(call);
+		return SL_ENOMEM;
+	}
+	strcpy(full, c->prefix);
+	strcat(full, key);
+	*call = (s3_call){.method = "DELETE", .key = full};
+	rc = s3_request(c, call);
+	sl_free(call);
+	sl_free(full);
+	return rc == SL_ENOTFOUND ? SL_OK : rc;
+}
+
 static void client_close(void *self)
 {
 	client_free(self);
 }
 
-static const sl_sink_ops s3_sink_ops = {"s3",       sink_begin, sink_write,  sink_commit,
-                                        sink_abort, sink_flush, client_close};
+static const sl_sink_ops s3_sink_ops = {
+        .kind = "s3",
+        .begin = sink_begin,
+        .write = sink_write,
+        .commit = sink_commit,
+        .abort = sink_abort,
+        .remove = sink_remove,
+        .flush = sink_flush,
+        .close = client_close,
+};
 
 int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg)
 {

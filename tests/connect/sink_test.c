@@ -154,7 +154,7 @@ static void test_node_sink_local(void **state)
 	refused_list refused = {0};
 	(void)state;
 
-	assert_int_equal(sl_node_sink_open_local(&s, root, "objects"), SL_OK);
+	assert_int_equal(sl_node_sink_open_local(&s, root, "objects", 0), SL_OK);
 	assert_int_equal(put(&s, "c1/trace/0001", "first", 2), SL_OK);
 	assert_int_equal(put(&s, "trace/0002", "second", 100), SL_OK);
 	assert_int_equal(s.ops->flush(s.self, note_failed, &refused), SL_OK);
@@ -172,7 +172,7 @@ static void test_node_sink_local(void **state)
 
 	/* Again with the same bytes: nothing is appended. Other bytes: refused,
 	 * and the rest of the batch still lands. */
-	assert_int_equal(sl_node_sink_open_local(&s, root, "objects"), SL_OK);
+	assert_int_equal(sl_node_sink_open_local(&s, root, "objects", 0), SL_OK);
 	assert_int_equal(put(&s, "c1/trace/0001", "first", 5), SL_OK);
 	assert_int_equal(put(&s, "trace/0002", "CHANGED", 5), SL_ECONFLICT);
 	assert_int_equal(put(&s, "trace/0003", "third", 5), SL_OK);
@@ -185,7 +185,7 @@ static void test_node_sink_local(void **state)
 	size = info.target.size;
 	sl_store_free(store);
 
-	assert_int_equal(sl_node_sink_open_local(&s, root, "objects"), SL_OK);
+	assert_int_equal(sl_node_sink_open_local(&s, root, "objects", 0), SL_OK);
 	assert_int_equal(put(&s, "trace/0003", "third", 5), SL_OK);
 	assert_int_equal(s.ops->flush(s.self, note_failed, &refused), SL_OK);
 	sl_sink_close(&s);
@@ -230,7 +230,7 @@ static void test_node_sink_early_commit_failure(void **state)
 		assert_true(fail_at < 10000);
 		snprintf(first, sizeof(first), "a/%04ld", fail_at);
 		snprintf(second, sizeof(second), "b/%04ld", fail_at);
-		assert_int_equal(sl_node_sink_open_local(&s, root, "objects"), SL_OK);
+		assert_int_equal(sl_node_sink_open_local(&s, root, "objects", 0), SL_OK);
 		sl_node_sink_set_pending_budget(&s, 16);
 		rc_first = put(&s, first, "0123456789", 10); /* below the budget: gathered */
 		assert_int_equal(rc_first, SL_OK);

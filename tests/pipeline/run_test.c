@@ -282,8 +282,13 @@ static void sink_close(void *self)
 	(void)self;
 }
 
-static const sl_sink_ops fake_sink_ops = {"fake",     sink_begin, sink_write, sink_commit,
-                                          sink_abort, sink_flush, sink_close};
+static const sl_sink_ops fake_sink_ops = {.kind = "fake",
+                                          .begin = sink_begin,
+                                          .write = sink_write,
+                                          .commit = sink_commit,
+                                          .abort = sink_abort,
+                                          .flush = sink_flush,
+                                          .close = sink_close};
 
 /* --------------------------------------------------------------- harness */
 
