@@ -54,6 +54,20 @@ typedef int (*sl_pipeline_failure_fn)(void *ctx, const sl_pipeline_failure *f);
 int sl_pipeline_state_failures(sl_pipeline_state *st, int parked_only, sl_pipeline_failure_fn cb,
                                void *ctx);
 
+/* Changes mode's position (src/pipeline/changes.c). */
+typedef struct sl_pipeline_changes {
+	int known; /* a changes run has begun on this state */
+	char slot[64], publication[64];
+	int created_slot, created_publication; /* by us: `reset` drops them */
+	int copying;                           /* the first copy is not finished */
+	char copy_after[SL_UUID_TEXT_LEN + 1]; /* the copy's last id done, "" none */
+	uint64_t lsn;                          /* the stream's position saved */
+	uint64_t caught_up_ms;    /* wall clock when a run last reached the server's position */
+	uint64_t objects_tracked; /* rows whose object key is recorded */
+} sl_pipeline_changes;
+
+int sl_pipeline_state_changes(sl_pipeline_state *st, sl_pipeline_changes *out);
+
 /* Makes every failure (parked or not) due now with its attempts reset;
  * *n_out (may be NULL) is how many. */
 int sl_pipeline_state_retry_all(sl_pipeline_state *st, uint64_t *n_out);
@@ -70,6 +84,7 @@ typedef struct sl_pipeline_progress {
 	uint64_t objects; /* objects stored this run (new and retried) */
 	uint64_t bytes;
 	uint64_t failed;      /* objects that failed this run */
+	uint64_t removed;     /* changes mode: objects removed this run */
 	uint64_t rows_behind; /* rows after the cursor at the start (0 if unknown or
 	                         not counted: count_behind) */
 	int held_by;          /* pid of a transaction holding rows back, else 0 */
@@ -108,6 +123,15 @@ void sl_pipeline_options_init(sl_pipeline_options *o);
  * are read again next time. */
 int sl_pipeline_run(sl_pipeline_state *st, sl_source *src, sl_sink *sink,
                     const sl_pipeline_options *o, sl_pipeline_progress *out);
+
+/* Changes mode (src/pipeline/changes.c): the first copy of the table, then
+ * its changes by logical replication through slot and publication (made
+ * when missing), until the server's WAL position at the start of streaming,
+ * or *stop. table reads rows by id (retries, and the first copy); the sink
+ * must be able to remove objects. Otherwise as sl_pipeline_run. */
+int sl_pipeline_run_changes(sl_pipeline_state *st, sl_pg_source *table, const sl_pg_config *pg,
+                            const char *slot, const char *publication, sl_sink *sink,
+                            const sl_pipeline_options *o, sl_pipeline_progress *out);
 
 #ifdef __cplusplus
 }

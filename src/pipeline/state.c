@@ -4,8 +4,14 @@
  *   totals    one row: objects and bytes stored over all runs, last batch time
  *   failures  one row per object that failed and is not yet stored:
  *             attempts, last error, next attempt time, parked flag
+ *   changes   changes mode only, one row: the slot and publication, whether
+ *             we created them, the first copy's progress (by id) and the
+ *             stream's position (an LSN)
+ *   objects   changes mode only: the key each row's object was stored at,
+ *             so a delete (which names only the id) or a new key removes it
  *
- * It grows with failures, not with objects. A batch's outcome (new cursor,
+ * In polling mode it grows with failures, not with objects; changes mode
+ * keeps one small row per object (deletes need the key). A batch's outcome (new cursor,
  * new and cleared failures, totals) is written in one transaction by
  * sl_pipeline_state_save_batch, so after a crash the state describes either
  * the whole batch or none of it; the objects of an unsaved batch are sent
@@ -40,7 +46,13 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS failures(row_id TEXT PRIMARY KEY, key TEXT NOT NULL,"
         " created_at TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL,"
         " next_attempt_ms INTEGER NOT NULL, parked INTEGER NOT NULL);"
-        "CREATE INDEX IF NOT EXISTS failures_due ON failures(parked, next_attempt_ms);";
+        "CREATE INDEX IF NOT EXISTS failures_due ON failures(parked, next_attempt_ms);"
+        "CREATE TABLE IF NOT EXISTS changes(id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " slot TEXT NOT NULL, publication TEXT NOT NULL, created_slot INTEGER NOT NULL,"
+        " created_publication INTEGER NOT NULL, copying INTEGER NOT NULL,"
+        " copy_after TEXT NOT NULL, lsn INTEGER NOT NULL, caught_up_ms INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS objects(row_id TEXT PRIMARY KEY, key TEXT NOT NULL)"
+        " WITHOUT ROWID;";
 
 static int db_error(sl_pipeline_state *st, int rc, const char *what)
 {
@@ -240,7 +252,57 @@ static int exec(sl_pipeline_state *st, const char *sql, const char *what)
 	return rc == SQLITE_OK ? SL_OK : db_error(st, rc, what);
 }
 
+/* Changes mode: where each row's object now is, and the position. */
+static int save_changes(sl_pipeline_state *st, const sl_pipeline_changes *pos,
+                        const sl_pipeline_outcome *outcomes, size_t n)
+{
+	static const char sql_put[] = "INSERT OR REPLACE INTO objects(row_id, key) VALUES (?1, ?2)";
+	static const char sql_forget[] = "DELETE FROM objects WHERE row_id = ?1";
+	static const char sql_pos[] = "UPDATE changes SET copying = ?1, copy_after = ?2, lsn = ?3,"
+	                              " caught_up_ms = ?4 WHERE id = 1";
+	sqlite3_stmt *put = NULL, *forget = NULL, *upd = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(st->db, sql_put, -1, &put, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(st->db, sql_forget, -1, &forget, NULL)) != SQLITE_OK ||
+	    (rc = sqlite3_prepare_v2(st->db, sql_pos, -1, &upd, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "prepare");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const sl_pipeline_outcome *o = &outcomes[i];
+		sqlite3_stmt *stmt = o->key_after != NULL ? put : forget;
+		if (!o->track_key)
+			continue;
+		sqlite3_reset(stmt);
+		sqlite3_bind_text(stmt, 1, o->row->id, -1, SQLITE_STATIC);
+		if (o->key_after != NULL)
+			sqlite3_bind_text(stmt, 2, o->key_after, -1, SQLITE_STATIC);
+		if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+			rc = db_error(st, rc, "save object key");
+			goto cleanup;
+		}
+	}
+	sqlite3_bind_int(upd, 1, pos->copying);
+	sqlite3_bind_text(upd, 2, pos->copy_after, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(upd, 3, (sqlite3_int64)pos->lsn);
+	sqlite3_bind_int64(upd, 4, (sqlite3_int64)pos->caught_up_ms);
+	if ((rc = sqlite3_step(upd)) != SQLITE_DONE || sqlite3_changes(st->db) != 1) {
+		rc = rc == SQLITE_DONE
+		             ? sl_error_set(SL_ECORRUPT, "state %s: no changes position", st->path)
+		             : db_error(st, rc, "save position");
+		goto cleanup;
+	}
+	rc = SL_OK;
+cleanup:
+	sqlite3_finalize(put);
+	sqlite3_finalize(forget);
+	sqlite3_finalize(upd);
+	return rc;
+}
+
 int sl_pipeline_state_save_batch(sl_pipeline_state *st, const sl_cursor *cursor,
+                                 const sl_pipeline_changes *position,
                                  const sl_pipeline_outcome *outcomes, size_t n, uint64_t now_ms)
 {
 	static const char sql_cursor[] =
@@ -276,10 +338,10 @@ int sl_pipeline_state_save_batch(sl_pipeline_state *st, const sl_cursor *cursor,
 		sqlite3_stmt *stmt = o->stored ? clear : fail;
 		sqlite3_reset(stmt);
 		sqlite3_bind_text(stmt, 1, o->row->id, -1, SQLITE_STATIC);
-		if (o->stored) {
+		if (o->stored && !o->removal) {
 			objects++;
 			bytes += o->bytes;
-		} else {
+		} else if (!o->stored) {
 			sqlite3_bind_text(stmt, 2, o->row->key ? o->row->key : "", -1,
 			                  SQLITE_STATIC);
 			sqlite3_bind_text(stmt, 3, o->row->created_at, -1, SQLITE_STATIC);
@@ -294,6 +356,8 @@ int sl_pipeline_state_save_batch(sl_pipeline_state *st, const sl_cursor *cursor,
 			goto cleanup;
 		}
 	}
+	if (position != NULL && (rc = save_changes(st, position, outcomes, n)) != SL_OK)
+		goto cleanup;
 	if (cursor != NULL) {
 		sqlite3_bind_text(cur, 1, cursor->created_at, -1, SQLITE_STATIC);
 		sqlite3_bind_text(cur, 2, cursor->id, -1, SQLITE_STATIC);
@@ -347,10 +411,117 @@ int sl_pipeline_state_reset(sl_pipeline_state *st)
 		return rc;
 	rc = exec(st,
 	          "BEGIN IMMEDIATE; DELETE FROM cursor; DELETE FROM totals;"
-	          " DELETE FROM failures; COMMIT",
+	          " DELETE FROM failures; DELETE FROM changes; DELETE FROM objects; COMMIT",
 	          "reset");
 	if (rc != SL_OK && !sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	sl_pipeline_state_unlock(st);
+	return rc;
+}
+
+int sl_pipeline_state_changes(sl_pipeline_state *st, sl_pipeline_changes *out)
+{
+	static const char sql[] =
+	        "SELECT slot, publication, created_slot, created_publication, copying,"
+	        " copy_after, lsn, caught_up_ms, (SELECT count(*) FROM objects) FROM changes";
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "read changes position");
+		goto cleanup;
+	}
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		out->known = 1;
+		copy_text(out->slot, sizeof(out->slot), sqlite3_column_text(stmt, 0));
+		copy_text(out->publication, sizeof(out->publication), sqlite3_column_text(stmt, 1));
+		out->created_slot = sqlite3_column_int(stmt, 2);
+		out->created_publication = sqlite3_column_int(stmt, 3);
+		out->copying = sqlite3_column_int(stmt, 4);
+		copy_text(out->copy_after, sizeof(out->copy_after), sqlite3_column_text(stmt, 5));
+		out->lsn = (uint64_t)sqlite3_column_int64(stmt, 6);
+		out->caught_up_ms = (uint64_t)sqlite3_column_int64(stmt, 7);
+		out->objects_tracked = (uint64_t)sqlite3_column_int64(stmt, 8);
+	} else if (rc != SQLITE_DONE) {
+		rc = db_error(st, rc, "read changes position");
+		goto cleanup;
+	}
+	rc = SL_OK;
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int sl_pipeline_state_changes_begin(sl_pipeline_state *st, const sl_pipeline_changes *pos)
+{
+	static const char sql[] =
+	        "INSERT INTO changes(id, slot, publication, created_slot, created_publication,"
+	        " copying, copy_after, lsn, caught_up_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+	        "0)";
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "save changes position");
+		goto cleanup;
+	}
+	sqlite3_bind_text(stmt, 1, pos->slot, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, pos->publication, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, pos->created_slot);
+	sqlite3_bind_int(stmt, 4, pos->created_publication);
+	sqlite3_bind_int(stmt, 5, pos->copying);
+	sqlite3_bind_text(stmt, 6, pos->copy_after, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 7, (sqlite3_int64)pos->lsn);
+	rc = sqlite3_step(stmt) == SQLITE_DONE ? SL_OK : db_error(st, rc, "save changes position");
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int sl_pipeline_state_object_key(sl_pipeline_state *st, const char *row_id, char **key_out)
+{
+	static const char sql[] = "SELECT key FROM objects WHERE row_id = ?1";
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	*key_out = NULL;
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "read object key");
+		goto cleanup;
+	}
+	sqlite3_bind_text(stmt, 1, row_id, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if ((*key_out = sl_strdup((const char *)sqlite3_column_text(stmt, 0))) == NULL) {
+			rc = SL_ENOMEM;
+			goto cleanup;
+		}
+	} else if (rc != SQLITE_DONE) {
+		rc = db_error(st, rc, "read object key");
+		goto cleanup;
+	}
+	rc = SL_OK;
+cleanup:
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int sl_pipeline_state_object_ids(sl_pipeline_state *st, int (*cb)(void *ctx, const char *row_id),
+                                 void *ctx)
+{
+	static const char sql[] = "SELECT row_id FROM objects ORDER BY row_id";
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "list objects");
+		goto cleanup;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		if ((rc = cb(ctx, (const char *)sqlite3_column_text(stmt, 0))) != SL_OK)
+			goto cleanup;
+	rc = rc == SQLITE_DONE ? SL_OK : db_error(st, rc, "list objects");
+cleanup:
+	sqlite3_finalize(stmt);
 	return rc;
 }
