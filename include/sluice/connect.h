@@ -49,7 +49,12 @@ typedef struct sl_row {
 	char created_at[SL_TS_TEXT_MAX]; /* as in sl_cursor */
 	char *key;                       /* destination key (owned) */
 	char *object_key;                /* S3 mode: key in the source bucket (owned); else NULL */
-	int64_t size;                    /* bytes if known, else -1 */
+	char *bucket; /* S3 mode: the source bucket of this row (owned); NULL: the fetcher's own */
+	int64_t size; /* bytes if known, else -1 */
+	int size_recorded; /* size is what the source records for the object (size_bytes), not
+	                    * what it measured: bytes of another length are a failure */
+	uint8_t content_sha256[32]; /* the SHA-256 the source records for the object, */
+	int has_content_sha256;     /* when it records one: other bytes are a failure */
 	int has_data;  /* the source listed the object's bytes with the row (small objects) */
 	uint8_t *data; /* then: the bytes (owned), and no fetcher is needed */
 	size_t data_len;
@@ -154,7 +159,9 @@ void sl_sink_close(sl_sink *s); /* NULL or closed ok */
 
 /* ----------------------------------------------------------- PostgreSQL */
 
-/* Table and column names are configurable; defaults are recall-synchronizer's. */
+/* Table and column names are configurable; defaults are recall-synchronizer's.
+ * bucket_name, content_hash and (in direct mode) size_bytes are optional: a
+ * table without them is read as if every row had them NULL. */
 typedef struct sl_pg_config {
 	const char *url;                /* libpq connection string or URI */
 	const char *table;              /* "object_index" (may be schema-qualified) */
@@ -164,8 +171,11 @@ typedef struct sl_pg_config {
 	const char *col_agent_id;       /* "agent_id" uuid NULL */
 	const char *col_data_type;      /* "data_type" text or enum */
 	const char *col_data;           /* "data" bytea or text (direct mode) */
-	const char *col_size_bytes;     /* "size_bytes" */
+	const char *col_size_bytes;     /* "size_bytes" bigint NULL: the object's size */
 	const char *col_created_at;     /* "created_at" timestamptz */
+	const char *col_bucket_name;    /* "bucket_name" text NULL: S3 mode, the row's bucket */
+	const char *col_content_hash;   /* "content_hash" text NULL: 64 hex digits are the
+	                                   object's SHA-256; any other value is not checked */
 	int s3_mode;                    /* rows name an object in the source bucket */
 	uint32_t timeout_ms;            /* connect and statement timeout (default 30000) */
 	uint32_t reconnect_ms; /* how long to keep reconnecting after the server goes away (default
@@ -316,9 +326,18 @@ void sl_s3_config_init(sl_s3_config *c);
  * signature or a skewed clock is SL_EAUTH with a message that says which. */
 int sl_s3_sink_open(sl_sink *out, const sl_s3_config *cfg);
 
-/* S3 mode: a fetcher that reads row->object_key from the bucket with ranged
- * GETs. SL_ENOTFOUND for a missing object. */
+/* S3 mode: a fetcher that reads row->object_key with ranged GETs from
+ * row->bucket, or from cfg's bucket when the row names none (one fetcher
+ * may read from many buckets, path-style or virtual-hosted alike).
+ * SL_ENOTFOUND for a missing object or bucket; SL_EINVAL for a bucket name
+ * that is not one (see sl_s3_bucket_name_check). */
 int sl_s3_fetcher_open(sl_fetcher *out, const sl_s3_config *cfg);
+
+/* SL_OK when name can be a bucket's: 1 to 255 bytes of letters, digits,
+ * '.', '-' and '_' (S3's rules today are stricter, older buckets were not);
+ * else SL_EINVAL saying why. A name from a table goes into a URL and, in
+ * virtual-hosted style, the Host header, so nothing else is let through. */
+int sl_s3_bucket_name_check(const char *name);
 
 /* ------------------------------------------------------ directory, node */
 

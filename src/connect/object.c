@@ -14,10 +14,12 @@ void sl_row_free(sl_row *row)
 		return;
 	sl_free(row->key);
 	sl_free(row->object_key);
+	sl_free(row->bucket);
 	sl_free(row->error);
 	sl_free(row->data);
 	row->key = NULL;
 	row->object_key = NULL;
+	row->bucket = NULL;
 	row->error = NULL;
 	row->data = NULL;
 	row->has_data = 0;
@@ -39,11 +41,13 @@ int sl_row_copy(sl_row *out, const sl_row *in)
 	sl_row row = *in;
 	row.key = NULL;
 	row.object_key = NULL;
+	row.bucket = NULL;
 	row.error = NULL;
 	row.data = NULL;
 	if ((in->has_data && (row.data = sl_malloc(in->data_len ? in->data_len : 1)) == NULL) ||
 	    (in->key != NULL && (row.key = sl_strdup(in->key)) == NULL) ||
 	    (in->object_key != NULL && (row.object_key = sl_strdup(in->object_key)) == NULL) ||
+	    (in->bucket != NULL && (row.bucket = sl_strdup(in->bucket)) == NULL) ||
 	    (in->error != NULL && (row.error = sl_strdup(in->error)) == NULL)) {
 		sl_row_free(&row);
 		return SL_ENOMEM;

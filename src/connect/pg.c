@@ -65,6 +65,15 @@
  * The fetcher reads the data column of one row in parts over its own
  * connection, as substring(...) in binary result format, so bytes come back
  * raw; a text column is read as convert_to(data, 'UTF8').
+ *
+ * Optional columns. bucket_name (S3 mode: the row's source bucket),
+ * content_hash (the object's SHA-256, when it is 64 hex digits) and
+ * size_bytes (the object's size; in S3 mode also the only size we know)
+ * are looked up in the catalog at open, like the data column's type, and
+ * selected only when the table has them: recall-synchronizer's table has
+ * all three, older or hand-made tables may have none, and an absent column
+ * reads as NULL in every row. The pipeline checks the bytes it copies
+ * against a recorded hash and size (sl_row).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -423,8 +432,11 @@ enum {
 	ROW_DATA_TYPE,
 	ROW_OBJECT_KEY,
 	ROW_SIZE,
-	ROW_INLINE, /* direct mode: the bytes of a small object, else NULL */
-	ROW_HORIZON /* next()'s page query only: created_at < horizon */
+	ROW_INLINE,        /* direct mode: the bytes of a small object, else NULL */
+	ROW_RECORDED_SIZE, /* size_bytes, NULL when the table has no such column */
+	ROW_BUCKET,        /* S3 mode: bucket_name, else NULL */
+	ROW_CONTENT_HASH,  /* content_hash as text, NULL when the table has none */
+	ROW_HORIZON        /* next()'s page query only: created_at < horizon */
 };
 
 /* Objects up to INLINE_MAX come with their row (one round trip per page
@@ -446,14 +458,18 @@ void sl_pg_config_init(sl_pg_config *c)
 	c->col_data = "data";
 	c->col_size_bytes = "size_bytes";
 	c->col_created_at = "created_at";
+	c->col_bucket_name = "bucket_name";
+	c->col_content_hash = "content_hash";
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	c->reconnect_ms = DEFAULT_RECONNECT_MS;
 }
 
-/* How to read the data column as bytes: itself when bytea, convert_to
- * when a string type. Looked up once, from the catalog. */
-static int data_expression(pg_link *link, const char *table_name, sl_buf *expr,
-                           const char *table_sql, const char *column)
+/* The base type of column in table_sql, from the catalog: *present is 0
+ * when the table has no such column (typname and category are then
+ * empty). A table that does not exist is an error, with the SQLSTATE
+ * PostgreSQL gives for it. */
+static int column_type(pg_link *link, const char *table_name, const char *table_sql,
+                       const char *column, int *present, char typname[64], char *category)
 {
 	static const char sql[] =
 	        "SELECT c.oid IS NOT NULL, b.typname, b.typcategory"
@@ -465,42 +481,70 @@ static int data_expression(pg_link *link, const char *table_name, sl_buf *expr,
 	        "   ELSE t.oid END";
 	const char *params[2] = {table_sql, column};
 	PGresult *res = NULL;
-	const char *type, *category;
 	int rc;
 
-	if ((rc = link_exec(link, &res, sql, 2, params, 0, "data column type")) != SL_OK)
+	*present = 0;
+	typname[0] = '\0';
+	*category = '\0';
+	if ((rc = link_exec(link, &res, sql, 2, params, 0, "column type")) != SL_OK)
 		return rc;
 	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		/* the SQLSTATE PostgreSQL gives for it, as the page query would */
 		rc = sl_error_set_cause(SL_EINVAL, "sqlstate=42P01",
 		                        "PostgreSQL: table %s does not exist", table_name);
 		goto cleanup;
 	}
-	if (PQgetisnull(res, 0, 1)) {
-		rc = sl_error_set(SL_EINVAL, "PostgreSQL: table %s has no column \"%s\"",
-		                  table_name, column);
-		goto cleanup;
+	if (!PQgetisnull(res, 0, 1)) {
+		*present = 1;
+		snprintf(typname, 64, "%s", PQgetvalue(res, 0, 1));
+		*category = PQgetvalue(res, 0, 2)[0];
 	}
-	type = PQgetvalue(res, 0, 1);
-	category = PQgetvalue(res, 0, 2);
-	if ((rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK)
-		goto cleanup;
-	if (strcmp(type, "bytea") == 0)
-		goto cleanup;
-	if (strcmp(category, "S") != 0) {
-		rc = sl_error_set(SL_EINVAL,
-		                  "PostgreSQL: data column \"%s\" of %s is %s, not bytea or text",
-		                  column, table_name, type);
-		goto cleanup;
-	}
-	sl_buf_reset(expr);
-	if ((rc = sl_buf_append_str(expr, "convert_to(")) != SL_OK ||
-	    (rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK ||
-	    (rc = sl_buf_append_str(expr, "::text, 'UTF8')")) != SL_OK)
-		goto cleanup;
 cleanup:
 	PQclear(res);
 	return rc;
+}
+
+/* How to read the data column as bytes: itself when bytea, convert_to
+ * when a string type. Looked up once, from the catalog. */
+static int data_expression(pg_link *link, const char *table_name, sl_buf *expr,
+                           const char *table_sql, const char *column)
+{
+	char type[64], category;
+	int present, rc;
+
+	if ((rc = column_type(link, table_name, table_sql, column, &present, type, &category)) !=
+	    SL_OK)
+		return rc;
+	if (!present)
+		return sl_error_set(SL_EINVAL, "PostgreSQL: table %s has no column \"%s\"",
+		                    table_name, column);
+	if (strcmp(type, "bytea") == 0)
+		return append_ident(expr, link->conn, column, strlen(column));
+	if (category != 'S')
+		return sl_error_set(SL_EINVAL,
+		                    "PostgreSQL: data column \"%s\" of %s is %s, not bytea or text",
+		                    column, table_name, type);
+	if ((rc = sl_buf_append_str(expr, "convert_to(")) != SL_OK ||
+	    (rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK ||
+	    (rc = sl_buf_append_str(expr, "::text, 'UTF8')")) != SL_OK)
+		return rc;
+	return SL_OK;
+}
+
+/* An optional column as "<quoted>::<cast>" when the table has it, else
+ * "NULL::<cast>", appended to b. */
+static int append_optional(sl_pg_source *s, sl_buf *b, const char *column, const char *cast)
+{
+	char type[64], category;
+	int present, rc;
+
+	if ((rc = column_type(&s->link, s->table_name, s->table, column, &present, type,
+	                      &category)) != SL_OK)
+		return rc;
+	if (!present)
+		return sl_buf_printf(b, "NULL::%s", cast);
+	if ((rc = append_ident(b, s->link.conn, column, strlen(column))) != SL_OK)
+		return rc;
+	return sl_buf_printf(b, "::%s", cast);
 }
 
 /* The select list of a row into *out; the inline bytes' running sum
@@ -508,29 +552,31 @@ cleanup:
 static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *order_by, char **out)
 {
 	PGconn *conn = s->link.conn;
-	sl_buf b = SL_BUF_INIT(SQL_MAX);
-	char *q[6] = {NULL};
-	const char *names[6] = {
+	sl_buf b = SL_BUF_INIT(SQL_MAX), size = SL_BUF_INIT(SQL_MAX);
+	char *q[5] = {NULL};
+	const char *names[5] = {
 	        name_or(cfg->col_competition_id, "competition_id"),
 	        name_or(cfg->col_agent_id, "agent_id"),
 	        name_or(cfg->col_data_type, "data_type"),
 	        name_or(cfg->col_object_key, "object_key"),
-	        name_or(cfg->col_size_bytes, "size_bytes"),
 	        name_or(cfg->col_data, "data"),
 	};
+	const char *size_column = name_or(cfg->col_size_bytes, "size_bytes");
 	int rc = SL_OK;
 
-	for (size_t i = 0; i < 6; i++)
+	for (size_t i = 0; i < 5; i++)
 		if ((rc = quote_ident(&q[i], conn, names[i])) != SL_OK)
 			goto cleanup;
+	if ((rc = append_optional(s, &size, size_column, "bigint")) != SL_OK)
+		goto cleanup;
 	rc = sl_buf_printf(&b, "%s::text, " TS_SQL("%s") ", %s::text, %s::text, %s::text, ", s->id,
 	                   s->created_at, q[0], q[1], q[2]);
 	if (rc == SL_OK && s->s3_mode) {
-		rc = sl_buf_printf(&b, "%s::text, coalesce(%s::bigint, -1), NULL::bytea", q[3],
-		                   q[4]);
+		rc = sl_buf_printf(&b, "%s::text, coalesce(%s, -1), NULL::bytea", q[3],
+		                   (const char *)size.data);
 	} else if (rc == SL_OK) {
 		sl_buf data = SL_BUF_INIT(SQL_MAX);
-		rc = data_expression(&s->link, s->table_name, &data, s->table, names[5]);
+		rc = data_expression(&s->link, s->table_name, &data, s->table, names[4]);
 		const char *d = (const char *)data.data;
 		/* the running sum follows the page's ORDER BY (next()) */
 		if (rc == SL_OK)
@@ -541,18 +587,28 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *o
 			        "octet_length(%s) <= %d"
 			        " THEN octet_length(%s) ELSE 0 END) OVER (ORDER BY %s) <= %d"
 			        " THEN %s END",
-			        q[5], d, INLINE_MAX, d, INLINE_MAX, d, order_by, INLINE_PAGE_BYTES,
+			        q[4], d, INLINE_MAX, d, INLINE_MAX, d, order_by, INLINE_PAGE_BYTES,
 			        d);
 		sl_buf_free(&data);
 	}
-	if (rc != SL_OK)
+	/* ROW_RECORDED_SIZE, ROW_BUCKET, ROW_CONTENT_HASH */
+	if (rc != SL_OK || (rc = sl_buf_printf(&b, ", %s, ", (const char *)size.data)) != SL_OK)
+		goto cleanup;
+	if (s->s3_mode)
+		rc = append_optional(s, &b, name_or(cfg->col_bucket_name, "bucket_name"), "text");
+	else
+		rc = sl_buf_append_str(&b, "NULL::text");
+	if (rc != SL_OK || (rc = sl_buf_append_str(&b, ", ")) != SL_OK ||
+	    (rc = append_optional(s, &b, name_or(cfg->col_content_hash, "content_hash"), "text")) !=
+	            SL_OK)
 		goto cleanup;
 	*out = (char *)b.data;
 	b.data = NULL;
 cleanup:
-	for (size_t i = 0; i < 6; i++)
+	for (size_t i = 0; i < 5; i++)
 		sl_free(q[i]);
 	sl_buf_free(&b);
+	sl_buf_free(&size);
 	return rc;
 }
 
@@ -619,14 +675,49 @@ static int inline_data(sl_row *row, const char *escaped)
 
 void sl_pg_row_names(const sl_pg_config *cfg, const char *names[PG_ROW_NAMES])
 {
+	memset(names, 0, PG_ROW_NAMES * sizeof(*names));
 	names[PG_ROW_ID] = name_or(cfg->col_id, "id");
 	names[PG_ROW_CREATED_AT] = name_or(cfg->col_created_at, "created_at");
 	names[PG_ROW_COMPETITION] = name_or(cfg->col_competition_id, "competition_id");
 	names[PG_ROW_AGENT] = name_or(cfg->col_agent_id, "agent_id");
 	names[PG_ROW_DATA_TYPE] = name_or(cfg->col_data_type, "data_type");
-	names[PG_ROW_OBJECT_KEY] = cfg->s3_mode ? name_or(cfg->col_object_key, "object_key") : NULL;
-	names[PG_ROW_SIZE] = cfg->s3_mode ? name_or(cfg->col_size_bytes, "size_bytes") : NULL;
-	names[PG_ROW_DATA] = cfg->s3_mode ? NULL : name_or(cfg->col_data, "data");
+	names[PG_ROW_RECORDED_SIZE] = name_or(cfg->col_size_bytes, "size_bytes");
+	names[PG_ROW_CONTENT_HASH] = name_or(cfg->col_content_hash, "content_hash");
+	if (cfg->s3_mode) {
+		names[PG_ROW_OBJECT_KEY] = name_or(cfg->col_object_key, "object_key");
+		names[PG_ROW_BUCKET] = name_or(cfg->col_bucket_name, "bucket_name");
+	} else {
+		names[PG_ROW_DATA] = name_or(cfg->col_data, "data");
+	}
+}
+
+/* What the row records about its object: size_bytes, the SHA-256 in
+ * content_hash (64 hex digits, either case; anything else, such as a
+ * shorter digest, is not a SHA-256 and is left unchecked) and, in S3 mode,
+ * its bucket (NULL or empty: the configured one). SL_EINVAL (with the row's
+ * error set by the caller) for a bucket name that cannot be one. */
+static int row_records(int s3_mode, sl_row *row, const char *const fields[PG_ROW_N])
+{
+	const char *recorded = fields[PG_ROW_RECORDED_SIZE];
+	const char *hash = fields[PG_ROW_CONTENT_HASH], *bucket = fields[PG_ROW_BUCKET];
+	size_t n = 0;
+
+	if (recorded != NULL && recorded[0] != '-') {
+		row->size = strtoll(recorded, NULL, 10);
+		row->size_recorded = 1;
+	}
+	if (hash != NULL && strlen(hash) == 2 * sizeof(row->content_sha256) &&
+	    strspn(hash, "0123456789abcdefABCDEF") == 2 * sizeof(row->content_sha256) &&
+	    sl_hex_decode(row->content_sha256, sizeof(row->content_sha256), &n, hash,
+	                  2 * sizeof(row->content_sha256)) == SL_OK)
+		row->has_content_sha256 = 1;
+	if (!s3_mode || bucket == NULL || bucket[0] == '\0')
+		return SL_OK;
+	if (sl_s3_bucket_name_check(bucket) != SL_OK)
+		return sl_error_wrap("row %s: bucket_name", row->id);
+	if ((row->bucket = sl_strdup(bucket)) == NULL)
+		return SL_ENOMEM;
+	return SL_OK;
 }
 
 int sl_pg_row_build(sl_row *out, int s3_mode, const char *const fields[PG_ROW_N],
@@ -635,7 +726,7 @@ int sl_pg_row_build(sl_row *out, int s3_mode, const char *const fields[PG_ROW_N]
 	sl_row row;
 	const char *id = fields[PG_ROW_ID], *created = fields[PG_ROW_CREATED_AT];
 	const char *object_key = fields[PG_ROW_OBJECT_KEY], *size = fields[PG_ROW_SIZE];
-	int rc;
+	int rc = SL_OK;
 
 	memset(&row, 0, sizeof(row));
 	if (id == NULL || created == NULL)
@@ -655,9 +746,11 @@ int sl_pg_row_build(sl_row *out, int s3_mode, const char *const fields[PG_ROW_N]
 		                  OBJECT_KEY_MAX);
 	else if (s3_mode && (row.object_key = sl_strdup(object_key)) == NULL)
 		return SL_ENOMEM;
-	else
+	if (rc == SL_OK)
 		rc = sl_object_key_build(&row.key, fields[PG_ROW_COMPETITION], fields[PG_ROW_AGENT],
 		                         fields[PG_ROW_DATA_TYPE], row.id);
+	if (rc == SL_OK)
+		rc = row_records(s3_mode, &row, fields);
 	if (rc == SL_ENOMEM) {
 		sl_row_free(&row);
 		return rc;
@@ -673,16 +766,23 @@ int sl_pg_row_build(sl_row *out, int s3_mode, const char *const fields[PG_ROW_N]
 /* One sl_row from a result row of the select list in s->columns. */
 static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, int i)
 {
+	static const int columns[PG_ROW_N] = {
+	        [PG_ROW_ID] = ROW_ID,
+	        [PG_ROW_CREATED_AT] = ROW_CREATED_AT,
+	        [PG_ROW_COMPETITION] = ROW_COMPETITION,
+	        [PG_ROW_AGENT] = ROW_AGENT,
+	        [PG_ROW_DATA_TYPE] = ROW_DATA_TYPE,
+	        [PG_ROW_OBJECT_KEY] = ROW_OBJECT_KEY,
+	        [PG_ROW_SIZE] = ROW_SIZE,
+	        [PG_ROW_RECORDED_SIZE] = ROW_RECORDED_SIZE,
+	        [PG_ROW_BUCKET] = ROW_BUCKET,
+	        [PG_ROW_CONTENT_HASH] = ROW_CONTENT_HASH,
+	};
 	const char *fields[PG_ROW_N];
 	int rc;
 
-	fields[PG_ROW_ID] = field(res, i, ROW_ID);
-	fields[PG_ROW_CREATED_AT] = field(res, i, ROW_CREATED_AT);
-	fields[PG_ROW_COMPETITION] = field(res, i, ROW_COMPETITION);
-	fields[PG_ROW_AGENT] = field(res, i, ROW_AGENT);
-	fields[PG_ROW_DATA_TYPE] = field(res, i, ROW_DATA_TYPE);
-	fields[PG_ROW_OBJECT_KEY] = field(res, i, ROW_OBJECT_KEY);
-	fields[PG_ROW_SIZE] = field(res, i, ROW_SIZE);
+	for (int f = 0; f < PG_ROW_N; f++)
+		fields[f] = field(res, i, columns[f]);
 	if ((rc = sl_pg_row_build(out, s->s3_mode, fields, s->table_name)) != SL_OK)
 		return rc;
 	if (out->error == NULL && !s->s3_mode && !PQgetisnull(res, i, ROW_INLINE) &&

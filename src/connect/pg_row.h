@@ -14,14 +14,17 @@ enum {
 	PG_ROW_AGENT,
 	PG_ROW_DATA_TYPE,
 	PG_ROW_OBJECT_KEY,
-	PG_ROW_SIZE,
+	PG_ROW_SIZE,            /* what the listing knows (octet_length; S3 mode: size_bytes) */
+	PG_ROW_RECORDED_SIZE,   /* size_bytes: what the row records */
+	PG_ROW_BUCKET,          /* S3 mode: bucket_name */
+	PG_ROW_CONTENT_HASH,    /* content_hash */
 	PG_ROW_N,               /* fields of a row */
 	PG_ROW_DATA = PG_ROW_N, /* the data column: named, never a field */
 	PG_ROW_NAMES
 };
 
 /* The configured column name of each role (NULL for roles the mode does
- * not read: object_key in direct mode, say). */
+ * not read: object_key in direct mode, say, or SIZE, which is computed). */
 void sl_pg_row_names(const sl_pg_config *cfg, const char *names[PG_ROW_NAMES]);
 
 /* The row of these fields (NULL: a NULL column), as the polling source

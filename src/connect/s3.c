@@ -32,6 +32,13 @@
  * of a part or of the completion aborts the multipart upload at once, so
  * no parts are left behind; abort() does the same for a live upload.
  * commit and abort both free the upload, whatever they return.
+ *
+ * Buckets. A client has one bucket, but a request may name another
+ * (s3_call.bucket): the S3-mode fetcher reads each row from the bucket its
+ * row names, so one fetcher serves objects spread over several buckets.
+ * The bucket goes into the path (path style, Host is the endpoint's) or
+ * into the Host header (virtual-hosted style, "<bucket>.<endpoint host>"),
+ * and both are signed, so the Host header is built for every request.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -66,9 +73,9 @@
 #define DESCRIBE_MAX        200
 
 typedef struct s3_client {
-	char *scheme;      /* "http" or "https" */
-	char *host_header; /* what Host says: "127.0.0.1:9000" or "bucket.s3.localhost:9000" */
-	char *bucket;
+	char *scheme;    /* "http" or "https" */
+	char *authority; /* the endpoint's host[:port]: "127.0.0.1:9000", "s3.localhost:9000" */
+	char *bucket;    /* a request's bucket unless it names another */
 	char *region;
 	char *prefix; /* "" when none */
 	char *access_key_id;
@@ -92,7 +99,8 @@ typedef struct s3_client {
 /* One HTTP exchange: what to send and what came back. */
 typedef struct s3_call {
 	const char *method;
-	const char *key; /* full object key, unencoded */
+	const char *bucket; /* NULL: the client's */
+	const char *key;    /* full object key, unencoded */
 	const sl_sigv4_param *query;
 	size_t n_query;
 	const uint8_t *body;
@@ -147,7 +155,7 @@ static void client_free(s3_client *c)
 	sl_free(c->idle);
 	pthread_mutex_destroy(&c->lock);
 	sl_free(c->scheme);
-	sl_free(c->host_header);
+	sl_free(c->authority);
 	sl_free(c->bucket);
 	sl_free(c->region);
 	sl_free(c->prefix);
@@ -190,15 +198,35 @@ static int parse_endpoint(s3_client *c, const char *endpoint)
 	c->loopback_name =
 	        ends_with(auth, (size_t)(host_end - auth), ".localhost") ||
 	        ((size_t)(host_end - auth) == 9 && strncasecmp(auth, "localhost", 9) == 0);
-	if ((c->scheme = sl_strndup(endpoint, (size_t)(sep - endpoint))) == NULL)
-		return SL_ENOMEM;
-	if (c->path_style)
-		c->host_header = sl_strndup(auth, (size_t)(end - auth));
-	else if ((c->host_header = sl_malloc(strlen(c->bucket) + 1 + (size_t)(end - auth) + 1)))
-		sprintf(c->host_header, "%s.%.*s", c->bucket, (int)(end - auth), auth);
-	if (c->host_header == NULL)
+	if ((c->scheme = sl_strndup(endpoint, (size_t)(sep - endpoint))) == NULL ||
+	    (c->authority = sl_strndup(auth, (size_t)(end - auth))) == NULL)
 		rc = SL_ENOMEM;
 	return rc;
+}
+
+int sl_s3_bucket_name_check(const char *name)
+{
+	size_t n = name != NULL ? strlen(name) : 0;
+
+	if (n == 0 || n > 255)
+		return sl_error_set(SL_EINVAL, "'%.64s' is not a bucket name (1 to 255 bytes)",
+		                    name != NULL ? name : "");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_'))
+			return sl_error_set(
+			        SL_EINVAL,
+			        "'%.64s' is not a bucket name (byte 0x%02x at %zu: only "
+			        "letters, digits, '.', '-' and '_')",
+			        name, ch, i);
+	}
+	return SL_OK;
+}
+
+static const char *call_bucket(const s3_client *c, const s3_call *call)
+{
+	return call->bucket != NULL ? call->bucket : c->bucket;
 }
 
 static int client_new(s3_client **out, const sl_s3_config *cfg)
@@ -229,6 +257,10 @@ static int client_new(s3_client **out, const sl_s3_config *cfg)
 	c->concurrency = cfg->concurrency ? cfg->concurrency : DEFAULT_CONCURRENCY;
 	c->clock_offset_ms = cfg->clock_offset_ms;
 	c->rng = (sl_clock_mono_ns() ^ (uint64_t)(uintptr_t)c) | 1;
+	if (sl_s3_bucket_name_check(cfg->bucket) != SL_OK) {
+		rc = sl_error_wrap("s3: bucket");
+		goto cleanup;
+	}
 	if ((c->bucket = sl_strdup(cfg->bucket)) == NULL ||
 	    (c->region = sl_strdup(cfg->region ? cfg->region : "us-east-1")) == NULL ||
 	    (c->prefix = sl_strdup(cfg->prefix ? cfg->prefix : "")) == NULL ||
@@ -415,11 +447,11 @@ static size_t on_body(char *data, size_t size, size_t count, void *userdata)
 	return n;
 }
 
-static int append_path(sl_buf *b, const s3_client *c, const char *key)
+static int append_path(sl_buf *b, const s3_client *c, const char *bucket, const char *key)
 {
 	int rc = SL_OK;
 	if (c->path_style) {
-		if ((rc = sl_buf_append_byte(b, '/')) || (rc = sl_buf_append_str(b, c->bucket)))
+		if ((rc = sl_buf_append_byte(b, '/')) || (rc = sl_buf_append_str(b, bucket)))
 			return rc;
 	}
 	if ((rc = sl_buf_append_byte(b, '/')))
@@ -441,6 +473,8 @@ static int perform_once(s3_client *c, s3_call *call, const char *payload_hash)
 	sl_buf url = SL_BUF_INIT(SL_SIGV4_CANONICAL_MAX);
 	sl_buf auth = SL_BUF_INIT(SL_SIGV4_CANONICAL_MAX);
 	sl_buf line = SL_BUF_INIT(SL_SIGV4_CANONICAL_MAX);
+	sl_buf host = SL_BUF_INIT(SL_SIGV4_CANONICAL_MAX);
+	const char *bucket = call_bucket(c, call);
 	char amz_date[SL_SIGV4_AMZ_DATE_LEN + 1];
 	sl_sigv4_param headers[MAX_HEADERS];
 	size_t n_headers = 0;
@@ -461,7 +495,10 @@ static int perform_once(s3_client *c, s3_call *call, const char *payload_hash)
 	call->curl_err[0] = '\0';
 
 	sl_sigv4_amz_date(amz_date, (uint64_t)((int64_t)sl_clock_wall_ms() + c->clock_offset_ms));
-	headers[n_headers++] = (sl_sigv4_param){"Host", c->host_header};
+	if ((rc = c->path_style ? sl_buf_append_str(&host, c->authority)
+	                        : sl_buf_printf(&host, "%s.%s", bucket, c->authority)))
+		goto cleanup;
+	headers[n_headers++] = (sl_sigv4_param){"Host", (const char *)host.data};
 	headers[n_headers++] = (sl_sigv4_param){"x-amz-content-sha256", payload_hash};
 	headers[n_headers++] = (sl_sigv4_param){"x-amz-date", amz_date};
 	if (call->range != NULL)
@@ -470,12 +507,12 @@ static int perform_once(s3_client *c, s3_call *call, const char *payload_hash)
 	                              headers,      n_headers, payload_hash};
 	sl_sigv4_request signed_req = req;
 
-	if ((rc = append_path(&path, c, call->key)))
+	if ((rc = append_path(&path, c, bucket, call->key)))
 		goto cleanup;
 	signed_req.path = (const char *)path.data;
 	if ((rc = sl_sigv4_authorization(&auth, &signed_req, &cred, amz_date)))
 		goto cleanup;
-	if ((rc = sl_buf_printf(&url, "%s://%s", c->scheme, c->host_header)) ||
+	if ((rc = sl_buf_printf(&url, "%s://%s", c->scheme, (const char *)host.data)) ||
 	    (rc = sl_sigv4_uri_encode(&url, (const char *)path.data, path.len, 1)))
 		goto cleanup;
 	if (call->n_query > 0 &&
@@ -562,6 +599,7 @@ cleanup:
 	sl_buf_free(&url);
 	sl_buf_free(&auth);
 	sl_buf_free(&line);
+	sl_buf_free(&host);
 	return rc;
 }
 
@@ -569,7 +607,7 @@ cleanup:
 
 static const char *describe(char *out, size_t cap, const s3_client *c, const s3_call *call)
 {
-	snprintf(out, cap, "%s s3://%s/%.*s", call->method, c->bucket, DESCRIBE_MAX,
+	snprintf(out, cap, "%s s3://%s/%.*s", call->method, call_bucket(c, call), DESCRIBE_MAX,
 	         call->key ? call->key : "");
 	return out;
 }
@@ -641,7 +679,7 @@ static int call_error(const s3_client *c, const s3_call *call)
 	if (strcmp(code, "NoSuchBucket") == 0) {
 		sl_s3_xml_text(bucket, sizeof(bucket), call->error_body, "BucketName");
 		return sl_error_set_cause(SL_ENOTFOUND, cause, "%s: bucket '%s' does not exist",
-		                          what, bucket[0] ? bucket : c->bucket);
+		                          what, bucket[0] ? bucket : call_bucket(c, call));
 	}
 	if (call->status == 404 && (strcmp(code, "NoSuchKey") == 0 || code[0] == '\0'))
 		return sl_error_set_cause(SL_ENOTFOUND, cause, "%s: no such object", what);
@@ -1133,6 +1171,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 	s3_fetcher *f = self;
 	s3_client *c = f->client;
 	s3_call *call = NULL;
+	const char *bucket;
 	char range[64];
 	int64_t first, last, size;
 	int rc;
@@ -1140,6 +1179,9 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 	if (row->object_key == NULL || row->object_key[0] == '\0' || cap == 0)
 		return sl_error_set(SL_EINVAL,
 		                    "s3: fetch of row %s without an object key or a size", row->id);
+	if (row->bucket != NULL && sl_s3_bucket_name_check(row->bucket) != SL_OK)
+		return sl_error_wrap("s3: row %s", row->id);
+	bucket = row->bucket != NULL ? row->bucket : c->bucket;
 	if (f->buf_cap < cap) { /* nothing in it is still lent: no need to keep it */
 		sl_free(f->buf);
 		f->buf_cap = 0;
@@ -1153,6 +1195,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, offset,
 	         offset + (uint64_t)cap - 1);
 	*call = (s3_call){.method = "GET",
+	                  .bucket = bucket,
 	                  .key = row->object_key,
 	                  .range = range,
 	                  .resp = f->buf,
@@ -1166,7 +1209,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 	}
 	if (rc != SL_OK && call->status == 416) {
 		/* Past the end (or an empty object): learn the size from a HEAD. */
-		*call = (s3_call){.method = "HEAD", .key = row->object_key};
+		*call = (s3_call){.method = "HEAD", .bucket = bucket, .key = row->object_key};
 		if ((rc = s3_request(c, call)))
 			goto cleanup;
 		if (call->content_length < 0 || (uint64_t)call->content_length > offset) {
@@ -1174,7 +1217,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 			                  "s3: GET s3://%s/%s at %" PRIu64
 			                  " was refused as out of range, but HEAD says %" PRId64
 			                  " bytes",
-			                  c->bucket, row->object_key, offset, call->content_length);
+			                  bucket, row->object_key, offset, call->content_length);
 			goto cleanup;
 		}
 		*n_read = 0;
@@ -1190,7 +1233,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 			        SL_ECORRUPT,
 			        "s3: GET s3://%s/%s: Content-Range '%s' does not match the "
 			        "%zu bytes received at %" PRIu64,
-			        c->bucket, row->object_key, call->content_range, call->resp_len,
+			        bucket, row->object_key, call->content_range, call->resp_len,
 			        offset);
 			goto cleanup;
 		}
@@ -1201,7 +1244,7 @@ static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t c
 			rc = sl_error_set(
 			        SL_ECORRUPT,
 			        "s3: GET s3://%s/%s: the server ignored the range at %" PRIu64,
-			        c->bucket, row->object_key, offset);
+			        bucket, row->object_key, offset);
 			goto cleanup;
 		}
 	}

@@ -392,6 +392,122 @@ static void test_since_and_limit(void **state)
 	sl_pg_source_close(s);
 }
 
+/* recall-synchronizer's table records each object's bucket, size and hash:
+ * rows carry them, a hash only when it is a SHA-256 (64 hex digits, either
+ * case), a bucket only in S3 mode. A table without those columns lists
+ * rows without them, in both modes. */
+static void test_recorded_columns(void **state)
+{
+	static const char sha[] =
+	        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+	sl_pg_config cfg = config("t_recall");
+	sl_pg_source *s;
+	sl_row_batch b;
+	sl_row row;
+	int held;
+	(void)state;
+
+	sqlf(admin, "DROP TABLE IF EXISTS t_recall");
+	sqlf(admin, "CREATE TABLE t_recall (id uuid PRIMARY KEY, object_key text UNIQUE NOT NULL,"
+	            " bucket_name varchar(100) NOT NULL DEFAULT '', competition_id uuid,"
+	            " agent_id uuid, data_type varchar(50) NOT NULL, size_bytes bigint,"
+	            " content_hash varchar(128), metadata jsonb, event_timestamp timestamptz,"
+	            " object_last_modified_at timestamptz NOT NULL DEFAULT now(),"
+	            " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL"
+	            " DEFAULT now(), data bytea)");
+	sqlf(admin,
+	     "INSERT INTO t_recall (id, object_key, bucket_name, data_type, size_bytes,"
+	     " content_hash, data, created_at) VALUES"
+	     " ('" ID(
+	             "01") "', 'k1', 'other-bucket', 'log', 4, '%s', 'test', '2024-01-01Z'),"
+	                   " ('" ID(
+	                           "02") "', 'k2', '', 'log', NULL, upper('%s'), 'x', "
+	                                 "'2024-01-02Z'),"
+	                                 " ('" ID(
+	                                         "03") "', 'k3', 'b', 'log', -1, "
+	                                               "'a1b2c3d4e5f60718', 'y', '2024-01-03Z'),"
+	                                               " ('" ID(
+	                                                       "04") "', 'k4', 'bad/bucket', "
+	                                                             "'log', 0, NULL, '', "
+	                                                             "'2024-01-04Z'),"
+	                                                             " ('" ID(
+	                                                                     "05") "', 'k5', 'b', "
+	                                                                           "'log', 1, "
+	                                                                           "'%.63sg', 'z', "
+	                                                                           "'2024-01-05Z')",
+	     sha, sha, sha);
+
+	cfg.s3_mode = 1;
+	s = open_source(&cfg);
+	next_ok(s, NULL, NULL, 10, &b, &held);
+	assert_int_equal(b.n, 5);
+	assert_string_equal(b.rows[0].bucket, "other-bucket");
+	assert_int_equal(b.rows[0].size, 4);
+	assert_true(b.rows[0].size_recorded);
+	assert_true(b.rows[0].has_content_sha256);
+	assert_memory_equal(b.rows[0].content_sha256, "\x9f\x86\xd0\x81\x88\x4c", 6);
+	assert_null(b.rows[1].bucket); /* empty: the configured bucket */
+	assert_int_equal(b.rows[1].size, -1);
+	assert_false(b.rows[1].size_recorded);
+	assert_true(b.rows[1].has_content_sha256); /* upper case */
+	assert_memory_equal(b.rows[1].content_sha256, b.rows[0].content_sha256, 32);
+	assert_string_equal(b.rows[2].bucket, "b");
+	assert_false(b.rows[2].size_recorded);      /* negative: not a size */
+	assert_false(b.rows[2].has_content_sha256); /* 16 digits: not a SHA-256 */
+	assert_null(b.rows[3].bucket);
+	assert_non_null(b.rows[3].error); /* a bucket name that cannot be one */
+	assert_non_null(strstr(b.rows[3].error, "bucket_name"));
+	assert_non_null(strstr(b.rows[3].error, ID("04")));
+	assert_false(b.rows[4].has_content_sha256); /* not hex */
+	assert_true(b.rows[4].size_recorded);
+	for (size_t i = 0; i < b.n; i++)
+		assert_false(b.rows[i].has_data);
+	sl_row_batch_free(&b);
+	assert_int_equal(sl_pg_source_get(s, ID("01"), &row), SL_OK);
+	assert_string_equal(row.bucket, "other-bucket");
+	assert_true(row.has_content_sha256);
+	sl_row_free(&row);
+	sl_pg_source_close(s);
+
+	/* Direct mode: no bucket; size_bytes is the recorded size, the data
+	 * column's length the size otherwise. */
+	cfg.s3_mode = 0;
+	s = open_source(&cfg);
+	next_ok(s, NULL, NULL, 10, &b, &held);
+	assert_int_equal(b.n, 5);
+	assert_null(b.rows[0].bucket);
+	assert_true(b.rows[0].has_content_sha256);
+	assert_true(b.rows[0].size_recorded);
+	assert_int_equal(b.rows[0].size, 4);
+	assert_false(b.rows[1].size_recorded);
+	assert_int_equal(b.rows[1].size, 1);
+	assert_null(b.rows[3].error);
+	assert_true(b.rows[3].size_recorded);
+	assert_int_equal(b.rows[3].size, 0);
+	sl_row_batch_free(&b);
+	sl_pg_source_close(s);
+
+	/* Without the columns (and other names for them), nothing is recorded. */
+	cfg.col_bucket_name = "no_bucket";
+	cfg.col_content_hash = "no_hash";
+	cfg.col_size_bytes = "no_size";
+	for (int mode = 0; mode < 2; mode++) {
+		cfg.s3_mode = mode;
+		s = open_source(&cfg);
+		next_ok(s, NULL, NULL, 10, &b, &held);
+		assert_int_equal(b.n, 5);
+		for (size_t i = 0; i < b.n; i++) {
+			assert_null(b.rows[i].bucket);
+			assert_null(b.rows[i].error);
+			assert_false(b.rows[i].has_content_sha256);
+			assert_false(b.rows[i].size_recorded);
+			assert_int_equal(b.rows[i].size, mode ? -1 : (i == 0 ? 4 : i == 3 ? 0 : 1));
+		}
+		sl_row_batch_free(&b);
+		sl_pg_source_close(s);
+	}
+}
+
 /* ------------------------------------------------------------ horizon */
 
 static void test_late_commit(void **state)
@@ -781,6 +897,7 @@ int main(void)
 	        cmocka_unit_test(test_clock_margin),
 	        cmocka_unit_test(test_pages_same_created_at),
 	        cmocka_unit_test(test_since_and_limit),
+	        cmocka_unit_test(test_recorded_columns),
 	        cmocka_unit_test(test_late_commit),
 	        cmocka_unit_test(test_hidden_transactions_warn),
 	        cmocka_unit_test(test_get_and_lag),

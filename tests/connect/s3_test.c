@@ -336,6 +336,87 @@ static void test_prefix(void **state)
 	sl_fetcher_close(&f);
 }
 
+/* Read one object from the bucket `bucket` names (NULL: the fetcher's). */
+static int fetch_from(sl_fetcher *f, const char *bucket, const char *object_key, uint8_t *out,
+                      size_t cap, size_t *n_read)
+{
+	sl_row row = {.id = "00000000-0000-0000-0000-000000000003"};
+	const uint8_t *data;
+	uint64_t total;
+	int rc;
+
+	row.object_key = (char *)object_key;
+	row.bucket = (char *)bucket;
+	if ((rc = f->ops->read(f->self, &row, 0, cap, &data, n_read, &total)) == SL_OK) {
+		assert_int_equal(total, *n_read);
+		memcpy(out, data, *n_read);
+	}
+	return rc;
+}
+
+/* One fetcher reads each row from the bucket the row names, path-style,
+ * virtual-hosted and through a proxy that checks every signature. */
+static void test_row_bucket(void **state)
+{
+	(void)state;
+	const char *endpoints[] = {svc.s3_endpoint, vhost_endpoint, NULL};
+	uint8_t got[64];
+	size_t n = 0;
+	sl_sink sink;
+	proxy p;
+
+	for (int i = 0; i < 2; i++) {
+		sl_s3_config c = config(svc.s3_endpoint, i == 0 ? "dest" : "source");
+		assert_int_equal(sl_s3_sink_open(&sink, &c), SL_OK);
+		assert_int_equal(put_object(&sink, "row-bucket/obj",
+		                            (const uint8_t *)(i ? "in source" : "in dest"),
+		                            i ? 9 : 7, 16),
+		                 SL_OK);
+		sl_sink_close(&sink);
+	}
+	proxy_start(&p, "rowbucket");
+	set_mode(&p, "sigv4");
+	endpoints[2] = p.endpoint;
+	for (int e = 0; e < 3; e++) {
+		sl_s3_config c = config(endpoints[e], "dest");
+		sl_fetcher f;
+		c.path_style = e != 1;
+		assert_int_equal(sl_s3_fetcher_open(&f, &c), SL_OK);
+		for (int round = 0; round < 2;
+		     round++) { /* back and forth on one connection pool */
+			assert_int_equal(
+			        fetch_from(&f, NULL, "row-bucket/obj", got, sizeof(got), &n),
+			        SL_OK);
+			assert_memory_equal(got, "in dest", n);
+			assert_int_equal(
+			        fetch_from(&f, "source", "row-bucket/obj", got, sizeof(got), &n),
+			        SL_OK);
+			assert_memory_equal(got, "in source", n);
+			assert_int_equal(
+			        fetch_from(&f, "dest", "row-bucket/obj", got, sizeof(got), &n),
+			        SL_OK);
+			assert_memory_equal(got, "in dest", n);
+		}
+		assert_int_equal(
+		        fetch_from(&f, "no-such-bucket", "row-bucket/obj", got, sizeof(got), &n),
+		        SL_ENOTFOUND);
+		assert_non_null(strstr(sl_error_last()->message, "no-such-bucket"));
+		assert_int_equal(fetch_from(&f, "a/b", "row-bucket/obj", got, sizeof(got), &n),
+		                 SL_EINVAL);
+		assert_non_null(strstr(sl_error_last()->message, "not a bucket name"));
+		assert_int_equal(fetch_from(&f, "evil.com:80 x", "k", got, sizeof(got), &n),
+		                 SL_EINVAL);
+		sl_fetcher_close(&f);
+	}
+	assert_int_equal(proxy_count(&p, "sigv4 GET /source/row-bucket/obj 206", 2), 2);
+	proxy_stop(&p);
+
+	sl_s3_config c = config(svc.s3_endpoint, "bad bucket");
+	sl_fetcher f;
+	assert_int_equal(sl_s3_fetcher_open(&f, &c), SL_EINVAL);
+	assert_non_null(strstr(sl_error_last()->message, "s3: bucket: 'bad bucket' is not"));
+}
+
 static void test_multipart(void **state)
 {
 	(void)state;
@@ -614,17 +695,12 @@ static void test_shared_sink(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_config),
-	        cmocka_unit_test(test_path_style),
-	        cmocka_unit_test(test_virtual_hosted),
-	        cmocka_unit_test(test_prefix),
-	        cmocka_unit_test(test_multipart),
-	        cmocka_unit_test(test_abort),
-	        cmocka_unit_test(test_signature_checked),
-	        cmocka_unit_test(test_auth_errors),
-	        cmocka_unit_test(test_not_found),
-	        cmocka_unit_test(test_retries),
-	        cmocka_unit_test(test_shared_sink),
+	        cmocka_unit_test(test_config),         cmocka_unit_test(test_path_style),
+	        cmocka_unit_test(test_virtual_hosted), cmocka_unit_test(test_prefix),
+	        cmocka_unit_test(test_row_bucket),     cmocka_unit_test(test_multipart),
+	        cmocka_unit_test(test_abort),          cmocka_unit_test(test_signature_checked),
+	        cmocka_unit_test(test_auth_errors),    cmocka_unit_test(test_not_found),
+	        cmocka_unit_test(test_retries),        cmocka_unit_test(test_shared_sink),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
