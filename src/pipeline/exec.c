@@ -4,12 +4,16 @@
  * A job copies one object to its key, part by part (each worker has its own
  * fetcher, which lends it one part at a time, so memory is about
  * concurrency x part_size whatever the object sizes), after removing the
- * key the row's object was at before, when the job says so. When every job
+ * key the row's object was at before, when the job says so. An object
+ * whose row records its size or SHA-256 is checked against them on the way
+ * (the size at the first part, the hash after the last) and, when it does
+ * not match, aborted before the sink's commit, so it is never stored. When every job
  * is done the sink is flushed (a batching sink commits here); a flush that
  * fails fails every job it covered. An SL_EAUTH from any job stops the
  * others from starting (no other object could succeed) and is returned.
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +25,7 @@ typedef struct worker {
 	pthread_t thread;
 	int started;
 	sl_fetcher fetcher;
+	sl_sha256_ctx *sha256; /* made when an object first has a hash to check */
 } worker;
 
 struct sl_pipeline_pool {
@@ -56,6 +61,24 @@ static void job_fail(sl_pipeline_job *j, int rc, const char *what)
 	         e->code == rc && e->message[0] ? e->message : sl_strerror(rc));
 }
 
+/* The object's bytes are not the ones its row records: a failure of this
+ * object like any other (recorded, retried), never stored. */
+static int job_mismatch(sl_pipeline_job *j, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static int job_mismatch(sl_pipeline_job *j, const char *fmt, ...)
+{
+	char what[SL_ERROR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	j->rc = sl_error_set(SL_EVERIFY, "source object does not match its recorded %s", what);
+	snprintf(j->error, sizeof(j->error), "%s", sl_error_last()->message);
+	return j->rc;
+}
+
 void sl_pipeline_job_settle(sl_pipeline_job *j, int rc, const char *why)
 {
 	j->rc = rc;
@@ -88,10 +111,19 @@ static void transfer(worker *w, sl_pipeline_job *j)
 	void *upload = NULL;
 	uint64_t total = 0, offset = 0;
 	size_t got = 0;
-	int rc;
+	int rc, check_hash = j->row.has_content_sha256;
 
+	if (check_hash && w->sha256 == NULL && (rc = sl_sha256_ctx_new(&w->sha256)) != SL_OK) {
+		job_fail(j, rc, "check");
+		return;
+	}
 	if ((rc = read_part(w, j, 0, o->part_size, &part, &got, &total)) != SL_OK) {
 		job_fail(j, rc, "read from source");
+		return;
+	}
+	if (j->row.size_recorded && total != (uint64_t)j->row.size) {
+		job_mismatch(j, "size (%lld bytes, got %llu)", (long long)j->row.size,
+		             (unsigned long long)total);
 		return;
 	}
 	if ((rc = sink->ops->begin(sink->self, j->row.key, total, &upload)) != SL_OK) {
@@ -99,6 +131,8 @@ static void transfer(worker *w, sl_pipeline_job *j)
 		return;
 	}
 	for (;;) {
+		if (check_hash && got > 0)
+			sl_sha256_update(w->sha256, part, got);
 		if (got > 0 && (rc = sink->ops->write(sink->self, upload, part, got)) != SL_OK) {
 			job_fail(j, rc, "store");
 			goto abort;
@@ -122,6 +156,19 @@ static void transfer(worker *w, sl_pipeline_job *j)
 			goto abort;
 		}
 	}
+	if (check_hash) {
+		sl_digest digest;
+		sl_sha256_final(w->sha256, &digest);
+		check_hash = 0; /* final has reset the context */
+		if (memcmp(digest.bytes, j->row.content_sha256, sizeof(digest.bytes)) != 0) {
+			char recorded[2 * sizeof(digest.bytes) + 1];
+			sl_hex_encode(recorded, j->row.content_sha256,
+			              sizeof(j->row.content_sha256));
+			job_mismatch(j, "hash (sha256 %s, got %s)", recorded,
+			             sl_digest_to_hex(&digest).s);
+			goto abort;
+		}
+	}
 	if ((rc = sink->ops->commit(sink->self, upload)) != SL_OK) {
 		job_fail(j, rc, "store");
 		return;
@@ -130,6 +177,10 @@ static void transfer(worker *w, sl_pipeline_job *j)
 	j->bytes = total;
 	return;
 abort:
+	if (check_hash) { /* a part failed: start the next object afresh */
+		sl_digest unused;
+		sl_sha256_final(w->sha256, &unused);
+	}
 	sink->ops->abort(sink->self, upload);
 }
 
@@ -341,6 +392,7 @@ void sl_pipeline_pool_stop(sl_pipeline_pool *pool)
 		if (pool->workers[i].started)
 			pthread_join(pool->workers[i].thread, NULL);
 		sl_fetcher_close(&pool->workers[i].fetcher);
+		sl_sha256_ctx_free(pool->workers[i].sha256);
 	}
 	sl_free(pool->workers);
 	pthread_cond_destroy(&pool->done_cv);

@@ -3,7 +3,8 @@
  * fakes of a source, a fetcher and a sink with failure injection. The real
  * stores are exercised by tests/cli/pipeline*.sh; these check the rules:
  * nothing skipped, failures retried then parked and never dropped, a fatal
- * error saves nothing, stop finishes the batch, objects move in parts.
+ * error saves nothing, stop finishes the batch, objects move in parts, an
+ * object that does not match its recorded size or hash is never stored.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -26,6 +27,8 @@ typedef struct fake_world {
 	size_t n_rows;
 	int gone[MAX_ROWS];       /* get/read: SL_ENOTFOUND */
 	int read_fails[MAX_ROWS]; /* read fails this many more times */
+	int late_fails[MAX_ROWS]; /* a read past the first part fails this many more times */
+	int aborts;               /* uploads aborted */
 	pthread_mutex_t mu;
 	/* sink */
 	char *stored_key[MAX_ROWS];
@@ -165,6 +168,9 @@ static int fetch_read(void *self, const sl_row *row, uint64_t offset, size_t cap
 	if (w->read_fails[i] > 0) {
 		w->read_fails[i]--;
 		fail = 1;
+	} else if (offset > 0 && w->late_fails[i] > 0) {
+		w->late_fails[i]--;
+		fail = 1;
 	}
 	pthread_mutex_unlock(&w->mu);
 	if (fail)
@@ -262,7 +268,10 @@ static int sink_commit(void *self, void *upload)
 
 static void sink_abort(void *self, void *upload)
 {
-	(void)self;
+	fake_world *w = self;
+	pthread_mutex_lock(&w->mu);
+	w->aborts++;
+	pthread_mutex_unlock(&w->mu);
 	upload_free(upload);
 }
 
@@ -588,6 +597,99 @@ static void test_auth_error_at_flush_saves_nothing(void **state)
 	harness_free(&h);
 }
 
+/* Rows record their object's size and SHA-256 (as recall-synchronizer's
+ * table does): an object whose bytes do not match is a failure, recorded
+ * with why, retried and parked like any other, and never stored; the rest
+ * are stored. Objects of several parts are hashed across them, inline ones
+ * too, and an object whose transfer broke off does not spoil the next
+ * one's hash (one worker does them all). */
+typedef struct mismatch_check {
+	const fake_world *w;
+	int seen[MAX_ROWS];
+} mismatch_check;
+
+static int check_mismatch(void *ctx, const sl_pipeline_failure *f)
+{
+	mismatch_check *c = ctx;
+	size_t i = row_index(c->w, f->row_id);
+	assert_true(i == 2 || i == 4 || i == 7);
+	assert_true(f->parked);
+	assert_int_equal(f->attempts, 2);
+	if (i == 2)
+		assert_string_equal(
+		        f->last_error,
+		        "source object does not match its recorded size (9 bytes, got 7)");
+	else
+		assert_non_null(
+		        strstr(f->last_error, "source object does not match its recorded hash"));
+	c->seen[i]++;
+	return 0;
+}
+
+static void test_recorded_size_and_hash(void **state)
+{
+	harness h;
+	sl_pipeline_progress pr;
+	sl_pipeline_status s;
+	uint64_t n = 0;
+	(void)state;
+
+	harness_init(&h, 12, 0);
+	for (size_t i = 0; i < 12; i++) {
+		sl_row *r = &h.w.rows[i];
+		uint8_t bytes[128];
+		sl_digest d;
+		for (uint64_t off = 0; off < object_size(i); off++)
+			bytes[off] = object_byte(i, off);
+		sl_sha256(&d, bytes, (size_t)object_size(i));
+		memcpy(r->content_sha256, d.bytes, sizeof(r->content_sha256));
+		r->has_content_sha256 = i != 10; /* 10: no hash recorded, not checked */
+		r->size_recorded = 1;
+	}
+	h.w.rows[2].size = 9;                  /* 7 bytes, recorded as 9 */
+	h.w.rows[4].content_sha256[31] ^= 1;   /* 100 bytes in 15 parts */
+	h.w.rows[7].content_sha256[0] ^= 0x80; /* listed inline */
+	h.w.rows[10].content_sha256[5] ^= 1;   /* not checked: has_content_sha256 is 0 */
+	h.w.late_fails[5] = 1;                 /* 13 bytes: the second part fails once */
+	h.o.concurrency = 1;
+	h.o.max_attempts = 2;
+	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_OK);
+	assert_int_equal(pr.rows, 12);
+	assert_int_equal(pr.objects, 9);
+	assert_int_equal(pr.failed, 7); /* 2, 4 and 7 twice, 5 once */
+	for (size_t i = 0; i < 12; i++) {
+		if (i == 2 || i == 4 || i == 7)
+			assert_null(stored(&h.w, h.w.rows[i].key));
+		else
+			assert_object_stored(&h.w, i);
+	}
+	/* 4 and 7 twice (begun, then aborted at the hash), 5 once; 2 was
+	 * refused at its size, before any upload began */
+	assert_int_equal(h.w.aborts, 5);
+	assert_int_equal(sl_pipeline_state_status(h.st, &s), SL_OK);
+	assert_string_equal(s.cursor.id, h.w.rows[11].id);
+	assert_int_equal(s.parked, 3);
+	assert_int_equal(s.failing, 0);
+	mismatch_check c = {&h.w, {0}};
+	assert_int_equal(sl_pipeline_state_failures(h.st, 1, check_mismatch, &c), SL_OK);
+	assert_int_equal(c.seen[2] + c.seen[4] + c.seen[7], 3);
+
+	/* Once the table records what the objects hold, `retry` copies them. */
+	h.w.rows[2].size = 7;
+	h.w.rows[4].content_sha256[31] ^= 1;
+	h.w.rows[7].content_sha256[0] ^= 0x80;
+	assert_int_equal(sl_pipeline_state_retry_all(h.st, &n), SL_OK);
+	assert_int_equal(n, 3);
+	h.o.retry_only = 1;
+	assert_int_equal(sl_pipeline_run(h.st, &h.src, &h.sink, &h.o, &pr), SL_OK);
+	assert_int_equal(pr.objects, 3);
+	for (size_t i = 0; i < 12; i++)
+		assert_object_stored(&h.w, i);
+	assert_int_equal(sl_pipeline_state_status(h.st, &s), SL_OK);
+	assert_int_equal(s.parked + s.failing, 0);
+	harness_free(&h);
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static void stop_after_first(void *ctx, const sl_pipeline_progress *p)
@@ -652,6 +754,7 @@ int main(void)
 	        cmocka_unit_test(test_refused_at_flush_is_a_failure),
 	        cmocka_unit_test(test_auth_error_saves_nothing),
 	        cmocka_unit_test(test_auth_error_at_flush_saves_nothing),
+	        cmocka_unit_test(test_recorded_size_and_hash),
 	        cmocka_unit_test(test_stop_finishes_the_batch),
 	        cmocka_unit_test(test_runs_never_overlap),
 	};
