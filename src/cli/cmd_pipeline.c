@@ -1,6 +1,7 @@
 /*
  * The pipeline commands: `run`, `start`, `reset`, `status`, `failed` and
- * `retry`, all driven by one config file (--config, default ./sluice.toml;
+ * `retry`, all driven by one config file (--config; without it
+ * ./sluice.toml, else ./config.toml, recall-synchronizer's name for it;
  * see config.example.toml). The work is in pipeline/run.c; these commands
  * open its parts (pipeline_setup.c), show progress (progress.c) and report.
  */
@@ -18,7 +19,8 @@
 #define OPT_YES      (CLI_OPT_CMD + 2)
 #define OPT_ALL      (CLI_OPT_CMD + 3)
 
-#define DEFAULT_CONFIG "./sluice.toml"
+/* Where the config is looked for without --config, in this order. */
+static const char *const default_configs[] = {"./sluice.toml", "./config.toml"};
 /* How long `status` waits for the database before it says "unknown". */
 #define STATUS_DB_TIMEOUT_MS 5000
 
@@ -66,14 +68,26 @@ static int pipeline_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	}
 
 #define CONFIG_HELP                                                                                \
-	"  -c, --config FILE       pipeline config (default ./sluice.toml; see\n"                  \
-	"                          config.example.toml)\n"
+	"  -c, --config FILE       pipeline config (default ./sluice.toml, else\n"                 \
+	"                          ./config.toml; see config.example.toml)\n"
 
 static int parse_args(cli_cmd *cmd, pipeline_args *a, int argc, char **argv)
 {
+	int rc;
+
 	memset(a, 0, sizeof(*a));
-	a->config = DEFAULT_CONFIG;
-	return cli_parse(cmd, argc, argv, pipeline_opt, a);
+	if ((rc = cli_parse(cmd, argc, argv, pipeline_opt, a)) != CLI_CONTINUE || a->config != NULL)
+		return rc;
+	for (size_t i = 0; i < sizeof(default_configs) / sizeof(default_configs[0]); i++) {
+		if (access(default_configs[i], F_OK) == 0) {
+			a->config = default_configs[i];
+			return CLI_CONTINUE;
+		}
+	}
+	return cli_errorf(cmd->name,
+	                  "no config: neither %s nor %s exists here (or give one with --config "
+	                  "FILE; see config.example.toml)",
+	                  default_configs[0], default_configs[1]);
 }
 
 /* --------------------------------------------------------------- run */

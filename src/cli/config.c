@@ -35,6 +35,10 @@
 enum slot {
 	DB_URL,
 	DB_TABLE,
+	DB_MAX_CONNECTIONS,
+	DB_MODE,
+	DB_SLOT,
+	DB_PUBLICATION,
 	COL_ID,
 	COL_OBJECT_KEY,
 	COL_COMPETITION_ID,
@@ -43,7 +47,10 @@ enum slot {
 	COL_DATA,
 	COL_SIZE_BYTES,
 	COL_CREATED_AT,
+	COL_BUCKET_NAME,
+	COL_CONTENT_HASH,
 	STATE_DB_PATH,
+	SYNC_STATE_DB_PATH,
 	SYNC_BATCH_SIZE,
 	SYNC_CONCURRENCY,
 	SYNC_MAX_ATTEMPTS,
@@ -90,6 +97,10 @@ typedef struct key_spec {
 static const key_spec keys[N_SLOTS] = {
         [DB_URL] = {"database", "url", S, 0},
         [DB_TABLE] = {"database", "table", S, 0},
+        [DB_MAX_CONNECTIONS] = {"database", "max_connections", I, 0},
+        [DB_MODE] = {"database", "mode", S, 0},
+        [DB_SLOT] = {"database", "slot", S, 0},
+        [DB_PUBLICATION] = {"database", "publication", S, 0},
         [COL_ID] = {"database.columns", "id", S, 0},
         [COL_OBJECT_KEY] = {"database.columns", "object_key", S, 0},
         [COL_COMPETITION_ID] = {"database.columns", "competition_id", S, 0},
@@ -98,7 +109,10 @@ static const key_spec keys[N_SLOTS] = {
         [COL_DATA] = {"database.columns", "data", S, 0},
         [COL_SIZE_BYTES] = {"database.columns", "size_bytes", S, 0},
         [COL_CREATED_AT] = {"database.columns", "created_at", S, 0},
+        [COL_BUCKET_NAME] = {"database.columns", "bucket_name", S, 0},
+        [COL_CONTENT_HASH] = {"database.columns", "content_hash", S, 0},
         [STATE_DB_PATH] = {"sync_storage", "db_path", S, 0},
+        [SYNC_STATE_DB_PATH] = {"sync", "state_db_path", S, 0},
         [SYNC_BATCH_SIZE] = {"sync", "batch_size", I, 0},
         [SYNC_CONCURRENCY] = {"sync", "concurrency", I, 0},
         [SYNC_MAX_ATTEMPTS] = {"sync", "max_attempts", I, 0},
@@ -131,7 +145,14 @@ static const key_spec keys[N_SLOTS] = {
 #undef B
 
 static const char *const known_tables[] = {"database", "database.columns", "sync_storage", "sync",
-                                           "s3",       "destination"};
+                                           "s3",       "destination",      "recall"};
+
+/* recall-synchronizer's own table: read as a whole and left alone (see
+ * notice_recall). */
+#define RECALL_TABLE "recall"
+
+/* A replication slot name as PostgreSQL allows it. */
+#define SLOT_NAME_MAX 63
 
 /* The slots of one S3 section; prefix is -1 for the source bucket. */
 typedef struct s3_slots {
@@ -238,12 +259,14 @@ static int classify(loader *l)
 			return sl_error_set(SL_EINVAL,
 			                    "%s:%d: [%s]: unknown table (known: [database], "
 			                    "[database.columns], [sync_storage], [sync], [s3], "
-			                    "[destination])",
+			                    "[destination], [recall])",
 			                    l->name, t->line, t->name);
 	}
 	for (size_t i = 0; i < l->doc->n_entries; i++) {
 		const cli_toml_entry *e = &l->doc->entries[i];
 		int slot;
+		if (strcmp(e->table, RECALL_TABLE) == 0)
+			continue; /* any key: the table is not read */
 		if (e->table[0] == '\0')
 			return entry_error(l, e,
 			                   "unknown key (keys belong in a table such as [sync])");
@@ -339,15 +362,84 @@ static void take_bool(loader *l, int slot, int *out)
 
 /* ------------------------------------------------------------- sections */
 
+static int slot_char(int ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* The default slot: "sluice_" and the table's name without its schema,
+ * lower-cased, anything but [a-z0-9_] made '_', cut at SLOT_NAME_MAX. */
+static int default_slot(loader *l, const char *table, char **out)
+{
+	const char *dot = strchr(table, '.'); /* the split append_table makes (pg.c) */
+	const char *name = dot != NULL ? dot + 1 : table;
+	char slot[SLOT_NAME_MAX + 1];
+	size_t n = (size_t)snprintf(slot, sizeof(slot), "sluice_%s", name);
+
+	if (n > SLOT_NAME_MAX)
+		n = SLOT_NAME_MAX;
+	for (size_t i = 0; i < n; i++) {
+		int ch = (unsigned char)slot[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch += 'a' - 'A';
+		slot[i] = slot_char(ch) ? (char)ch : '_';
+	}
+	return (*out = own(l->cfg, slot, n)) != NULL ? SL_OK : SL_ENOMEM;
+}
+
+/* [database] mode, slot and publication, for the changes mode (read from
+ * logical replication). Only checked and kept here: see cli_config. */
+static int load_changes(loader *l)
+{
+	cli_config *c = l->cfg;
+	const cli_toml_entry *mode = l->found[DB_MODE], *slot = l->found[DB_SLOT];
+	const cli_toml_entry *publication = l->found[DB_PUBLICATION];
+	int rc;
+
+	if (mode != NULL && strcmp(mode->str, "changes") == 0)
+		c->changes_mode = 1;
+	else if (mode != NULL && strcmp(mode->str, "poll") != 0)
+		return entry_error(l, mode, "expected \"poll\" or \"changes\", got \"%s\"",
+		                   mode->str);
+	if (slot != NULL) {
+		size_t n = strlen(slot->str), i = 0;
+		while (i < n && slot_char((unsigned char)slot->str[i]))
+			i++;
+		if (n == 0 || n > SLOT_NAME_MAX || i < n)
+			return entry_error(l, slot,
+			                   "\"%s\" is not a replication slot name (1 to %d of a-z, "
+			                   "0-9 and _)",
+			                   slot->str, SLOT_NAME_MAX);
+		rc = take_string(l, DB_SLOT, &c->slot);
+	} else {
+		rc = default_slot(l, c->pg.table, &c->slot);
+	}
+	if (rc != SL_OK)
+		return rc;
+	if (publication == NULL) {
+		c->publication = c->slot;
+		return SL_OK;
+	}
+	if (strlen(publication->str) > SLOT_NAME_MAX)
+		return entry_error(l, publication, "longer than %d bytes", SLOT_NAME_MAX);
+	for (const char *p = publication->str; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return entry_error(l, publication, "holds a control character");
+	return take_string(l, DB_PUBLICATION, &c->publication);
+}
+
 static int load_database(loader *l)
 {
 	sl_pg_config *pg = &l->cfg->pg;
-	const int columns[] = {COL_ID,        COL_OBJECT_KEY, COL_COMPETITION_ID, COL_AGENT_ID,
-	                       COL_DATA_TYPE, COL_DATA,       COL_SIZE_BYTES,     COL_CREATED_AT};
+	const int columns[] = {COL_ID,          COL_OBJECT_KEY,  COL_COMPETITION_ID, COL_AGENT_ID,
+	                       COL_DATA_TYPE,   COL_DATA,        COL_SIZE_BYTES,     COL_CREATED_AT,
+	                       COL_BUCKET_NAME, COL_CONTENT_HASH};
 	const char **column_fields[] = {
-	        &pg->col_id,         &pg->col_object_key, &pg->col_competition_id,
-	        &pg->col_agent_id,   &pg->col_data_type,  &pg->col_data,
-	        &pg->col_size_bytes, &pg->col_created_at};
+	        &pg->col_id,          &pg->col_object_key, &pg->col_competition_id,
+	        &pg->col_agent_id,    &pg->col_data_type,  &pg->col_data,
+	        &pg->col_size_bytes,  &pg->col_created_at, &pg->col_bucket_name,
+	        &pg->col_content_hash};
+	int64_t max_connections = 0;
 	int rc;
 
 	sl_pg_config_init(pg);
@@ -360,7 +452,49 @@ static int load_database(loader *l)
 	for (size_t i = 0; i < sizeof(columns) / sizeof(columns[0]); i++)
 		if ((rc = take_const_string(l, columns[i], column_fields[i])) != SL_OK)
 			return rc;
-	return SL_OK;
+	if ((rc = take_int(l, DB_MAX_CONNECTIONS, 1, 1000, &max_connections)) != SL_OK)
+		return rc;
+	l->cfg->max_connections = (uint32_t)max_connections;
+	return load_changes(l);
+}
+
+/* max_connections against what sluice opens besides the workers' fetchers
+ * (cli_config_pg_connections_reserved) and, in direct mode, at least one
+ * fetcher: fewer is an error, not a pipeline that cannot start. */
+static int check_max_connections(loader *l)
+{
+	const cli_config *c = l->cfg;
+	size_t reserved = cli_config_pg_connections_reserved(c);
+	size_t needed = reserved + (c->has_source_s3 ? 0 : 1);
+
+	if (c->max_connections == 0 || c->max_connections >= needed)
+		return SL_OK;
+	return entry_error(l, l->found[DB_MAX_CONNECTIONS],
+	                   "%u is too few: sluice opens %zu besides its workers%s, so it needs "
+	                   "at least %zu",
+	                   c->max_connections, reserved,
+	                   c->has_source_s3 ? "" : " and one per worker (direct mode)", needed);
+}
+
+/* The state file: [sync_storage] db_path, or [sync] state_db_path as
+ * recall-synchronizer names it; both may be set when they agree. */
+static int load_state_path(loader *l)
+{
+	const cli_toml_entry *storage = l->found[STATE_DB_PATH];
+	const cli_toml_entry *sync = l->found[SYNC_STATE_DB_PATH];
+	cli_config *c = l->cfg;
+
+	if (storage != NULL && sync != NULL && strcmp(storage->str, sync->str) != 0) {
+		const cli_toml_entry *later = storage->line > sync->line ? storage : sync;
+		return entry_error(l, later,
+		                   "[sync_storage] db_path (\"%s\", line %d) and [sync] "
+		                   "state_db_path (\"%s\", line %d) name different state files; "
+		                   "keep one",
+		                   storage->str, storage->line, sync->str, sync->line);
+	}
+	if (storage == NULL && sync == NULL)
+		return missing(l, STATE_DB_PATH, " (or set [sync] state_db_path)");
+	return take_string(l, storage != NULL ? STATE_DB_PATH : SYNC_STATE_DB_PATH, &c->state_path);
 }
 
 static int load_sync(loader *l)
@@ -370,10 +504,8 @@ static int load_sync(loader *l)
 	int64_t retry_base = 1, retry_max = 3600, part_size_mb = 8;
 	int rc;
 
-	if ((rc = take_string(l, STATE_DB_PATH, &c->state_path)) != SL_OK)
+	if ((rc = load_state_path(l)) != SL_OK)
 		return rc;
-	if (c->state_path == NULL)
-		return missing(l, STATE_DB_PATH, "");
 	if ((rc = take_int(l, SYNC_BATCH_SIZE, 1, 100000, &batch_size)) != SL_OK ||
 	    (rc = take_int(l, SYNC_CONCURRENCY, 1, 256, &concurrency)) != SL_OK ||
 	    (rc = take_int(l, SYNC_MAX_ATTEMPTS, 1, 1000, &max_attempts)) != SL_OK ||
@@ -515,6 +647,13 @@ static int load_destination(loader *l)
 	const char *name;
 	int rc;
 
+	if (type == NULL && table_line(l, "destination") == 0)
+		return sl_error_set(SL_EINVAL,
+		                    "%s: no [destination] table: sluice needs one to know where to "
+		                    "copy the objects: type = \"dir\" (a directory), \"s3\" (a "
+		                    "bucket) or \"node\" (a sluice namespace); see "
+		                    "config.example.toml",
+		                    l->name);
 	if (type == NULL)
 		return missing(l, DEST_TYPE, " (\"s3\", \"dir\" or \"node\")");
 	if (strcmp(type->str, "dir") == 0)
@@ -548,7 +687,31 @@ static int load_destination(loader *l)
 	return sl_error_set(SL_EINTERNAL, "unhandled destination type %d", (int)c->dest_type);
 }
 
+/* recall-synchronizer's [recall] table says how it writes to the Recall
+ * network, which sluice cannot reach offline: one line says so, and which
+ * destinations it has instead, whatever happens to the rest of the file
+ * (so it shows next to a missing [destination] too). */
+static void notice_recall(const loader *l)
+{
+	int line = table_line(l, RECALL_TABLE);
+	char name[256];
+
+	if (line > 0)
+		sl_log(SL_LOG_INFO,
+		       "[recall] is not read: the Recall network is not a destination sluice can "
+		       "reach offline; copy to a [destination] of type dir, s3 or node instead",
+		       "config=%s line=%d", sl_log_quote(name, sizeof(name), l->name), line);
+}
+
 /* ------------------------------------------------------------------ API */
+
+size_t cli_config_pg_connections_reserved(const cli_config *c)
+{
+	(void)c;
+	/* The source's connection. The changes mode will add its replication
+	 * connection here (1 + c->changes_mode) when it reads from a slot. */
+	return 1;
+}
 
 int cli_config_parse(cli_config *out, const char *name, const char *text, size_t len)
 {
@@ -569,11 +732,14 @@ int cli_config_parse(cli_config *out, const char *name, const char *text, size_t
 	}
 	if ((rc = cli_toml_parse(&doc, l.name, text, len)) != SL_OK || (rc = classify(&l)) != SL_OK)
 		goto cleanup;
+	notice_recall(&l);
 	/* [sync] first: the S3 sections take its concurrency and part size. */
 	if ((rc = load_database(&l)) != SL_OK || (rc = load_sync(&l)) != SL_OK)
 		goto cleanup;
 	cfg.has_source_s3 = table_line(&l, "s3") > 0;
 	cfg.pg.s3_mode = cfg.has_source_s3;
+	if ((rc = check_max_connections(&l)) != SL_OK)
+		goto cleanup;
 	if (cfg.has_source_s3 && (rc = load_s3(&l, &source_s3_slots, &cfg.source_s3)) != SL_OK)
 		goto cleanup;
 	if ((rc = load_destination(&l)) != SL_OK)

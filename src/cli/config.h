@@ -1,13 +1,19 @@
-/* The pipeline configuration file (TOML), laid out like recall-synchronizer's:
+/* The pipeline configuration file (TOML), laid out like recall-synchronizer's,
+ * whose own config.example.toml loads once a [destination] is added:
  *
- *   [database]      url, table
+ *   [database]      url, table, max_connections; mode, slot, publication
+ *                   (the changes mode)
  *   [database.columns]  id, object_key, competition_id, agent_id, data_type,
- *                   data, size_bytes, created_at   (column names)
+ *                   data, size_bytes, created_at, bucket_name, content_hash
+ *                   (column names)
  *   [sync_storage]  db_path
- *   [sync]          batch_size, concurrency, max_attempts, retry_base_seconds,
+ *   [sync]          state_db_path (= [sync_storage] db_path), batch_size,
+ *                   concurrency, max_attempts, retry_base_seconds,
  *                   retry_max_seconds, part_size_mb
  *   [s3]            the source bucket (S3 mode): endpoint, region, bucket,
  *                   access_key_id, secret_access_key, path_style
+ *   [recall]        recall-synchronizer's Recall network settings: any keys,
+ *                   not read (one line on stderr says so, per load)
  *   [destination]   type = "s3" | "dir" | "node", then
  *                     dir:  path
  *                     s3:   endpoint, region, bucket, prefix, access_key_id,
@@ -41,9 +47,24 @@ typedef struct cli_config {
 	/* [database] and [database.columns]: strings owned by the config,
 	 * pointed at by pg.* (pg.s3_mode is set when [s3] is present). */
 	sl_pg_config pg;
+	/* max_connections, 1..1000; 0 when not set (no bound). The PostgreSQL
+	 * connections a run opens: cli_config_pg_connections_reserved, and in
+	 * direct mode one fetcher per worker, so a run's concurrency is cut
+	 * to fit (pipeline_setup.c). */
+	uint32_t max_connections;
+	/* For the changes mode, which reads the table's changes from a
+	 * logical replication slot instead of polling: mode = "poll" (default,
+	 * 0) or "changes" (1); slot, by default "sluice_" + the table's name without
+	 * its schema, lower-cased, other than [a-z0-9_] made '_', at most 63
+	 * bytes (a given one must be ^[a-z0-9_]{1,63}$); publication, by
+	 * default the slot's name (at most 63 bytes, no control characters). */
+	int changes_mode;
+	char *slot;
+	char *publication;
 
-	/* [sync_storage] */
-	char *state_path; /* db_path; required */
+	/* [sync_storage] db_path or [sync] state_db_path: one is required;
+	 * both must agree */
+	char *state_path;
 
 	/* [sync] */
 	size_t batch_size;      /* default 1000, 1..100000 */
@@ -79,5 +100,10 @@ int cli_config_load(cli_config *out, const char *path);
 /* Same, from text in memory; `name` stands for the file in messages. */
 int cli_config_parse(cli_config *out, const char *name, const char *text, size_t len);
 void cli_config_free(cli_config *c); /* zeroes *c; NULL ok */
+
+/* The PostgreSQL connections a run opens besides its workers' fetchers:
+ * the source's, today 1; the changes mode will need one more (its
+ * replication connection) and counts it here. */
+size_t cli_config_pg_connections_reserved(const cli_config *c);
 
 #endif

@@ -4,6 +4,12 @@
  * direct mode, the source bucket in S3 mode) and the sink named by
  * [destination]. Each command opens only what it needs: `status` does not
  * connect to a sink, `reset` touches nothing but the state.
+ *
+ * [database] max_connections bounds the PostgreSQL connections a run
+ * opens: the reserved ones (cli_config_pg_connections_reserved: the
+ * source's) and, in direct mode, one fetcher per worker. So in direct mode
+ * a run's concurrency is at most max_connections - reserved; an S3-mode
+ * run's fetchers talk to S3 and are not bounded by it.
  */
 #include <string.h>
 
@@ -35,6 +41,25 @@ static int open_sink(cli_pipeline *p)
 	return sl_error_set(SL_EINVAL, "%s: [destination] type is not set", cfg->path);
 }
 
+/* The workers a run may have within max_connections; logs when that is
+ * fewer than [sync] concurrency. */
+static size_t bounded_concurrency(const cli_config *cfg, int log)
+{
+	size_t reserved = cli_config_pg_connections_reserved(cfg), room;
+
+	if (cfg->has_source_s3 || cfg->max_connections == 0)
+		return cfg->concurrency;
+	/* config.c refused a max_connections without room for one worker */
+	room = cfg->max_connections > reserved ? cfg->max_connections - reserved : 1;
+	if (cfg->concurrency <= room)
+		return cfg->concurrency;
+	if (log)
+		sl_log(SL_LOG_INFO, "concurrency lowered to fit [database] max_connections",
+		       "concurrency=%zu configured=%zu max_connections=%u reserved=%zu", room,
+		       cfg->concurrency, cfg->max_connections, reserved);
+	return room;
+}
+
 int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path, unsigned parts)
 {
 	sl_pg_source *pg = NULL;
@@ -54,7 +79,8 @@ int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path
 		goto fail;
 	sl_pipeline_options_init(&p->options);
 	p->options.batch_size = p->cfg.batch_size;
-	p->options.concurrency = p->cfg.concurrency;
+	/* only a run (which opens a sink) has workers to say it about */
+	p->options.concurrency = bounded_concurrency(&p->cfg, (parts & CLI_PIPELINE_SINK) != 0);
 	p->options.max_attempts = p->cfg.max_attempts;
 	p->options.retry_base_ms = p->cfg.retry_base_ms;
 	p->options.retry_max_ms = p->cfg.retry_max_ms;

@@ -26,6 +26,41 @@
 
 #define S3_KEYS "access_key_id = \"AK\"\nsecret_access_key = \"SK\"\n"
 
+#define NO_DESTINATION                                                                             \
+	"sluice.toml: no [destination] table: sluice needs one to know where to copy the "         \
+	"objects: "                                                                                \
+	"type = \"dir\" (a directory), \"s3\" (a bucket) or \"node\" (a sluice namespace); see "   \
+	"config.example.toml"
+
+/* recall-synchronizer's config.example.toml, as it is (no final newline). */
+static const char recall_example[] =
+        "# Example configuration file for the Recall Data Synchronizer\n"
+        "\n"
+        "# PostgreSQL database configuration (source of object metadata)\n"
+        "[database]\n"
+        "url = \"postgresql://recall:recall_password@localhost:5432/recall_competitions\"\n"
+        "max_connections = 5\n"
+        "\n"
+        "# S3 configuration\n"
+        "[s3]\n"
+        "endpoint = \"https://s3.amazonaws.com\"         # For local testing: "
+        "\"http://localhost:9000\"\n"
+        "region = \"us-east-1\"\n"
+        "bucket = \"competition-data\"\n"
+        "access_key_id = \"YOUR_ACCESS_KEY\"            # For local testing: \"minioadmin\"\n"
+        "secret_access_key = \"YOUR_SECRET_KEY\"        # For local testing: \"minioadmin\"\n"
+        "\n"
+        "# Recall network configuration\n"
+        "[recall]\n"
+        "private_key = \"YOUR_PRIVATE_KEY_HEX\"        # 64 character hex string\n"
+        "network = \"mainnet\"                          # Network name from networks.toml\n"
+        "config_path = \"networks.toml\"                # Path to network configuration file\n"
+        "\n"
+        "# Synchronization settings\n"
+        "[sync]\n"
+        "batch_size = 100\n"
+        "state_db_path = \"./sync_state.db\"";
+
 static const char *const env_vars[] = {"SLUICE_DATABASE_URL", "AWS_ACCESS_KEY_ID",
                                        "AWS_SECRET_ACCESS_KEY"};
 
@@ -136,7 +171,13 @@ static void test_example_parses(void **state)
 	assert_string_equal(c.pg.col_data, "data");
 	assert_string_equal(c.pg.col_size_bytes, "size_bytes");
 	assert_string_equal(c.pg.col_created_at, "created_at");
+	assert_string_equal(c.pg.col_bucket_name, "bucket_name");
+	assert_string_equal(c.pg.col_content_hash, "content_hash");
 	assert_int_equal(c.pg.s3_mode, 1);
+	assert_int_equal(c.max_connections, 0);
+	assert_int_equal(c.changes_mode, 0);
+	assert_string_equal(c.slot, "sluice_object_index");
+	assert_string_equal(c.publication, "sluice_object_index");
 	assert_string_equal(c.state_path, "./sluice_state.db");
 	assert_int_equal(c.batch_size, 1000);
 	assert_int_equal(c.concurrency, 16);
@@ -408,6 +449,208 @@ static void test_env_fallbacks(void **state)
 	cli_config_free(&c);
 }
 
+/* ------------------------------------------------------------- recall */
+
+/* Lines logged while parsing text whose message contains `what`. */
+static int parse_logging(cli_config *c, const char *text, int *rc, const char *what)
+{
+	FILE *log = tmpfile();
+	char line[2048];
+	int n = 0;
+
+	assert_non_null(log);
+	sl_log_set_output(log);
+	*rc = parse(c, text);
+	sl_log_set_output(NULL);
+	rewind(log);
+	while (fgets(line, sizeof(line), log) != NULL)
+		n += strstr(line, what) != NULL;
+	fclose(log);
+	return n;
+}
+
+/* recall-synchronizer's own config loads once it says where objects go;
+ * its [recall] table is not read, and one line says so. */
+static void test_recall_example(void **state)
+{
+	char text[4096];
+	cli_config c;
+	int rc;
+
+	(void)state;
+	snprintf(text, sizeof(text), "%s\n[destination]\ntype = \"dir\"\npath = \"out\"\n",
+	         recall_example);
+	assert_int_equal(parse_logging(&c, text, &rc, "[recall] is not read"), 1);
+	assert_int_equal(rc, SL_OK);
+	assert_string_equal(
+	        c.pg.url, "postgresql://recall:recall_password@localhost:5432/recall_competitions");
+	assert_int_equal(c.max_connections, 5);
+	assert_int_equal(c.pg.s3_mode, 1);
+	assert_string_equal(c.pg.col_bucket_name, "bucket_name");
+	assert_string_equal(c.pg.col_content_hash, "content_hash");
+	assert_string_equal(c.source_s3.endpoint, "https://s3.amazonaws.com");
+	assert_string_equal(c.source_s3.bucket, "competition-data");
+	assert_string_equal(c.source_s3.access_key_id, "YOUR_ACCESS_KEY");
+	assert_string_equal(c.state_path, "./sync_state.db");
+	assert_int_equal(c.batch_size, 100);
+	assert_int_equal(c.dest_type, CLI_DEST_DIR);
+	assert_int_equal(c.changes_mode, 0);
+	assert_string_equal(c.slot, "sluice_object_index");
+	assert_string_equal(c.publication, "sluice_object_index");
+	cli_config_free(&c);
+
+	/* As it is, without a [destination]: an error that says what to add,
+	 * next to the [recall] line. */
+	assert_int_equal(parse_logging(&c, recall_example, &rc, "[recall] is not read"), 1);
+	assert_int_equal(rc, SL_EINVAL);
+	assert_string_equal(sl_error_last()->message, NO_DESTINATION);
+	assert_zeroed(&c);
+
+	/* Any keys and types in [recall]; none elsewhere is ignored. */
+	assert_int_equal(
+	        parse_logging(&c, MINIMAL "[recall]\nx = 1\ny = true\nz = \"\"\n", &rc, "[recall]"),
+	        1);
+	assert_int_equal(rc, SL_OK);
+	cli_config_free(&c);
+	assert_int_equal(parse_logging(&c, MINIMAL, &rc, "[recall]"), 0);
+	assert_int_equal(rc, SL_OK);
+	cli_config_free(&c);
+	expect_error(MINIMAL "[recall.sub]\nx = 1\n", SL_EINVAL,
+	             "sluice.toml:8: [recall.sub]: unknown table (known: [database], "
+	             "[database.columns], [sync_storage], [sync], [s3], [destination], [recall])");
+}
+
+static void test_state_db_path(void **state)
+{
+	cli_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, DB "[sync]\nstate_db_path = \"s.db\"\n" DIR_DEST), SL_OK);
+	assert_string_equal(c.state_path, "s.db");
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, DB STATE "[sync]\nstate_db_path = \"state.db\"\n" DIR_DEST),
+	                 SL_OK);
+	assert_string_equal(c.state_path, "state.db");
+	cli_config_free(&c);
+	expect_error(DB STATE "[sync]\nstate_db_path = \"other.db\"\n" DIR_DEST, SL_EINVAL,
+	             "sluice.toml:6: [sync] state_db_path: [sync_storage] db_path (\"state.db\", "
+	             "line 4) and [sync] state_db_path (\"other.db\", line 6) name different state "
+	             "files; keep one");
+	expect_error(DB "[sync]\nstate_db_path = \"other.db\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:6: [sync_storage] db_path: [sync_storage] db_path (\"state.db\", "
+	             "line 6) and [sync] state_db_path (\"other.db\", line 4) name different state "
+	             "files; keep one");
+	expect_error(DB "[sync]\nstate_db_path = \"\"\n" DIR_DEST, SL_EINVAL,
+	             "sluice.toml:4: [sync] state_db_path: must not be empty");
+}
+
+static void test_max_connections(void **state)
+{
+	const char *s3 = "[s3]\nendpoint = \"http://src\"\nbucket = \"in\"\n" S3_KEYS;
+	char text[1024];
+	cli_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, MINIMAL), SL_OK);
+	assert_int_equal(c.max_connections, 0);
+	assert_int_equal(cli_config_pg_connections_reserved(&c), 1);
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, DB "max_connections = 2\n" STATE DIR_DEST), SL_OK);
+	assert_int_equal(c.max_connections, 2);
+	cli_config_free(&c);
+	expect_error(DB "max_connections = 0\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] max_connections: 0 is out of range (1..1000)");
+	expect_error(DB "max_connections = 1001\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] max_connections: 1001 is out of range (1..1000)");
+	/* Direct mode needs a connection for the source and one per worker. */
+	expect_error(DB "max_connections = 1\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] max_connections: 1 is too few: sluice opens 1 "
+	             "besides its workers and one per worker (direct mode), so it needs at least "
+	             "2");
+	/* S3 mode: the workers read from S3. */
+	snprintf(text, sizeof(text), "%s%s%s", DB "max_connections = 1\n" STATE, s3, DIR_DEST);
+	assert_int_equal(parse(&c, text), SL_OK);
+	assert_int_equal(c.max_connections, 1);
+	cli_config_free(&c);
+	expect_error(DB "max_connections = \"5\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] max_connections: expected an integer, got a "
+	             "string");
+}
+
+static void test_changes_keys(void **state)
+{
+	cli_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, DB "mode = \"changes\"\nslot = \"my_slot_1\"\n"
+	                              "publication = \"Pub Lication\"\n" STATE DIR_DEST),
+	                 SL_OK);
+	assert_int_equal(c.changes_mode, 1);
+	assert_string_equal(c.slot, "my_slot_1");
+	assert_string_equal(c.publication, "Pub Lication");
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, DB "mode = \"poll\"\nslot = \"s\"\n" STATE DIR_DEST), SL_OK);
+	assert_int_equal(c.changes_mode, 0);
+	assert_string_equal(c.slot, "s");
+	assert_string_equal(c.publication, "s");
+	cli_config_free(&c);
+
+	/* The default slot comes from the table's name without its schema. */
+	assert_int_equal(parse(&c, DB "table = \"Recall.Object-Index 2\"\n" STATE DIR_DEST), SL_OK);
+	assert_string_equal(c.slot, "sluice_object_index_2");
+	assert_string_equal(c.publication, "sluice_object_index_2");
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, DB "table = \"t_\xc3\xa9\"\n" STATE DIR_DEST), SL_OK);
+	assert_string_equal(c.slot, "sluice_t___"); /* two bytes of UTF-8 */
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, DB "table = \"abcdefghijklmnopqrstuvwxyz0123456789"
+	                              "abcdefghijklmnopqrstuvwxyz\"\n" STATE DIR_DEST),
+	                 SL_OK);
+	assert_string_equal(c.slot,
+	                    "sluice_abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrst");
+	assert_int_equal(strlen(c.slot), 63);
+	cli_config_free(&c);
+
+	expect_error(DB "mode = \"stream\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] mode: expected \"poll\" or \"changes\", got "
+	             "\"stream\"");
+	expect_error(DB "slot = \"Slot\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] slot: \"Slot\" is not a replication slot name (1 "
+	             "to 63 of a-z, 0-9 and _)");
+	expect_error(DB "slot = \"\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] slot: \"\" is not a replication slot name (1 to 63 "
+	             "of a-z, 0-9 and _)");
+	expect_error(
+	        DB "slot = "
+	           "\"a234567890123456789012345678901234567890123456789012345678901234\"\n" STATE
+	                   DIR_DEST,
+	        SL_EINVAL,
+	        "sluice.toml:3: [database] slot: "
+	        "\"a234567890123456789012345678901234567890123456789012345678901234\" is not a "
+	        "replication slot name (1 to 63 of a-z, 0-9 and _)");
+	expect_error(DB "publication = \"a\\tb\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] publication: holds a control character");
+	expect_error(DB "publication = \"\"\n" STATE DIR_DEST, SL_EINVAL,
+	             "sluice.toml:3: [database] publication: must not be empty");
+}
+
+static void test_recorded_columns(void **state)
+{
+	cli_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, DB "[database.columns]\nbucket_name = \"bkt\"\n"
+	                              "content_hash = \"sha\"\n" STATE DIR_DEST),
+	                 SL_OK);
+	assert_string_equal(c.pg.col_bucket_name, "bkt");
+	assert_string_equal(c.pg.col_content_hash, "sha");
+	cli_config_free(&c);
+	assert_int_equal(parse(&c, MINIMAL), SL_OK);
+	assert_string_equal(c.pg.col_bucket_name, "bucket_name");
+	assert_string_equal(c.pg.col_content_hash, "content_hash");
+	cli_config_free(&c);
+}
+
 /* -------------------------------------------------------------- errors */
 
 static void test_unknown_key_and_table(void **state)
@@ -417,10 +660,10 @@ static void test_unknown_key_and_table(void **state)
 	             "sluice.toml:8: [destination] colour: unknown key");
 	expect_error(MINIMAL "[colours]\nred = 1\n", SL_EINVAL,
 	             "sluice.toml:8: [colours]: unknown table (known: [database], "
-	             "[database.columns], [sync_storage], [sync], [s3], [destination])");
+	             "[database.columns], [sync_storage], [sync], [s3], [destination], [recall])");
 	expect_error(MINIMAL "[sync.extra]\n", SL_EINVAL,
 	             "sluice.toml:8: [sync.extra]: unknown table (known: [database], "
-	             "[database.columns], [sync_storage], [sync], [s3], [destination])");
+	             "[database.columns], [sync_storage], [sync], [s3], [destination], [recall])");
 	expect_error("batch_size = 10\n" MINIMAL, SL_EINVAL,
 	             "sluice.toml:1: batch_size: unknown key (keys belong in a table such as "
 	             "[sync])");
@@ -475,9 +718,11 @@ static void test_missing_required(void **state)
 	             "sluice.toml: [database] url: missing (set it or SLUICE_DATABASE_URL)");
 	expect_error("[database]\n" STATE DIR_DEST, SL_EINVAL,
 	             "sluice.toml:1: [database] url: missing (set it or SLUICE_DATABASE_URL)");
-	expect_error(DB DIR_DEST, SL_EINVAL, "sluice.toml: [sync_storage] db_path: missing");
-	expect_error(DB STATE, SL_EINVAL,
-	             "sluice.toml: [destination] type: missing (\"s3\", \"dir\" or \"node\")");
+	expect_error(DB DIR_DEST, SL_EINVAL,
+	             "sluice.toml: [sync_storage] db_path: missing (or set [sync] state_db_path)");
+	expect_error(DB STATE, SL_EINVAL, NO_DESTINATION);
+	expect_error(DB STATE "[destination]\n", SL_EINVAL,
+	             "sluice.toml:5: [destination] type: missing (\"s3\", \"dir\" or \"node\")");
 	expect_error(DB STATE "[destination]\ntype = \"dir\"\n", SL_EINVAL,
 	             "sluice.toml:5: [destination] path: missing (required for type = \"dir\")");
 	expect_error(DB STATE "[destination]\ntype = \"s3\"\nbucket = \"b\"\n" S3_KEYS, SL_EINVAL,
@@ -898,6 +1143,11 @@ int main(void)
 	        cmocka_unit_test_setup(test_defaults, clear_env),
 	        cmocka_unit_test_setup(test_every_value, clear_env),
 	        cmocka_unit_test_setup(test_env_fallbacks, clear_env),
+	        cmocka_unit_test_setup(test_recall_example, clear_env),
+	        cmocka_unit_test_setup(test_state_db_path, clear_env),
+	        cmocka_unit_test_setup(test_max_connections, clear_env),
+	        cmocka_unit_test_setup(test_changes_keys, clear_env),
+	        cmocka_unit_test_setup(test_recorded_columns, clear_env),
 	        cmocka_unit_test_setup(test_unknown_key_and_table, clear_env),
 	        cmocka_unit_test_setup(test_wrong_type, clear_env),
 	        cmocka_unit_test_setup(test_out_of_range, clear_env),
