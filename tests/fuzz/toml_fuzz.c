@@ -9,8 +9,10 @@
  * a non-empty key, a known type and lines in order within the input; a
  * failed parse is SL_EINVAL or SL_ETOOLARGE with a message that says where
  * ("line N: ..." from the reader, "fuzz.toml..." from the config); a
- * parsed config has every required value, and the config parse agrees with
- * the reader about whether the text is TOML at all.
+ * parsed config has every required value, a replication slot name
+ * PostgreSQL takes and a max_connections with room for a worker, and the
+ * config parse agrees with the reader about whether the text is TOML at
+ * all.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsetenv("SLUICE_DATABASE_URL");
 		unsetenv("AWS_ACCESS_KEY_ID");
 		unsetenv("AWS_SECRET_ACCESS_KEY");
+		sl_log_set_level(SL_LOG_ERROR); /* the [recall] notice, on every input */
 		env_cleared = 1;
 	}
 	toml_rc = cli_toml_parse(&doc, NULL, (const char *)data, size);
@@ -100,6 +103,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			die("a node destination without a required value");
 		if (cfg.batch_size < 1 || cfg.concurrency < 1 || cfg.part_size < (size_t)5 << 20)
 			die("a [sync] value out of range");
+		if (cfg.slot == NULL || cfg.slot[0] == '\0' || strlen(cfg.slot) > 63 ||
+		    strspn(cfg.slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(cfg.slot))
+			die("a replication slot name PostgreSQL would refuse");
+		if (cfg.publication == NULL || cfg.publication[0] == '\0' ||
+		    strlen(cfg.publication) > 63)
+			die("a publication name out of bounds");
+		if (cfg.pg.col_bucket_name == NULL || cfg.pg.col_content_hash == NULL)
+			die("a column without a name");
+		if (cfg.max_connections > 1000 ||
+		    (cfg.max_connections != 0 && !cfg.has_source_s3 &&
+		     cfg.max_connections <= cli_config_pg_connections_reserved(&cfg)))
+			die("a max_connections without room for a worker");
 		cli_config_free(&cfg);
 	} else {
 		if (config_rc != SL_EINVAL && config_rc != SL_ETOOLARGE)
