@@ -99,6 +99,9 @@ static void report_run(const char *name, const sl_pipeline_progress *pr)
 	printf("%s: %llu new rows, %llu objects stored (%llu bytes), %llu failed\n", name,
 	       (unsigned long long)pr->rows, (unsigned long long)pr->objects,
 	       (unsigned long long)pr->bytes, (unsigned long long)pr->failed);
+	if (pr->removed > 0)
+		printf("%s: %llu objects removed (their rows deleted, or moved to another key)\n",
+		       name, (unsigned long long)pr->removed);
 	if (pr->failed > 0)
 		printf("%s: failed objects are retried with backoff; see 'sluice failed --all'\n",
 		       name);
@@ -140,7 +143,7 @@ static int run_once(cli_pipeline *p, const char *name, int retry_only)
 	p->options.progress = cli_progress_update;
 	p->options.progress_ctx = &progress;
 	p->options.count_behind = progress.tty; /* only the bar shows it */
-	rc = sl_pipeline_run(p->state, &p->source, &p->sink, &p->options, &pr);
+	rc = cli_pipeline_run(p, &pr);
 	cli_progress_done(&progress);
 	if (rc != SL_OK)
 		return cli_fail(name);
@@ -219,8 +222,9 @@ static const char reset_usage[] =
         "Usage: sluice reset [-c FILE] [--yes]\n"
         "\n"
         "Forget the cursor, the totals and the failures, so that the next run\n"
-        "copies every row again (the destination is not touched). Asks first\n"
-        "unless --yes.\n"
+        "copies every row again (the destination is not touched). In changes\n"
+        "mode, also drop the replication slot the pipeline made (its\n"
+        "publication stays). Asks first unless --yes.\n"
         "\n" CONFIG_HELP "      --yes               do not ask\n";
 
 static const struct option reset_options[] = {
@@ -229,6 +233,8 @@ static const struct option reset_options[] = {
 int cli_cmd_reset(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "reset", .usage = reset_usage, .options = reset_options};
+	sl_pipeline_changes changes;
+	char also[128] = "";
 	cli_pipeline p;
 	pipeline_args a;
 	int rc;
@@ -237,6 +243,12 @@ int cli_cmd_reset(int argc, char **argv)
 		return rc;
 	if (cli_pipeline_open(&p, cmd.name, a.config, CLI_PIPELINE_STATE) != CLI_OK)
 		return CLI_FAIL;
+	if (sl_pipeline_state_changes(p.state, &changes) != SL_OK) {
+		cli_pipeline_close(&p);
+		return cli_fail(cmd.name);
+	}
+	if (changes.known && changes.created_slot)
+		snprintf(also, sizeof(also), " and drop replication slot %s", changes.slot);
 	if (!a.yes) {
 		char answer[16] = "";
 		if (!isatty(STDIN_FILENO)) {
@@ -244,7 +256,8 @@ int cli_cmd_reset(int argc, char **argv)
 			return cli_errorf(cmd.name, "not resetting without --yes: stdin is not a "
 			                            "terminal to ask on");
 		}
-		fprintf(stderr, "Reset %s (cursor, totals and failures)? [y/N] ", p.cfg.state_path);
+		fprintf(stderr, "Reset %s (cursor, totals and failures)%s? [y/N] ",
+		        p.cfg.state_path, also);
 		fflush(stderr);
 		if (fgets(answer, sizeof(answer), stdin) == NULL ||
 		    (answer[0] != 'y' && answer[0] != 'Y')) {
@@ -253,7 +266,16 @@ int cli_cmd_reset(int argc, char **argv)
 			return CLI_FAIL;
 		}
 	}
+	/* The slot first: a state reset with the slot left would hold WAL on
+	 * the server for a pipeline that no longer reads it. */
+	if (also[0] != '\0' && sl_pg_slot_drop(&p.cfg.pg, changes.slot) != SL_OK) {
+		cli_pipeline_close(&p);
+		return cli_errorf(cmd.name, "cannot drop replication slot %s: %s; nothing reset",
+		                  changes.slot, sl_error_last()->message);
+	}
 	rc = sl_pipeline_state_reset(p.state) == SL_OK ? CLI_OK : cli_fail(cmd.name);
+	if (rc == CLI_OK && also[0] != '\0')
+		printf("dropped replication slot %s\n", changes.slot);
 	if (rc == CLI_OK)
 		printf("reset %s\n", p.cfg.state_path);
 	cli_pipeline_close(&p);
@@ -278,6 +300,91 @@ static int ts_seconds(const char *ts, double *out)
 	tm.tm_mon -= 1;
 	*out = (double)timegm(&tm) + frac;
 	return 0;
+}
+
+/* Changes mode's status: the position, and the slot as the server sees it
+ * (its lag: WAL bytes it keeps for us, and the time since a run last
+ * reached the server's position while bytes wait). */
+static int status_changes(cli_cmd *cmd, cli_pipeline *p, const sl_pipeline_status *st)
+{
+	sl_pipeline_changes ch;
+	sl_pg_slot_info slot;
+	char lsn[24] = "", last_run[32] = "";
+	int have_slot = 0;
+	double lag_s = -1;
+
+	if (sl_pipeline_state_changes(p->state, &ch) != SL_OK)
+		return cli_fail(cmd->name);
+	if (!ch.known)
+		snprintf(ch.slot, sizeof(ch.slot), "%s", p->cfg.slot);
+	snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(ch.lsn >> 32), (unsigned)ch.lsn);
+	if (sl_pg_slot_status(&p->cfg.pg, ch.slot, &slot) == SL_OK) {
+		have_slot = 1;
+		if (slot.lag_bytes == 0)
+			lag_s = 0;
+		else if (ch.caught_up_ms > 0)
+			lag_s = (double)(sl_clock_wall_ms() - ch.caught_up_ms) / 1000.0;
+	} else {
+		sl_log(SL_LOG_WARN, "source not reachable; slot lag unknown", "error=\"%s\"",
+		       sl_error_last()->message);
+	}
+	if (st->last_run_ms)
+		sl_clock_format_rfc3339(last_run, sizeof(last_run), st->last_run_ms);
+	if (cmd->json) {
+		json_t *o = json_object();
+		int bad = o == NULL;
+		bad |= cli_json_set(o, "mode", json_string("changes"));
+		bad |= cli_json_set(o, "slot", json_string(ch.slot));
+		bad |= cli_json_set(o, "publication", json_string(p->cfg.publication));
+		bad |= cli_json_set(o, "copying", json_boolean(!ch.known || ch.copying));
+		bad |= cli_json_set(o, "lsn", ch.known ? json_string(lsn) : json_null());
+		bad |= cli_json_set(o, "objects_tracked", cli_json_u64(ch.objects_tracked));
+		bad |= cli_json_set(o, "objects", cli_json_u64(st->objects));
+		bad |= cli_json_set(o, "bytes", cli_json_u64(st->bytes));
+		bad |= cli_json_set(o, "failing", cli_json_u64(st->failing));
+		bad |= cli_json_set(o, "parked", cli_json_u64(st->parked));
+		bad |= cli_json_set(o, "last_batch",
+		                    last_run[0] ? json_string(last_run) : json_null());
+		bad |= cli_json_set(o, "slot_exists",
+		                    have_slot ? json_boolean(slot.exists) : json_null());
+		bad |= cli_json_set(o, "slot_active",
+		                    have_slot && slot.exists ? json_boolean(slot.active)
+		                                             : json_null());
+		bad |= cli_json_set(o, "slot_lag_bytes",
+		                    have_slot && slot.exists ? cli_json_u64(slot.lag_bytes)
+		                                             : json_null());
+		bad |= cli_json_set(o, "slot_lag_seconds",
+		                    have_slot && slot.exists && lag_s >= 0 ? json_real(lag_s)
+		                                                           : json_null());
+		return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
+	}
+	printf("state        %s\n", p->cfg.state_path);
+	printf("mode         changes (slot %s, publication %s)\n", ch.slot, p->cfg.publication);
+	if (!ch.known)
+		printf("position     (no run yet)\n");
+	else if (ch.copying)
+		printf("position     first copy, after id %s\n",
+		       ch.copy_after[0] ? ch.copy_after : "(start)");
+	else
+		printf("position     %s\n", lsn);
+	printf("objects      %llu (%llu bytes); %llu rows known\n", (unsigned long long)st->objects,
+	       (unsigned long long)st->bytes, (unsigned long long)ch.objects_tracked);
+	printf("failures     %llu retrying, %llu parked\n", (unsigned long long)st->failing,
+	       (unsigned long long)st->parked);
+	printf("last batch   %s\n", last_run[0] ? last_run : "never");
+	if (!have_slot)
+		printf("slot         unknown (source not reachable)\n");
+	else if (!slot.exists)
+		printf("slot         missing%s\n",
+		       ch.known ? ": changes since it went are lost; `sluice reset` copies again"
+		                : "");
+	else {
+		printf("slot lag     %llu bytes", (unsigned long long)slot.lag_bytes);
+		if (lag_s >= 0)
+			printf(", %.1f s", lag_s);
+		printf("%s\n", slot.active ? " (a run is reading it)" : "");
+	}
+	return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
 }
 
 static const char status_usage[] =
@@ -319,6 +426,10 @@ int cli_cmd_status(int argc, char **argv)
 	p.cfg.pg.reconnect_ms = 0;
 	if (p.cfg.pg.timeout_ms == 0 || p.cfg.pg.timeout_ms > STATUS_DB_TIMEOUT_MS)
 		p.cfg.pg.timeout_ms = STATUS_DB_TIMEOUT_MS;
+	if (p.cfg.changes_mode) {
+		rc = status_changes(&cmd, &p, &st);
+		goto cleanup;
+	}
 	if (sl_pg_source_open(&pg, &p.cfg.pg) == SL_OK &&
 	    sl_pg_source_lag(pg, &st.cursor, NULL, newest, &rows_after) == SL_OK) {
 		double t_new, t_cur;

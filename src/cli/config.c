@@ -707,10 +707,9 @@ static void notice_recall(const loader *l)
 
 size_t cli_config_pg_connections_reserved(const cli_config *c)
 {
-	(void)c;
-	/* The source's connection. The changes mode will add its replication
-	 * connection here (1 + c->changes_mode) when it reads from a slot. */
-	return 1;
+	/* The source's connection; changes mode adds the slot's two: the
+	 * replication stream and its control session (pg_changes.c). */
+	return c->changes_mode ? 3 : 1;
 }
 
 int cli_config_parse(cli_config *out, const char *name, const char *text, size_t len)

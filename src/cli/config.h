@@ -102,8 +102,8 @@ int cli_config_parse(cli_config *out, const char *name, const char *text, size_t
 void cli_config_free(cli_config *c); /* zeroes *c; NULL ok */
 
 /* The PostgreSQL connections a run opens besides its workers' fetchers:
- * the source's, today 1; the changes mode will need one more (its
- * replication connection) and counts it here. */
+ * the source's, and in changes mode the replication stream's and its
+ * control session's. */
 size_t cli_config_pg_connections_reserved(const cli_config *c);
 
 #endif

@@ -34,7 +34,7 @@ static int open_sink(cli_pipeline *p)
 	case CLI_DEST_NODE:
 		if (cfg->node_store != NULL)
 			return sl_node_sink_open_local(&p->sink, cfg->node_store,
-			                               cfg->node_namespace, 0);
+			                               cfg->node_namespace, cfg->changes_mode);
 		return sl_node_sink_open_remote(&p->sink, cfg->node_url, cfg->node_token,
 		                                cfg->node_namespace, 60000);
 	}
@@ -74,6 +74,7 @@ int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path
 		if (sl_pg_source_open(&pg, &p->cfg.pg) != SL_OK)
 			goto fail;
 		sl_pg_source_bind(&p->source, pg);
+		p->pg = pg;
 	}
 	if ((parts & CLI_PIPELINE_SINK) && open_sink(p) != SL_OK)
 		goto fail;
@@ -92,6 +93,14 @@ fail:
 	cli_fail(name);
 	cli_pipeline_close(p);
 	return CLI_FAIL;
+}
+
+int cli_pipeline_run(cli_pipeline *p, sl_pipeline_progress *out)
+{
+	if (p->cfg.changes_mode)
+		return sl_pipeline_run_changes(p->state, p->pg, &p->cfg.pg, p->cfg.slot,
+		                               p->cfg.publication, &p->sink, &p->options, out);
+	return sl_pipeline_run(p->state, &p->source, &p->sink, &p->options, out);
 }
 
 void cli_pipeline_close(cli_pipeline *p)

@@ -14,6 +14,7 @@ typedef struct cli_pipeline {
 	cli_config cfg;
 	sl_pipeline_state *state;    /* CLI_PIPELINE_STATE */
 	sl_source source;            /* CLI_PIPELINE_SOURCE */
+	sl_pg_source *pg;            /* the same source (source.self), for changes mode */
 	sl_sink sink;                /* CLI_PIPELINE_SINK */
 	sl_pipeline_options options; /* from [sync]; the fetcher from [s3] or [database] */
 } cli_pipeline;
@@ -21,6 +22,9 @@ typedef struct cli_pipeline {
 /* Loads config_path and opens the parts asked for. CLI_OK, or CLI_FAIL
  * after reporting the error as command `name` (nothing is left open). */
 int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path, unsigned parts);
+/* One run of the configured mode: sl_pipeline_run or, with [database]
+ * mode = "changes", sl_pipeline_run_changes. */
+int cli_pipeline_run(cli_pipeline *p, sl_pipeline_progress *out);
 void cli_pipeline_close(cli_pipeline *p);
 
 #endif

@@ -378,6 +378,7 @@ static int follow(changes_run *r, sl_pg_changes *ch)
 	while (r->o->stop == NULL || !*r->o->stop) {
 		sl_change_batch b;
 		uint64_t before = r->pos.lsn;
+		int caught_up;
 
 		if ((rc = sl_pg_changes_next(ch, r->o->batch_size, target, STREAM_WAIT_MS, &b)) !=
 		    SL_OK)
@@ -390,14 +391,15 @@ static int follow(changes_run *r, sl_pg_changes *ch)
 		if (b.caught_up)
 			r->pos.caught_up_ms = sl_clock_wall_ms();
 		r->prog->rows += b.n;
-		if (rc == SL_OK && (r->n_entries > 0 || r->pos.lsn != before || b.caught_up))
+		caught_up = b.caught_up;
+		if (rc == SL_OK && (r->n_entries > 0 || r->pos.lsn != before || caught_up))
 			rc = apply_entries(r);
 		batch_reset(r);
 		sl_change_batch_free(&b);
 		/* C1: confirmed only once saved */
 		if (rc == SL_OK)
 			rc = sl_pg_changes_confirm(ch, r->pos.lsn);
-		if (rc != SL_OK || b.caught_up)
+		if (rc != SL_OK || caught_up)
 			return rc;
 	}
 	return SL_OK;
