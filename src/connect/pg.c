@@ -1,5 +1,6 @@
 /*
- * The PostgreSQL source and the direct-mode fetcher (libpq).
+ * The PostgreSQL source (libpq); its connections are pg_link.c, the
+ * direct-mode fetcher pg_fetch.c.
  *
  * The source lists recall-synchronizer's object_index in strict
  * (created_at, id) order with keyset pages,
@@ -51,21 +52,6 @@
  * (nor for a read-only transaction of another role that has not yet
  * written). Rows whose created_at is NULL are never listed.
  *
- * Connections. Every statement runs through link_exec: sent with
- * PQsendQueryParams (values are always text parameters, never spliced
- * into SQL; identifiers are quoted with PQescapeIdentifier), then awaited
- * with poll() against a deadline of timeout_ms plus a grace, on top of the
- * server's statement_timeout. When the connection is lost (server restart,
- * admin shutdown, a broken socket) we reconnect with backoff until
- * reconnect_ms has passed since the loss and run the statement again; all
- * statements here are reads, so repeating one is safe. Each connection
- * sets TimeZone UTC, DateStyle ISO, application_name 'sluice', a
- * statement_timeout and read-only transactions.
- *
- * The fetcher reads the data column of one row in parts over its own
- * connection, as substring(...) in binary result format, so bytes come back
- * raw; a text column is read as convert_to(data, 'UTF8').
- *
  * Optional columns. bucket_name (S3 mode: the row's source bucket),
  * content_hash (the object's SHA-256, when it is 64 hex digits) and
  * size_bytes (the object's size; in S3 mode also the only size we know)
@@ -85,329 +71,18 @@
 
 #include <libpq-fe.h>
 
+#include "connect/pg_link.h"
 #include "connect/pg_row.h"
 #include "connect/pg_util.h"
 #include "sluice/connect.h"
 
-#define DEFAULT_TIMEOUT_MS   30000u
-#define DEFAULT_RECONNECT_MS 60000u
-/* Client-side deadline beyond the server's statement_timeout, so the
- * server's own "canceling statement" normally arrives first. */
-#define CLIENT_GRACE_MS 2000u
 /* See the header comment: how far behind our statement's start the
  * horizon stays even with no open transaction. */
 #define HORIZON_MARGIN_MS 100
-#define BACKOFF_FIRST_MS  100u
-#define BACKOFF_MAX_MS    2000u
 #define PAGE_MAX          100000u
 #define OBJECT_KEY_MAX    4096u
-#define SQL_MAX           8192u
 
 #define TS_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
-
-/* ------------------------------------------------------------ connection */
-
-typedef struct pg_link {
-	PGconn *conn;
-	char *url;
-	uint32_t timeout_ms;
-	uint32_t reconnect_ms;
-	const char *role; /* "source" or "fetcher", for messages */
-} pg_link;
-
-static uint64_t now_ms(void)
-{
-	return sl_clock_mono_ns() / 1000000u;
-}
-
-void sl_pg_one_line(char *out, size_t cap, const char *msg)
-{
-	size_t n = 0;
-	if (msg == NULL)
-		msg = "";
-	for (; *msg != '\0' && n + 1 < cap; msg++)
-		out[n++] = (*msg == '\n' || *msg == '\r' || *msg == '\t') ? ' ' : *msg;
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
-}
-
-void sl_pg_ignore_notice(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-static int sqlstate_lost(const char *state)
-{
-	if (state == NULL)
-		return 0;
-	/* class 08 connection exception; admin/crash shutdown, cannot connect now */
-	return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-	       strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0;
-}
-
-static int sqlstate_code(const char *state)
-{
-	if (state == NULL)
-		return SL_EIO;
-	if (strcmp(state, "57014") == 0) /* query_canceled: statement_timeout */
-		return SL_ETIMEOUT;
-	if (strncmp(state, "28", 2) == 0 || strcmp(state, "42501") == 0)
-		return SL_EAUTH;
-	/* data exceptions (a malformed timestamp or uuid), undefined table,
-	 * column, schema or object: a bad argument or a bad setting */
-	if (strncmp(state, "22", 2) == 0 || strcmp(state, "42P01") == 0 ||
-	    strcmp(state, "42703") == 0 || strcmp(state, "3F000") == 0 ||
-	    strcmp(state, "42704") == 0 || strcmp(state, "42883") == 0)
-		return SL_EINVAL;
-	return SL_EIO;
-}
-
-/* Record the error of a failed statement; *lost says whether the
- * connection went away (and the statement may be run again elsewhere). */
-static int result_error(pg_link *l, const PGresult *res, const char *what, int *lost)
-{
-	char msg[SL_ERROR_MSG_MAX], cause[64];
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *text = res ? PQresultErrorMessage(res) : NULL;
-
-	if (text == NULL || text[0] == '\0')
-		text = PQerrorMessage(l->conn);
-	sl_pg_one_line(msg, sizeof(msg), text);
-	*lost = PQstatus(l->conn) == CONNECTION_BAD || sqlstate_lost(state);
-	if (state != NULL)
-		snprintf(cause, sizeof(cause), "sqlstate=%s", state);
-	else
-		snprintf(cause, sizeof(cause), "libpq");
-	return sl_error_set_cause(*lost ? SL_EIO : sqlstate_code(state), cause, "PostgreSQL %s: %s",
-	                          what, msg);
-}
-
-/* Wait until libpq has a whole result or the deadline passes. */
-static int wait_result(pg_link *l, uint64_t deadline, const char *what)
-{
-	while (PQisBusy(l->conn)) {
-		struct pollfd pfd = {.fd = PQsocket(l->conn), .events = POLLIN};
-		uint64_t now = now_ms();
-		int n;
-		if (pfd.fd < 0)
-			return SL_OK; /* broken: PQgetResult reports it */
-		if (now >= deadline)
-			return sl_error_set(SL_ETIMEOUT, "PostgreSQL %s: no answer within %u ms",
-			                    what, l->timeout_ms + CLIENT_GRACE_MS);
-		n = poll(&pfd, 1, deadline - now > 1000 ? 1000 : (int)(deadline - now));
-		if (n < 0 && errno != EINTR)
-			return sl_error_set_cause(SL_EIO, strerror(errno), "PostgreSQL %s: poll",
-			                          what);
-		if (n > 0 && !PQconsumeInput(l->conn))
-			return SL_OK; /* PQgetResult returns the error */
-	}
-	return SL_OK;
-}
-
-/* Run one statement on the current connection. */
-static int exec_once(pg_link *l, PGresult **out, const char *sql, int n_params,
-                     const char *const *params, int result_format, const char *what, int *lost)
-{
-	PGresult *res = NULL, *extra;
-	int rc;
-
-	*lost = 0;
-	if (!PQsendQueryParams(l->conn, sql, n_params, NULL, params, NULL, NULL, result_format))
-		return result_error(l, NULL, what, lost);
-	if ((rc = wait_result(l, now_ms() + l->timeout_ms + CLIENT_GRACE_MS, what)) != SL_OK) {
-		/* the connection is in an unknown state: drop it, the next
-		 * statement connects afresh */
-		PQfinish(l->conn);
-		l->conn = NULL;
-		return rc;
-	}
-	res = PQgetResult(l->conn);
-	while ((extra = PQgetResult(l->conn)) != NULL)
-		PQclear(extra);
-	if (res != NULL &&
-	    (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)) {
-		*out = res;
-		return SL_OK;
-	}
-	rc = result_error(l, res, what, lost);
-	PQclear(res);
-	return rc;
-}
-
-static int link_connect_once(pg_link *l)
-{
-	char connect_s[16], user_timeout[16], timeout_s[16];
-	const char *keys[] = {"dbname",     "application_name", "connect_timeout",
-	                      "keepalives", "keepalives_idle",  "tcp_user_timeout",
-	                      NULL};
-	const char *values[] = {l->url, "sluice", connect_s, "1", "10", user_timeout, NULL};
-	const char *session[1];
-	PGresult *res = NULL;
-	PGconn *conn;
-	char msg[SL_ERROR_MSG_MAX];
-	int rc, lost;
-
-	/* libpq counts whole seconds and treats anything below 2 as 2 */
-	snprintf(connect_s, sizeof(connect_s), "%u", (l->timeout_ms + 999u) / 1000u);
-	snprintf(user_timeout, sizeof(user_timeout), "%u", l->timeout_ms);
-	snprintf(timeout_s, sizeof(timeout_s), "%u", l->timeout_ms);
-	conn = PQconnectdbParams(keys, values, 1);
-	if (conn == NULL)
-		return sl_error_set(SL_ENOMEM, "PostgreSQL %s: out of memory connecting", l->role);
-	if (PQstatus(conn) != CONNECTION_OK) {
-		sl_pg_one_line(msg, sizeof(msg), PQerrorMessage(conn));
-		PQfinish(conn);
-		return sl_error_set_cause(SL_EIO, "libpq", "PostgreSQL %s: cannot connect: %s",
-		                          l->role, msg);
-	}
-	PQsetNoticeProcessor(conn, sl_pg_ignore_notice, NULL);
-	l->conn = conn;
-	session[0] = timeout_s;
-	rc = exec_once(l, &res,
-	               "SELECT set_config('TimeZone', 'UTC', false),"
-	               " set_config('DateStyle', 'ISO, YMD', false),"
-	               " set_config('application_name', 'sluice', false),"
-	               " set_config('default_transaction_read_only', 'on', false),"
-	               " set_config('statement_timeout', $1, false)",
-	               1, session, 0, "session setup", &lost);
-	PQclear(res);
-	if (rc != SL_OK && l->conn != NULL) {
-		PQfinish(l->conn);
-		l->conn = NULL;
-	}
-	return rc;
-}
-
-/* Connect again after a loss, with backoff, until deadline (ms). */
-static int link_reconnect(pg_link *l, uint64_t deadline)
-{
-	uint64_t backoff = BACKOFF_FIRST_MS;
-	int rc;
-
-	if (l->conn != NULL) {
-		PQfinish(l->conn);
-		l->conn = NULL;
-	}
-	for (;;) {
-		uint64_t now;
-		if ((rc = link_connect_once(l)) == SL_OK) {
-			sl_log(SL_LOG_INFO, "reconnected to PostgreSQL", "role=%s", l->role);
-			return SL_OK;
-		}
-		now = now_ms();
-		if (now >= deadline)
-			return sl_error_wrap("still unreachable after %u ms", l->reconnect_ms);
-		sl_sleep_ms(backoff < deadline - now ? backoff : deadline - now);
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-	}
-}
-
-/* Run a read-only statement, reconnecting and running it again when the
- * connection is lost, for up to reconnect_ms. *out is the result. */
-static int link_exec(pg_link *l, PGresult **out, const char *sql, int n_params,
-                     const char *const *params, int result_format, const char *what)
-{
-	uint64_t deadline = 0;
-	char reason[SL_ERROR_MSG_MAX];
-	int rc, lost;
-
-	for (;;) {
-		if (l->conn == NULL || PQstatus(l->conn) != CONNECTION_OK) {
-			if (deadline == 0)
-				deadline = now_ms() + l->reconnect_ms;
-			if ((rc = link_reconnect(l, deadline)) != SL_OK)
-				return rc;
-		}
-		rc = exec_once(l, out, sql, n_params, params, result_format, what, &lost);
-		if (rc == SL_OK || !lost)
-			return rc;
-		if (deadline == 0)
-			deadline = now_ms() + l->reconnect_ms;
-		else if (now_ms() >= deadline)
-			return rc;
-		sl_log(SL_LOG_WARN, "lost the connection to PostgreSQL; reconnecting",
-		       "role=%s reason=%s", l->role,
-		       sl_log_quote(reason, sizeof(reason), sl_error_last()->message));
-		PQfinish(l->conn);
-		l->conn = NULL;
-	}
-}
-
-static int link_open(pg_link *l, const sl_pg_config *cfg, const char *role)
-{
-	memset(l, 0, sizeof(*l));
-	if (cfg == NULL || cfg->url == NULL || cfg->url[0] == '\0')
-		return sl_error_set(SL_EINVAL, "PostgreSQL %s: no connection URL", role);
-	l->role = role;
-	l->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
-	l->reconnect_ms = cfg->reconnect_ms ? cfg->reconnect_ms : DEFAULT_RECONNECT_MS;
-	if ((l->url = sl_strdup(cfg->url)) == NULL)
-		return SL_ENOMEM;
-	/* The first connection is made once: a wrong URL fails now, not after
-	 * reconnect_ms of retries. */
-	return link_connect_once(l);
-}
-
-static void link_close(pg_link *l)
-{
-	if (l->conn != NULL)
-		PQfinish(l->conn);
-	l->conn = NULL;
-	sl_free(l->url);
-	l->url = NULL;
-}
-
-/* ----------------------------------------------------------- identifiers */
-
-static const char *name_or(const char *name, const char *fallback)
-{
-	return name != NULL && name[0] != '\0' ? name : fallback;
-}
-
-static int append_ident(sl_buf *b, PGconn *conn, const char *name, size_t len)
-{
-	char *quoted = PQescapeIdentifier(conn, name, len);
-	char msg[SL_ERROR_MSG_MAX];
-	int rc;
-	if (quoted == NULL) {
-		sl_pg_one_line(msg, sizeof(msg), PQerrorMessage(conn));
-		return sl_error_set(SL_EINVAL, "PostgreSQL: bad identifier '%.*s': %s", (int)len,
-		                    name, msg);
-	}
-	rc = sl_buf_append_str(b, quoted);
-	PQfreemem(quoted);
-	return rc;
-}
-
-/* "schema.table" is quoted as two identifiers. */
-static int append_table(sl_buf *b, PGconn *conn, const char *table)
-{
-	const char *dot = strchr(table, '.');
-	int rc;
-	if (dot == NULL)
-		return append_ident(b, conn, table, strlen(table));
-	if (dot == table || dot[1] == '\0')
-		return sl_error_set(SL_EINVAL, "PostgreSQL: bad table name '%s'", table);
-	if ((rc = append_ident(b, conn, table, (size_t)(dot - table))) != SL_OK ||
-	    (rc = sl_buf_append_byte(b, '.')) != SL_OK)
-		return rc;
-	return append_ident(b, conn, dot + 1, strlen(dot + 1));
-}
-
-/* Quoted identifier as an owned string. */
-static int quote_ident(char **out, PGconn *conn, const char *name)
-{
-	sl_buf b = SL_BUF_INIT(SQL_MAX);
-	int rc = append_ident(&b, conn, name, strlen(name));
-	if (rc != SL_OK) {
-		sl_buf_free(&b);
-		return rc;
-	}
-	*out = (char *)b.data;
-	return SL_OK;
-}
 
 /* ---------------------------------------------------------------- source */
 
@@ -460,74 +135,8 @@ void sl_pg_config_init(sl_pg_config *c)
 	c->col_created_at = "created_at";
 	c->col_bucket_name = "bucket_name";
 	c->col_content_hash = "content_hash";
-	c->timeout_ms = DEFAULT_TIMEOUT_MS;
-	c->reconnect_ms = DEFAULT_RECONNECT_MS;
-}
-
-/* The base type of column in table_sql, from the catalog: *present is 0
- * when the table has no such column (typname and category are then
- * empty). A table that does not exist is an error, with the SQLSTATE
- * PostgreSQL gives for it. */
-static int column_type(pg_link *link, const char *table_name, const char *table_sql,
-                       const char *column, int *present, char typname[64], char *category)
-{
-	static const char sql[] =
-	        "SELECT c.oid IS NOT NULL, b.typname, b.typcategory"
-	        " FROM (SELECT to_regclass($1) AS oid) c"
-	        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2"
-	        "   AND a.attnum > 0 AND NOT a.attisdropped"
-	        " LEFT JOIN pg_type t ON t.oid = a.atttypid"
-	        " LEFT JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype"
-	        "   ELSE t.oid END";
-	const char *params[2] = {table_sql, column};
-	PGresult *res = NULL;
-	int rc;
-
-	*present = 0;
-	typname[0] = '\0';
-	*category = '\0';
-	if ((rc = link_exec(link, &res, sql, 2, params, 0, "column type")) != SL_OK)
-		return rc;
-	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		rc = sl_error_set_cause(SL_EINVAL, "sqlstate=42P01",
-		                        "PostgreSQL: table %s does not exist", table_name);
-		goto cleanup;
-	}
-	if (!PQgetisnull(res, 0, 1)) {
-		*present = 1;
-		snprintf(typname, 64, "%s", PQgetvalue(res, 0, 1));
-		*category = PQgetvalue(res, 0, 2)[0];
-	}
-cleanup:
-	PQclear(res);
-	return rc;
-}
-
-/* How to read the data column as bytes: itself when bytea, convert_to
- * when a string type. Looked up once, from the catalog. */
-static int data_expression(pg_link *link, const char *table_name, sl_buf *expr,
-                           const char *table_sql, const char *column)
-{
-	char type[64], category;
-	int present, rc;
-
-	if ((rc = column_type(link, table_name, table_sql, column, &present, type, &category)) !=
-	    SL_OK)
-		return rc;
-	if (!present)
-		return sl_error_set(SL_EINVAL, "PostgreSQL: table %s has no column \"%s\"",
-		                    table_name, column);
-	if (strcmp(type, "bytea") == 0)
-		return append_ident(expr, link->conn, column, strlen(column));
-	if (category != 'S')
-		return sl_error_set(SL_EINVAL,
-		                    "PostgreSQL: data column \"%s\" of %s is %s, not bytea or text",
-		                    column, table_name, type);
-	if ((rc = sl_buf_append_str(expr, "convert_to(")) != SL_OK ||
-	    (rc = append_ident(expr, link->conn, column, strlen(column))) != SL_OK ||
-	    (rc = sl_buf_append_str(expr, "::text, 'UTF8')")) != SL_OK)
-		return rc;
-	return SL_OK;
+	c->timeout_ms = PG_DEFAULT_TIMEOUT_MS;
+	c->reconnect_ms = PG_DEFAULT_RECONNECT_MS;
 }
 
 /* An optional column as "<quoted>::<cast>" when the table has it, else
@@ -537,12 +146,12 @@ static int append_optional(sl_pg_source *s, sl_buf *b, const char *column, const
 	char type[64], category;
 	int present, rc;
 
-	if ((rc = column_type(&s->link, s->table_name, s->table, column, &present, type,
-	                      &category)) != SL_OK)
+	if ((rc = pg_column_type(&s->link, s->table_name, s->table, column, &present, type,
+	                         &category)) != SL_OK)
 		return rc;
 	if (!present)
 		return sl_buf_printf(b, "NULL::%s", cast);
-	if ((rc = append_ident(b, s->link.conn, column, strlen(column))) != SL_OK)
+	if ((rc = pg_append_ident(b, s->link.conn, column, strlen(column))) != SL_OK)
 		return rc;
 	return sl_buf_printf(b, "::%s", cast);
 }
@@ -552,20 +161,20 @@ static int append_optional(sl_pg_source *s, sl_buf *b, const char *column, const
 static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *order_by, char **out)
 {
 	PGconn *conn = s->link.conn;
-	sl_buf b = SL_BUF_INIT(SQL_MAX), size = SL_BUF_INIT(SQL_MAX);
+	sl_buf b = SL_BUF_INIT(PG_SQL_MAX), size = SL_BUF_INIT(PG_SQL_MAX);
 	char *q[5] = {NULL};
 	const char *names[5] = {
-	        name_or(cfg->col_competition_id, "competition_id"),
-	        name_or(cfg->col_agent_id, "agent_id"),
-	        name_or(cfg->col_data_type, "data_type"),
-	        name_or(cfg->col_object_key, "object_key"),
-	        name_or(cfg->col_data, "data"),
+	        pg_name_or(cfg->col_competition_id, "competition_id"),
+	        pg_name_or(cfg->col_agent_id, "agent_id"),
+	        pg_name_or(cfg->col_data_type, "data_type"),
+	        pg_name_or(cfg->col_object_key, "object_key"),
+	        pg_name_or(cfg->col_data, "data"),
 	};
-	const char *size_column = name_or(cfg->col_size_bytes, "size_bytes");
+	const char *size_column = pg_name_or(cfg->col_size_bytes, "size_bytes");
 	int rc = SL_OK;
 
 	for (size_t i = 0; i < 5; i++)
-		if ((rc = quote_ident(&q[i], conn, names[i])) != SL_OK)
+		if ((rc = pg_quote_ident(&q[i], conn, names[i])) != SL_OK)
 			goto cleanup;
 	if ((rc = append_optional(s, &size, size_column, "bigint")) != SL_OK)
 		goto cleanup;
@@ -575,8 +184,8 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *o
 		rc = sl_buf_printf(&b, "%s::text, coalesce(%s, -1), NULL::bytea", q[3],
 		                   (const char *)size.data);
 	} else if (rc == SL_OK) {
-		sl_buf data = SL_BUF_INIT(SQL_MAX);
-		rc = data_expression(&s->link, s->table_name, &data, s->table, names[4]);
+		sl_buf data = SL_BUF_INIT(PG_SQL_MAX);
+		rc = pg_data_expression(&s->link, s->table_name, &data, s->table, names[4]);
 		const char *d = (const char *)data.data;
 		/* the running sum follows the page's ORDER BY (next()) */
 		if (rc == SL_OK)
@@ -595,12 +204,13 @@ static int build_columns(sl_pg_source *s, const sl_pg_config *cfg, const char *o
 	if (rc != SL_OK || (rc = sl_buf_printf(&b, ", %s, ", (const char *)size.data)) != SL_OK)
 		goto cleanup;
 	if (s->s3_mode)
-		rc = append_optional(s, &b, name_or(cfg->col_bucket_name, "bucket_name"), "text");
+		rc = append_optional(s, &b, pg_name_or(cfg->col_bucket_name, "bucket_name"),
+		                     "text");
 	else
 		rc = sl_buf_append_str(&b, "NULL::text");
 	if (rc != SL_OK || (rc = sl_buf_append_str(&b, ", ")) != SL_OK ||
-	    (rc = append_optional(s, &b, name_or(cfg->col_content_hash, "content_hash"), "text")) !=
-	            SL_OK)
+	    (rc = append_optional(s, &b, pg_name_or(cfg->col_content_hash, "content_hash"),
+	                          "text")) != SL_OK)
 		goto cleanup;
 	*out = (char *)b.data;
 	b.data = NULL;
@@ -676,18 +286,18 @@ static int inline_data(sl_row *row, const char *escaped)
 void sl_pg_row_names(const sl_pg_config *cfg, const char *names[PG_ROW_NAMES])
 {
 	memset(names, 0, PG_ROW_NAMES * sizeof(*names));
-	names[PG_ROW_ID] = name_or(cfg->col_id, "id");
-	names[PG_ROW_CREATED_AT] = name_or(cfg->col_created_at, "created_at");
-	names[PG_ROW_COMPETITION] = name_or(cfg->col_competition_id, "competition_id");
-	names[PG_ROW_AGENT] = name_or(cfg->col_agent_id, "agent_id");
-	names[PG_ROW_DATA_TYPE] = name_or(cfg->col_data_type, "data_type");
-	names[PG_ROW_RECORDED_SIZE] = name_or(cfg->col_size_bytes, "size_bytes");
-	names[PG_ROW_CONTENT_HASH] = name_or(cfg->col_content_hash, "content_hash");
+	names[PG_ROW_ID] = pg_name_or(cfg->col_id, "id");
+	names[PG_ROW_CREATED_AT] = pg_name_or(cfg->col_created_at, "created_at");
+	names[PG_ROW_COMPETITION] = pg_name_or(cfg->col_competition_id, "competition_id");
+	names[PG_ROW_AGENT] = pg_name_or(cfg->col_agent_id, "agent_id");
+	names[PG_ROW_DATA_TYPE] = pg_name_or(cfg->col_data_type, "data_type");
+	names[PG_ROW_RECORDED_SIZE] = pg_name_or(cfg->col_size_bytes, "size_bytes");
+	names[PG_ROW_CONTENT_HASH] = pg_name_or(cfg->col_content_hash, "content_hash");
 	if (cfg->s3_mode) {
-		names[PG_ROW_OBJECT_KEY] = name_or(cfg->col_object_key, "object_key");
-		names[PG_ROW_BUCKET] = name_or(cfg->col_bucket_name, "bucket_name");
+		names[PG_ROW_OBJECT_KEY] = pg_name_or(cfg->col_object_key, "object_key");
+		names[PG_ROW_BUCKET] = pg_name_or(cfg->col_bucket_name, "bucket_name");
 	} else {
-		names[PG_ROW_DATA] = name_or(cfg->col_data, "data");
+		names[PG_ROW_DATA] = pg_name_or(cfg->col_data, "data");
 	}
 }
 
@@ -796,28 +406,28 @@ static int row_from_result(sl_pg_source *s, sl_row *out, const PGresult *res, in
 int sl_pg_source_open(sl_pg_source **out, const sl_pg_config *cfg)
 {
 	sl_pg_source *s = NULL;
-	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_buf sql = SL_BUF_INIT(PG_SQL_MAX);
 	PGresult *res = NULL;
 	const char *table;
 	int rc;
 
 	if ((s = sl_calloc(1, sizeof(*s))) == NULL)
 		return SL_ENOMEM;
-	if ((rc = link_open(&s->link, cfg, "source")) != SL_OK)
+	if ((rc = pg_link_open(&s->link, cfg, "source")) != SL_OK)
 		goto cleanup;
-	table = name_or(cfg->table, "object_index");
+	table = pg_name_or(cfg->table, "object_index");
 	s->s3_mode = cfg->s3_mode;
 	if ((s->table_name = sl_strdup(table)) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
-	if ((rc = append_table(&sql, s->link.conn, table)) != SL_OK)
+	if ((rc = pg_append_table(&sql, s->link.conn, table)) != SL_OK)
 		goto cleanup;
 	s->table = (char *)sql.data;
-	sl_buf_init(&sql, SQL_MAX);
-	if ((rc = quote_ident(&s->created_at, s->link.conn,
-	                      name_or(cfg->col_created_at, "created_at"))) != SL_OK ||
-	    (rc = quote_ident(&s->id, s->link.conn, name_or(cfg->col_id, "id"))) != SL_OK ||
+	sl_buf_init(&sql, PG_SQL_MAX);
+	if ((rc = pg_quote_ident(&s->created_at, s->link.conn,
+	                         pg_name_or(cfg->col_created_at, "created_at"))) != SL_OK ||
+	    (rc = pg_quote_ident(&s->id, s->link.conn, pg_name_or(cfg->col_id, "id"))) != SL_OK ||
 	    (rc = sl_buf_printf(&sql, "%s, %s", s->created_at, s->id)) != SL_OK ||
 	    (rc = build_columns(s, cfg, (const char *)sql.data, &s->columns)) != SL_OK ||
 	    (rc = build_columns(s, cfg, s->id, &s->columns_by_id)) != SL_OK)
@@ -829,7 +439,8 @@ int sl_pg_source_open(sl_pg_source **out, const sl_pg_config *cfg)
 	                        "SELECT %s FROM %s WHERE (%s, %s) > (now(), NULL::uuid) LIMIT 0",
 	                        s->columns, s->table, s->created_at, s->id)) != SL_OK)
 		goto cleanup;
-	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, 0, NULL, 0, "open")) != SL_OK) {
+	if ((rc = pg_link_exec(&s->link, &res, (const char *)sql.data, 0, NULL, 0, "open")) !=
+	    SL_OK) {
 		rc = sl_error_wrap("table %s", table);
 		goto cleanup;
 	}
@@ -846,7 +457,7 @@ void sl_pg_source_close(sl_pg_source *s)
 {
 	if (s == NULL)
 		return;
-	link_close(&s->link);
+	pg_link_close(&s->link);
 	sl_free(s->table);
 	sl_free(s->created_at);
 	sl_free(s->id);
@@ -885,7 +496,7 @@ static int read_horizon(sl_pg_source *s, char horizon[SL_TS_TEXT_MAX], int *pid)
 	int rc;
 
 	snprintf(margin, sizeof(margin), "%d", HORIZON_MARGIN_MS);
-	if ((rc = link_exec(&s->link, &res, sql, 1, params, 0, "commit horizon")) != SL_OK)
+	if ((rc = pg_link_exec(&s->link, &res, sql, 1, params, 0, "commit horizon")) != SL_OK)
 		return rc;
 	if (PQntuples(res) != 1 || PQnfields(res) != 3 || PQgetisnull(res, 0, 0)) {
 		rc = sl_error_set(SL_EINTERNAL, "PostgreSQL commit horizon: unexpected result");
@@ -909,7 +520,7 @@ cleanup:
 int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since, size_t limit,
                       sl_row_batch *out, int *held_by)
 {
-	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_buf sql = SL_BUF_INIT(PG_SQL_MAX);
 	sl_row_batch batch = {NULL, 0};
 	PGresult *res = NULL;
 	const char *params[5];
@@ -932,8 +543,8 @@ int sl_pg_source_next(sl_pg_source *s, const sl_cursor *after, const char *since
 	if ((rc = sl_buf_printf(&sql, " ORDER BY %s, %s LIMIT $%d::bigint", s->created_at, s->id,
 	                        n_params)) != SL_OK)
 		goto cleanup;
-	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
-	                    "list rows")) != SL_OK)
+	if ((rc = pg_link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
+	                       "list rows")) != SL_OK)
 		goto cleanup;
 	n_rows = PQntuples(res);
 	if (n_rows > 0 && (batch.rows = sl_calloc((size_t)n_rows, sizeof(sl_row))) == NULL) {
@@ -969,7 +580,7 @@ cleanup:
 
 int sl_pg_source_get(sl_pg_source *s, const char *id, sl_row *out)
 {
-	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_buf sql = SL_BUF_INIT(PG_SQL_MAX);
 	PGresult *res = NULL;
 	const char *params[1] = {id};
 	int rc;
@@ -979,7 +590,7 @@ int sl_pg_source_get(sl_pg_source *s, const char *id, sl_row *out)
 	if ((rc = sl_buf_printf(&sql, "SELECT %s FROM %s WHERE %s = $1::uuid LIMIT 1", s->columns,
 	                        s->table, s->id)) != SL_OK)
 		goto cleanup;
-	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, 1, params, 0, "get row")) !=
+	if ((rc = pg_link_exec(&s->link, &res, (const char *)sql.data, 1, params, 0, "get row")) !=
 	    SL_OK)
 		goto cleanup;
 	if (PQntuples(res) == 0) {
@@ -997,7 +608,7 @@ cleanup:
 int sl_pg_source_lag(sl_pg_source *s, const sl_cursor *after, const char *since,
                      char newest[SL_TS_TEXT_MAX], uint64_t *rows_after)
 {
-	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_buf sql = SL_BUF_INIT(PG_SQL_MAX);
 	PGresult *res = NULL;
 	const char *params[3];
 	char newest_text[SL_TS_TEXT_MAX] = "";
@@ -1012,8 +623,8 @@ int sl_pg_source_lag(sl_pg_source *s, const sl_cursor *after, const char *since,
 	    (rc = append_after(s, &sql, after, since, params, &n_params)) != SL_OK ||
 	    (rc = sl_buf_append_str(&sql, ")")) != SL_OK)
 		goto cleanup;
-	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0, "lag")) !=
-	    SL_OK)
+	if ((rc = pg_link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
+	                       "lag")) != SL_OK)
 		goto cleanup;
 	if (PQntuples(res) != 1) {
 		rc = sl_error_set(SL_EINTERNAL, "PostgreSQL lag: unexpected result");
@@ -1032,7 +643,7 @@ cleanup:
 
 int sl_pg_source_scan(sl_pg_source *s, const char *after_id, size_t limit, sl_row_batch *out)
 {
-	sl_buf sql = SL_BUF_INIT(SQL_MAX);
+	sl_buf sql = SL_BUF_INIT(PG_SQL_MAX);
 	sl_row_batch batch = {NULL, 0};
 	PGresult *res = NULL;
 	const char *params[2];
@@ -1054,8 +665,8 @@ int sl_pg_source_scan(sl_pg_source *s, const char *after_id, size_t limit, sl_ro
 	params[n_params++] = limit_text;
 	if ((rc = sl_buf_printf(&sql, " ORDER BY %s LIMIT $%d::bigint", s->id, n_params)) != SL_OK)
 		goto cleanup;
-	if ((rc = link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
-	                    "scan rows")) != SL_OK)
+	if ((rc = pg_link_exec(&s->link, &res, (const char *)sql.data, n_params, params, 0,
+	                       "scan rows")) != SL_OK)
 		goto cleanup;
 	n_rows = PQntuples(res);
 	if (n_rows > 0 && (batch.rows = sl_calloc((size_t)n_rows, sizeof(sl_row))) == NULL) {
@@ -1089,13 +700,13 @@ int sl_pg_source_use_snapshot(sl_pg_source *s, const char *snapshot)
 	/* The import must be the transaction's first statement. A lost
 	 * connection ends the transaction, and link_exec's retry then reads
 	 * the live table, which changes mode allows (changes.c, C2). */
-	if ((rc = link_exec(&s->link, &res, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
-	                    NULL, 0, "begin snapshot")) != SL_OK)
+	if ((rc = pg_link_exec(&s->link, &res, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+	                       NULL, 0, "begin snapshot")) != SL_OK)
 		return rc;
 	PQclear(res);
 	res = NULL;
 	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snapshot);
-	rc = link_exec(&s->link, &res, sql, 0, NULL, 0, "import snapshot");
+	rc = pg_link_exec(&s->link, &res, sql, 0, NULL, 0, "import snapshot");
 	PQclear(res);
 	if (rc != SL_OK) {
 		sl_pg_source_end_snapshot(s);
@@ -1108,7 +719,7 @@ void sl_pg_source_end_snapshot(sl_pg_source *s)
 {
 	PGresult *res = NULL;
 	if (s->link.conn != NULL && PQtransactionStatus(s->link.conn) != PQTRANS_IDLE &&
-	    link_exec(&s->link, &res, "ROLLBACK", 0, NULL, 0, "end snapshot") == SL_OK)
+	    pg_link_exec(&s->link, &res, "ROLLBACK", 0, NULL, 0, "end snapshot") == SL_OK)
 		PQclear(res);
 }
 
@@ -1140,126 +751,4 @@ void sl_pg_source_bind(sl_source *out, sl_pg_source *s)
 {
 	out->ops = &source_ops;
 	out->self = s;
-}
-
-/* --------------------------------------------------------------- fetcher */
-
-typedef struct pg_fetcher {
-	pg_link link;
-	char *sql_read; /* $1 id, $2 1-based offset, $3 count */
-	char *table_name;
-	PGresult *lent; /* the last read's result, whose bytes the caller holds */
-} pg_fetcher;
-
-static void fetcher_free(pg_fetcher *f)
-{
-	if (f == NULL)
-		return;
-	PQclear(f->lent);
-	link_close(&f->link);
-	sl_free(f->sql_read);
-	sl_free(f->table_name);
-	sl_free(f);
-}
-
-static int fetcher_read(void *self, const sl_row *row, uint64_t offset, size_t cap,
-                        const uint8_t **data, size_t *n_read, uint64_t *total)
-{
-	pg_fetcher *f = self;
-	PGresult *res = NULL;
-	char from[24], count[24];
-	const char *params[3] = {row->id, from, count};
-	uint64_t size;
-	size_t len;
-	int rc;
-
-	/* substring takes int positions; a bytea is at most 1 GB, so a
-	 * clamped position past it still reads nothing */
-	snprintf(from, sizeof(from), "%" PRIu64, offset < INT_MAX ? offset + 1 : (uint64_t)INT_MAX);
-	snprintf(count, sizeof(count), "%zu", cap < INT_MAX ? cap : (size_t)INT_MAX);
-	PQclear(f->lent); /* the caller is done with the previous read */
-	f->lent = NULL;
-	if ((rc = link_exec(&f->link, &res, f->sql_read, 3, params, 1, "read data")) != SL_OK)
-		goto cleanup;
-	if (PQntuples(res) == 0) {
-		rc = sl_error_set(SL_ENOTFOUND, "PostgreSQL: row %s is gone from %s", row->id,
-		                  f->table_name);
-		goto cleanup;
-	}
-	if (PQgetisnull(res, 0, 0)) {
-		rc = sl_error_set(SL_ENOTFOUND, "PostgreSQL: row %s of %s has no data (NULL)",
-		                  row->id, f->table_name);
-		goto cleanup;
-	}
-	if (PQgetlength(res, 0, 0) != 8) {
-		rc = sl_error_set(SL_ECORRUPT, "PostgreSQL read data: size is not an int8");
-		goto cleanup;
-	}
-	size = sl_be64_get((const uint8_t *)PQgetvalue(res, 0, 0));
-	len = (size_t)PQgetlength(res, 0, 1);
-	if (len > cap) {
-		rc = sl_error_set(SL_ECORRUPT,
-		                  "PostgreSQL read data: %zu bytes for a %zu-byte part", len, cap);
-		goto cleanup;
-	}
-	*data = (const uint8_t *)PQgetvalue(res, 0, 1);
-	*n_read = len;
-	*total = size;
-	f->lent = res;
-	res = NULL;
-cleanup:
-	PQclear(res);
-	return rc;
-}
-
-static void fetcher_close(void *self)
-{
-	fetcher_free(self);
-}
-
-static const sl_fetcher_ops fetcher_ops = {fetcher_read, fetcher_close};
-
-int sl_pg_fetcher_open(sl_fetcher *out, const sl_pg_config *cfg)
-{
-	pg_fetcher *f = NULL;
-	sl_buf table = SL_BUF_INIT(SQL_MAX), expr = SL_BUF_INIT(SQL_MAX),
-	       sql = SL_BUF_INIT(SQL_MAX);
-	char *id = NULL;
-	int rc;
-
-	if ((f = sl_calloc(1, sizeof(*f))) == NULL)
-		return SL_ENOMEM;
-	if ((rc = link_open(&f->link, cfg, "fetcher")) != SL_OK)
-		goto cleanup;
-	if ((f->table_name = sl_strdup(name_or(cfg->table, "object_index"))) == NULL) {
-		rc = SL_ENOMEM;
-		goto cleanup;
-	}
-	if ((rc = append_table(&table, f->link.conn, f->table_name)) != SL_OK ||
-	    (rc = data_expression(&f->link, f->table_name, &expr, (const char *)table.data,
-	                          name_or(cfg->col_data, "data"))) != SL_OK ||
-	    (rc = quote_ident(&id, f->link.conn, name_or(cfg->col_id, "id"))) != SL_OK)
-		goto cleanup;
-	/* The data expression is evaluated once, in the subquery (its LIMIT
-	 * keeps the planner from pulling it up and evaluating it twice): a
-	 * text column's conversion costs the whole value per part. A bytea
-	 * stays a TOAST pointer there, so substring still reads only a slice. */
-	if ((rc = sl_buf_printf(
-	             &sql,
-	             "SELECT octet_length(d)::bigint, substring(d from $2::int for $3::int)"
-	             " FROM (SELECT %s AS d FROM %s WHERE %s = $1::uuid LIMIT 1) row_data",
-	             (const char *)expr.data, (const char *)table.data, id)) != SL_OK)
-		goto cleanup;
-	f->sql_read = (char *)sql.data;
-	sql.data = NULL;
-	out->ops = &fetcher_ops;
-	out->self = f;
-	f = NULL;
-cleanup:
-	sl_free(id);
-	sl_buf_free(&table);
-	sl_buf_free(&expr);
-	sl_buf_free(&sql);
-	fetcher_free(f);
-	return rc;
 }

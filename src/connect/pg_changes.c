@@ -46,17 +46,16 @@
 #include <libpq-fe.h>
 
 #include "connect/pg_conn.h"
+#include "connect/pg_link.h"
 #include "connect/pg_row.h"
 #include "connect/pg_util.h"
 #include "connect/pgoutput.h"
 #include "sluice/connect.h"
 
-#define DEFAULT_TIMEOUT_MS   30000u
-#define DEFAULT_RECONNECT_MS 60000u
-#define STATUS_EVERY_MS      10000u /* well inside wal_sender_timeout (60 s) */
-#define IDLE_PROBE_MS        100u   /* quiet this long: ask the server where it is */
-#define BACKOFF_FIRST_MS     100u
-#define BACKOFF_MAX_MS       2000u
+#define STATUS_EVERY_MS  10000u /* well inside wal_sender_timeout (60 s) */
+#define IDLE_PROBE_MS    100u   /* quiet this long: ask the server where it is */
+#define BACKOFF_FIRST_MS 100u
+#define BACKOFF_MAX_MS   2000u
 /* Microseconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define PG_EPOCH_US 946684800000000LL
 
@@ -310,13 +309,13 @@ int sl_pg_changes_open(sl_pg_changes **out, const sl_pg_config *cfg, sl_pg_chang
 	    (rc = own(&c->table, cfg->table ? cfg->table : "object_index")) != SL_OK)
 		goto fail;
 	c->s3_mode = cfg->s3_mode;
-	c->reconnect_ms = cfg->reconnect_ms ? cfg->reconnect_ms : DEFAULT_RECONNECT_MS;
+	c->reconnect_ms = cfg->reconnect_ms ? cfg->reconnect_ms : PG_DEFAULT_RECONNECT_MS;
 	sl_pg_row_names(cfg, c->names);
 	pthread_mutex_init(&c->control.lock, NULL);
 	pthread_mutex_init(&c->stream.lock, NULL);
 	c->control.url = c->stream.url = c->url;
 	c->control.timeout_ms = c->stream.timeout_ms =
-	        cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+	        cfg->timeout_ms ? cfg->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
 	c->control.label = "PostgreSQL changes";
 	c->stream.label = "PostgreSQL replication";
 	c->stream.replication = 1;
@@ -706,7 +705,7 @@ static void oneshot_init(sl_pg_conn *conn, const sl_pg_config *cfg)
 	memset(conn, 0, sizeof(*conn));
 	pthread_mutex_init(&conn->lock, NULL);
 	conn->url = cfg->url;
-	conn->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+	conn->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
 	conn->label = "PostgreSQL";
 }
 
