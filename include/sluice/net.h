@@ -203,21 +203,35 @@ int sl_http_client_fetch(sl_http_client *c, const char *method, const char *url,
 
 /* ---------------------------------------------------------------- metrics */
 
-/* Counters and gauges rendered in the Prometheus text format. Updates are
- * atomic and may come from any thread. */
+/* Counters, gauges and histograms rendered in the Prometheus text format.
+ * Updates are atomic and may come from any thread. */
 typedef struct sl_metrics sl_metrics;
 typedef struct sl_metric sl_metric;
+
+/* Most bucket bounds of one histogram. */
+#define SL_METRICS_MAX_BOUNDS 64
 
 int sl_metrics_new(sl_metrics **out);
 void sl_metrics_free(sl_metrics *m); /* NULL ok */
 /* Register a metric; the same name and labels twice returns the same
  * metric. labels: NULL or the text between braces, e.g. "endpoint=\"ops\"".
- * Returns NULL only when out of memory. */
+ * Returns NULL when out of memory, or (SL_EINVAL) when the name is a
+ * histogram's and the call is not for one, or the other way round. */
 sl_metric *sl_metrics_counter(sl_metrics *m, const char *name, const char *labels,
                               const char *help);
 sl_metric *sl_metrics_gauge(sl_metrics *m, const char *name, const char *labels, const char *help);
-void sl_metric_add(sl_metric *c, uint64_t n); /* counter; NULL ok (no-op) */
-void sl_metric_set(sl_metric *g, double v);   /* gauge; NULL ok (no-op) */
+/* A histogram: bounds are the buckets' upper bounds (inclusive, finite,
+ * increasing, at most SL_METRICS_MAX_BOUNDS; +Inf is always added), fixed
+ * for the name by its first registration, as its help is. Rendered as
+ * name_bucket{...,le="B"} (cumulative, then le="+Inf"), name_sum and
+ * name_count. NULL also for bounds that are not so (SL_EINVAL,
+ * SL_ETOOLARGE). */
+sl_metric *sl_metrics_histogram(sl_metrics *m, const char *name, const char *labels,
+                                const char *help, const double *bounds, size_t n_bounds);
+void sl_metric_add(sl_metric *c, uint64_t n);   /* counter; NULL ok (no-op) */
+void sl_metric_set(sl_metric *g, double v);     /* gauge; NULL ok (no-op) */
+void sl_metric_observe(sl_metric *h, double v); /* histogram; NULL or NaN: no-op */
+/* A counter's or gauge's value; a histogram's count of observations. */
 double sl_metric_value(const sl_metric *m);
 /* `# HELP`, `# TYPE` and value lines, metrics in registration order. */
 int sl_metrics_render(sl_metrics *m, sl_buf *out);

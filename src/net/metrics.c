@@ -1,18 +1,24 @@
 /*
- * Metrics: counters and gauges rendered in the Prometheus text format
- * (version 0.0.4). The registry is a list of families, one per metric
- * name, each holding its metrics (one per label set) in registration
- * order; the families themselves are in the order their names were first
- * registered. A family carries the HELP text and the TYPE, both fixed by
- * its first registration, so a name is printed with one HELP/TYPE block
- * however its label sets were interleaved with other names.
+ * Metrics: counters, gauges and histograms rendered in the Prometheus text
+ * format (version 0.0.4). The registry is a list of families, one per
+ * metric name, each holding its metrics (one per label set) in
+ * registration order; the families themselves are in the order their names
+ * were first registered. A family carries the HELP text and the TYPE, both
+ * fixed by its first registration, so a name is printed with one HELP/TYPE
+ * block however its label sets were interleaved with other names.
  *
  * Registration and rendering take the registry mutex; updates do not. A
  * metric's value is one _Atomic uint64_t: the count of a counter, or the
- * bits of a double for a gauge (updated by compare-and-swap). Metrics live
- * until the registry is freed, so callers register once and keep the
- * pointer. A server started by sl_metrics_serve reads the registry and must
- * be stopped before the registry is freed.
+ * bits of a double for a gauge (updated by compare-and-swap). A histogram's
+ * bucket bounds belong to its family (fixed, like HELP, by the first
+ * registration); each of its metrics has one _Atomic count per bucket, not
+ * cumulative, the +Inf one last, and its value holds the bits of the sum.
+ * Rendering adds the buckets up and prints that total as both the +Inf
+ * bucket and _count, so a scrape racing an observation never shows a
+ * count that disagrees with the buckets (only the sum may miss that one
+ * value). Metrics live until the registry is freed, so callers register
+ * once and keep the pointer. A server started by sl_metrics_serve reads the
+ * registry and must be stopped before the registry is freed.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -29,12 +35,13 @@
  * 2^53 keeps every digit exact. */
 #define PLAIN_INTEGER_LIMIT 9007199254740992.0
 
-typedef enum metric_kind { KIND_COUNTER, KIND_GAUGE } metric_kind;
+typedef enum metric_kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM } metric_kind;
 
 typedef struct metric_family metric_family;
 
 struct sl_metric {
-	_Atomic uint64_t value;
+	_Atomic uint64_t value;    /* a histogram's: the bits of its sum */
+	_Atomic uint64_t *buckets; /* a histogram's: n_bounds + 1 counts */
 	metric_family *family;
 	char *labels; /* "" when none */
 	sl_metric *next;
@@ -44,6 +51,8 @@ struct metric_family {
 	char *name;
 	char *help;
 	metric_kind kind;
+	double *bounds; /* a histogram's upper bounds, increasing; +Inf implied */
+	size_t n_bounds;
 	sl_metric *first;
 	sl_metric *last;
 	metric_family *next;
@@ -77,6 +86,25 @@ cleanup:
 	return rc;
 }
 
+static void metric_free(sl_metric *c)
+{
+	if (!c)
+		return;
+	sl_free((void *)c->buckets);
+	sl_free(c->labels);
+	sl_free(c);
+}
+
+static void family_free(metric_family *f)
+{
+	if (!f)
+		return;
+	sl_free(f->name);
+	sl_free(f->help);
+	sl_free(f->bounds);
+	sl_free(f);
+}
+
 void sl_metrics_free(sl_metrics *m)
 {
 	metric_family *f, *next_family;
@@ -88,12 +116,9 @@ void sl_metrics_free(sl_metrics *m)
 		next_family = f->next;
 		for (c = f->first; c; c = next_metric) {
 			next_metric = c->next;
-			sl_free(c->labels);
-			sl_free(c);
+			metric_free(c);
 		}
-		sl_free(f->name);
-		sl_free(f->help);
-		sl_free(f);
+		family_free(f);
 	}
 	pthread_mutex_destroy(&m->lock);
 	sl_free(m);
@@ -119,8 +144,15 @@ static sl_metric *find_metric(const metric_family *f, const char *labels)
 	return NULL;
 }
 
+/* What a histogram's family is made with; NULL for the other kinds. */
+typedef struct histogram_bounds {
+	const double *bounds;
+	size_t n_bounds;
+} histogram_bounds;
+
 /* A new family, not yet linked into the registry. */
-static int family_new(metric_family **out, const char *name, const char *help, metric_kind kind)
+static int family_new(metric_family **out, const char *name, const char *help, metric_kind kind,
+                      const histogram_bounds *hb)
 {
 	metric_family *f;
 	int rc;
@@ -137,21 +169,27 @@ static int family_new(metric_family **out, const char *name, const char *help, m
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
+	if (hb && hb->n_bounds > 0) {
+		f->bounds = sl_malloc(hb->n_bounds * sizeof(*f->bounds));
+		if (!f->bounds) {
+			rc = SL_ENOMEM;
+			goto cleanup;
+		}
+		memcpy(f->bounds, hb->bounds, hb->n_bounds * sizeof(*f->bounds));
+		f->n_bounds = hb->n_bounds;
+	}
 	*out = f;
 	f = NULL;
 	rc = SL_OK;
 cleanup:
-	if (f) {
-		sl_free(f->name);
-		sl_free(f->help);
-		sl_free(f);
-	}
+	family_free(f);
 	return rc;
 }
 
-/* Find or add name{labels}; on failure the registry is unchanged. */
+/* Find or add name{labels}; on failure the registry is unchanged. hb is
+ * the bounds of a histogram (kind KIND_HISTOGRAM), else NULL. */
 static int register_metric(sl_metric **out, sl_metrics *m, const char *name, const char *labels,
-                           const char *help, metric_kind kind)
+                           const char *help, metric_kind kind, const histogram_bounds *hb)
 {
 	metric_family *f, *new_family = NULL;
 	sl_metric *c = NULL;
@@ -166,6 +204,13 @@ static int register_metric(sl_metric **out, sl_metrics *m, const char *name, con
 	pthread_mutex_lock(&m->lock);
 	f = find_family(m, name);
 	if (f) {
+		/* Counters and gauges stand in for each other (add and set work
+		 * on both); a histogram is observed, so it takes no other. */
+		if ((f->kind == KIND_HISTOGRAM) != (kind == KIND_HISTOGRAM)) {
+			rc = sl_error_set(SL_EINVAL, "metrics: %s is %sa histogram", name,
+			                  f->kind == KIND_HISTOGRAM ? "" : "not ");
+			goto cleanup;
+		}
 		c = find_metric(f, labels);
 		if (c) {
 			*out = c;
@@ -174,7 +219,7 @@ static int register_metric(sl_metric **out, sl_metrics *m, const char *name, con
 			goto cleanup;
 		}
 	} else {
-		rc = family_new(&new_family, name, help, kind);
+		rc = family_new(&new_family, name, help, kind, hb);
 		if (rc != SL_OK)
 			goto cleanup;
 		f = new_family;
@@ -189,8 +234,17 @@ static int register_metric(sl_metric **out, sl_metrics *m, const char *name, con
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
+	if (f->kind == KIND_HISTOGRAM) {
+		c->buckets = sl_calloc(f->n_bounds + 1, sizeof(*c->buckets));
+		if (!c->buckets) {
+			rc = SL_ENOMEM;
+			goto cleanup;
+		}
+		for (size_t i = 0; i <= f->n_bounds; i++)
+			atomic_init(&c->buckets[i], 0);
+	}
 	c->family = f;
-	/* A gauge of 0.0 and a counter of 0 are both all-zero bits. */
+	/* A gauge of 0.0, a counter of 0 and a sum of 0.0 are all-zero bits. */
 	atomic_init(&c->value, 0);
 	if (new_family) {
 		if (m->last)
@@ -210,15 +264,8 @@ static int register_metric(sl_metric **out, sl_metrics *m, const char *name, con
 	rc = SL_OK;
 cleanup:
 	pthread_mutex_unlock(&m->lock);
-	if (c) {
-		sl_free(c->labels);
-		sl_free(c);
-	}
-	if (new_family) {
-		sl_free(new_family->name);
-		sl_free(new_family->help);
-		sl_free(new_family);
-	}
+	metric_free(c);
+	family_free(new_family);
 	return rc;
 }
 
@@ -226,7 +273,7 @@ sl_metric *sl_metrics_counter(sl_metrics *m, const char *name, const char *label
 {
 	sl_metric *c = NULL;
 
-	if (register_metric(&c, m, name, labels, help, KIND_COUNTER) != SL_OK)
+	if (register_metric(&c, m, name, labels, help, KIND_COUNTER, NULL) != SL_OK)
 		return NULL;
 	return c;
 }
@@ -235,9 +282,39 @@ sl_metric *sl_metrics_gauge(sl_metrics *m, const char *name, const char *labels,
 {
 	sl_metric *g = NULL;
 
-	if (register_metric(&g, m, name, labels, help, KIND_GAUGE) != SL_OK)
+	if (register_metric(&g, m, name, labels, help, KIND_GAUGE, NULL) != SL_OK)
 		return NULL;
 	return g;
+}
+
+sl_metric *sl_metrics_histogram(sl_metrics *m, const char *name, const char *labels,
+                                const char *help, const double *bounds, size_t n_bounds)
+{
+	histogram_bounds hb = {bounds, n_bounds};
+	const char *shown = name ? name : "(no name)";
+	sl_metric *h = NULL;
+
+	if (n_bounds > SL_METRICS_MAX_BOUNDS) {
+		sl_error_set(SL_ETOOLARGE, "metrics: %s: %zu bucket bounds, at most %d", shown,
+		             n_bounds, SL_METRICS_MAX_BOUNDS);
+		return NULL;
+	}
+	if (n_bounds > 0 && !bounds) {
+		sl_error_set(SL_EINVAL, "metrics: %s: no bucket bounds", shown);
+		return NULL;
+	}
+	for (size_t i = 0; i < n_bounds; i++) {
+		/* +Inf is always the last bucket, so it is not a bound given. */
+		if (!isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1]))) {
+			sl_error_set(SL_EINVAL,
+			             "metrics: %s: bucket bounds must be finite and increasing",
+			             shown);
+			return NULL;
+		}
+	}
+	if (register_metric(&h, m, name, labels, help, KIND_HISTOGRAM, &hb) != SL_OK)
+		return NULL;
+	return h;
 }
 
 /* --------------------------------------------------------------- values */
@@ -260,7 +337,7 @@ void sl_metric_add(sl_metric *c, uint64_t n)
 {
 	uint64_t old_bits, new_bits;
 
-	if (!c)
+	if (!c || c->family->kind == KIND_HISTOGRAM)
 		return;
 	if (c->family->kind == KIND_COUNTER) {
 		atomic_fetch_add(&c->value, n);
@@ -275,7 +352,7 @@ void sl_metric_add(sl_metric *c, uint64_t n)
 
 void sl_metric_set(sl_metric *g, double v)
 {
-	if (!g)
+	if (!g || g->family->kind == KIND_HISTOGRAM)
 		return;
 	if (g->family->kind == KIND_GAUGE) {
 		atomic_store(&g->value, double_to_bits(v));
@@ -290,12 +367,50 @@ void sl_metric_set(sl_metric *g, double v)
 		atomic_store(&g->value, (uint64_t)v);
 }
 
+void sl_metric_observe(sl_metric *h, double v)
+{
+	const metric_family *f;
+	uint64_t old_bits, new_bits;
+	size_t lo = 0, hi;
+
+	if (!h || h->family->kind != KIND_HISTOGRAM || isnan(v))
+		return;
+	f = h->family;
+	/* The first bucket whose bound is >= v (le is inclusive); the +Inf
+	 * one, index n_bounds, when none is. */
+	hi = f->n_bounds;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->bounds[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	atomic_fetch_add(&h->buckets[lo], 1);
+	old_bits = atomic_load(&h->value);
+	do {
+		new_bits = double_to_bits(bits_to_double(old_bits) + v);
+	} while (!atomic_compare_exchange_weak(&h->value, &old_bits, new_bits));
+}
+
+/* Observations in all of a histogram's buckets. */
+static uint64_t histogram_count(const sl_metric *h)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i <= h->family->n_bounds; i++)
+		total += atomic_load(&h->buckets[i]);
+	return total;
+}
+
 double sl_metric_value(const sl_metric *m)
 {
 	uint64_t bits;
 
 	if (!m)
 		return 0.0;
+	if (m->family->kind == KIND_HISTOGRAM)
+		return (double)histogram_count(m);
 	bits = atomic_load(&((sl_metric *)m)->value);
 	if (m->family->kind == KIND_COUNTER)
 		return (double)bits;
@@ -348,6 +463,47 @@ static void format_gauge(char *out, size_t cap, double v)
 	}
 }
 
+/* name_bucket{labels,le="..."} lines, cumulative, then _sum and _count;
+ * +Inf and _count are the same total of the buckets as read. */
+static int render_histogram(sl_buf *out, const metric_family *f, const sl_metric *h)
+{
+	const char *sep = h->labels[0] ? "," : "";
+	char bound[64], sum[64];
+	uint64_t cumulative = 0;
+	int rc = SL_OK;
+
+	for (size_t i = 0; i <= f->n_bounds && rc == SL_OK; i++) {
+		cumulative += atomic_load(&h->buckets[i]);
+		if (i < f->n_bounds)
+			format_gauge(bound, sizeof(bound), f->bounds[i]);
+		else
+			snprintf(bound, sizeof(bound), "+Inf");
+		rc = sl_buf_printf(out, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", f->name,
+		                   h->labels, sep, bound, cumulative);
+	}
+	format_gauge(sum, sizeof(sum), bits_to_double(atomic_load(&((sl_metric *)h)->value)));
+	if (rc == SL_OK && h->labels[0])
+		rc = sl_buf_printf(out, "%s_sum{%s} %s\n%s_count{%s} %" PRIu64 "\n", f->name,
+		                   h->labels, sum, f->name, h->labels, cumulative);
+	else if (rc == SL_OK)
+		rc = sl_buf_printf(out, "%s_sum %s\n%s_count %" PRIu64 "\n", f->name, sum, f->name,
+		                   cumulative);
+	return rc;
+}
+
+static const char *kind_name(metric_kind kind)
+{
+	switch (kind) {
+	case KIND_COUNTER:
+		return "counter";
+	case KIND_GAUGE:
+		return "gauge";
+	case KIND_HISTOGRAM:
+		return "histogram";
+	}
+	return "untyped";
+}
+
 static int render_family(sl_buf *out, const metric_family *f)
 {
 	char value[64];
@@ -358,9 +514,12 @@ static int render_family(sl_buf *out, const metric_family *f)
 	if (rc == SL_OK)
 		rc = append_help(out, f->help);
 	if (rc == SL_OK)
-		rc = sl_buf_printf(out, "\n# TYPE %s %s\n", f->name,
-		                   f->kind == KIND_COUNTER ? "counter" : "gauge");
+		rc = sl_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_name(f->kind));
 	for (const sl_metric *c = f->first; c && rc == SL_OK; c = c->next) {
+		if (f->kind == KIND_HISTOGRAM) {
+			rc = render_histogram(out, f, c);
+			continue;
+		}
 		bits = atomic_load(&((sl_metric *)c)->value);
 		if (f->kind == KIND_COUNTER)
 			snprintf(value, sizeof(value), "%" PRIu64, bits);

@@ -1,10 +1,11 @@
 /*
  * Tests for metrics: the exact Prometheus text (HELP/TYPE once per name,
  * label sets grouped under their name, counters as integers, gauges in
- * their shortest exact form), one metric per name and labels, counts from
- * several threads adding up, out-of-memory during registration leaving the
- * registry intact, and /metrics served over HTTP with 404 and 405 around
- * it.
+ * their shortest exact form, histograms as cumulative buckets with +Inf,
+ * _sum and _count), one metric per name and labels, bounds and kinds
+ * refused, counts and observations from several threads adding up,
+ * out-of-memory during registration leaving the registry intact, and
+ * /metrics served over HTTP with 404 and 405 around it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -181,8 +182,196 @@ static void test_concurrent_adds(void **state)
 	sl_metrics_free(m);
 }
 
+static void test_histogram_render_exact(void **state)
+{
+	static const double bounds[] = {0.01, 0.5, 1, 60};
+	sl_metrics *m = NULL;
+	sl_buf out = SL_BUF_INIT(1 << 20);
+	sl_metric *plain, *put, *get, *empty, *up;
+
+	(void)state;
+	assert_int_equal(sl_metrics_new(&m), SL_OK);
+	up = sl_metrics_gauge(m, "sluice_up", NULL, "Up.");
+	plain = sl_metrics_histogram(m, "batch_seconds", NULL, "Batch time.", bounds, 4);
+	put = sl_metrics_histogram(m, "req_seconds", "op=\"put\"", "Request time.", bounds, 2);
+	/* The family's bounds and help are the first registration's. */
+	get = sl_metrics_histogram(m, "req_seconds", "op=\"get\"", "ignored", bounds, 4);
+	empty = sl_metrics_histogram(m, "only_inf", NULL, "No bounds.", NULL, 0);
+	assert_non_null(up);
+	assert_non_null(plain);
+	assert_non_null(put);
+	assert_non_null(get);
+	assert_non_null(empty);
+	sl_metric_set(up, 1);
+
+	/* On a bound counts in that bucket (le is inclusive); past the last
+	 * only in +Inf. */
+	sl_metric_observe(plain, 0.01);
+	sl_metric_observe(plain, 0.25);
+	sl_metric_observe(plain, 0.5);
+	sl_metric_observe(plain, 1.5);
+	sl_metric_observe(plain, 120);
+	sl_metric_observe(plain, -1);
+	sl_metric_observe(plain, NAN); /* ignored */
+	sl_metric_observe(put, 2);
+	sl_metric_observe(empty, 3.25);
+	sl_metric_observe(empty, 1);
+	/* add and set do not touch a histogram; observe not a gauge. */
+	sl_metric_add(plain, 7);
+	sl_metric_set(plain, 7);
+	sl_metric_observe(up, 5);
+	sl_metric_observe(NULL, 1);
+	assert_true(sl_metric_value(plain) == 6.0);
+	assert_true(sl_metric_value(get) == 0.0);
+	assert_true(sl_metric_value(up) == 1.0);
+
+	assert_int_equal(sl_metrics_render(m, &out), SL_OK);
+	assert_string_equal((char *)out.data, "# HELP sluice_up Up.\n"
+	                                      "# TYPE sluice_up gauge\n"
+	                                      "sluice_up 1\n"
+	                                      "# HELP batch_seconds Batch time.\n"
+	                                      "# TYPE batch_seconds histogram\n"
+	                                      "batch_seconds_bucket{le=\"0.01\"} 2\n"
+	                                      "batch_seconds_bucket{le=\"0.5\"} 4\n"
+	                                      "batch_seconds_bucket{le=\"1\"} 4\n"
+	                                      "batch_seconds_bucket{le=\"60\"} 5\n"
+	                                      "batch_seconds_bucket{le=\"+Inf\"} 6\n"
+	                                      "batch_seconds_sum 121.26\n"
+	                                      "batch_seconds_count 6\n"
+	                                      "# HELP req_seconds Request time.\n"
+	                                      "# TYPE req_seconds histogram\n"
+	                                      "req_seconds_bucket{op=\"put\",le=\"0.01\"} 0\n"
+	                                      "req_seconds_bucket{op=\"put\",le=\"0.5\"} 0\n"
+	                                      "req_seconds_bucket{op=\"put\",le=\"+Inf\"} 1\n"
+	                                      "req_seconds_sum{op=\"put\"} 2\n"
+	                                      "req_seconds_count{op=\"put\"} 1\n"
+	                                      "req_seconds_bucket{op=\"get\",le=\"0.01\"} 0\n"
+	                                      "req_seconds_bucket{op=\"get\",le=\"0.5\"} 0\n"
+	                                      "req_seconds_bucket{op=\"get\",le=\"+Inf\"} 0\n"
+	                                      "req_seconds_sum{op=\"get\"} 0\n"
+	                                      "req_seconds_count{op=\"get\"} 0\n"
+	                                      "# HELP only_inf No bounds.\n"
+	                                      "# TYPE only_inf histogram\n"
+	                                      "only_inf_bucket{le=\"+Inf\"} 2\n"
+	                                      "only_inf_sum 4.25\n"
+	                                      "only_inf_count 2\n");
+
+	/* Past the output cap in the middle of a histogram: nothing added. */
+	sl_buf_free(&out);
+	sl_buf_init(&out, 120);
+	assert_int_equal(sl_metrics_render(m, &out), SL_ETOOLARGE);
+	assert_int_equal(out.len, 0);
+	sl_buf_free(&out);
+	sl_metrics_free(m);
+}
+
+static void test_histogram_refused(void **state)
+{
+	static const double good[] = {1, 2};
+	static const double flat[] = {1, 1};
+	static const double down[] = {2, 1};
+	const double inf[] = {1, INFINITY};
+	const double nan_bound[] = {NAN};
+	double many[SL_METRICS_MAX_BOUNDS + 1];
+	sl_metrics *m = NULL;
+	sl_metric *h;
+
+	(void)state;
+	for (size_t i = 0; i < SL_METRICS_MAX_BOUNDS + 1; i++)
+		many[i] = (double)i;
+	assert_int_equal(sl_metrics_new(&m), SL_OK);
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", flat, 2));
+	assert_int_equal(sl_error_last()->code, SL_EINVAL);
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", down, 2));
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", inf, 2));
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", nan_bound, 1));
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", NULL, 2));
+	assert_int_equal(sl_error_last()->code, SL_EINVAL);
+	assert_null(sl_metrics_histogram(m, "h", NULL, "H.", many, SL_METRICS_MAX_BOUNDS + 1));
+	assert_int_equal(sl_error_last()->code, SL_ETOOLARGE);
+	assert_null(sl_metrics_histogram(m, NULL, NULL, "H.", good, 2));
+	assert_non_null(sl_metrics_histogram(m, "h", NULL, "H.", many, SL_METRICS_MAX_BOUNDS));
+
+	/* A name is a histogram or not, whatever asks for it later. */
+	h = sl_metrics_histogram(m, "h2", NULL, "H.", good, 2);
+	assert_non_null(h);
+	assert_ptr_equal(sl_metrics_histogram(m, "h2", NULL, "H.", good, 2), h);
+	assert_null(sl_metrics_counter(m, "h2", NULL, "C."));
+	assert_int_equal(sl_error_last()->code, SL_EINVAL);
+	assert_non_null(strstr(sl_error_last()->message, "h2 is a histogram"));
+	assert_null(sl_metrics_gauge(m, "h2", "x=\"1\"", "G."));
+	assert_non_null(sl_metrics_counter(m, "c_total", NULL, "C."));
+	assert_null(sl_metrics_histogram(m, "c_total", NULL, "H.", good, 2));
+	assert_non_null(strstr(sl_error_last()->message, "c_total is not a histogram"));
+	sl_metrics_free(m);
+}
+
+typedef struct observer_arg {
+	sl_metric *h;
+	int thread;
+} observer_arg;
+
+#define OBSERVES_PER_THREAD 50000
+
+static void *observer(void *p)
+{
+	observer_arg *a = p;
+	/* Whole numbers, so the sum is exact whatever the order of adds. */
+	for (int i = 0; i < OBSERVES_PER_THREAD; i++)
+		sl_metric_observe(a->h, (double)((i + a->thread) % 4));
+	return NULL;
+}
+
+static void test_histogram_concurrent_observes(void **state)
+{
+	static const double bounds[] = {0, 1, 2};
+	sl_metrics *m = NULL;
+	sl_buf out = SL_BUF_INIT(1 << 16);
+	observer_arg args[4];
+	pthread_t threads[4];
+	sl_metric *h;
+
+	(void)state;
+	assert_int_equal(sl_metrics_new(&m), SL_OK);
+	h = sl_metrics_histogram(m, "obs", NULL, "Observed.", bounds, 3);
+	assert_non_null(h);
+	for (int i = 0; i < 4; i++) {
+		args[i].h = h;
+		args[i].thread = i;
+		assert_int_equal(pthread_create(&threads[i], NULL, observer, &args[i]), 0);
+	}
+	/* Scrapes while they observe: +Inf and _count always agree. */
+	for (int i = 0; i < 50; i++) {
+		char *inf, *count;
+		sl_buf_reset(&out);
+		assert_int_equal(sl_metrics_render(m, &out), SL_OK);
+		inf = strstr((char *)out.data, "obs_bucket{le=\"+Inf\"} ");
+		count = strstr((char *)out.data, "obs_count ");
+		assert_non_null(inf);
+		assert_non_null(count);
+		assert_int_equal(strtoull(inf + strlen("obs_bucket{le=\"+Inf\"} "), NULL, 10),
+		                 strtoull(count + strlen("obs_count "), NULL, 10));
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	/* Each thread observes 0, 1, 2 and 3 equally often. */
+	sl_buf_reset(&out);
+	assert_int_equal(sl_metrics_render(m, &out), SL_OK);
+	assert_string_equal((char *)out.data, "# HELP obs Observed.\n"
+	                                      "# TYPE obs histogram\n"
+	                                      "obs_bucket{le=\"0\"} 50000\n"
+	                                      "obs_bucket{le=\"1\"} 100000\n"
+	                                      "obs_bucket{le=\"2\"} 150000\n"
+	                                      "obs_bucket{le=\"+Inf\"} 200000\n"
+	                                      "obs_sum 300000\n"
+	                                      "obs_count 200000\n");
+	sl_buf_free(&out);
+	sl_metrics_free(m);
+}
+
 static void test_enomem_during_registration(void **state)
 {
+	static const double hist_bounds[] = {1, 2};
 	sl_metrics *m = NULL;
 	sl_buf before = SL_BUF_INIT(1 << 16);
 	sl_buf after = SL_BUF_INIT(1 << 16);
@@ -215,7 +404,36 @@ static void test_enomem_during_registration(void **state)
 		assert_string_equal((char *)after.data, (char *)before.data);
 		n_failed++;
 	}
-	assert_int_equal(n_failed, 6);
+	/* A new histogram name takes seven allocations (its bounds and its
+	 * buckets too), a new label set of one three: each fails cleanly,
+	 * and with one more the registration goes through. */
+	for (long fail_at = 0; fail_at < 7; fail_at++) {
+		sl_alloc_fail_after(fail_at, 0);
+		assert_null(sl_metrics_histogram(m, "new_hist", NULL, "New.", hist_bounds, 2));
+		sl_alloc_fail_after(-1, 0);
+		assert_int_equal(sl_error_last()->code, SL_ENOMEM);
+		sl_buf_reset(&after);
+		assert_int_equal(sl_metrics_render(m, &after), SL_OK);
+		assert_string_equal((char *)after.data, (char *)before.data);
+		n_failed++;
+	}
+	assert_int_equal(n_failed, 13);
+	sl_alloc_fail_after(7, 0);
+	assert_non_null(sl_metrics_histogram(m, "new_hist", NULL, "New.", hist_bounds, 2));
+	sl_alloc_fail_after(-1, 0);
+	sl_buf_reset(&before);
+	assert_int_equal(sl_metrics_render(m, &before), SL_OK);
+	for (long fail_at = 0; fail_at < 3; fail_at++) {
+		sl_alloc_fail_after(fail_at, 0);
+		assert_null(sl_metrics_histogram(m, "new_hist", "l=\"2\"", "New.", hist_bounds, 2));
+		sl_alloc_fail_after(-1, 0);
+		sl_buf_reset(&after);
+		assert_int_equal(sl_metrics_render(m, &after), SL_OK);
+		assert_string_equal((char *)after.data, (char *)before.data);
+	}
+	sl_alloc_fail_after(3, 0);
+	assert_non_null(sl_metrics_histogram(m, "new_hist", "l=\"2\"", "New.", hist_bounds, 2));
+	sl_alloc_fail_after(-1, 0);
 	assert_non_null(sl_metrics_gauge(m, "new_gauge", "a=\"1\"", "New."));
 	assert_non_null(sl_metrics_counter(m, "base_total", "b=\"2\"", "Base."));
 	assert_ptr_equal(sl_metrics_counter(m, "base_total", NULL, "Base."), base);
@@ -307,6 +525,9 @@ int main(void)
 	        cmocka_unit_test(test_render_exact),
 	        cmocka_unit_test(test_same_name_and_labels_same_metric),
 	        cmocka_unit_test(test_concurrent_adds),
+	        cmocka_unit_test(test_histogram_render_exact),
+	        cmocka_unit_test(test_histogram_refused),
+	        cmocka_unit_test(test_histogram_concurrent_observes),
 	        cmocka_unit_test_teardown(test_enomem_during_registration, reset_injection),
 	        cmocka_unit_test(test_serve_metrics),
 	};
