@@ -89,6 +89,8 @@ typedef struct sl_pipeline_progress {
 	                         not counted: count_behind) */
 	int held_by;          /* pid of a transaction holding rows back, else 0 */
 	const sl_cursor *cursor;
+	uint64_t batch_ns; /* the batch just saved: from reading its rows to its
+	                      state saved (monotonic clock) */
 } sl_pipeline_progress;
 
 typedef struct sl_pipeline_options {

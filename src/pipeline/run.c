@@ -118,6 +118,8 @@ static int run_batches(sl_pipeline_pool *pool, sl_pipeline_state *st, sl_source 
 		sl_pipeline_job *jobs = NULL;
 		size_t n = 0, n_new = 0;
 		int held_by = 0;
+		/* For progress->batch_ns: a batch is timed from here to its save. */
+		uint64_t batch_start_ns = sl_clock_mono_ns();
 
 		if ((rc = read_batch(st, src, o, &cursor, &jobs, &n, &n_new, &held_by)) != SL_OK)
 			return rc;
@@ -162,6 +164,7 @@ static int run_batches(sl_pipeline_pool *pool, sl_pipeline_state *st, sl_source 
 		cursor = next;
 		prog->batches++;
 		prog->rows += n_new;
+		prog->batch_ns = sl_clock_mono_ns() - batch_start_ns;
 		if (o->progress != NULL)
 			o->progress(o->progress_ctx, prog);
 	}

@@ -378,6 +378,7 @@ static void test_copies_everything_in_parts(void **state)
 	assert_int_equal(pr.objects, 20);
 	assert_int_equal(pr.failed, 0);
 	assert_int_equal(pr.rows_behind, 20);
+	assert_true(pr.batch_ns > 0); /* the last batch was timed */
 	assert_int_equal(h.w.n_stored, 20);
 	for (size_t i = 0; i < 20; i++)
 		assert_object_stored(&h.w, i);
