@@ -7,7 +7,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -284,24 +283,6 @@ int cli_cmd_reset(int argc, char **argv)
 
 /* ------------------------------------------------------------ status */
 
-/* Seconds between two PostgreSQL UTC timestamps ("2026-11-21 10:00:00.123456+00"). */
-static int ts_seconds(const char *ts, double *out)
-{
-	struct tm tm;
-	double frac = 0;
-	int n = 0;
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(ts, "%4d-%2d-%2d %2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-	           &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
-		return -1;
-	if (ts[n] == '.')
-		sscanf(ts + n, "%lf", &frac);
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	*out = (double)timegm(&tm) + frac;
-	return 0;
-}
-
 /* Changes mode's status: the position, and the slot as the server sees it
  * (its lag: WAL bytes it keeps for us, and the time since a run last
  * reached the server's position while bytes wait). */
@@ -434,8 +415,9 @@ int cli_cmd_status(int argc, char **argv)
 	    sl_pg_source_lag(pg, &st.cursor, NULL, newest, &rows_after) == SL_OK) {
 		double t_new, t_cur;
 		have_lag = 1;
-		if (newest[0] && st.cursor.created_at[0] && ts_seconds(newest, &t_new) == 0 &&
-		    ts_seconds(st.cursor.created_at, &t_cur) == 0)
+		if (newest[0] && st.cursor.created_at[0] &&
+		    cli_pipeline_ts_seconds(newest, &t_new) == 0 &&
+		    cli_pipeline_ts_seconds(st.cursor.created_at, &t_cur) == 0)
 			lag_s = rows_after > 0 && t_new > t_cur ? t_new - t_cur : 0;
 	} else {
 		sl_log(SL_LOG_WARN, "source not reachable; lag unknown", "error=\"%s\"",

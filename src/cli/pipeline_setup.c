@@ -3,7 +3,9 @@
  * PostgreSQL source, the fetcher each worker opens (the data column in
  * direct mode, the source bucket in S3 mode) and the sink named by
  * [destination]. Each command opens only what it needs: `status` does not
- * connect to a sink, `reset` touches nothing but the state.
+ * connect to a sink, `reset` touches nothing but the state. Also here: the
+ * reading of the source's timestamps, for the lag that `status` and the
+ * metrics tell.
  *
  * [database] max_connections bounds the PostgreSQL connections a run
  * opens: the reserved ones (cli_config_pg_connections_reserved: the
@@ -11,7 +13,9 @@
  * a run's concurrency is at most max_connections - reserved; an S3-mode
  * run's fetchers talk to S3 and are not bounded by it.
  */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/pipeline_setup.h"
@@ -110,4 +114,21 @@ void cli_pipeline_close(cli_pipeline *p)
 	sl_pipeline_state_close(p->state);
 	cli_config_free(&p->cfg);
 	memset(p, 0, sizeof(*p));
+}
+
+int cli_pipeline_ts_seconds(const char *ts, double *out)
+{
+	struct tm tm;
+	double frac = 0;
+	int n = 0;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(ts, "%4d-%2d-%2d %2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	           &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+		return -1;
+	if (ts[n] == '.')
+		sscanf(ts + n, "%lf", &frac);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*out = (double)timegm(&tm) + frac;
+	return 0;
 }

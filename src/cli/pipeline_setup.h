@@ -27,4 +27,9 @@ int cli_pipeline_open(cli_pipeline *p, const char *name, const char *config_path
 int cli_pipeline_run(cli_pipeline *p, sl_pipeline_progress *out);
 void cli_pipeline_close(cli_pipeline *p);
 
+/* Seconds since the epoch of a PostgreSQL UTC timestamp as the source and
+ * the cursor keep them ("2026-11-21 10:00:00.123456+00"); 0, or -1 when
+ * ts is not one. */
+int cli_pipeline_ts_seconds(const char *ts, double *out);
+
 #endif
