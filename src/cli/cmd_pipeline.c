@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/pipeline_metrics.h"
 #include "cli/pipeline_setup.h"
 #include "cli/progress.h"
 
@@ -30,6 +31,8 @@ typedef struct pipeline_args {
 	int has_interval;
 	int yes;
 	int all;
+	int has_metrics; /* -m */
+	uint16_t metrics_port;
 } pipeline_args;
 
 static int pipeline_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
@@ -57,6 +60,9 @@ static int pipeline_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	case OPT_ALL:
 		a->all = 1;
 		return CLI_OK;
+	case 'm':
+		a->has_metrics = 1;
+		return cli_parse_port(cmd->name, "--metrics-port", arg, &a->metrics_port);
 	}
 	return CLI_USAGE;
 }
@@ -69,6 +75,15 @@ static int pipeline_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 #define CONFIG_HELP                                                                                \
 	"  -c, --config FILE       pipeline config (default ./sluice.toml, else\n"                 \
 	"                          ./config.toml; see config.example.toml)\n"
+
+#define METRICS_OPTION                                                                             \
+	{                                                                                          \
+		"metrics-port", required_argument, NULL, 'm'                                       \
+	}
+
+#define METRICS_HELP                                                                               \
+	"  -m, --metrics-port PORT serve metrics at http://127.0.0.1:PORT/metrics (0\n"            \
+	"                          picks a free port; docs/cli.md names them)\n"
 
 static int parse_args(cli_cmd *cmd, pipeline_args *a, int argc, char **argv)
 {
@@ -113,11 +128,14 @@ static void report_run(const char *name, const sl_pipeline_progress *pr)
 }
 
 /* For the commands that run: parses argv, opens every part of the
- * pipeline and lets SIGINT/SIGTERM finish the batch in flight. CLI_CONTINUE
- * to go on (then p is open), else the exit status. */
-static int open_for_run(cli_cmd *cmd, pipeline_args *a, cli_pipeline *p, int argc, char **argv)
+ * pipeline, serves metrics when -m asks (*pm, else NULL) and lets
+ * SIGINT/SIGTERM finish the batch in flight. CLI_CONTINUE to go on (then p
+ * is open), else the exit status. */
+static int open_for_run(cli_cmd *cmd, pipeline_args *a, cli_pipeline *p, cli_pipeline_metrics **pm,
+                        int argc, char **argv)
 {
 	int rc = parse_args(cmd, a, argc, argv);
+	*pm = NULL;
 	if (rc != CLI_CONTINUE)
 		return rc;
 	if (strcmp(cmd->name, "start") == 0 && !a->has_interval)
@@ -126,11 +144,16 @@ static int open_for_run(cli_cmd *cmd, pipeline_args *a, cli_pipeline *p, int arg
 		return CLI_FAIL;
 	cli_on_stop_signal(&stop_requested);
 	p->options.since = a->since;
+	if (a->has_metrics &&
+	    cli_pipeline_metrics_start(pm, cmd->name, p, a->metrics_port) != CLI_OK) {
+		cli_pipeline_close(p);
+		return CLI_FAIL;
+	}
 	return CLI_CONTINUE;
 }
 
-/* One run; CLI_OK or CLI_FAIL (reported). */
-static int run_once(cli_pipeline *p, const char *name, int retry_only)
+/* One run; CLI_OK or CLI_FAIL (reported). pm: metrics, or NULL. */
+static int run_once(cli_pipeline *p, const char *name, int retry_only, cli_pipeline_metrics *pm)
 {
 	sl_pipeline_progress pr;
 	cli_progress progress;
@@ -142,7 +165,9 @@ static int run_once(cli_pipeline *p, const char *name, int retry_only)
 	p->options.progress = cli_progress_update;
 	p->options.progress_ctx = &progress;
 	p->options.count_behind = progress.tty; /* only the bar shows it */
+	cli_pipeline_metrics_run_begin(pm, &p->options);
 	rc = cli_pipeline_run(p, &pr);
+	cli_pipeline_metrics_run_end(pm, rc);
 	cli_progress_done(&progress);
 	if (rc != SL_OK)
 		return cli_fail(name);
@@ -151,27 +176,32 @@ static int run_once(cli_pipeline *p, const char *name, int retry_only)
 }
 
 static const char run_usage[] =
-        "Usage: sluice run [-c FILE] [--since RFC3339]\n"
+        "Usage: sluice run [-c FILE] [--since RFC3339] [-m PORT]\n"
         "\n"
         "Copy the rows of the source table that are not yet copied to the\n"
         "destination, then exit. Resumes where the last run stopped; failed\n"
         "objects are retried with backoff and never hold the others back.\n"
         "SIGINT or SIGTERM finish the batch in flight and exit 0.\n"
-        "\n" CONFIG_HELP "      --since RFC3339     only rows created after this time\n";
+        "\n" CONFIG_HELP
+        "      --since RFC3339     only rows created after this time\n" METRICS_HELP;
 
-static const struct option run_options[] = {
-        CONFIG_OPTION, {"since", required_argument, NULL, OPT_SINCE}, {NULL, 0, NULL, 0}};
+static const struct option run_options[] = {CONFIG_OPTION,
+                                            {"since", required_argument, NULL, OPT_SINCE},
+                                            METRICS_OPTION,
+                                            {NULL, 0, NULL, 0}};
 
 int cli_cmd_run(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "run", .usage = run_usage, .options = run_options};
+	cli_pipeline_metrics *pm;
 	cli_pipeline p;
 	pipeline_args a;
 	int rc;
 
-	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, &pm, argc, argv)) != CLI_CONTINUE)
 		return rc;
-	rc = run_once(&p, cmd.name, 0);
+	rc = run_once(&p, cmd.name, 0, pm);
+	cli_pipeline_metrics_stop(pm);
 	cli_pipeline_close(&p);
 	return rc;
 }
@@ -179,7 +209,7 @@ int cli_cmd_run(int argc, char **argv)
 /* ------------------------------------------------------------- start */
 
 static const char start_usage[] =
-        "Usage: sluice start --interval SECONDS [-c FILE] [--since RFC3339]\n"
+        "Usage: sluice start --interval SECONDS [-c FILE] [--since RFC3339] [-m PORT]\n"
         "\n"
         "Run again and again: a run, then a wait of --interval, until SIGINT or\n"
         "SIGTERM, which finish the batch in flight and exit 0. Runs never overlap,\n"
@@ -187,30 +217,33 @@ static const char start_usage[] =
         "run (the database away, say) is logged and tried again next interval.\n"
         "\n" CONFIG_HELP "      --interval DURATION time between runs: seconds, or with a unit\n"
         "                          (500ms, 30s, 5m)\n"
-        "      --since RFC3339     only rows created after this time\n";
+        "      --since RFC3339     only rows created after this time\n" METRICS_HELP;
 
 static const struct option start_options[] = {CONFIG_OPTION,
                                               {"interval", required_argument, NULL, OPT_INTERVAL},
                                               {"since", required_argument, NULL, OPT_SINCE},
+                                              METRICS_OPTION,
                                               {NULL, 0, NULL, 0}};
 
 int cli_cmd_start(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "start", .usage = start_usage, .options = start_options};
+	cli_pipeline_metrics *pm;
 	cli_pipeline p;
 	pipeline_args a;
 	int rc;
 
-	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, &pm, argc, argv)) != CLI_CONTINUE)
 		return rc;
 	sl_log(SL_LOG_INFO, "pipeline started", "config=%s interval_ms=%llu", a.config,
 	       (unsigned long long)a.interval_ms);
 	while (!stop_requested) {
-		run_once(&p, cmd.name, 0); /* a failure is reported; the next run tries again */
+		run_once(&p, cmd.name, 0, pm); /* a failure is reported; the next run tries again */
 		for (uint64_t waited = 0; waited < a.interval_ms && !stop_requested; waited += 100)
 			sl_sleep_ms(a.interval_ms - waited < 100 ? a.interval_ms - waited : 100);
 	}
 	sl_log(SL_LOG_INFO, "pipeline stopped", NULL);
+	cli_pipeline_metrics_stop(pm);
 	cli_pipeline_close(&p);
 	return CLI_OK;
 }
@@ -558,19 +591,20 @@ static const struct option retry_options[] = {CONFIG_OPTION, {NULL, 0, NULL, 0}}
 int cli_cmd_retry(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "retry", .usage = retry_usage, .options = retry_options};
+	cli_pipeline_metrics *pm; /* stays NULL: retry takes no -m */
 	uint64_t n = 0;
 	cli_pipeline p;
 	pipeline_args a;
 	int rc;
 
-	if ((rc = open_for_run(&cmd, &a, &p, argc, argv)) != CLI_CONTINUE)
+	if ((rc = open_for_run(&cmd, &a, &p, &pm, argc, argv)) != CLI_CONTINUE)
 		return rc;
 	if (sl_pipeline_state_retry_all(p.state, &n) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
 	printf("retry: %llu failed objects due now\n", (unsigned long long)n);
-	rc = n > 0 ? run_once(&p, cmd.name, 1) : CLI_OK;
+	rc = n > 0 ? run_once(&p, cmd.name, 1, pm) : CLI_OK;
 cleanup:
 	cli_pipeline_close(&p);
 	return rc;
