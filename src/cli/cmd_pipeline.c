@@ -321,38 +321,33 @@ int cli_cmd_reset(int argc, char **argv)
  * reached the server's position while bytes wait). */
 static int status_changes(cli_cmd *cmd, cli_pipeline *p, const sl_pipeline_status *st)
 {
-	sl_pipeline_changes ch;
-	sl_pg_slot_info slot;
+	cli_slot_lag lag;
+	const sl_pipeline_changes *ch = &lag.position;
+	const sl_pg_slot_info *slot = &lag.slot;
 	char lsn[24] = "", last_run[32] = "";
-	int have_slot = 0;
-	double lag_s = -1;
+	int have_slot;
+	double lag_s;
 
-	if (sl_pipeline_state_changes(p->state, &ch) != SL_OK)
-		return cli_fail(cmd->name);
-	if (!ch.known)
-		snprintf(ch.slot, sizeof(ch.slot), "%s", p->cfg.slot);
-	snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(ch.lsn >> 32), (unsigned)ch.lsn);
-	if (sl_pg_slot_status(&p->cfg.pg, ch.slot, &slot) == SL_OK) {
-		have_slot = 1;
-		if (slot.lag_bytes == 0)
-			lag_s = 0;
-		else if (ch.caught_up_ms > 0)
-			lag_s = (double)(sl_clock_wall_ms() - ch.caught_up_ms) / 1000.0;
-	} else {
+	if (cli_pipeline_slot_lag(p->state, &p->cfg.pg, p->cfg.slot, &lag) != SL_OK) {
+		if (!lag.position.known && lag.position.slot[0] == '\0')
+			return cli_fail(cmd->name); /* the state could not be read */
 		sl_log(SL_LOG_WARN, "source not reachable; slot lag unknown", "error=\"%s\"",
 		       sl_error_last()->message);
 	}
+	have_slot = lag.have_slot;
+	lag_s = lag.seconds;
+	snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(ch->lsn >> 32), (unsigned)ch->lsn);
 	if (st->last_run_ms)
 		sl_clock_format_rfc3339(last_run, sizeof(last_run), st->last_run_ms);
 	if (cmd->json) {
 		json_t *o = json_object();
 		int bad = o == NULL;
 		bad |= cli_json_set(o, "mode", json_string("changes"));
-		bad |= cli_json_set(o, "slot", json_string(ch.slot));
+		bad |= cli_json_set(o, "slot", json_string(ch->slot));
 		bad |= cli_json_set(o, "publication", json_string(p->cfg.publication));
-		bad |= cli_json_set(o, "copying", json_boolean(!ch.known || ch.copying));
-		bad |= cli_json_set(o, "lsn", ch.known ? json_string(lsn) : json_null());
-		bad |= cli_json_set(o, "objects_tracked", cli_json_u64(ch.objects_tracked));
+		bad |= cli_json_set(o, "copying", json_boolean(!ch->known || ch->copying));
+		bad |= cli_json_set(o, "lsn", ch->known ? json_string(lsn) : json_null());
+		bad |= cli_json_set(o, "objects_tracked", cli_json_u64(ch->objects_tracked));
 		bad |= cli_json_set(o, "objects", cli_json_u64(st->objects));
 		bad |= cli_json_set(o, "bytes", cli_json_u64(st->bytes));
 		bad |= cli_json_set(o, "failing", cli_json_u64(st->failing));
@@ -360,43 +355,43 @@ static int status_changes(cli_cmd *cmd, cli_pipeline *p, const sl_pipeline_statu
 		bad |= cli_json_set(o, "last_batch",
 		                    last_run[0] ? json_string(last_run) : json_null());
 		bad |= cli_json_set(o, "slot_exists",
-		                    have_slot ? json_boolean(slot.exists) : json_null());
+		                    have_slot ? json_boolean(slot->exists) : json_null());
 		bad |= cli_json_set(o, "slot_active",
-		                    have_slot && slot.exists ? json_boolean(slot.active)
-		                                             : json_null());
+		                    have_slot && slot->exists ? json_boolean(slot->active)
+		                                              : json_null());
 		bad |= cli_json_set(o, "slot_lag_bytes",
-		                    have_slot && slot.exists ? cli_json_u64(slot.lag_bytes)
-		                                             : json_null());
+		                    have_slot && slot->exists ? cli_json_u64(slot->lag_bytes)
+		                                              : json_null());
 		bad |= cli_json_set(o, "slot_lag_seconds",
-		                    have_slot && slot.exists && lag_s >= 0 ? json_real(lag_s)
-		                                                           : json_null());
+		                    have_slot && slot->exists && lag_s >= 0 ? json_real(lag_s)
+		                                                            : json_null());
 		return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
 	}
 	printf("state        %s\n", p->cfg.state_path);
-	printf("mode         changes (slot %s, publication %s)\n", ch.slot, p->cfg.publication);
-	if (!ch.known)
+	printf("mode         changes (slot %s, publication %s)\n", ch->slot, p->cfg.publication);
+	if (!ch->known)
 		printf("position     (no run yet)\n");
-	else if (ch.copying)
+	else if (ch->copying)
 		printf("position     first copy, after id %s\n",
-		       ch.copy_after[0] ? ch.copy_after : "(start)");
+		       ch->copy_after[0] ? ch->copy_after : "(start)");
 	else
 		printf("position     %s\n", lsn);
 	printf("objects      %llu (%llu bytes); %llu rows known\n", (unsigned long long)st->objects,
-	       (unsigned long long)st->bytes, (unsigned long long)ch.objects_tracked);
+	       (unsigned long long)st->bytes, (unsigned long long)ch->objects_tracked);
 	printf("failures     %llu retrying, %llu parked\n", (unsigned long long)st->failing,
 	       (unsigned long long)st->parked);
 	printf("last batch   %s\n", last_run[0] ? last_run : "never");
 	if (!have_slot)
 		printf("slot         unknown (source not reachable)\n");
-	else if (!slot.exists)
+	else if (!slot->exists)
 		printf("slot         missing%s\n",
-		       ch.known ? ": changes since it went are lost; `sluice reset` copies again"
-		                : "");
+		       ch->known ? ": changes since it went are lost; `sluice reset` copies again"
+		                 : "");
 	else {
-		printf("slot lag     %llu bytes", (unsigned long long)slot.lag_bytes);
+		printf("slot lag     %llu bytes", (unsigned long long)slot->lag_bytes);
 		if (lag_s >= 0)
 			printf(", %.1f s", lag_s);
-		printf("%s\n", slot.active ? " (a run is reading it)" : "");
+		printf("%s\n", slot->active ? " (a run is reading it)" : "");
 	}
 	return fflush(stdout) == 0 ? CLI_OK : CLI_FAIL;
 }

@@ -53,9 +53,11 @@ static const double batch_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
  * say) adds its fields here, fills them in read_lag and publishes them in
  * publish_lag. */
 typedef struct lag_sample {
-	uint64_t rows;  /* rows after the cursor */
-	double seconds; /* now - the cursor's created_at while rows wait, else 0;
-	                   NaN when rows wait and no row is done yet */
+	uint64_t rows;     /* rows after the cursor (changes mode: not known, NaN) */
+	double seconds;    /* now - the cursor's created_at while rows wait, else 0;
+	                      NaN when rows wait and no row is done yet; changes
+	                      mode: the slot's lag in seconds (cli_slot_lag) */
+	double slot_bytes; /* changes mode: WAL the slot keeps for us */
 } lag_sample;
 
 struct cli_pipeline_metrics {
@@ -70,8 +72,9 @@ struct cli_pipeline_metrics {
 	void *inner_ctx;
 
 	/* Fed by the sampler. */
-	sl_metric *retrying, *parked, *lag_rows, *lag_seconds;
-	sl_pg_config pg; /* the source's, with the sampler's timeouts */
+	sl_metric *retrying, *parked, *lag_rows, *lag_seconds, *slot_lag_bytes;
+	const char *slot; /* changes mode: the configured slot; else NULL */
+	sl_pg_config pg;  /* the source's, with the sampler's timeouts */
 	const char *state_path;
 	const char *since;
 	sl_pipeline_state *state; /* the sampler's own; NULL until opened */
@@ -96,6 +99,15 @@ static int read_lag(cli_pipeline_metrics *pm, const sl_cursor *cursor, lag_sampl
 	double now_s, cursor_s;
 	int rc;
 
+	if (pm->slot != NULL) {
+		cli_slot_lag lag;
+		if ((rc = cli_pipeline_slot_lag(pm->state, &pm->pg, pm->slot, &lag)) != SL_OK)
+			return rc;
+		out->rows = 0;
+		out->seconds = lag.slot.exists && lag.seconds >= 0 ? lag.seconds : NAN;
+		out->slot_bytes = lag.slot.exists ? (double)lag.slot.lag_bytes : NAN;
+		return SL_OK;
+	}
 	if (pm->source.ops == NULL) {
 		if ((rc = sl_pg_source_open(&pg, &pm->pg)) != SL_OK)
 			return rc;
@@ -117,8 +129,10 @@ static int read_lag(cli_pipeline_metrics *pm, const sl_cursor *cursor, lag_sampl
 
 static void publish_lag(cli_pipeline_metrics *pm, const lag_sample *lag)
 {
-	sl_metric_set(pm->lag_rows, (double)lag->rows);
+	sl_metric_set(pm->lag_rows, pm->slot != NULL ? NAN : (double)lag->rows);
 	sl_metric_set(pm->lag_seconds, lag->seconds);
+	if (pm->slot_lag_bytes != NULL)
+		sl_metric_set(pm->slot_lag_bytes, lag->slot_bytes);
 }
 
 /* One reading of the state and the source. */
@@ -241,7 +255,9 @@ static int register_all(cli_pipeline_metrics *pm)
 	                                "Rows of the source after the cursor");
 	pm->lag_seconds = sl_metrics_gauge(
 	        r, "sluice_pipeline_lag_seconds", NULL,
-	        "Now minus the cursor's created_at while rows wait after it, else 0");
+	        "Now minus the cursor's created_at while rows wait after it, else 0 (changes "
+	        "mode: seconds since a run last reached the server's WAL position, while the "
+	        "slot keeps bytes)");
 	pm->batch_seconds =
 	        sl_metrics_histogram(r, "sluice_pipeline_batch_duration_seconds", NULL,
 	                             "From reading a batch's rows to saving its outcome",
@@ -252,6 +268,12 @@ static int register_all(cli_pipeline_metrics *pm)
 	                                        "Runs that went to their end");
 	pm->runs_failed = sl_metrics_counter(r, "sluice_pipeline_runs_failed_total", NULL,
 	                                     "Runs that an error ended");
+	if (pm->slot != NULL &&
+	    (pm->slot_lag_bytes = sl_metrics_gauge(
+	             r, "sluice_pipeline_slot_lag_bytes", NULL,
+	             "Changes mode: WAL bytes the replication slot keeps for this pipeline")) ==
+	            NULL)
+		return sl_error_last()->code;
 	if (!pm->rows_listed || !pm->objects_stored || !pm->bytes_stored || !pm->objects_failed ||
 	    !pm->retrying || !pm->parked || !pm->lag_rows || !pm->lag_seconds ||
 	    !pm->batch_seconds || !pm->last_batch || !pm->runs_completed || !pm->runs_failed)
@@ -275,6 +297,7 @@ int cli_pipeline_metrics_start(cli_pipeline_metrics **out, const char *name, con
 		pm->pg.timeout_ms = SAMPLE_DB_TIMEOUT_MS;
 	pm->pg.reconnect_ms = 1; /* one attempt: the next sample tries again */
 	pm->state_path = p->cfg.state_path;
+	pm->slot = p->cfg.changes_mode ? p->cfg.slot : NULL;
 	pm->since = p->options.since;
 	if (sl_metrics_new(&pm->registry) != SL_OK || register_all(pm) != SL_OK)
 		goto fail;

@@ -107,6 +107,25 @@ int cli_pipeline_run(cli_pipeline *p, sl_pipeline_progress *out)
 	return sl_pipeline_run(p->state, &p->source, &p->sink, &p->options, out);
 }
 
+int cli_pipeline_slot_lag(sl_pipeline_state *st, const sl_pg_config *pg, const char *slot_name,
+                          cli_slot_lag *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->seconds = -1;
+	if (sl_pipeline_state_changes(st, &out->position) != SL_OK)
+		return sl_error_last()->code;
+	if (!out->position.known)
+		snprintf(out->position.slot, sizeof(out->position.slot), "%s", slot_name);
+	if (sl_pg_slot_status(pg, out->position.slot, &out->slot) != SL_OK)
+		return sl_error_last()->code;
+	out->have_slot = 1;
+	if (out->slot.lag_bytes == 0)
+		out->seconds = 0;
+	else if (out->position.caught_up_ms > 0)
+		out->seconds = (double)(sl_clock_wall_ms() - out->position.caught_up_ms) / 1000.0;
+	return SL_OK;
+}
+
 void cli_pipeline_close(cli_pipeline *p)
 {
 	sl_sink_close(&p->sink);

@@ -32,4 +32,19 @@ void cli_pipeline_close(cli_pipeline *p);
  * ts is not one. */
 int cli_pipeline_ts_seconds(const char *ts, double *out);
 
+/* Changes mode's lag: the state's position and the slot as the server
+ * sees it (WAL bytes it keeps for us), and seconds since a run last
+ * reached the server's position while bytes wait (-1 unknown). SL_OK with
+ * have_slot 0 never happens: a server that does not answer is an error,
+ * with position still filled. */
+typedef struct cli_slot_lag {
+	sl_pipeline_changes position;
+	sl_pg_slot_info slot;
+	int have_slot;
+	double seconds;
+} cli_slot_lag;
+
+int cli_pipeline_slot_lag(sl_pipeline_state *st, const sl_pg_config *pg, const char *slot_name,
+                          cli_slot_lag *out);
+
 #endif

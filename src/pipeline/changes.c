@@ -71,6 +71,7 @@ typedef struct changes_run {
 	sl_pipeline_changes pos;
 	sl_pipeline_progress *prog;
 	uint64_t rng;
+	uint64_t batch_start_ns; /* for progress->batch_ns */
 	/* the batch being built */
 	entry *entries;
 	size_t n_entries, cap_entries;
@@ -293,6 +294,7 @@ static int run_and_save(changes_run *r, sl_pipeline_job *jobs, size_t n)
 	sl_free(outcomes);
 	if (rc == SL_OK) {
 		r->prog->batches++;
+		r->prog->batch_ns = sl_clock_mono_ns() - r->batch_start_ns;
 		if (r->o->progress != NULL)
 			r->o->progress(r->o->progress_ctx, r->prog);
 	}
@@ -330,6 +332,7 @@ static int copy_table(changes_run *r)
 		sl_row_batch rows = {0};
 		sl_change_batch as_changes = {0};
 
+		r->batch_start_ns = sl_clock_mono_ns();
 		if ((rc = sl_pg_source_scan(r->table, r->pos.copy_after, r->o->batch_size,
 		                            &rows)) != SL_OK)
 			break;
@@ -383,6 +386,8 @@ static int follow(changes_run *r, sl_pg_changes *ch)
 		if ((rc = sl_pg_changes_next(ch, r->o->batch_size, target, STREAM_WAIT_MS, &b)) !=
 		    SL_OK)
 			return rc;
+		r->batch_start_ns =
+		        sl_clock_mono_ns(); /* the wait for changes is not the batch's */
 		rc = collect(r, &b);
 		if (rc == SL_OK)
 			rc = add_due(r);

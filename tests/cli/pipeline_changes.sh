@@ -114,6 +114,20 @@ expect_in "$OUT" "slot" "status text"
 expect 0 "$SLUICE" status -c "$TMP/dir.toml" --json
 [ "$(jq -r .copying <<<"$OUT")" = false ] || fail "still copying: $OUT"
 
+# metrics: `start -m` in changes mode serves the slot's lag
+SLUICE_LOG=info "$SLUICE" start -c "$TMP/dir.toml" --interval 200ms -m 0 >/dev/null 2>"$TMP/start.log" &
+start_pid=$!
+wait_until 30 grep -q 'msg="serving metrics"' "$TMP/start.log" || fail "no metrics served: $(cat "$TMP/start.log")"
+mport=$(sed -n 's/.*msg="serving metrics".* port=\([0-9]*\).*/\1/p' "$TMP/start.log" | head -1)
+add_rows 4
+metric() { curl -sS --fail --max-time 10 "http://127.0.0.1:$mport/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
+wait_until 30 test "$(metric sluice_pipeline_objects_stored_total)" -ge 4 ||
+	fail "start did not store the new rows: $(curl -sS "http://127.0.0.1:$mport/metrics")"
+wait_until 30 test -n "$(metric sluice_pipeline_slot_lag_bytes)" || fail "no slot lag metric"
+kill -TERM "$start_pid"
+wait "$start_pid" || fail "start did not exit 0 on SIGTERM"
+same_listing "start" "$(expected_listing)" "$(dir_listing "$TMP/out")"
+
 # ------------------------------------------------------------- S3 and a node
 write_changes_config "$TMP/s3.toml" "s3:dest" sluice_s3
 write_changes_config "$TMP/node.toml" "node:$TMP/node-store:objects" sluice_node
