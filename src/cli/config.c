@@ -697,7 +697,7 @@ static void notice_recall(const loader *l)
 	char name[256];
 
 	if (line > 0)
-		sl_log(SL_LOG_INFO,
+		sl_log(SL_LOG_WARN,
 		       "[recall] is not read: the Recall network is not a destination sluice can "
 		       "reach offline; copy to a [destination] of type dir, s3 or node instead",
 		       "config=%s line=%d", sl_log_quote(name, sizeof(name), l->name), line);
