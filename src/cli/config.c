@@ -12,6 +12,9 @@
  * then the file, then the environment for the secrets the file leaves out;
  * ranges and required values are checked as each is read. A key that
  * belongs to another destination type than the one chosen is an error too.
+ * The one exception to "unknown is an error" is recall-synchronizer's
+ * [recall] table: its keys are left unread, and one logged line says so
+ * (notice_recall), so that recall's own config file loads as it is.
  *
  * Ownership. Every string the config points to is a copy listed in
  * cli_config.owned, so the TOML document is freed before returning and

@@ -81,6 +81,7 @@ static void world_free(fake_world *w)
 {
 	for (size_t i = 0; i < w->n_rows; i++) {
 		free(w->rows[i].key);
+		free(w->rows[i].bucket);
 		free(w->rows[i].data);
 	}
 	for (size_t i = 0; i < w->n_stored; i++) {
@@ -164,6 +165,11 @@ static int fetch_read(void *self, const sl_row *row, uint64_t offset, size_t cap
 	int fail = 0;
 	assert_true(i != SIZE_MAX);
 	assert_false(row->has_data);
+	/* the row's own bucket reaches the fetcher (copied with the row) */
+	if (w->rows[i].bucket == NULL)
+		assert_null(row->bucket);
+	else
+		assert_string_equal(row->bucket, w->rows[i].bucket);
 	pthread_mutex_lock(&w->mu);
 	if (w->read_fails[i] > 0) {
 		w->read_fails[i]--;
@@ -646,6 +652,8 @@ static void test_recorded_size_and_hash(void **state)
 		memcpy(r->content_sha256, d.bytes, sizeof(r->content_sha256));
 		r->has_content_sha256 = i != 10; /* 10: no hash recorded, not checked */
 		r->size_recorded = 1;
+		if (i % 3 == 0)
+			r->bucket = strdup("other-bucket");
 	}
 	h.w.rows[2].size = 9;                  /* 7 bytes, recorded as 9 */
 	h.w.rows[4].content_sha256[31] ^= 1;   /* 100 bytes in 15 parts */
