@@ -18,13 +18,14 @@
  *   Failures that are due are retried in every batch, by reading the row
  *   again: present, it is stored at its key; gone, it is removed.
  *
- * Jobs. A row's destination key is recorded when its object is stored
- * (state table `objects`), because a delete names only the id. A job for a
- * row present in the table removes the recorded key when the row's key
- * changed, then stores the object at the new key; a job for a deleted row
- * removes the recorded key. Every job brings the destination in line with
- * the row as the table holds it (or will, once the stream is applied), so
- * running a job again, or an older change after a newer one, is harmless.
+ * Jobs. The keys a row's object may be at are recorded in the state (table
+ * `objects`), because a delete names only the id. A job for a row present
+ * in the table removes every recorded key but the row's key, then stores
+ * the object at that key; a job for a deleted row removes every recorded
+ * key. Once a job succeeds, the row's other keys are forgotten. Every job
+ * brings the destination in line with the row as the table holds it (or
+ * will, once the stream is applied), so running a job again, or an older
+ * change after a newer one, is harmless.
  *
  * Invariants:
  *   C1  The LSN is confirmed to the server only after the state transaction
@@ -38,10 +39,13 @@
  *       and the stream, replayed from the consistent point, then brings
  *       every later change in order, so the destination still converges to
  *       the table.
- *   C3  A failed object never holds the LSN back: it becomes a failure row
- *       (P2, P3 of run.c), retried against the row as the table holds it.
- *       The key recorded for a row changes only with an outcome that made
- *       it true (or harmlessly stale: removing an absent key is a no-op).
+ *   C3  No object is ever at a key the state does not remember: a job's
+ *       key is recorded, in its own transaction, before the job runs (a
+ *       replay after a crash may read a newer row, with another key, than
+ *       the run that crashed stored). Keys are forgotten only after the
+ *       removal of their object succeeded. A failed object never holds the
+ *       LSN back: it becomes a failure row (P2, P3 of run.c), retried
+ *       against the row as the table holds it.
  *   C4  A row's jobs never run concurrently: one job per row id per batch,
  *       and keys contain the row id, so two jobs never touch one key.
  */
@@ -216,24 +220,26 @@ static int read_row(changes_run *r, const char *id, sl_row *out, int *gone)
 	return *gone ? SL_OK : rc;
 }
 
-/* The job for one entry. */
+/* The job for one entry: remove every key recorded for the row but the
+ * one it is stored at now (all of them when the row is gone). */
 static int make_job(changes_run *r, const entry *e, sl_pipeline_job *j)
 {
-	char *recorded = NULL;
+	char **keys = NULL;
+	size_t n_keys = 0;
 	int gone = 0, rc;
 
 	memset(j, 0, sizeof(*j));
 	snprintf(j->row.id, sizeof(j->row.id), "%s", e->id);
 	j->prior_attempts = e->prior;
-	if ((rc = sl_pipeline_state_object_key(r->st, e->id, &recorded)) != SL_OK)
+	if ((rc = sl_pipeline_state_object_keys(r->st, e->id, &keys, &n_keys)) != SL_OK)
 		return rc;
+	j->remove_keys = keys; /* owned by the job from here */
+	j->n_remove = n_keys;
 	if (e->op == SL_CHANGE_UPSERT && (e->change == NULL || e->change->incomplete)) {
 		sl_row row;
 		memset(&row, 0, sizeof(row));
-		if ((rc = read_row(r, e->id, &row, &gone)) != SL_OK) {
-			sl_free(recorded);
+		if ((rc = read_row(r, e->id, &row, &gone)) != SL_OK)
 			return rc;
-		}
 		if (!gone)
 			j->row = row;
 	} else if (e->op == SL_CHANGE_UPSERT) {
@@ -243,34 +249,50 @@ static int make_job(changes_run *r, const entry *e, sl_pipeline_job *j)
 		gone = 1;
 	}
 	if (gone) {
-		/* removed from the table: remove its object */
-		j->remove_key = recorded;
-		if (recorded != NULL && (j->row.key = sl_strdup(recorded)) == NULL)
+		/* removed from the table: remove its object (named by its first
+		 * key in failures and logs) */
+		if (n_keys > 0 && (j->row.key = sl_strdup(keys[0])) == NULL)
 			return SL_ENOMEM;
 		return SL_OK;
 	}
-	j->store = 1;
 	if (j->row.error != NULL) {
+		/* cannot be moved as it stands: the objects stay as recorded */
 		sl_pipeline_job_settle(j, SL_EINVAL, j->row.error);
-		j->remove_key = recorded; /* kept as recorded (C3) */
-		j->store = 0;
 		return SL_OK;
 	}
-	if (recorded != NULL && strcmp(recorded, j->row.key) != 0)
-		j->remove_key = recorded; /* the key changed: the old object goes */
-	else
-		sl_free(recorded);
+	j->store = 1;
+	for (size_t i = 0; i < j->n_remove; i++) {
+		if (strcmp(j->remove_keys[i], j->row.key) == 0) {
+			/* where it goes: not removed */
+			sl_free(j->remove_keys[i]);
+			j->remove_keys[i] = j->remove_keys[--j->n_remove];
+			break;
+		}
+	}
 	return SL_OK;
 }
 
-/* Where a job leaves the row's object (C3). */
-static const char *key_after(const sl_pipeline_job *j)
+/* C3: every key a job may store at is recorded before it runs. */
+static int record_keys(changes_run *r, const sl_pipeline_job *jobs, size_t n)
 {
-	if (j->rc == SL_OK)
-		return j->store ? j->row.key : NULL;
-	if (j->remove_key != NULL)
-		return j->remove_key;
-	return j->store ? j->row.key : NULL;
+	const char **ids = NULL, **keys = NULL;
+	size_t m = 0;
+	int rc = SL_OK;
+
+	if (n > 0 && ((ids = sl_calloc(n, sizeof(*ids))) == NULL ||
+	              (keys = sl_calloc(n, sizeof(*keys))) == NULL))
+		rc = SL_ENOMEM;
+	for (size_t i = 0; rc == SL_OK && i < n; i++) {
+		if (!jobs[i].store || jobs[i].settled)
+			continue;
+		ids[m] = jobs[i].row.id;
+		keys[m++] = jobs[i].row.key;
+	}
+	if (rc == SL_OK)
+		rc = sl_pipeline_state_record_keys(r->st, ids, keys, m);
+	sl_free(ids);
+	sl_free(keys);
+	return rc;
 }
 
 /* Runs the jobs and saves them with the position in one transaction. */
@@ -280,6 +302,8 @@ static int run_and_save(changes_run *r, sl_pipeline_job *jobs, size_t n)
 	uint64_t now;
 	int rc;
 
+	if ((rc = record_keys(r, jobs, n)) != SL_OK)
+		return rc;
 	if (n > 0 && (rc = sl_pipeline_pool_run(r->pool, jobs, n)) != SL_OK)
 		return rc;
 	now = sl_clock_wall_ms();
@@ -288,7 +312,7 @@ static int run_and_save(changes_run *r, sl_pipeline_job *jobs, size_t n)
 	sl_pipeline_outcomes(r->o, jobs, n, outcomes, now, &r->rng, r->prog);
 	for (size_t i = 0; i < n; i++) {
 		outcomes[i].track_key = 1;
-		outcomes[i].key_after = key_after(&jobs[i]);
+		outcomes[i].keep_key = jobs[i].store ? jobs[i].row.key : NULL;
 	}
 	rc = sl_pipeline_state_save_batch(r->st, NULL, &r->pos, outcomes, n, now);
 	sl_free(outcomes);

@@ -184,19 +184,18 @@ abort:
 	sink->ops->abort(sink->self, upload);
 }
 
-/* One job: the old key's removal, then the copy. */
+/* One job: the old keys' removal, then the copy. */
 static void run_job(worker *w, sl_pipeline_job *j)
 {
 	sl_sink *sink = w->pool->sink;
 	int rc;
 
 	j->rc = SL_OK;
-	if (j->remove_key != NULL) {
-		if ((rc = sink->ops->remove(sink->self, j->remove_key)) != SL_OK) {
+	for (size_t i = 0; i < j->n_remove; i++) {
+		if ((rc = sink->ops->remove(sink->self, j->remove_keys[i])) != SL_OK) {
 			job_fail(j, rc, "remove");
 			return;
 		}
-		j->removed = 1;
 	}
 	if (j->store)
 		transfer(w, j);
@@ -242,14 +241,23 @@ typedef struct flush_ctx {
 	size_t n;
 } flush_ctx;
 
+static int job_has_key(const sl_pipeline_job *j, const char *key)
+{
+	if (j->store && strcmp(j->row.key, key) == 0)
+		return 1;
+	for (size_t i = 0; i < j->n_remove; i++)
+		if (strcmp(j->remove_keys[i], key) == 0)
+			return 1;
+	return 0;
+}
+
 /* A batching sink refused one object (or removal) at flush. */
 static void on_flush_failed(void *ctx, const char *key, int code, const char *message)
 {
 	flush_ctx *f = ctx;
 	for (size_t i = 0; i < f->n; i++) {
 		sl_pipeline_job *j = &f->jobs[i];
-		if (j->rc == SL_OK && ((j->store && strcmp(j->row.key, key) == 0) ||
-		                       (j->remove_key && strcmp(j->remove_key, key) == 0))) {
+		if (j->rc == SL_OK && job_has_key(j, key)) {
 			j->rc = code;
 			snprintf(j->error, sizeof(j->error), "store: %s", message);
 			return;
@@ -314,7 +322,7 @@ void sl_pipeline_outcomes(const sl_pipeline_options *o, const sl_pipeline_job *j
 			if (j->store) {
 				prog->objects++;
 				prog->bytes += j->bytes;
-			} else if (j->remove_key != NULL) {
+			} else if (j->n_remove > 0) {
 				prog->removed++;
 			}
 			continue;
@@ -337,7 +345,9 @@ void sl_pipeline_jobs_free(sl_pipeline_job *jobs, size_t n)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		sl_row_free(&jobs[i].row);
-		sl_free(jobs[i].remove_key);
+		for (size_t k = 0; k < jobs[i].n_remove; k++)
+			sl_free(jobs[i].remove_keys[k]);
+		sl_free(jobs[i].remove_keys);
 	}
 	sl_free(jobs);
 }

@@ -20,24 +20,25 @@ typedef struct sl_pipeline_outcome {
 	uint64_t next_attempt_ms; /* failed, not parked: when to try again */
 	const char *error;        /* failed: what went wrong */
 	int removal;              /* a removal only (changes mode): no object stored */
-	/* changes mode: the key the row's object may now be at (NULL: none,
-	 * forget it), saved when track_key */
+	/* changes mode: on success, the row's object is at keep_key (NULL:
+	 * nowhere), and every other key recorded for it is forgotten; on a
+	 * failure the records stay (track_key: do this) */
 	int track_key;
-	const char *key_after;
+	const char *keep_key;
 } sl_pipeline_outcome;
 
 /* ------------------------------------------------ the worker pool (exec.c) */
 
-/* One row's work in a batch: remove remove_key (when set), then, when
- * store, copy the row's object to row.key. */
+/* One row's work in a batch: remove the remove_keys, then, when store,
+ * copy the row's object to row.key. */
 typedef struct sl_pipeline_job {
 	sl_row row;
 	int store;
-	char *remove_key;        /* owned */
+	char **remove_keys; /* owned, each and the array */
+	size_t n_remove;
 	uint32_t prior_attempts; /* a retry: attempts made before this run */
 	int settled;             /* failed before any transfer (its row is gone) */
 	int rc;                  /* SL_OK when done */
-	int removed;             /* remove_key was removed */
 	uint64_t bytes;
 	char error[SL_ERROR_MSG_MAX + 64];
 } sl_pipeline_job;
@@ -77,8 +78,15 @@ int sl_pipeline_state_save_batch(sl_pipeline_state *st, const sl_cursor *cursor,
 
 /* Changes mode: the first position (slot, publication, what we created). */
 int sl_pipeline_state_changes_begin(sl_pipeline_state *st, const sl_pipeline_changes *pos);
-/* The key recorded for a row's object (*key_out NULL when none), owned. */
-int sl_pipeline_state_object_key(sl_pipeline_state *st, const char *row_id, char **key_out);
+/* The keys recorded for a row's object: where it may be (*n_out 0 when
+ * none); *keys_out and each key owned. */
+int sl_pipeline_state_object_keys(sl_pipeline_state *st, const char *row_id, char ***keys_out,
+                                  size_t *n_out);
+/* Records, in one transaction, that each row_ids[i]'s object may be at
+ * keys[i] from now on: written before the object is, so a crash never
+ * leaves an object at a key nothing remembers. */
+int sl_pipeline_state_record_keys(sl_pipeline_state *st, const char *const *row_ids,
+                                  const char *const *keys, size_t n);
 /* Every row with a recorded object, for a TRUNCATE. */
 int sl_pipeline_state_object_ids(sl_pipeline_state *st, int (*cb)(void *ctx, const char *row_id),
                                  void *ctx);

@@ -7,8 +7,9 @@
  *   changes   changes mode only, one row: the slot and publication, whether
  *             we created them, the first copy's progress (by id) and the
  *             stream's position (an LSN)
- *   objects   changes mode only: the key each row's object was stored at,
- *             so a delete (which names only the id) or a new key removes it
+ *   objects   changes mode only: the keys each row's object may be at,
+ *             recorded before it is written there, so a delete (which
+ *             names only the id) or a new key removes every copy
  *
  * In polling mode it grows with failures, not with objects; changes mode
  * keeps one small row per object (deletes need the key). A batch's outcome (new cursor,
@@ -51,8 +52,8 @@ static const char schema[] =
         " slot TEXT NOT NULL, publication TEXT NOT NULL, created_slot INTEGER NOT NULL,"
         " created_publication INTEGER NOT NULL, copying INTEGER NOT NULL,"
         " copy_after TEXT NOT NULL, lsn INTEGER NOT NULL, caught_up_ms INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS objects(row_id TEXT PRIMARY KEY, key TEXT NOT NULL)"
-        " WITHOUT ROWID;";
+        "CREATE TABLE IF NOT EXISTS objects(row_id TEXT NOT NULL, key TEXT NOT NULL,"
+        " PRIMARY KEY (row_id, key)) WITHOUT ROWID;";
 
 static int db_error(sl_pipeline_state *st, int rc, const char *what)
 {
@@ -252,34 +253,34 @@ static int exec(sl_pipeline_state *st, const char *sql, const char *what)
 	return rc == SQLITE_OK ? SL_OK : db_error(st, rc, what);
 }
 
-/* Changes mode: where each row's object now is, and the position. */
+/* Changes mode: the keys each row's object is no longer at, and the
+ * position. */
 static int save_changes(sl_pipeline_state *st, const sl_pipeline_changes *pos,
                         const sl_pipeline_outcome *outcomes, size_t n)
 {
-	static const char sql_put[] = "INSERT OR REPLACE INTO objects(row_id, key) VALUES (?1, ?2)";
-	static const char sql_forget[] = "DELETE FROM objects WHERE row_id = ?1";
+	static const char sql_forget[] = "DELETE FROM objects WHERE row_id = ?1 AND key IS NOT ?2";
 	static const char sql_pos[] = "UPDATE changes SET copying = ?1, copy_after = ?2, lsn = ?3,"
 	                              " caught_up_ms = ?4 WHERE id = 1";
-	sqlite3_stmt *put = NULL, *forget = NULL, *upd = NULL;
+	sqlite3_stmt *forget = NULL, *upd = NULL;
 	int rc;
 
-	if ((rc = sqlite3_prepare_v2(st->db, sql_put, -1, &put, NULL)) != SQLITE_OK ||
-	    (rc = sqlite3_prepare_v2(st->db, sql_forget, -1, &forget, NULL)) != SQLITE_OK ||
+	if ((rc = sqlite3_prepare_v2(st->db, sql_forget, -1, &forget, NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_prepare_v2(st->db, sql_pos, -1, &upd, NULL)) != SQLITE_OK) {
 		rc = db_error(st, rc, "prepare");
 		goto cleanup;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const sl_pipeline_outcome *o = &outcomes[i];
-		sqlite3_stmt *stmt = o->key_after != NULL ? put : forget;
-		if (!o->track_key)
+		if (!o->track_key || !o->stored)
 			continue;
-		sqlite3_reset(stmt);
-		sqlite3_bind_text(stmt, 1, o->row->id, -1, SQLITE_STATIC);
-		if (o->key_after != NULL)
-			sqlite3_bind_text(stmt, 2, o->key_after, -1, SQLITE_STATIC);
-		if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
-			rc = db_error(st, rc, "save object key");
+		sqlite3_reset(forget);
+		sqlite3_bind_text(forget, 1, o->row->id, -1, SQLITE_STATIC);
+		if (o->keep_key != NULL)
+			sqlite3_bind_text(forget, 2, o->keep_key, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(forget, 2);
+		if ((rc = sqlite3_step(forget)) != SQLITE_DONE) {
+			rc = db_error(st, rc, "save object keys");
 			goto cleanup;
 		}
 	}
@@ -295,7 +296,6 @@ static int save_changes(sl_pipeline_state *st, const sl_pipeline_changes *pos,
 	}
 	rc = SL_OK;
 cleanup:
-	sqlite3_finalize(put);
 	sqlite3_finalize(forget);
 	sqlite3_finalize(upd);
 	return rc;
@@ -423,7 +423,8 @@ int sl_pipeline_state_changes(sl_pipeline_state *st, sl_pipeline_changes *out)
 {
 	static const char sql[] =
 	        "SELECT slot, publication, created_slot, created_publication, copying,"
-	        " copy_after, lsn, caught_up_ms, (SELECT count(*) FROM objects) FROM changes";
+	        " copy_after, lsn, caught_up_ms, (SELECT count(DISTINCT row_id) FROM objects)"
+	        " FROM changes";
 	sqlite3_stmt *stmt = NULL;
 	int rc;
 
@@ -479,37 +480,85 @@ cleanup:
 	return rc;
 }
 
-int sl_pipeline_state_object_key(sl_pipeline_state *st, const char *row_id, char **key_out)
+int sl_pipeline_state_object_keys(sl_pipeline_state *st, const char *row_id, char ***keys_out,
+                                  size_t *n_out)
 {
-	static const char sql[] = "SELECT key FROM objects WHERE row_id = ?1";
+	static const char sql[] = "SELECT key FROM objects WHERE row_id = ?1 ORDER BY key";
 	sqlite3_stmt *stmt = NULL;
+	char **keys = NULL;
+	size_t n = 0, cap = 0;
 	int rc;
 
-	*key_out = NULL;
+	*keys_out = NULL;
+	*n_out = 0;
 	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
-		rc = db_error(st, rc, "read object key");
+		rc = db_error(st, rc, "read object keys");
 		goto cleanup;
 	}
 	sqlite3_bind_text(stmt, 1, row_id, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if ((*key_out = sl_strdup((const char *)sqlite3_column_text(stmt, 0))) == NULL) {
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		char **grown = sl_grow(keys, &cap, n, sizeof(*keys), 2);
+		if (grown == NULL ||
+		    (keys = grown,
+		     (keys[n] = sl_strdup((const char *)sqlite3_column_text(stmt, 0))) == NULL)) {
 			rc = SL_ENOMEM;
 			goto cleanup;
 		}
-	} else if (rc != SQLITE_DONE) {
-		rc = db_error(st, rc, "read object key");
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		rc = db_error(st, rc, "read object keys");
 		goto cleanup;
 	}
+	*keys_out = keys;
+	*n_out = n;
+	keys = NULL;
+	n = 0;
 	rc = SL_OK;
 cleanup:
+	for (size_t i = 0; i < n; i++)
+		sl_free(keys[i]);
+	sl_free(keys);
 	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int sl_pipeline_state_record_keys(sl_pipeline_state *st, const char *const *row_ids,
+                                  const char *const *keys, size_t n)
+{
+	static const char sql[] = "INSERT OR IGNORE INTO objects(row_id, key) VALUES (?1, ?2)";
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	if (n == 0)
+		return SL_OK;
+	if ((rc = exec(st, "BEGIN IMMEDIATE", "begin")) != SL_OK)
+		return rc;
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL)) != SQLITE_OK) {
+		rc = db_error(st, rc, "record object keys");
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(stmt);
+		sqlite3_bind_text(stmt, 1, row_ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 2, keys[i], -1, SQLITE_STATIC);
+		if ((rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+			rc = db_error(st, rc, "record object keys");
+			goto cleanup;
+		}
+	}
+	rc = exec(st, "COMMIT", "commit");
+cleanup:
+	sqlite3_finalize(stmt);
+	if (rc != SL_OK && !sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
 }
 
 int sl_pipeline_state_object_ids(sl_pipeline_state *st, int (*cb)(void *ctx, const char *row_id),
                                  void *ctx)
 {
-	static const char sql[] = "SELECT row_id FROM objects ORDER BY row_id";
+	static const char sql[] = "SELECT DISTINCT row_id FROM objects ORDER BY row_id";
 	sqlite3_stmt *stmt = NULL;
 	int rc;
 
