@@ -234,7 +234,7 @@ int cli_parse_duration_ms(const char *name, const char *what, const char *s, uin
 	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
 	size_t digits = strspn(s, "0123456789");
 	char number[32];
-	uint64_t v;
+	uint64_t v = 0;
 
 	if (digits == 0 || digits >= sizeof(number))
 		return cli_usage_error(name, "%s: '%s' is not a duration like 100ms, 5s or 2m",
@@ -256,7 +256,7 @@ int cli_parse_duration_ms(const char *name, const char *what, const char *s, uin
 
 int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsigned *out)
 {
-	uint64_t ms;
+	uint64_t ms = 0;
 	if (cli_parse_duration_ms(name, what, s, &ms) != CLI_OK)
 		return CLI_USAGE;
 	if (ms == 0 || ms > 3600000)
@@ -267,7 +267,7 @@ int cli_parse_timeout_ms(const char *name, const char *what, const char *s, unsi
 
 int cli_limit_opt(const char *name, int opt, const char *arg, sl_http_limits *l)
 {
-	uint64_t n;
+	uint64_t n = 0;
 	switch (opt) {
 	case CLI_OPT_LIMIT:
 		if (cli_parse_u64(name, "--max-client-connections", arg, &n) != CLI_OK)
@@ -322,7 +322,7 @@ int cli_parse_node_key(const char *name, const char *hex, uint8_t out[SL_ED25519
 
 int cli_parse_port(const char *name, const char *what, const char *s, uint16_t *out)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	if (cli_parse_u64(name, what, s, &v) != CLI_OK)
 		return CLI_USAGE;
 	if (v > 65535)

@@ -213,8 +213,8 @@ static int parse_digests(sl_mmr_proof *out, json_t *obj)
 static int parse_element(sl_buf *out, json_t *obj)
 {
 	uint8_t bytes[CLI_PROOF_ELEMENT_MAX];
-	const char *hex;
-	size_t hex_len, n;
+	const char *hex = NULL;
+	size_t hex_len = 0, n;
 	int rc = string_field(&hex, &hex_len, obj, "element");
 
 	if (rc != SL_OK)
@@ -232,8 +232,8 @@ static int parse_element(sl_buf *out, json_t *obj)
 /* Fill p from the parsed object; p owns what it got even on failure. */
 static int parse_object(cli_proof *p, json_t *obj)
 {
-	const char *ns, *key, *name;
-	size_t ns_len, key_len;
+	const char *ns = NULL, *key = NULL, *name;
+	size_t ns_len = 0, key_len = 0;
 	json_t *v, *root = NULL;
 	char shown[80];
 	int rc;

@@ -170,7 +170,7 @@ static int window_get(wal_window *win, uint64_t off, size_t n, const uint8_t **p
 int wal_read_record(wal_window *win, uint64_t off, sl_wal_record *out, size_t *total,
                     const char **why)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc = window_get(win, off, WAL_REC_PREFIX, &p);
 
 	if (rc == SL_OK) {

@@ -132,7 +132,7 @@ static int get_bound(msg_reader *r, bound *out)
 {
 	size_t start = r->off;
 	uint64_t enc, len;
-	const uint8_t *prefix;
+	const uint8_t *prefix = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));

@@ -240,7 +240,7 @@ int dag_offer(dag_txn *t, const uint8_t *enc, size_t len, const sl_dag_verified 
 {
 	sl_dag_entry e;
 	dag_ids front = {0}, closure = {0};
-	uint64_t max_height = 0, h;
+	uint64_t max_height = 0, h = 0;
 	int rc, held;
 
 	v->outcome = DAG_STORED;

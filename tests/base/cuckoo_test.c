@@ -548,7 +548,8 @@ static void expect_corrupt(const uint8_t *data, size_t len, const char *why)
 	sl_cuckoo *sentinel = (sl_cuckoo *)&marker, *g = sentinel;
 	int rc = sl_cuckoo_load(&g, data, len);
 	if (rc != SL_ECORRUPT)
-		fail_msg("load of %zu bytes (%s) gave %d, not SL_ECORRUPT", len, why, rc);
+		fail_msg("load of %zu bytes (%s) gave %d, not SL_ECORRUPT", len,
+		         why ? why : "any reason", rc);
 	assert_ptr_equal(g, sentinel);
 	if (why && !strstr(sl_error_last()->message, why))
 		fail_msg("load error \"%s\" does not mention \"%s\"", sl_error_last()->message,
