@@ -5,8 +5,9 @@ BUILD_ASAN  ?= build-asan
 BUILD_FUZZ  ?= build-fuzz
 BUILD_CLANG ?= build-release-clang
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX      ?= /usr/local
 
-.PHONY: all deps build test test-asan build-release-clang demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror fuzz format format-check clean
+.PHONY: all deps build test test-asan build-release-clang install demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror fuzz format format-check clean
 
 all: build
 
@@ -40,6 +41,11 @@ build-release-clang: deps
 	@cmake -S . -B $(BUILD_CLANG) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release \
 		-DSLUICE_WERROR=ON >/dev/null
 	@cmake --build $(BUILD_CLANG) -j $(JOBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: what `make` built,
+# under $(DESTDIR)$(PREFIX); sluice.pc and the example units name $(PREFIX).
+install: build
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 demo: build
 	@scripts/demo.sh $(BUILD)/sluice
