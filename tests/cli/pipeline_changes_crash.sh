@@ -50,9 +50,11 @@ writer() {
 }
 WRITER=
 stop_writer() {
-	[ -n "$WRITER" ] && kill "$WRITER" 2>/dev/null && wait "$WRITER" 2>/dev/null
+	if [ -n "$WRITER" ]; then
+		kill "$WRITER" 2>/dev/null || true
+		wait "$WRITER" 2>/dev/null || true # killed: 143
+	fi
 	WRITER=
-	return 0
 }
 writer $RANDOM &
 WRITER=$!
@@ -88,6 +90,8 @@ echo "pipeline_changes_crash: $killed of $run runs killed mid-way" >&2
 [ "$killed" -ge "$KILLS" ] || fail "only $killed runs were killed; the test did not test"
 
 expect 0 "$SLUICE" run -c "$TMP/crash.toml"
+[ "$(expected_listing)" = "$(dir_listing "$TMP/out")" ] ||
+	"$SLUICE" failed -c "$TMP/crash.toml" --all >&2 || true
 same_listing "after $killed kills" "$(expected_listing)" "$(dir_listing "$TMP/out")"
 expect 0 "$SLUICE" status -c "$TMP/crash.toml" --json
 [ "$(jq -r '.failing + .parked' <<<"$OUT")" = 0 ] || fail "failures left: $OUT"
