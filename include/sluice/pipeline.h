@@ -130,7 +130,8 @@ int sl_pipeline_run(sl_pipeline_state *st, sl_source *src, sl_sink *sink,
  * its changes by logical replication through slot and publication (made
  * when missing), until the server's WAL position at the start of streaming,
  * or *stop. table reads rows by id (retries, and the first copy); the sink
- * must be able to remove objects. Otherwise as sl_pipeline_run. */
+ * must be able to remove objects. With retry_only, only the failures that
+ * are due are tried (no slot is opened). Otherwise as sl_pipeline_run. */
 int sl_pipeline_run_changes(sl_pipeline_state *st, sl_pg_source *table, const sl_pg_config *pg,
                             const char *slot, const char *publication, sl_sink *sink,
                             const sl_pipeline_options *o, sl_pipeline_progress *out);

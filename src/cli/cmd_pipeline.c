@@ -142,6 +142,11 @@ static int open_for_run(cli_cmd *cmd, pipeline_args *a, cli_pipeline *p, cli_pip
 		return cli_usage_error(cmd->name, "--interval is required");
 	if (cli_pipeline_open(p, cmd->name, a->config, CLI_PIPELINE_ALL) != CLI_OK)
 		return CLI_FAIL;
+	if (p->cfg.changes_mode && a->since != NULL) {
+		cli_pipeline_close(p);
+		return cli_usage_error(cmd->name, "--since lists rows by created_at: polling mode "
+		                                  "only ([database] mode = \"changes\" here)");
+	}
 	cli_on_stop_signal(&stop_requested);
 	p->options.since = a->since;
 	if (a->has_metrics &&

@@ -434,6 +434,25 @@ static int follow(changes_run *r, sl_pg_changes *ch)
 	return SL_OK;
 }
 
+/* `sluice retry`: only the failures that are due, no slot, no stream. */
+static int retry_failures(changes_run *r)
+{
+	int rc;
+
+	if ((rc = sl_pipeline_state_changes(r->st, &r->pos)) != SL_OK || !r->pos.known)
+		return rc; /* no run yet: no failure either */
+	while (r->o->stop == NULL || !*r->o->stop) {
+		r->batch_start_ns = sl_clock_mono_ns();
+		if ((rc = add_due(r)) != SL_OK)
+			return rc;
+		if (r->n_entries == 0)
+			return SL_OK;
+		if ((rc = apply_entries(r)) != SL_OK)
+			return rc;
+	}
+	return SL_OK;
+}
+
 /* Step 1: the position, from the state or made now. */
 static int begin(changes_run *r, const sl_pg_config *pg, const char *slot, const char *publication,
                  sl_pg_changes **ch)
@@ -500,9 +519,10 @@ int sl_pipeline_run_changes(sl_pipeline_state *st, sl_pg_source *table, const sl
 	r.rng = sl_clock_mono_ns() | 1;
 	if ((rc = sl_pipeline_state_lock(st)) != SL_OK)
 		return rc;
-	if ((rc = sl_pipeline_pool_start(&r.pool, o, sink)) == SL_OK &&
-	    (rc = begin(&r, pg, slot, publication, &ch)) == SL_OK &&
-	    (rc = copy_table(&r)) == SL_OK && !r.pos.copying)
+	if ((rc = sl_pipeline_pool_start(&r.pool, o, sink)) == SL_OK && o->retry_only)
+		rc = retry_failures(&r);
+	else if (rc == SL_OK && (rc = begin(&r, pg, slot, publication, &ch)) == SL_OK &&
+	         (rc = copy_table(&r)) == SL_OK && !r.pos.copying)
 		rc = follow(&r, ch);
 	sl_pg_source_end_snapshot(table);
 	sl_pg_changes_close(ch);

@@ -102,6 +102,24 @@ expect 0 "$SLUICE" run -c "$TMP/dir.toml"
 	fail "the late row with an old created_at was not copied"
 same_listing "late row" "$(expected_listing)" "$(dir_listing "$TMP/out")"
 
+# A failure (a directory where the object goes) is recorded, does not hold
+# the slot back, and `retry` stores it once the way is clear.
+blocked=aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa
+mkdir -p "$TMP/out/log/$blocked/in-the-way"
+sql "INSERT INTO object_index (id, data_type, data, size_bytes) VALUES ('$blocked', 'log', 'blocked', 7)"
+add_rows 2
+expect 0 "$SLUICE" run -c "$TMP/dir.toml"
+expect 0 "$SLUICE" failed -c "$TMP/dir.toml" --all
+expect_in "$OUT" "$blocked" "failed lists the blocked object"
+[ "$(dir_listing "$TMP/out" | wc -l)" = "$(($(sql "SELECT count(*) FROM object_index") - 1))" ] ||
+	fail "the failure held the other rows back"
+rm -rf "${TMP:?}/out/log/$blocked"
+expect 0 "$SLUICE" retry -c "$TMP/dir.toml"
+[ "$(cat "$TMP/out/log/$blocked")" = blocked ] || fail "retry did not store the object"
+no_failures "$TMP/dir.toml"
+expect 2 "$SLUICE" run -c "$TMP/dir.toml" --since 2020-01-01T00:00:00Z
+expect_in "$ERR" "polling mode only" "--since in changes mode"
+
 # status: the slot's lag, the position
 add_rows 3
 expect 0 "$SLUICE" status -c "$TMP/dir.toml" --json
@@ -117,13 +135,16 @@ expect 0 "$SLUICE" status -c "$TMP/dir.toml" --json
 # metrics: `start -m` in changes mode serves the slot's lag
 SLUICE_LOG=info "$SLUICE" start -c "$TMP/dir.toml" --interval 200ms -m 0 >/dev/null 2>"$TMP/start.log" &
 start_pid=$!
+CHILD_PIDS+=("$start_pid") # killed on the way out if a check fails
 wait_until 30 grep -q 'msg="serving metrics"' "$TMP/start.log" || fail "no metrics served: $(cat "$TMP/start.log")"
 mport=$(sed -n 's/.*msg="serving metrics".* port=\([0-9]*\).*/\1/p' "$TMP/start.log" | head -1)
-add_rows 4
 metric() { curl -sS --fail --max-time 10 "http://127.0.0.1:$mport/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
-wait_until 30 test "$(metric sluice_pipeline_objects_stored_total)" -ge 4 ||
+stored_at_least() { [ "$(metric sluice_pipeline_objects_stored_total)" -ge "$1" ]; }
+has_metric() { [ -n "$(metric "$1")" ]; }
+add_rows 4
+wait_until 60 stored_at_least 4 ||
 	fail "start did not store the new rows: $(curl -sS "http://127.0.0.1:$mport/metrics")"
-wait_until 30 test -n "$(metric sluice_pipeline_slot_lag_bytes)" || fail "no slot lag metric"
+wait_until 30 has_metric sluice_pipeline_slot_lag_bytes || fail "no slot lag metric"
 kill -TERM "$start_pid"
 wait "$start_pid" || fail "start did not exit 0 on SIGTERM"
 same_listing "start" "$(expected_listing)" "$(dir_listing "$TMP/out")"
