@@ -7,7 +7,7 @@ BUILD_CLANG ?= build-release-clang
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX      ?= /usr/local
 
-.PHONY: all deps build test test-asan build-release-clang install demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror fuzz format format-check clean
+.PHONY: all deps build test test-asan build-release-clang install demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror bench-changes fuzz format format-check clean
 
 all: build
 
@@ -70,6 +70,9 @@ bench-engine: build
 
 bench-mirror: build
 	@bench/mirror_bench.sh $(BUILD) $(BENCH_EVENTS)
+
+bench-changes: build
+	@bench/changes_bench.sh $(BUILD) $(BENCH_ROWS)
 
 # Real fuzzing with libFuzzer: make fuzz TARGET=op SECONDS=60
 fuzz: deps
