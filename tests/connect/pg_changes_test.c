@@ -19,6 +19,7 @@
 
 #include <libpq-fe.h>
 
+#include "pg_testutil.h"
 #include "services.h"
 #include "sluice/connect.h"
 
@@ -27,21 +28,6 @@ static PGconn *admin;
 
 #define ID(n) "00000000-0000-4000-8000-0000000000" n
 #define AGENT "22222222-2222-4222-8222-222222222222"
-
-static void sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sqlf(const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-	PGresult *res;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	res = PQexec(admin, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-	PQclear(res);
-}
 
 static sl_pg_config config(const char *table)
 {
@@ -107,16 +93,15 @@ static int setup(void **state)
 		fprintf(stderr, "could not start PostgreSQL\n");
 		return -1;
 	}
-	admin = PQconnectdb(svc.pg_url);
-	if (PQstatus(admin) != CONNECTION_OK)
-		return -1;
-	sqlf("SET client_min_messages = warning");
-	sqlf("CREATE TABLE t (id uuid PRIMARY KEY, competition_id uuid, agent_id uuid,"
-	     " data_type text NOT NULL, data bytea, created_at timestamptz NOT NULL DEFAULT "
-	     "now())");
-	sqlf("INSERT INTO t (id, data_type, data) VALUES ('" ID(
-	        "01") "', 'log', 'one'),"
-	              " ('" ID("02") "', 'log', 'two'), ('" ID("03") "', 'trace', 'three')");
+	admin = tu_pg_connect(svc.pg_url);
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE t (id uuid PRIMARY KEY, competition_id uuid, agent_id uuid,"
+	       " data_type text NOT NULL, data bytea, created_at timestamptz NOT NULL DEFAULT "
+	       "now())");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t (id, data_type, data) VALUES ('" ID(
+	               "01") "', 'log', 'one'),"
+	                     " ('" ID("02") "', 'log', 'two'), ('" ID("03") "', 'trace', 'three')");
 	return 0;
 }
 
@@ -146,7 +131,8 @@ static void test_snapshot_then_stream(void **state)
 	assert_int_equal(sl_pg_source_open(&src, &cfg), SL_OK);
 	assert_int_equal(sl_pg_source_use_snapshot(src, st.snapshot), SL_OK);
 	/* committed after the slot: in the stream, not in the snapshot */
-	sqlf("INSERT INTO t (id, data_type, data) VALUES ('" ID("04") "', 'log', 'four')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t (id, data_type, data) VALUES ('" ID("04") "', 'log', 'four')");
 	assert_int_equal(sl_pg_source_scan(src, "", 100, &rows), SL_OK);
 	assert_int_equal(rows.n, 3);
 	assert_string_equal(rows.rows[0].id, ID("01"));
@@ -163,11 +149,13 @@ static void test_snapshot_then_stream(void **state)
 	sl_row_batch_free(&rows);
 
 	assert_int_equal(sl_pg_changes_start(c, st.start_lsn), SL_OK);
-	sqlf("UPDATE t SET data = 'ONE' WHERE id = '" ID("01") "'");
-	sqlf("UPDATE t SET agent_id = '" AGENT "' WHERE id = '" ID("02") "'");
-	sqlf("BEGIN; DELETE FROM t WHERE id = '" ID(
-	        "03") "';"
-	              " INSERT INTO t (id, data_type) VALUES ('" ID("05") "', 'trace'); COMMIT");
+	tu_sql(admin, NULL, 0, "UPDATE t SET data = 'ONE' WHERE id = '" ID("01") "'");
+	tu_sql(admin, NULL, 0, "UPDATE t SET agent_id = '" AGENT "' WHERE id = '" ID("02") "'");
+	tu_sql(admin, NULL, 0,
+	       "BEGIN; DELETE FROM t WHERE id = '" ID(
+	               "03") "';"
+	                     " INSERT INTO t (id, data_type) VALUES ('" ID(
+	                             "05") "', 'trace'); COMMIT");
 	read_changes(c, 5, &all);
 	assert_int_equal(all.n, 5);
 	assert_int_equal(all.changes[0].op, SL_CHANGE_UPSERT);
@@ -189,7 +177,7 @@ static void test_snapshot_then_stream(void **state)
 	sl_pg_source_close(src);
 
 	/* Again from the confirmed position: nothing old comes back. */
-	sqlf("TRUNCATE t");
+	tu_sql(admin, NULL, 0, "TRUNCATE t");
 	c = open_changes(&cfg, &st, "slot_t", 0);
 	assert_false(st.created_slot);
 	assert_false(st.created_publication);
@@ -206,7 +194,7 @@ static void test_snapshot_then_stream(void **state)
 	assert_true(info.exists);
 	assert_false(info.active);
 	assert_true(info.confirmed_lsn >= confirmed);
-	sqlf("INSERT INTO t (id, data_type) VALUES ('" ID("06") "', 'log')");
+	tu_sql(admin, NULL, 0, "INSERT INTO t (id, data_type) VALUES ('" ID("06") "', 'log')");
 	assert_int_equal(sl_pg_slot_status(&cfg, "slot_t", &info), SL_OK);
 	assert_true(info.lag_bytes > 0);
 
@@ -228,8 +216,8 @@ static void test_publication_of_another_table(void **state)
 	sl_pg_changes_setup st;
 	sl_pg_changes *c = NULL;
 	(void)state;
-	sqlf("CREATE TABLE other (id uuid PRIMARY KEY)");
-	sqlf("CREATE PUBLICATION pub_other FOR TABLE other");
+	tu_sql(admin, NULL, 0, "CREATE TABLE other (id uuid PRIMARY KEY)");
+	tu_sql(admin, NULL, 0, "CREATE PUBLICATION pub_other FOR TABLE other");
 	memset(&st, 0, sizeof(st));
 	st.slot = "slot_other";
 	st.publication = "pub_other";

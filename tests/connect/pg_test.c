@@ -19,6 +19,7 @@
 
 #include <libpq-fe.h>
 
+#include "pg_testutil.h"
 #include "services.h"
 #include "sluice/connect.h"
 
@@ -29,40 +30,16 @@ static PGconn *admin;
 #define COMP  "11111111-1111-4111-8111-111111111111"
 #define AGENT "22222222-2222-4222-8222-222222222222"
 
-static PGconn *connect_admin(void)
-{
-	PGconn *c = PQconnectdb(svc.pg_url);
-	if (PQstatus(c) != CONNECTION_OK)
-		fail_msg("connect: %s", PQerrorMessage(c));
-	PQclear(PQexec(c, "SET client_min_messages = warning"));
-	return c;
-}
-
-static void sqlf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sqlf(PGconn *c, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-	PGresult *res;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	res = PQexec(c, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-	PQclear(res);
-}
-
 /* A fresh table `name`; data_type an enum when `enum_type`, data bytea
  * when `bytea` (else text). */
 static void make_table(const char *name, int enum_type, int bytea)
 {
-	sqlf(admin, "DROP TABLE IF EXISTS %s", name);
-	sqlf(admin,
-	     "CREATE TABLE %s (id uuid PRIMARY KEY, object_key text, competition_id uuid,"
-	     " agent_id uuid, data_type %s NOT NULL, data %s, size_bytes bigint, metadata jsonb,"
-	     " event_timestamp timestamptz, created_at timestamptz NOT NULL DEFAULT now())",
-	     name, enum_type ? "dtype" : "text", bytea ? "bytea" : "text");
+	tu_sql(admin, NULL, 0, "DROP TABLE IF EXISTS %s", name);
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE %s (id uuid PRIMARY KEY, object_key text, competition_id uuid,"
+	       " agent_id uuid, data_type %s NOT NULL, data %s, size_bytes bigint, metadata jsonb,"
+	       " event_timestamp timestamptz, created_at timestamptz NOT NULL DEFAULT now())",
+	       name, enum_type ? "dtype" : "text", bytea ? "bytea" : "text");
 }
 
 static sl_pg_config config(const char *table)
@@ -106,8 +83,8 @@ static int setup(void **state)
 		fprintf(stderr, "could not start PostgreSQL\n");
 		return -1;
 	}
-	admin = connect_admin();
-	sqlf(admin, "CREATE TYPE dtype AS ENUM ('replay', 'log', 'trace')");
+	admin = tu_pg_connect(svc.pg_url);
+	tu_sql(admin, NULL, 0, "CREATE TYPE dtype AS ENUM ('replay', 'log', 'trace')");
 	return 0;
 }
 
@@ -130,15 +107,18 @@ static void test_keys(void **state)
 	(void)state;
 
 	make_table("t_keys", 0, 1);
-	sqlf(admin,
-	     "INSERT INTO t_keys (id, competition_id, agent_id, data_type, data, created_at) VALUES"
-	     " ('" ID("01") "', '" COMP "', '" AGENT "', 'replay', 'abc', '2024-01-01 00:00:01Z'),"
-	                    " ('" ID("02") "', '" COMP
-	                                   "', NULL, 'log', '', '2024-01-01 00:00:02.5Z'),"
-	                                   " ('" ID("03") "', NULL, '" AGENT
-	                                                  "', 'trace', NULL, '2024-01-01 "
-	                                                  "02:00:03+02'),"
-	                                                  " ('" ID("04") "', NULL, NULL, 'replay', "
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_keys (id, competition_id, agent_id, data_type, data, created_at) "
+	       "VALUES"
+	       " ('" ID(
+	               "01") "', '" COMP "', '" AGENT "', 'replay', 'abc', '2024-01-01 00:00:01Z'),"
+	                     " ('" ID("02") "', '" COMP
+	                                    "', NULL, 'log', '', '2024-01-01 00:00:02.5Z'),"
+	                                    " ('" ID("03") "', NULL, '" AGENT
+	                                                   "', 'trace', NULL, '2024-01-01 "
+	                                                   "02:00:03+02'),"
+	                                                   " ('" ID(
+	                                                           "04") "', NULL, NULL, 'replay', "
 	                                                                 "'\\x00ff', '2024-01-01 "
 	                                                                 "00:00:04.000001Z')");
 	s = open_source(&cfg);
@@ -174,9 +154,10 @@ static void test_keys(void **state)
 
 	/* A row whose key cannot be built comes back with the reason, and the
 	 * rows after it still come: one bad row does not stop the pipeline. */
-	sqlf(admin, "INSERT INTO t_keys (id, data_type, data, created_at) VALUES"
-	            " ('" ID("05") "', 'a/../b', 'x', '2024-01-01 00:00:05Z'),"
-	                           " ('" ID("06") "', 'log', 'y', '2024-01-01 00:00:06Z')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_keys (id, data_type, data, created_at) VALUES"
+	       " ('" ID("05") "', 'a/../b', 'x', '2024-01-01 00:00:05Z'),"
+	                      " ('" ID("06") "', 'log', 'y', '2024-01-01 00:00:06Z')");
 	sl_cursor after = {"2024-01-01 00:00:04.000001+00", ID("04")};
 	next_ok(s, &after, NULL, 10, &b, &held);
 	assert_int_equal(b.n, 2);
@@ -200,10 +181,11 @@ static void test_inline_bytes_per_page(void **state)
 	(void)state;
 
 	make_table("t_inline", 0, 1);
-	sqlf(admin, "INSERT INTO t_inline (id, data_type, data, created_at)"
-	            " SELECT gen_random_uuid(), 'log', decode(repeat(md5(g::text), 1024), 'hex'),"
-	            " '2024-01-01Z'::timestamptz + g * interval '1 second'"
-	            " FROM generate_series(1, 1100) g");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_inline (id, data_type, data, created_at)"
+	       " SELECT gen_random_uuid(), 'log', decode(repeat(md5(g::text), 1024), 'hex'),"
+	       " '2024-01-01Z'::timestamptz + g * interval '1 second'"
+	       " FROM generate_series(1, 1100) g");
 	s = open_source(&cfg);
 	next_ok(s, NULL, NULL, 1100, &b, &held);
 	assert_int_equal(b.n, 1100);
@@ -231,9 +213,10 @@ static void test_clock_margin(void **state)
 	(void)state;
 
 	make_table("t_margin", 0, 1);
-	sqlf(admin, "INSERT INTO t_margin (id, data_type, data, created_at) VALUES"
-	            " ('" ID("01") "', 'log', 'a', '2024-01-01Z'),"
-	                           " ('" ID("02") "', 'log', 'b', now() + interval '1 hour')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_margin (id, data_type, data, created_at) VALUES"
+	       " ('" ID("01") "', 'log', 'a', '2024-01-01Z'),"
+	                      " ('" ID("02") "', 'log', 'b', now() + interval '1 hour')");
 	s = open_source(&cfg);
 	next_ok(s, NULL, NULL, 10, &b, &held);
 	assert_int_equal(b.n, 1);
@@ -257,70 +240,70 @@ static void test_pages_same_created_at(void **state)
 
 	make_table("t_pages", 1, 1);
 	/* inserted out of id order, one row a microsecond later */
-	sqlf(admin,
-	     "INSERT INTO t_pages (id, data_type, data, created_at) VALUES"
-	     " ('" ID(
-	             "04") "', 'log', 'x', '2024-05-05 05:05:05.123456Z'),"
-	                   " ('" ID(
-	                           "02") "', 'log', 'x', '2024-05-05 05:05:05.123456Z'),"
-	                                 " ('" ID(
-	                                         "05") "', 'replay', 'x', '2024-05-05 "
-	                                               "05:05:05.123456Z'),"
-	                                               " ('" ID(
-	                                                       "06") "', 'log', 'x', '2024-05-05 "
-	                                                             "05:05:05.123457Z'),"
-	                                                             " ('" ID(
-	                                                                     "01") "', 'trace', "
-	                                                                           "'x', "
-	                                                                           "'2024-05-05 "
-	                                                                           "05:05:05."
-	                                                                           "123456Z'),"
-	                                                                           " ('" ID(
-	                                                                                   "03") "'"
-	                                                                                         ","
-	                                                                                         " "
-	                                                                                         "'"
-	                                                                                         "l"
-	                                                                                         "o"
-	                                                                                         "g"
-	                                                                                         "'"
-	                                                                                         ","
-	                                                                                         " "
-	                                                                                         "'"
-	                                                                                         "x"
-	                                                                                         "'"
-	                                                                                         ","
-	                                                                                         " "
-	                                                                                         "'"
-	                                                                                         "2"
-	                                                                                         "0"
-	                                                                                         "2"
-	                                                                                         "4"
-	                                                                                         "-"
-	                                                                                         "0"
-	                                                                                         "5"
-	                                                                                         "-"
-	                                                                                         "0"
-	                                                                                         "5"
-	                                                                                         " "
-	                                                                                         "0"
-	                                                                                         "5"
-	                                                                                         ":"
-	                                                                                         "0"
-	                                                                                         "5"
-	                                                                                         ":"
-	                                                                                         "0"
-	                                                                                         "5"
-	                                                                                         "."
-	                                                                                         "1"
-	                                                                                         "2"
-	                                                                                         "3"
-	                                                                                         "4"
-	                                                                                         "5"
-	                                                                                         "6"
-	                                                                                         "Z"
-	                                                                                         "'"
-	                                                                                         ")");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_pages (id, data_type, data, created_at) VALUES"
+	       " ('" ID(
+	               "04") "', 'log', 'x', '2024-05-05 05:05:05.123456Z'),"
+	                     " ('" ID(
+	                             "02") "', 'log', 'x', '2024-05-05 05:05:05.123456Z'),"
+	                                   " ('" ID(
+	                                           "05") "', 'replay', 'x', '2024-05-05 "
+	                                                 "05:05:05.123456Z'),"
+	                                                 " ('" ID(
+	                                                         "06") "', 'log', 'x', '2024-05-05 "
+	                                                               "05:05:05.123457Z'),"
+	                                                               " ('" ID(
+	                                                                       "01") "', 'trace', "
+	                                                                             "'x', "
+	                                                                             "'2024-05-05 "
+	                                                                             "05:05:05."
+	                                                                             "123456Z'),"
+	                                                                             " ('" ID(
+	                                                                                     "03") "'"
+	                                                                                           ","
+	                                                                                           " "
+	                                                                                           "'"
+	                                                                                           "l"
+	                                                                                           "o"
+	                                                                                           "g"
+	                                                                                           "'"
+	                                                                                           ","
+	                                                                                           " "
+	                                                                                           "'"
+	                                                                                           "x"
+	                                                                                           "'"
+	                                                                                           ","
+	                                                                                           " "
+	                                                                                           "'"
+	                                                                                           "2"
+	                                                                                           "0"
+	                                                                                           "2"
+	                                                                                           "4"
+	                                                                                           "-"
+	                                                                                           "0"
+	                                                                                           "5"
+	                                                                                           "-"
+	                                                                                           "0"
+	                                                                                           "5"
+	                                                                                           " "
+	                                                                                           "0"
+	                                                                                           "5"
+	                                                                                           ":"
+	                                                                                           "0"
+	                                                                                           "5"
+	                                                                                           ":"
+	                                                                                           "0"
+	                                                                                           "5"
+	                                                                                           "."
+	                                                                                           "1"
+	                                                                                           "2"
+	                                                                                           "3"
+	                                                                                           "4"
+	                                                                                           "5"
+	                                                                                           "6"
+	                                                                                           "Z"
+	                                                                                           "'"
+	                                                                                           ")");
 	s = open_source(&cfg);
 	for (int page = 0; page < 4; page++) {
 		next_ok(s, &cur, NULL, 3, &b, &held);
@@ -362,12 +345,14 @@ static void test_since_and_limit(void **state)
 	(void)state;
 
 	make_table("t_since", 0, 0);
-	sqlf(admin,
-	     "INSERT INTO t_since (id, data_type, data, created_at) VALUES"
-	     " ('" ID("01") "', 'log', 'a', '2024-01-01 00:00:01Z'),"
-	                    " ('" ID("02") "', 'log', 'b', '2024-01-01 00:00:02Z'),"
-	                                   " ('" ID("03") "', 'log', 'c', '2024-01-01 00:00:03Z'),"
-	                                                  " ('" ID("04") "', 'log', 'd', "
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_since (id, data_type, data, created_at) VALUES"
+	       " ('" ID("01") "', 'log', 'a', '2024-01-01 00:00:01Z'),"
+	                      " ('" ID("02") "', 'log', 'b', '2024-01-01 00:00:02Z'),"
+	                                     " ('" ID(
+	                                             "03") "', 'log', 'c', '2024-01-01 00:00:03Z'),"
+	                                                   " ('" ID(
+	                                                           "04") "', 'log', 'd', "
 	                                                                 "'2024-01-01 00:00:04Z')");
 	s = open_source(&cfg);
 	next_ok(s, NULL, "2024-01-01T00:00:02Z", 10, &b, &held);
@@ -407,35 +392,36 @@ static void test_recorded_columns(void **state)
 	int held;
 	(void)state;
 
-	sqlf(admin, "DROP TABLE IF EXISTS t_recall");
-	sqlf(admin, "CREATE TABLE t_recall (id uuid PRIMARY KEY, object_key text UNIQUE NOT NULL,"
-	            " bucket_name varchar(100) NOT NULL DEFAULT '', competition_id uuid,"
-	            " agent_id uuid, data_type varchar(50) NOT NULL, size_bytes bigint,"
-	            " content_hash varchar(128), metadata jsonb, event_timestamp timestamptz,"
-	            " object_last_modified_at timestamptz NOT NULL DEFAULT now(),"
-	            " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL"
-	            " DEFAULT now(), data bytea)");
-	sqlf(admin,
-	     "INSERT INTO t_recall (id, object_key, bucket_name, data_type, size_bytes,"
-	     " content_hash, data, created_at) VALUES"
-	     " ('" ID(
-	             "01") "', 'k1', 'other-bucket', 'log', 4, '%s', 'test', '2024-01-01Z'),"
-	                   " ('" ID(
-	                           "02") "', 'k2', '', 'log', NULL, upper('%s'), 'x', "
-	                                 "'2024-01-02Z'),"
-	                                 " ('" ID(
-	                                         "03") "', 'k3', 'b', 'log', -1, "
-	                                               "'a1b2c3d4e5f60718', 'y', '2024-01-03Z'),"
-	                                               " ('" ID(
-	                                                       "04") "', 'k4', 'bad/bucket', "
-	                                                             "'log', 0, NULL, '', "
-	                                                             "'2024-01-04Z'),"
-	                                                             " ('" ID(
-	                                                                     "05") "', 'k5', 'b', "
-	                                                                           "'log', 1, "
-	                                                                           "'%.63sg', 'z', "
-	                                                                           "'2024-01-05Z')",
-	     sha, sha, sha);
+	tu_sql(admin, NULL, 0, "DROP TABLE IF EXISTS t_recall");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE t_recall (id uuid PRIMARY KEY, object_key text UNIQUE NOT NULL,"
+	       " bucket_name varchar(100) NOT NULL DEFAULT '', competition_id uuid,"
+	       " agent_id uuid, data_type varchar(50) NOT NULL, size_bytes bigint,"
+	       " content_hash varchar(128), metadata jsonb, event_timestamp timestamptz,"
+	       " object_last_modified_at timestamptz NOT NULL DEFAULT now(),"
+	       " created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL"
+	       " DEFAULT now(), data bytea)");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_recall (id, object_key, bucket_name, data_type, size_bytes,"
+	       " content_hash, data, created_at) VALUES"
+	       " ('" ID("01") "', 'k1', 'other-bucket', 'log', 4, '%s', 'test', '2024-01-01Z'),"
+	                      " ('" ID(
+	                              "02") "', 'k2', '', 'log', NULL, upper('%s'), 'x', "
+	                                    "'2024-01-02Z'),"
+	                                    " ('" ID(
+	                                            "03") "', 'k3', 'b', 'log', -1, "
+	                                                  "'a1b2c3d4e5f60718', 'y', '2024-01-03Z'),"
+	                                                  " ('" ID("04") "', 'k4', 'bad/bucket', "
+	                                                                 "'log', 0, NULL, '', "
+	                                                                 "'2024-01-04Z'),"
+	                                                                 " ('" ID("05") "', 'k5', "
+	                                                                                "'b', "
+	                                                                                "'log', 1, "
+	                                                                                "'%.63sg', "
+	                                                                                "'z', "
+	                                                                                "'2024-01-"
+	                                                                                "05Z')",
+	       sha, sha, sha);
 
 	cfg.s3_mode = 1;
 	s = open_source(&cfg);
@@ -517,21 +503,23 @@ static void test_late_commit(void **state)
 	sl_source src;
 	sl_row_batch b;
 	sl_cursor cur = {"", ""};
-	PGconn *late = connect_admin();
+	PGconn *late = tu_pg_connect(svc.pg_url);
 	int held = -1;
 	(void)state;
 
 	make_table("t_late", 1, 0);
 	cfg.s3_mode = 1;
-	sqlf(admin, "INSERT INTO t_late (id, object_key, data_type, size_bytes, created_at)"
-	            " VALUES ('" ID("01") "', 'old/one', 'log', 7, '2020-01-01Z')");
-	sqlf(late, "BEGIN");
-	sqlf(late, "INSERT INTO t_late (id, object_key, data_type) VALUES"
-	           " ('" ID("99") "', 'late/one', 'replay')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_late (id, object_key, data_type, size_bytes, created_at)"
+	       " VALUES ('" ID("01") "', 'old/one', 'log', 7, '2020-01-01Z')");
+	tu_sql(late, NULL, 0, "BEGIN");
+	tu_sql(late, NULL, 0,
+	       "INSERT INTO t_late (id, object_key, data_type) VALUES"
+	       " ('" ID("99") "', 'late/one', 'replay')");
 	sl_sleep_ms(300);
-	sqlf(admin,
-	     "INSERT INTO t_late (id, object_key, data_type, size_bytes) VALUES"
-	     " ('" ID("02") "', 'new/two', 'log', 2), ('" ID("03") "', 'new/three', 'log', 3)");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_late (id, object_key, data_type, size_bytes) VALUES"
+	       " ('" ID("02") "', 'new/two', 'log', 2), ('" ID("03") "', 'new/three', 'log', 3)");
 	sl_sleep_ms(300);
 
 	s = open_source(&cfg);
@@ -551,7 +539,7 @@ static void test_late_commit(void **state)
 	assert_null(b.rows);
 	assert_int_equal(held, PQbackendPID(late));
 
-	sqlf(late, "COMMIT");
+	tu_sql(late, NULL, 0, "COMMIT");
 	sl_sleep_ms(200);
 	assert_int_equal(src.ops->next(src.self, &cur, NULL, 10, &b, &held), SL_OK);
 	assert_int_equal(held, 0);
@@ -580,14 +568,17 @@ static void test_hidden_transactions_warn(void **state)
 	(void)state;
 
 	make_table("t_hidden", 0, 1);
-	sqlf(admin, "DO $$ BEGIN CREATE ROLE reader LOGIN; CREATE ROLE writer LOGIN;"
-	            " EXCEPTION WHEN duplicate_object THEN NULL; END $$");
-	sqlf(admin, "GRANT SELECT ON t_hidden TO reader; GRANT ALL ON t_hidden TO writer");
+	tu_sql(admin, NULL, 0,
+	       "DO $$ BEGIN CREATE ROLE reader LOGIN; CREATE ROLE writer LOGIN;"
+	       " EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+	tu_sql(admin, NULL, 0,
+	       "GRANT SELECT ON t_hidden TO reader; GRANT ALL ON t_hidden TO writer");
 	snprintf(url, sizeof(url), "postgresql://writer@127.0.0.1:%d/sluice", svc.pg_port);
 	writer = PQconnectdb(url);
 	assert_int_equal(PQstatus(writer), CONNECTION_OK);
-	sqlf(writer, "BEGIN");
-	sqlf(writer, "INSERT INTO t_hidden (id, data_type) VALUES ('" ID("01") "', 'log')");
+	tu_sql(writer, NULL, 0, "BEGIN");
+	tu_sql(writer, NULL, 0,
+	       "INSERT INTO t_hidden (id, data_type) VALUES ('" ID("01") "', 'log')");
 
 	snprintf(url, sizeof(url), "postgresql://reader@127.0.0.1:%d/sluice", svc.pg_port);
 	cfg.url = url;
@@ -603,7 +594,7 @@ static void test_hidden_transactions_warn(void **state)
 	assert_int_equal(warnings, 1);
 	assert_int_equal(held, 0);
 	fclose(log);
-	sqlf(writer, "ROLLBACK");
+	tu_sql(writer, NULL, 0, "ROLLBACK");
 	PQfinish(writer);
 	sl_pg_source_close(s);
 }
@@ -625,13 +616,15 @@ static void test_get_and_lag(void **state)
 	assert_int_equal(sl_pg_source_lag(s, NULL, NULL, newest, &n), SL_OK);
 	assert_string_equal(newest, "");
 	assert_int_equal(n, 0);
-	sqlf(admin,
-	     "INSERT INTO t_get (id, competition_id, data_type, data, created_at) VALUES"
-	     " ('" ID("01") "', '" COMP "', 'log', 'a', '2024-01-01 00:00:01Z'),"
-	                    " ('" ID("02") "', NULL, 'log', 'bb', '2024-01-01 00:00:02Z'),"
-	                                   " ('" ID("03") "', NULL, 'trace', 'ccc', '2024-01-01 "
-	                                                  "00:00:02Z'),"
-	                                                  " ('" ID("04") "', NULL, 'log', 'dddd', "
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_get (id, competition_id, data_type, data, created_at) VALUES"
+	       " ('" ID("01") "', '" COMP "', 'log', 'a', '2024-01-01 00:00:01Z'),"
+	                      " ('" ID("02") "', NULL, 'log', 'bb', '2024-01-01 00:00:02Z'),"
+	                                     " ('" ID(
+	                                             "03") "', NULL, 'trace', 'ccc', '2024-01-01 "
+	                                                   "00:00:02Z'),"
+	                                                   " ('" ID(
+	                                                           "04") "', NULL, 'log', 'dddd', "
 	                                                                 "'2024-01-01 00:00:04Z')");
 	assert_int_equal(sl_pg_source_get(s, ID("01"), &row), SL_OK);
 	assert_string_equal(row.key, COMP "/log/" ID("01"));
@@ -789,13 +782,15 @@ static void test_quoted_names(void **state)
 	int held;
 	(void)state;
 
-	sqlf(admin, "CREATE SCHEMA IF NOT EXISTS \"Odd Schema\"");
-	sqlf(admin, "CREATE TABLE \"Odd Schema\".\"Object \"\"Index\"\"\" (\"Id\" uuid, "
-	            "\"Made\" timestamptz, data_type text, data bytea, competition_id uuid,"
-	            " agent_id uuid)");
-	sqlf(admin, "INSERT INTO \"Odd Schema\".\"Object \"\"Index\"\"\" VALUES ('" ID(
-	                    "01") "',"
-	                          " '2024-01-01Z', 'log', 'x', NULL, NULL)");
+	tu_sql(admin, NULL, 0, "CREATE SCHEMA IF NOT EXISTS \"Odd Schema\"");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE \"Odd Schema\".\"Object \"\"Index\"\"\" (\"Id\" uuid, "
+	       "\"Made\" timestamptz, data_type text, data bytea, competition_id uuid,"
+	       " agent_id uuid)");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO \"Odd Schema\".\"Object \"\"Index\"\"\" VALUES ('" ID(
+	               "01") "',"
+	                     " '2024-01-01Z', 'log', 'x', NULL, NULL)");
 	cfg.col_id = "Id";
 	cfg.col_created_at = "Made";
 	s = open_source(&cfg);
@@ -814,24 +809,25 @@ static void test_statement_timeout(void **state)
 	sl_pg_source *s;
 	sl_row_batch b;
 	sl_row row;
-	PGconn *locker = connect_admin();
+	PGconn *locker = tu_pg_connect(svc.pg_url);
 	uint64_t start;
 	int held;
 	(void)state;
 
 	make_table("t_lock", 0, 1);
-	sqlf(admin, "INSERT INTO t_lock (id, data_type, data, created_at) VALUES"
-	            " ('" ID("01") "', 'log', 'x', '2024-01-01Z')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_lock (id, data_type, data, created_at) VALUES"
+	       " ('" ID("01") "', 'log', 'x', '2024-01-01Z')");
 	cfg.timeout_ms = 1000;
 	s = open_source(&cfg);
-	sqlf(locker, "BEGIN");
-	sqlf(locker, "LOCK TABLE t_lock IN ACCESS EXCLUSIVE MODE");
+	tu_sql(locker, NULL, 0, "BEGIN");
+	tu_sql(locker, NULL, 0, "LOCK TABLE t_lock IN ACCESS EXCLUSIVE MODE");
 	start = sl_clock_mono_ns();
 	assert_int_equal(sl_pg_source_next(s, NULL, NULL, 10, &b, &held), SL_ETIMEOUT);
 	assert_string_equal(sl_error_last()->cause, "sqlstate=57014");
 	assert_int_equal(sl_pg_source_get(s, ID("01"), &row), SL_ETIMEOUT);
 	assert_true(sl_clock_mono_ns() - start < UINT64_C(5000000000));
-	sqlf(locker, "ROLLBACK");
+	tu_sql(locker, NULL, 0, "ROLLBACK");
 	next_ok(s, NULL, NULL, 10, &b, &held);
 	assert_int_equal(b.n, 1);
 	sl_row_batch_free(&b);
@@ -853,8 +849,9 @@ static void test_restart(void **state)
 	(void)state;
 
 	make_table("t_restart", 0, 1);
-	sqlf(admin, "INSERT INTO t_restart (id, data_type, data, created_at) VALUES"
-	            " ('" ID("01") "', 'log', 'hello', '2024-01-01Z')");
+	tu_sql(admin, NULL, 0,
+	       "INSERT INTO t_restart (id, data_type, data, created_at) VALUES"
+	       " ('" ID("01") "', 'log', 'hello', '2024-01-01Z')");
 	s = open_source(&cfg);
 	assert_int_equal(sl_pg_fetcher_open(&f, &cfg), SL_OK);
 	next_ok(s, NULL, NULL, 10, &b, &held);
@@ -886,7 +883,7 @@ static void test_restart(void **state)
 	sl_pg_source_close(s);
 	sl_fetcher_close(&f);
 	PQfinish(admin);
-	admin = connect_admin();
+	admin = tu_pg_connect(svc.pg_url);
 }
 
 int main(void)

@@ -21,51 +21,23 @@
 #include <libpq-fe.h>
 
 #include "engine/tier.h"
+#include "pg_testutil.h"
 #include "services.h"
 
 static tu_services svc;
 static PGconn *admin;
 
-static PGconn *connect_admin(void)
-{
-	PGconn *c = PQconnectdb(svc.pg_url);
-	if (PQstatus(c) != CONNECTION_OK)
-		fail_msg("connect: %s", PQerrorMessage(c));
-	PQclear(PQexec(c, "SET client_min_messages = warning"));
-	return c;
-}
-
-/* Run SQL on the admin connection; the first value of the first row (or
- * "") into out when out is not NULL. */
-static void sqlf(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void sqlf(char *out, size_t cap, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-	PGresult *res;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	res = PQexec(admin, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-	if (out != NULL)
-		snprintf(out, cap, "%s",
-		         PQntuples(res) > 0 && PQnfields(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-	PQclear(res);
-}
-
 static long sql_long(const char *fmt, const char *table)
 {
 	char text[64];
-	sqlf(text, sizeof(text), fmt, table);
+	tu_sql(admin, text, sizeof(text), fmt, table);
 	return atol(text);
 }
 
 static sl_tier open_tier(const char *table, unsigned timeout_ms)
 {
 	sl_tier t = {0};
-	sqlf(NULL, 0, "DROP TABLE IF EXISTS %s", table);
+	tu_sql(admin, NULL, 0, "DROP TABLE IF EXISTS %s", table);
 	if (sl_tier_pg_open(&t, svc.pg_url, table, timeout_ms) != SL_OK)
 		fail_msg("open %s: %s", table, sl_error_last()->message);
 	return t;
@@ -142,7 +114,7 @@ static int setup(void **state)
 		fprintf(stderr, "could not start PostgreSQL\n");
 		return -1;
 	}
-	admin = connect_admin();
+	admin = tu_pg_connect(svc.pg_url);
 	return 0;
 }
 
@@ -164,9 +136,9 @@ static void test_open_creates(void **state)
 
 	t = open_tier("t_create", 5000);
 	assert_string_equal(t.ops->name, "postgresql");
-	sqlf(text, sizeof(text),
-	     "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position)"
-	     " FROM information_schema.columns WHERE table_name = 't_create'");
+	tu_sql(admin, text, sizeof(text),
+	       "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position)"
+	       " FROM information_schema.columns WHERE table_name = 't_create'");
 	assert_string_equal(text, "key:text,value:bytea,version:bigint,deleted:boolean,"
 	                          "updated_at:timestamp with time zone");
 	assert_int_equal(
@@ -174,13 +146,13 @@ static void test_open_creates(void **state)
 	t.ops->close(t.impl);
 
 	/* opening again keeps the table and its rows */
-	sqlf(NULL, 0, "INSERT INTO t_create (key, value, version) VALUES ('k', 'v', 1)");
+	tu_sql(admin, NULL, 0, "INSERT INTO t_create (key, value, version) VALUES ('k', 'v', 1)");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_create", 5000), SL_OK);
 	expect_row(&t, "k", "v", 1);
 	t.ops->close(t.impl);
 
 	/* schema-qualified: the meta table goes next to it */
-	sqlf(NULL, 0, "CREATE SCHEMA IF NOT EXISTS other");
+	tu_sql(admin, NULL, 0, "CREATE SCHEMA IF NOT EXISTS other");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "other.Mixed_Case", 5000), SL_OK);
 	assert_int_equal(sql_long("SELECT count(*) FROM other.\"Mixed_Case\" WHERE %s", "true"), 0);
 	assert_int_equal(sql_long("SELECT batches FROM other.sluice_engine_meta WHERE tbl = '%s'",
@@ -360,7 +332,7 @@ static void test_refused_rows(void **state)
 	sl_digest before, after;
 	(void)state;
 
-	sqlf(NULL, 0, "ALTER TABLE t_check ADD CHECK (octet_length(value) < 100)");
+	tu_sql(admin, NULL, 0, "ALTER TABLE t_check ADD CHECK (octet_length(value) < 100)");
 	memset(big, 'x', 150);
 	big[150] = '\0';
 	snprintf(small, sizeof(small), "small");
@@ -510,15 +482,15 @@ static void test_scan_paging(void **state)
 
 	/* A table made by someone else, its key in a linguistic collation
 	 * (where "apple" sorts before "Apple" and "~" first): still bytewise. */
-	sqlf(NULL, 0, "DROP TABLE IF EXISTS t_scan_icu");
-	sqlf(NULL, 0,
-	     "CREATE TABLE t_scan_icu (key text COLLATE \"und-x-icu\" PRIMARY KEY, value bytea,"
-	     " version bigint NOT NULL, deleted boolean NOT NULL, updated_at timestamptz"
-	     " NOT NULL DEFAULT now())");
+	tu_sql(admin, NULL, 0, "DROP TABLE IF EXISTS t_scan_icu");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE t_scan_icu (key text COLLATE \"und-x-icu\" PRIMARY KEY, value bytea,"
+	       " version bigint NOT NULL, deleted boolean NOT NULL, updated_at timestamptz"
+	       " NOT NULL DEFAULT now())");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_scan_icu", 5000), SL_OK);
 	for (size_t i = 0; i < N; i += 500)
 		write_ok(&t, rows + i, 500);
-	sqlf(first, sizeof(first), "SELECT key FROM t_scan_icu ORDER BY key LIMIT 1");
+	tu_sql(admin, first, sizeof(first), "SELECT key FROM t_scan_icu ORDER BY key LIMIT 1");
 	assert_string_not_equal(first, want[0]);
 	scan_check(&t, want, n_live);
 	t.ops->close(t.impl);
@@ -549,7 +521,7 @@ static void test_position(void **state)
 	assert_false(sl_digest_eq(&p2, &p3));
 	/* the same table dropped and made again is another position */
 	t.ops->close(t.impl);
-	sqlf(NULL, 0, "DELETE FROM sluice_engine_meta WHERE tbl = 't_pos'");
+	tu_sql(admin, NULL, 0, "DELETE FROM sluice_engine_meta WHERE tbl = 't_pos'");
 	t = open_tier("t_pos", 5000);
 	assert_int_equal(t.ops->position(t.impl, &p4), SL_OK);
 	assert_false(sl_digest_eq(&p0, &p4));
@@ -580,22 +552,22 @@ static void test_bad_names(void **state)
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, NULL, 5000), SL_EINVAL);
 
 	/* an existing table without a column we need, or with the wrong type */
-	sqlf(NULL, 0, "DROP TABLE IF EXISTS t_other");
-	sqlf(NULL, 0,
-	     "CREATE TABLE t_other (key text PRIMARY KEY, value bytea, deleted boolean,"
-	     " updated_at timestamptz)");
+	tu_sql(admin, NULL, 0, "DROP TABLE IF EXISTS t_other");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE t_other (key text PRIMARY KEY, value bytea, deleted boolean,"
+	       " updated_at timestamptz)");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_other", 5000), SL_EINVAL);
 	assert_non_null(strstr(sl_error_last()->message, "no column \"version\""));
-	sqlf(NULL, 0, "ALTER TABLE t_other ADD version integer");
+	tu_sql(admin, NULL, 0, "ALTER TABLE t_other ADD version integer");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_other", 5000), SL_EINVAL);
 	assert_non_null(
 	        strstr(sl_error_last()->message, "\"version\" of type integer, not bigint"));
-	sqlf(NULL, 0,
-	     "ALTER TABLE t_other ALTER version TYPE bigint, DROP CONSTRAINT t_other_pkey");
+	tu_sql(admin, NULL, 0,
+	       "ALTER TABLE t_other ALTER version TYPE bigint, DROP CONSTRAINT t_other_pkey");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_other", 5000), SL_EINVAL);
 	assert_non_null(strstr(sl_error_last()->message, "unique index on key"));
 	/* with the key back it works, collation "default" and all */
-	sqlf(NULL, 0, "ALTER TABLE t_other ADD PRIMARY KEY (key)");
+	tu_sql(admin, NULL, 0, "ALTER TABLE t_other ADD PRIMARY KEY (key)");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_other", 5000), SL_OK);
 	t.ops->close(t.impl);
 
@@ -672,7 +644,7 @@ static void test_stop_start(void **state)
 	rc = t.ops->get(t.impl, "before", 6, &value, &v, &deleted);
 	assert_true(rc == SL_EIO || rc == SL_ETIMEOUT);
 	assert_int_equal(tu_services_run(&svc, "start-pg"), 0);
-	admin = connect_admin();
+	admin = tu_pg_connect(svc.pg_url);
 	/* nothing of the failed batch is there */
 	assert_int_equal(sql_long("SELECT count(*) FROM %s WHERE key LIKE 'during%%'", "t_stop"),
 	                 0);
@@ -688,7 +660,7 @@ static void test_stop_start(void **state)
 	write_ok(&t, rows, 1);
 	expect_row(&t, "after", "z", 3);
 	PQfinish(admin);
-	admin = connect_admin();
+	admin = tu_pg_connect(svc.pg_url);
 	sl_buf_free(&value);
 	t.ops->close(t.impl);
 }

@@ -21,29 +21,12 @@
 
 #include <libpq-fe.h>
 
+#include "pg_testutil.h"
 #include "services.h"
 #include "sluice/mirror.h"
 
 static tu_services svc;
 static PGconn *admin;
-
-static void sqlf(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void sqlf(char *out, size_t cap, const char *fmt, ...)
-{
-	char sql[4096];
-	va_list ap;
-	PGresult *res;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	res = PQexec(admin, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-	if (out != NULL)
-		snprintf(out, cap, "%s",
-		         PQntuples(res) > 0 && PQnfields(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-	PQclear(res);
-}
 
 static long sql_long(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static long sql_long(const char *fmt, ...)
@@ -53,7 +36,7 @@ static long sql_long(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(sql, sizeof(sql), fmt, ap);
 	va_end(ap);
-	sqlf(text, sizeof(text), "%s", sql);
+	tu_sql(admin, text, sizeof(text), "%s", sql);
 	return strtol(text, NULL, 10);
 }
 
@@ -215,11 +198,11 @@ static void expect_model(const fake *f, const char *table, int removes)
 		rows++;
 		{
 			char got[256];
-			sqlf(got, sizeof(got),
-			     "SELECT coalesce(convert_from(value, 'UTF8'), '<null>') || '|' || "
-			     "version"
-			     " || '|' || deleted FROM %s WHERE key = '%s'",
-			     table, best->key);
+			tu_sql(admin, got, sizeof(got),
+			       "SELECT coalesce(convert_from(value, 'UTF8'), '<null>') || '|' || "
+			       "version"
+			       " || '|' || deleted FROM %s WHERE key = '%s'",
+			       table, best->key);
 			char want[256];
 			snprintf(want, sizeof(want), "%s|%llu|%s",
 			         best->op == SL_EVENT_DELETE ? "<null>" : best->value,
@@ -289,9 +272,9 @@ static sl_mirror_verdict counting_handler(void *ctx, struct pg_conn *conn,
 
 static void reset_counter(void)
 {
-	sqlf(NULL, 0, "CREATE TABLE IF NOT EXISTS mirror_counter (n bigint NOT NULL)");
-	sqlf(NULL, 0, "DELETE FROM mirror_counter");
-	sqlf(NULL, 0, "INSERT INTO mirror_counter VALUES (0)");
+	tu_sql(admin, NULL, 0, "CREATE TABLE IF NOT EXISTS mirror_counter (n bigint NOT NULL)");
+	tu_sql(admin, NULL, 0, "DELETE FROM mirror_counter");
+	tu_sql(admin, NULL, 0, "INSERT INTO mirror_counter VALUES (0)");
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -330,9 +313,9 @@ static void test_random_streams(void **state)
 		/* a replay from 0 changes nothing: no version goes down, no
 		 * tombstone comes back to life */
 		if (!removes) { /* a removal keeps nothing to guard the key */
-			sqlf(NULL, 0,
-			     "UPDATE sluice_mirror_position SET pos = 0 WHERE source = 'fake:%s'",
-			     table);
+			tu_sql(admin, NULL, 0,
+			       "UPDATE sluice_mirror_position SET pos = 0 WHERE source = 'fake:%s'",
+			       table);
 			assert_int_equal(sl_mirror_run(&src, &o, &p), SL_OK);
 			expect_model(&f, table, removes);
 		}
@@ -410,9 +393,9 @@ static void test_poison_and_retry(void **state)
 	assert_int_equal(p.pos, 300);
 	assert_int_equal(sql_long("SELECT n FROM mirror_counter"), 299);
 	assert_int_equal(sql_long("SELECT count(*) FROM m_poison"), 299);
-	sqlf(text, sizeof(text),
-	     "SELECT pos || '|' || key || '|' || attempts || '|' || error FROM sluice_dead_letter"
-	     " WHERE source = 'fake:poison'");
+	tu_sql(admin, text, sizeof(text),
+	       "SELECT pos || '|' || key || '|' || attempts || '|' || error FROM sluice_dead_letter"
+	       " WHERE source = 'fake:poison'");
 	assert_string_equal(text, "137|bad|3|mirror: the handler said poison: refused bad");
 
 	/* still refused: it stays, with one more attempt */
@@ -445,10 +428,11 @@ static void test_data_error_dead_letter(void **state)
 	(void)state;
 	pthread_mutex_init(&f.lock, NULL);
 	/* the user's constraint refuses one value: SQLSTATE 23514 */
-	sqlf(NULL, 0,
-	     "CREATE TABLE m_check (key text COLLATE \"C\" PRIMARY KEY, value bytea, version "
-	     "bigint NOT NULL, deleted boolean NOT NULL DEFAULT false, updated_at timestamptz NOT "
-	     "NULL DEFAULT now(), CHECK (value IS NULL OR value <> 'nope'::bytea))");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE m_check (key text COLLATE \"C\" PRIMARY KEY, value bytea, version "
+	       "bigint NOT NULL, deleted boolean NOT NULL DEFAULT false, updated_at timestamptz "
+	       "NOT "
+	       "NULL DEFAULT now(), CHECK (value IS NULL OR value <> 'nope'::bytea))");
 	for (int i = 0; i < 50; i++) {
 		char key[32];
 		snprintf(key, sizeof(key), "c/%d", i);
@@ -460,9 +444,9 @@ static void test_data_error_dead_letter(void **state)
 	assert_int_equal(sl_mirror_run(&src, &o, &p), SL_OK);
 	assert_int_equal(p.events, 48);
 	assert_int_equal(p.dead, 2);
-	sqlf(text, sizeof(text),
-	     "SELECT string_agg(key || ':' || sqlstate, ',' ORDER BY pos) FROM sluice_dead_letter"
-	     " WHERE source = 'fake:check'");
+	tu_sql(admin, text, sizeof(text),
+	       "SELECT string_agg(key || ':' || sqlstate, ',' ORDER BY pos) FROM sluice_dead_letter"
+	       " WHERE source = 'fake:check'");
 	assert_string_equal(text, "c/7:23514,c/41:23514");
 	free(f.ev);
 }
@@ -531,13 +515,13 @@ static void test_wrong_shape_refused(void **state)
 {
 	sl_mirror_options o;
 	(void)state;
-	sqlf(NULL, 0, "CREATE TABLE m_shape (key text PRIMARY KEY, value text)");
+	tu_sql(admin, NULL, 0, "CREATE TABLE m_shape (key text PRIMARY KEY, value text)");
 	options(&o, "m_shape");
 	assert_int_equal(sl_mirror_prepare(&o), SL_EINVAL);
 	assert_non_null(strstr(sl_error_last()->message, "value"));
-	sqlf(NULL, 0,
-	     "CREATE TABLE m_nokey (key text, value bytea, version bigint, deleted boolean, "
-	     "updated_at timestamptz)");
+	tu_sql(admin, NULL, 0,
+	       "CREATE TABLE m_nokey (key text, value bytea, version bigint, deleted boolean, "
+	       "updated_at timestamptz)");
 	options(&o, "m_nokey");
 	assert_int_equal(sl_mirror_prepare(&o), SL_EINVAL);
 	assert_non_null(strstr(sl_error_last()->message, "unique"));
@@ -550,7 +534,7 @@ static void test_shape_refused_changes_nothing(void **state)
 	sl_mirror_options o;
 	(void)state;
 	/* run first in a fresh database: no mirror table may appear */
-	sqlf(NULL, 0, "CREATE DATABASE mirror_fresh");
+	tu_sql(admin, NULL, 0, "CREATE DATABASE mirror_fresh");
 	PQfinish(admin);
 	{
 		char url[512];
@@ -558,7 +542,7 @@ static void test_shape_refused_changes_nothing(void **state)
 		char *slash = strrchr(url, '/');
 		snprintf(slash + 1, sizeof(url) - (size_t)(slash + 1 - url), "mirror_fresh");
 		admin = PQconnectdb(url);
-		sqlf(NULL, 0, "CREATE TABLE m_bad (key text PRIMARY KEY, version text)");
+		tu_sql(admin, NULL, 0, "CREATE TABLE m_bad (key text PRIMARY KEY, version text)");
 		options(&o, "m_bad");
 		o.pg_url = url;
 		assert_int_equal(sl_mirror_prepare(&o), SL_EINVAL);
@@ -632,10 +616,7 @@ static int setup(void **state)
 		fprintf(stderr, "could not start PostgreSQL\n");
 		return -1;
 	}
-	admin = PQconnectdb(svc.pg_url);
-	if (PQstatus(admin) != CONNECTION_OK)
-		return -1;
-	PQclear(PQexec(admin, "SET client_min_messages = warning"));
+	admin = tu_pg_connect(svc.pg_url);
 	return 0;
 }
 
