@@ -8,13 +8,19 @@
 #   cpu_ms PID                         utime + stime of PID and its threads, ms
 #   start_server DIR [serve args...]   sets server (its PID) and port
 #   stop_server
+#   start_pg                           a throwaway PostgreSQL (scripts/services.sh,
+#                                      needs src): its SLUICE_PG_* variables set;
+#                                      1, with its log on stderr, if it did not start
+#   stop_pg                            (also done at exit)
 #   record_results RESULTS HEADING INTRO_FILE BLOCK_FILE
 #       appends BLOCK_FILE at the end of section HEADING of RESULTS, which
 #       is created with INTRO_FILE's text under the heading if missing
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-${BENCH%.sh}.XXXXXX")
 server=
+svc=
 cleanup() {
+	stop_pg
 	[ -z "$server" ] || kill "$server" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
@@ -57,6 +63,21 @@ stop_server() {
 	kill "$server" 2>/dev/null || true
 	wait "$server" 2>/dev/null || true
 	server=
+}
+
+start_pg() {
+	local env
+	env=$(bash "$src/scripts/services.sh" start pg 2>"$tmp/services.log") || {
+		cat "$tmp/services.log" >&2
+		return 1
+	}
+	eval "$env"
+	svc=$SLUICE_SERVICES_DIR
+}
+
+stop_pg() {
+	[ -z "$svc" ] || bash "$src/scripts/services.sh" stop "$svc" >/dev/null 2>&1 || true
+	svc=
 }
 
 record_results() {

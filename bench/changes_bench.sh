@@ -18,17 +18,10 @@ build=${1:?usage: bench/changes_bench.sh BUILD_DIR [N]}
 n=${2:-50000}
 sluice=$build/sluice
 src=$(cd "$(dirname "$0")/.." && pwd)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-changes-bench.XXXXXX")
-svc=
-cleanup() {
-	[ -z "$svc" ] || bash "$src/scripts/services.sh" stop "$svc" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+BENCH=changes_bench.sh
+source "$src/bench/bench_common.bash"
 
-env=$(bash "$src/scripts/services.sh" start pg)
-eval "$env"
-svc=$SLUICE_SERVICES_DIR
+start_pg || fail "PostgreSQL did not start"
 export PGOPTIONS="-c client_min_messages=warning" SLUICE_LOG=warn
 sql() { psql "$SLUICE_PG_URL" -X -q -v ON_ERROR_STOP=1 -At -c "$1"; }
 now() { date +%s.%N; }
@@ -95,4 +88,4 @@ echo "pg_recvlogical, same updates  $(rate "$n" "$t0" "$t1")  (decode and receiv
 # The copies are right: every file has its row's new bytes.
 want=$(sql "SELECT count(*) FROM object_index")
 have=$(find "$tmp/changes-out" -type f ! -name '.*' | wc -l)
-[ "$want" = "$have" ] || { echo "changes mode left $have files for $want rows" >&2; exit 1; }
+[ "$want" = "$have" ] || fail "changes mode left $have files for $want rows"

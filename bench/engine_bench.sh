@@ -44,13 +44,6 @@ results=$src/bench/RESULTS.md
 BENCH=engine_bench.sh
 source "$src/bench/bench_common.bash"
 
-svc=
-stop_pg() {
-	[ -z "$svc" ] || bash "$src/scripts/services.sh" stop "$svc" >/dev/null 2>&1 || true
-	svc=
-}
-trap 'stop_pg; cleanup' EXIT
-
 date_utc=$(date -u '+%Y-%m-%dT%H:%M:%SZ')
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 cores=$(nproc)
@@ -188,14 +181,11 @@ for t in 16 64 256; do submit_rows store "store L3" local "$t" "$local_s"; done
 for t in 16 256; do submit_rows null "no L3" local "$t" "$local_s"; done
 
 # ------------------------------------------------------------- PostgreSQL
-if env=$(bash "$src/scripts/services.sh" start pg 2>"$tmp/services.log"); then
-	eval "$env"
-	svc=$SLUICE_SERVICES_DIR
+if start_pg; then
 	pg_version=$(psql "$SLUICE_PG_URL" -X -At -c 'SHOW server_version' 2>/dev/null || echo "?")
 	echo "PostgreSQL $pg_version at $SLUICE_PG_URL (fsync off)" >&2
 else
-	echo "PostgreSQL did not start; its rows are skipped:" >&2
-	cat "$tmp/services.log" >&2
+	echo "PostgreSQL did not start (its log above); its rows are skipped" >&2
 	pg_version=
 fi
 

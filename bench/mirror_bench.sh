@@ -41,13 +41,6 @@ results=$src/bench/RESULTS.md
 BENCH=mirror_bench.sh
 source "$src/bench/bench_common.bash"
 
-svc=
-stop_pg() {
-	[ -z "$svc" ] || bash "$src/scripts/services.sh" stop "$svc" >/dev/null 2>&1 || true
-	svc=
-}
-trap 'stop_pg; cleanup' EXIT
-
 kv() { # LINE KEY
 	sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"
 }
@@ -76,12 +69,7 @@ echo "cpu: $cpu_model, $cores cores, $mem_gib GiB; disk $fs; revision $revision"
 echo "load average at the start: $load_start; before the first run other processes kept $idle_busy of $cores cores busy"
 echo
 
-env=$(bash "$src/scripts/services.sh" start pg 2>"$tmp/services.log") || {
-	cat "$tmp/services.log" >&2
-	fail "PostgreSQL did not start"
-}
-eval "$env"
-svc=$SLUICE_SERVICES_DIR
+start_pg || fail "PostgreSQL did not start"
 url=$SLUICE_PG_URL
 BENCH_PG_PID=$(head -1 "$SLUICE_SERVICES_DIR/pg/postmaster.pid")
 export BENCH_PG_PID
