@@ -243,8 +243,7 @@ typedef struct sl_change_batch {
 	/* Every change before this position is in this batch or an earlier
 	 * one: confirm it once they are saved. 0: no new position. */
 	uint64_t done_lsn;
-	int64_t commit_time; /* the newest commit's, microseconds since 2000-01-01 */
-	int caught_up;       /* reached the target, between transactions */
+	int caught_up; /* reached the target, between transactions */
 } sl_change_batch;
 
 void sl_change_batch_free(sl_change_batch *b); /* zeroes *b; NULL ok */

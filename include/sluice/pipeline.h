@@ -1,10 +1,14 @@
 /* pipeline/: runs that move rows of a source into a sink, and the state that
- * makes them resumable (src/pipeline/run.c has the design and invariants).
+ * makes them resumable (src/pipeline/run.c has the design and invariants of
+ * polling mode, src/pipeline/changes.c those of changes mode).
  *
  * State lives in one SQLite file: the cursor (the last row done, in
  * (created_at, id) order), running totals, and a failures table keyed by
- * row id. It grows with failures, never with the number of objects. A run
- * holds an exclusive lock (DB_PATH.lock) so two runs never overlap.
+ * row id; in changes mode also the stream's position and the keys each
+ * row's object may be at. In polling mode it grows with failures, never
+ * with the number of objects; changes mode keeps one small row per object
+ * (a delete names only the row's id). A run holds an exclusive lock
+ * (DB_PATH.lock) so two runs never overlap.
  */
 #ifndef SLUICE_PIPELINE_H
 #define SLUICE_PIPELINE_H

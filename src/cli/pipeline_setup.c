@@ -9,7 +9,8 @@
  *
  * [database] max_connections bounds the PostgreSQL connections a run
  * opens: the reserved ones (cli_config_pg_connections_reserved: the
- * source's) and, in direct mode, one fetcher per worker. So in direct mode
+ * source's, and in changes mode the replication stream's and its control
+ * session's) and, in direct mode, one fetcher per worker. So in direct mode
  * a run's concurrency is at most max_connections - reserved; an S3-mode
  * run's fetchers talk to S3 and are not bounded by it.
  */

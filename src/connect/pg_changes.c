@@ -551,8 +551,6 @@ static int on_message(sl_pg_changes *c, const sl_pgo_frame *f, sl_change_batch *
 		c->in_txn = 0;
 		if (!c->skip_txn && m.end_lsn > b->done_lsn)
 			b->done_lsn = m.end_lsn;
-		if (m.commit_time > b->commit_time)
-			b->commit_time = m.commit_time;
 		c->skip_txn = 0;
 		return SL_OK;
 	case SL_PGO_RELATION:

@@ -1,5 +1,6 @@
-/* Small libpq helpers shared by the PostgreSQL source (pg.c) and the
- * engine's PostgreSQL tier (engine/tier_pg.c). */
+/* Small libpq helpers (pg_link.c) shared by the PostgreSQL source, changes
+ * mode, the connections with deadlines (pg_conn.c) and the engine's
+ * PostgreSQL tier (engine/tier_pg.c). */
 #ifndef SLUICE_CONNECT_PG_UTIL_H
 #define SLUICE_CONNECT_PG_UTIL_H
 

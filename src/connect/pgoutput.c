@@ -224,8 +224,9 @@ static int decode_body(sl_reader *r, uint8_t kind, sl_pgo_msg *out)
 		return SL_OK;
 	case 'R':
 		out->kind = SL_PGO_RELATION;
-		if (sl_reader_be32(r, &out->relid) != SL_OK || read_cstring(r, &out->nspname) ||
-		    read_cstring(r, &out->relname) || sl_reader_u8(r, &u8) != SL_OK)
+		if (sl_reader_be32(r, &out->relid) != SL_OK ||
+		    read_cstring(r, &out->nspname) != SL_OK ||
+		    read_cstring(r, &out->relname) != SL_OK || sl_reader_u8(r, &u8) != SL_OK)
 			return corrupt("short RELATION");
 		return read_columns(r, &out->columns);
 	case 'I':

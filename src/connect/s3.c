@@ -821,12 +821,10 @@ static int sink_begin(void *self, const char *key, uint64_t size, void **out)
 	if (key == NULL || key[0] == '\0')
 		return sl_error_set(SL_EINVAL, "s3: empty key");
 	if ((u = sl_calloc(1, sizeof(*u))) == NULL ||
-	    (u->key = sl_malloc(strlen(c->prefix) + strlen(key) + 1)) == NULL) {
+	    (u->key = sl_strdup_printf("%s%s", c->prefix, key)) == NULL) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
-	strcpy(u->key, c->prefix);
-	strcat(u->key, key);
 	u->size = size;
 	if (size <= c->part_size)
 		goto done;
@@ -1116,12 +1114,10 @@ static int sink_remove(void *self, const char *key)
 	if (key == NULL || key[0] == '\0')
 		return sl_error_set(SL_EINVAL, "s3: empty key");
 	if ((call = sl_calloc(1, sizeof(*call))) == NULL ||
-	    (full = sl_malloc(strlen(c->prefix) + strlen(key) + 1)) == NULL) {
+	    (full = sl_strdup_printf("%s%s", c->prefix, key)) == NULL) {
 		sl_free(call);
 		return SL_ENOMEM;
 	}
-	strcpy(full, c->prefix);
-	strcat(full, key);
 	*call = (s3_call){.method = "DELETE", .key = full};
 	rc = s3_request(c, call);
 	sl_free(call);
