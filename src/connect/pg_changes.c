@@ -304,6 +304,8 @@ int sl_pg_changes_open(sl_pg_changes **out, const sl_pg_config *cfg, sl_pg_chang
 		return sl_error_set(SL_EINVAL, "PostgreSQL changes: no connection URL");
 	if ((c = sl_calloc(1, sizeof(*c))) == NULL)
 		return SL_ENOMEM;
+	pthread_mutex_init(&c->control.lock, NULL); /* before any way out: close destroys them */
+	pthread_mutex_init(&c->stream.lock, NULL);
 	if ((rc = own(&c->url, cfg->url)) != SL_OK || (rc = own(&c->slot, setup->slot)) != SL_OK ||
 	    (rc = own(&c->publication, setup->publication)) != SL_OK ||
 	    (rc = own(&c->table, cfg->table ? cfg->table : "object_index")) != SL_OK)
@@ -311,8 +313,6 @@ int sl_pg_changes_open(sl_pg_changes **out, const sl_pg_config *cfg, sl_pg_chang
 	c->s3_mode = cfg->s3_mode;
 	c->reconnect_ms = cfg->reconnect_ms ? cfg->reconnect_ms : PG_DEFAULT_RECONNECT_MS;
 	sl_pg_row_names(cfg, c->names);
-	pthread_mutex_init(&c->control.lock, NULL);
-	pthread_mutex_init(&c->stream.lock, NULL);
 	c->control.url = c->stream.url = c->url;
 	c->control.timeout_ms = c->stream.timeout_ms =
 	        cfg->timeout_ms ? cfg->timeout_ms : PG_DEFAULT_TIMEOUT_MS;
