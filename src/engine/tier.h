@@ -38,6 +38,10 @@ typedef struct sl_tier_row {
 } sl_tier_row;
 
 typedef int (*sl_tier_key_fn)(void *ctx, const char *key, size_t key_len);
+/* A live row for the diff between engines: its version and the SHA-256 of
+ * its value. */
+typedef int (*sl_tier_item_fn)(void *ctx, const char *key, size_t key_len, uint64_t version,
+                               const uint8_t value_digest[32]);
 
 typedef struct sl_tier_ops {
 	const char *name; /* "store", "postgresql" */
@@ -55,6 +59,10 @@ typedef struct sl_tier_ops {
 	 * limit, for rebuilding the filter by keyset paging; *n the count. */
 	int (*scan_live)(void *impl, const char *after, size_t after_len, size_t limit,
 	                 sl_tier_key_fn cb, void *ctx, size_t *n);
+	/* Like scan_live, with each live row's version and value digest, for
+	 * `sluice engine diff` (the items of docs/protocol.md's kv-reconcile). */
+	int (*scan_items)(void *impl, const char *after, size_t after_len, size_t limit,
+	                  sl_tier_item_fn cb, void *ctx, size_t *n);
 	/* A digest of L3's write position: it changes with every committed
 	 * write, so a filter saved at one position is trusted only there. */
 	int (*position)(void *impl, sl_digest *out);

@@ -551,8 +551,12 @@ static void tier_close(void *impl)
 	sl_free(t);
 }
 
-static const sl_tier_ops pg_ops = {"postgresql",   tier_write,    tier_get,
-                                   tier_scan_live, tier_position, tier_close};
+static const sl_tier_ops pg_ops = {.name = "postgresql",
+                                   .write = tier_write,
+                                   .get = tier_get,
+                                   .scan_live = tier_scan_live,
+                                   .position = tier_position,
+                                   .close = tier_close};
 
 int sl_tier_pg_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms)
 {

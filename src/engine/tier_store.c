@@ -219,8 +219,12 @@ static void store_close(void *impl)
 	sl_free(t);
 }
 
-static const sl_tier_ops store_ops = {"store",         store_write,    store_get,
-                                      store_scan_live, store_position, store_close};
+static const sl_tier_ops store_ops = {.name = "store",
+                                      .write = store_write,
+                                      .get = store_get,
+                                      .scan_live = store_scan_live,
+                                      .position = store_position,
+                                      .close = store_close};
 
 int sl_tier_store_open(sl_tier *out, const char *dir, const char *ns, unsigned timeout_ms)
 {

@@ -102,7 +102,12 @@ static void f_close(void *impl)
 		g_faulty = NULL;
 }
 
-static const sl_tier_ops faulty_ops = {"faulty", f_write, f_get, f_scan, f_position, f_close};
+static const sl_tier_ops faulty_ops = {.name = "faulty",
+                                       .write = f_write,
+                                       .get = f_get,
+                                       .scan_live = f_scan,
+                                       .position = f_position,
+                                       .close = f_close};
 
 /* ------------------------------------------------------------- fixture */
 
