@@ -246,8 +246,12 @@ static void null_close(void *impl)
 	(void)impl;
 }
 
-static const sl_tier_ops null_ops = {"null",    null_write,    null_get,
-                                     null_scan, null_position, null_close};
+static const sl_tier_ops null_ops = {.name = "null",
+                                     .write = null_write,
+                                     .get = null_get,
+                                     .scan_live = null_scan,
+                                     .position = null_position,
+                                     .close = null_close};
 
 /* --------------------------------------------------------------- engines */
 
