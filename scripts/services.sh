@@ -2,18 +2,22 @@
 # Starts and stops the real servers the pipeline tests talk to, on loopback,
 # with throwaway data directories and free ports.
 #
-#   scripts/services.sh start [pg] [s3]   # both when none is named
+#   scripts/services.sh start [pg] [s3] [redis]   # pg and s3 when none is named
 #       Prints shell assignments (eval them) and writes them to DIR/env:
 #         SLUICE_SERVICES_DIR  the throwaway directory (pass it to stop)
 #         SLUICE_PG_URL        postgresql://sluice@127.0.0.1:PORT/sluice
 #         SLUICE_PG_PORT
 #         SLUICE_S3_ENDPOINT   http://127.0.0.1:PORT (s3rver; key and secret S3RVER)
 #         SLUICE_S3_PORT
+#         SLUICE_REDIS_URL     redis://127.0.0.1:PORT (Redis 7; RDB only on SAVE)
+#         SLUICE_REDIS_PORT
 #       Buckets "source" and "dest" exist at start.
 #   scripts/services.sh stop DIR          # stops what DIR holds, removes DIR
 #   scripts/services.sh restart-pg DIR    # pg_ctl restart (tests of outages)
 #   scripts/services.sh stop-pg DIR | start-pg DIR
 #   scripts/services.sh crash-pg DIR      # pg_ctl stop -m immediate: no checkpoint, as a crash
+#   scripts/services.sh kill-redis DIR    # SIGKILL: what was not in the last SAVE is gone
+#   scripts/services.sh start-redis DIR   # again on its port, from DIR/redis/dump.rdb if any
 #
 # PostgreSQL refuses to run as root, so as root initdb and pg_ctl run as the
 # `postgres` user, which owns the data directory. s3rver comes from
@@ -90,12 +94,51 @@ start_s3() {
   return 1
 }
 
+redis_run() { # dir: starts redis-server on the port in DIR/redis.port
+  local dir="$1" port
+  port="$(cat "$dir/redis.port")"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/redis" --dbfilename dump.rdb \
+    --save '' --appendonly no --daemonize no --protected-mode no \
+    --logfile "$dir/redis.log" >/dev/null 2>&1 &
+  echo $! >"$dir/redis.pid"
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$port" PING 2>/dev/null | grep -q PONG; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "services: redis did not start:" >&2
+  cat "$dir/redis.log" >&2
+  return 1
+}
+
+start_redis() {
+  local dir="$1" port
+  port="$(free_port)"
+  mkdir -p "$dir/redis"
+  echo "$port" >"$dir/redis.port"
+  redis_run "$dir" || return 1
+  echo "SLUICE_REDIS_PORT=$port" >>"$dir/env"
+  echo "SLUICE_REDIS_URL=redis://127.0.0.1:$port" >>"$dir/env"
+}
+
+kill_redis() {
+  local dir="$1" pid
+  [ -f "$dir/redis.pid" ] || return 0
+  pid="$(cat "$dir/redis.pid")"
+  kill -CONT "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$dir/redis.pid"
+}
+
 stop_all() {
   local dir="$1"
   [ -d "$dir" ] || return 0
   if [ -f "$dir/s3.pid" ]; then
     kill "$(cat "$dir/s3.pid")" 2>/dev/null || true
   fi
+  kill_redis "$dir"
   if [ -f "$dir/pg/postmaster.pid" ]; then
     pg_ctl_run "$dir" stop -m immediate 2>/dev/null || true
   fi
@@ -106,13 +149,14 @@ cmd="${1:-}"
 shift || true
 case "$cmd" in
 start)
-  want_pg=0 want_s3=0
+  want_pg=0 want_s3=0 want_redis=0
   [ $# -eq 0 ] && set -- pg s3
   for s in "$@"; do
     case "$s" in
     pg) want_pg=1 ;;
     s3) want_s3=1 ;;
-    *) echo "services: unknown service '$s' (pg, s3)" >&2; exit 2 ;;
+    redis) want_redis=1 ;;
+    *) echo "services: unknown service '$s' (pg, s3, redis)" >&2; exit 2 ;;
     esac
   done
   dir="$(mktemp -d "${TMPDIR:-/tmp}/sluice-services.XXXXXX")"
@@ -120,6 +164,7 @@ start)
   trap 'stop_all "$dir"' ERR
   [ $want_pg -eq 1 ] && start_pg "$dir"
   [ $want_s3 -eq 1 ] && start_s3 "$dir"
+  [ $want_redis -eq 1 ] && start_redis "$dir"
   trap - ERR
   sed 's/^/export /' "$dir/env"
   ;;
@@ -128,8 +173,10 @@ restart-pg) pg_ctl_run "${1:?}" restart -m fast ;;
 stop-pg) pg_ctl_run "${1:?}" stop -m fast ;;
 crash-pg) pg_ctl_run "${1:?}" stop -m immediate ;;
 start-pg) pg_ctl_run "${1:?}" start ;;
+kill-redis) kill_redis "${1:?}" ;;
+start-redis) redis_run "${1:?}" ;;
 *)
-  echo "usage: services.sh start [pg] [s3] | stop DIR | restart-pg DIR | stop-pg DIR | crash-pg DIR | start-pg DIR" >&2
+  echo "usage: services.sh start [pg] [s3] [redis] | stop DIR | restart-pg DIR | stop-pg DIR | crash-pg DIR | start-pg DIR | kill-redis DIR | start-redis DIR" >&2
   exit 2
   ;;
 esac
