@@ -60,6 +60,34 @@ typedef enum sl_pressure {
 
 const char *sl_pressure_name(sl_pressure p);
 
+/* A circuit breaker's settings (one per backend: L3 now, L2 later). The
+ * breaker remembers the outcomes of the last `window` calls and opens
+ * when at least `min_calls` are remembered and at least `failure_ratio`
+ * of them failed, or after `consecutive` failures in a row; open, it
+ * refuses every call for open_ms, then lets `trial_calls` through at a
+ * time (half-open) and closes after that many successes in a row.
+ * docs/architecture.md ("circuit breakers") says what each backend does
+ * while its breaker is open. */
+typedef struct sl_breaker_config {
+	unsigned window;      /* calls remembered, default 20 (at most 1024) */
+	unsigned min_calls;   /* default 10 (<= window) */
+	double failure_ratio; /* default 0.5 (0 < r <= 1) */
+	unsigned consecutive; /* failures in a row that open it, default 5 */
+	unsigned open_ms;     /* default 5000 */
+	unsigned trial_calls; /* default 3 */
+} sl_breaker_config;
+
+/* A named retry policy: exponential backoff with full jitter (the delay
+ * before attempt n is random in [0, min(max_ms, base_ms * 2^(n-2))]),
+ * bounded in attempts and in time. */
+typedef struct sl_retry_policy {
+	const char *name;
+	unsigned base_ms;        /* the first delay's cap */
+	unsigned max_ms;         /* no delay is longer */
+	unsigned max_attempts;   /* 0: unbounded (only `drain`) */
+	unsigned max_elapsed_ms; /* 0: unbounded; else no attempt starts after it */
+} sl_retry_policy;
+
 typedef struct sl_engine_config {
 	/* the WAL */
 	const char *wal_dir;        /* required; created if missing */
@@ -74,6 +102,15 @@ typedef struct sl_engine_config {
 	unsigned l3_timeout_ms;     /* every L3 call, default 10000 */
 	unsigned l3_max_attempts;   /* a row L3 refuses is parked after this, default 5 */
 	unsigned l3_ack_timeout_ms; /* an `l3` submit waits at most this, default 30000 */
+	/* circuit breakers, one per backend (defaults: see sl_breaker_config) */
+	sl_breaker_config l3_breaker;
+	sl_breaker_config l2_breaker; /* for the L2 tier, which is not built yet */
+	/* retry policies (defaults in docs/cli.md, [retry.*]) */
+	sl_retry_policy retry_startup;     /* opening L3 at sl_engine_open */
+	sl_retry_policy retry_batch_write; /* a refused row; its max_attempts is
+	                                      not read: l3_max_attempts is */
+	sl_retry_policy retry_drain;       /* a batch L3 did not commit */
+	sl_retry_policy retry_query;       /* a get L3 did not answer */
 	/* L1 */
 	uint64_t l1_budget_bytes; /* default 256 MiB */
 	unsigned l1_shards;       /* default 64 (a power of two) */

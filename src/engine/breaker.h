@@ -18,6 +18,7 @@
 #define SLUICE_ENGINE_BREAKER_H
 
 #include "sluice/base.h"
+#include "sluice/engine.h"
 #include "sluice/net.h"
 
 typedef enum sl_breaker_state {
@@ -28,14 +29,8 @@ typedef enum sl_breaker_state {
 
 const char *sl_breaker_state_name(sl_breaker_state s); /* "closed", "open", "half_open" */
 
-typedef struct sl_breaker_config {
-	unsigned window;      /* calls remembered, default 20 (at most 1024) */
-	unsigned min_calls;   /* default 10 (<= window) */
-	double failure_ratio; /* default 0.5 (0 < r <= 1) */
-	unsigned consecutive; /* failures in a row that open it, default 5 */
-	unsigned open_ms;     /* default 5000 */
-	unsigned trial_calls; /* default 3 */
-} sl_breaker_config;
+/* sl_breaker_config is in sluice/engine.h: the engine's config holds one
+ * per backend. */
 
 void sl_breaker_config_init(sl_breaker_config *c);
 /* SL_EINVAL with a message naming the setting when c is out of range. */
@@ -55,8 +50,7 @@ typedef struct sl_breaker_stats {
 /* name ("l2", "l3") labels the metrics when m is not NULL:
  * sluice_engine_breaker_state{backend=NAME} (0 closed, 1 open, 2 half-open),
  * sluice_engine_breaker_opened_total, sluice_engine_breaker_refused_total. */
-int sl_breaker_new(sl_breaker **out, const char *name, const sl_breaker_config *c,
-                   sl_metrics *m);
+int sl_breaker_new(sl_breaker **out, const char *name, const sl_breaker_config *c, sl_metrics *m);
 void sl_breaker_free(sl_breaker *b); /* NULL ok */
 /* 1: make the call, then record its outcome; 0: refused (open, or
  * half-open with its trial calls in flight). */

@@ -36,7 +36,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/breaker.h"
 #include "engine/engine_internal.h"
+#include "engine/retry_policy.h"
 #include "sluice/store.h"
 
 #define MIB              (UINT64_C(1) << 20)
@@ -99,6 +101,12 @@ void sl_engine_config_init(sl_engine_config *c)
 	c->pressure_reject = 0.95;
 	c->throttle_wait_ms = 100;
 	c->value_max = 16 * MIB;
+	sl_breaker_config_init(&c->l3_breaker);
+	sl_breaker_config_init(&c->l2_breaker);
+	c->retry_startup = *sl_retry_policy_default("startup");
+	c->retry_batch_write = *sl_retry_policy_default("batch_write");
+	c->retry_drain = *sl_retry_policy_default("drain");
+	c->retry_query = *sl_retry_policy_default("query");
 }
 
 static int check_config(const sl_engine_config *c)
@@ -126,6 +134,22 @@ static int check_config(const sl_engine_config *c)
 	if (c->value_max == 0 || c->value_max > SL_ENGINE_VALUE_MAX)
 		return sl_error_set(SL_EINVAL, "value_max must be 1 byte to %u bytes",
 		                    SL_ENGINE_VALUE_MAX);
+	if (sl_breaker_config_check(&c->l3_breaker) != SL_OK)
+		return sl_error_wrap("l3");
+	if (sl_breaker_config_check(&c->l2_breaker) != SL_OK)
+		return sl_error_wrap("l2");
+	const sl_retry_policy *policies[] = {&c->retry_startup, &c->retry_batch_write,
+	                                     &c->retry_drain, &c->retry_query};
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		sl_retry_policy p = *policies[i];
+		if (p.name == NULL)
+			return sl_error_set(SL_EINVAL, "a retry policy has no name");
+		if (policies[i] == &c->retry_batch_write)
+			p.max_attempts = c->l3_max_attempts; /* the one that is read */
+		int rc = sl_retry_policy_check(&p);
+		if (rc != SL_OK)
+			return rc;
+	}
 	return SL_OK;
 }
 

@@ -15,14 +15,10 @@
 #define SLUICE_ENGINE_RETRY_POLICY_H
 
 #include "sluice/base.h"
+#include "sluice/engine.h"
 
-typedef struct sl_retry_policy {
-	const char *name;
-	unsigned base_ms;       /* the first delay's cap */
-	unsigned max_ms;        /* no delay is longer */
-	unsigned max_attempts;  /* 0: unbounded (only `drain`) */
-	unsigned max_elapsed_ms; /* 0: unbounded; else no attempt starts after it */
-} sl_retry_policy;
+/* sl_retry_policy is in sluice/engine.h: the engine's config holds the
+ * four. */
 
 /* The defaults of the four uses above, by name; NULL if unknown. */
 const sl_retry_policy *sl_retry_policy_default(const char *name);
