@@ -3,12 +3,16 @@
  *
  * A write goes into L1 (memory) and into a local write-ahead log (WAL);
  * a batcher thread drains the WAL, in order, into L3 (a store namespace or
- * a PostgreSQL table) in batches. A caller chooses how far its write must
- * get before the call returns (the acknowledgement level):
+ * a PostgreSQL table) in batches. With an L2 (Redis), a writer thread also
+ * sends it there, pipelined; reads go L1, L2, L3. A caller chooses how far
+ * its write must get before the call returns (the acknowledgement level):
  *
  *   memory  after L1 and the WAL's buffer. A crash (kill -9, power) loses
  *           what the WAL had not synced yet: at most one group commit,
  *           a few milliseconds of writes.
+ *   l2      after Redis answered the write. A cache-grade guarantee: the
+ *           WAL record is written but not synced (as at `memory`), and
+ *           Redis keeps what it keeps (its own persistence settings).
  *   local   (the default) after the record is fdatasync'd in the WAL;
  *           many writers share one sync. Only the loss of the WAL's disk
  *           loses it.
@@ -31,18 +35,25 @@
 extern "C" {
 #endif
 
-typedef enum sl_ack { SL_ACK_MEMORY = 1, SL_ACK_LOCAL = 2, SL_ACK_L3 = 3 } sl_ack;
+typedef enum sl_ack { SL_ACK_MEMORY = 1, SL_ACK_LOCAL = 2, SL_ACK_L3 = 3, SL_ACK_L2 = 4 } sl_ack;
 
-int sl_ack_parse(sl_ack *out, const char *s); /* "memory" | "local" | "l3" */
+int sl_ack_parse(sl_ack *out, const char *s); /* "memory" | "l2" | "local" | "l3" */
 const char *sl_ack_name(sl_ack ack);
 
-/* The tiers a write goes to; part 1 has only L3 (through L1 and the WAL). */
+/* The tiers a write goes to. L3 means through L1 and the WAL; L2 alone is
+ * a cache write (not in the WAL nor L3: it lives as long as Redis keeps
+ * it). A write to L3 only leaves a hole in L2, so L2 never answers an
+ * older copy. */
+#define SL_TIER_L2 0x2
 #define SL_TIER_L3 0x4
+
+int sl_tiers_parse(unsigned *out, const char *s); /* "l2" | "l3" | "l2,l3" */
 
 typedef struct sl_submit_options {
 	sl_ack ack;      /* default SL_ACK_LOCAL */
-	unsigned tiers;  /* default SL_TIER_L3; anything else is SL_EINVAL for now */
-	uint64_t ttl_ms; /* 0: none; anything else is SL_EINVAL for now */
+	unsigned tiers;  /* 0 (default): L2 and L3 with an L2, else L3 */
+	uint64_t ttl_ms; /* 0: none (or L2's default); the L2 copy's, so it
+	                    needs L2 among the tiers */
 } sl_submit_options;
 
 void sl_submit_options_init(sl_submit_options *o);
@@ -104,13 +115,21 @@ typedef struct sl_engine_config {
 	unsigned l3_ack_timeout_ms; /* an `l3` submit waits at most this, default 30000 */
 	/* circuit breakers, one per backend (defaults: see sl_breaker_config) */
 	sl_breaker_config l3_breaker;
-	sl_breaker_config l2_breaker; /* for the L2 tier, which is not built yet */
+	sl_breaker_config l2_breaker;
 	/* retry policies (defaults in docs/cli.md, [retry.*]) */
 	sl_retry_policy retry_startup;     /* opening L3 at sl_engine_open */
 	sl_retry_policy retry_batch_write; /* a refused row; its max_attempts is
 	                                      not read: l3_max_attempts is */
 	sl_retry_policy retry_drain;       /* a batch L3 did not commit */
 	sl_retry_policy retry_query;       /* a get L3 did not answer */
+	/* L2, a Redis cache; none when l2_url is NULL */
+	const char *l2_url;             /* redis://[[USER]:PASS@]HOST[:PORT][/DB] */
+	const char *l2_prefix;          /* of every key, default "sluice:" */
+	unsigned l2_timeout_ms;         /* every Redis command, default 250 */
+	unsigned l2_connect_timeout_ms; /* default 1000 */
+	uint64_t l2_default_ttl_ms;     /* writes without a TTL; 0 (default): none */
+	size_t l2_queue_max;            /* writes queued for Redis, default 100000 */
+	size_t l2_pipeline_max;         /* writes per pipeline, default 256 */
 	/* L1 */
 	uint64_t l1_budget_bytes; /* default 256 MiB */
 	unsigned l1_shards;       /* default 64 (a power of two) */
@@ -164,6 +183,7 @@ typedef struct sl_key_status {
 	int deleted;      /* that version is a delete */
 	int l1;           /* L1 holds the key (value or tombstone) */
 	int wal;          /* that version is in the WAL, not yet in L3 */
+	int l2;           /* L2 holds that version */
 	int l3;           /* L3 holds that version */
 	int parked;       /* L3 refused it; see sl_engine_parked */
 } sl_key_status;
@@ -193,6 +213,14 @@ typedef struct sl_engine_stats {
 	uint64_t filter_keys;
 	uint64_t submitted, deleted, rejected, l3_rows, l3_batches;
 	uint64_t gets_l1, gets_l3, gets_filter_miss;
+	/* L2 (all 0 without one) */
+	int l2_enabled;
+	int l2_up;      /* the last Redis call succeeded */
+	int l2_trusted; /* reads use L2 (not while a new generation is due) */
+	uint64_t l2_generation;
+	uint64_t l2_hits, l2_misses, l2_skipped, l2_errors;
+	uint64_t l2_writes, l2_dropped, l2_queued;
+	char l2_error[200];
 } sl_engine_stats;
 
 int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out);

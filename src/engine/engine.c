@@ -52,19 +52,39 @@ int sl_ack_parse(sl_ack *out, const char *s)
 	static const struct {
 		const char *name;
 		sl_ack ack;
-	} acks[] = {{"memory", SL_ACK_MEMORY}, {"local", SL_ACK_LOCAL}, {"l3", SL_ACK_L3}};
+	} acks[] = {{"memory", SL_ACK_MEMORY},
+	            {"l2", SL_ACK_L2},
+	            {"local", SL_ACK_LOCAL},
+	            {"l3", SL_ACK_L3}};
 	for (size_t i = 0; s && i < sizeof(acks) / sizeof(acks[0]); i++)
 		if (strcmp(s, acks[i].name) == 0) {
 			*out = acks[i].ack;
 			return SL_OK;
 		}
-	return sl_error_set(SL_EINVAL, "unknown acknowledgement level '%s' (memory, local or l3)",
+	return sl_error_set(SL_EINVAL,
+	                    "unknown acknowledgement level '%s' (memory, l2, local or l3)",
 	                    s ? s : "");
 }
 
 const char *sl_ack_name(sl_ack ack)
 {
-	return ack == SL_ACK_MEMORY ? "memory" : ack == SL_ACK_L3 ? "l3" : "local";
+	return ack == SL_ACK_MEMORY ? "memory"
+	       : ack == SL_ACK_L2   ? "l2"
+	       : ack == SL_ACK_L3   ? "l3"
+	                            : "local";
+}
+
+int sl_tiers_parse(unsigned *out, const char *s)
+{
+	if (s && strcmp(s, "l2") == 0)
+		*out = SL_TIER_L2;
+	else if (s && strcmp(s, "l3") == 0)
+		*out = SL_TIER_L3;
+	else if (s && (strcmp(s, "l2,l3") == 0 || strcmp(s, "l3,l2") == 0))
+		*out = SL_TIER_L2 | SL_TIER_L3;
+	else
+		return sl_error_set(SL_EINVAL, "unknown tiers '%s' (l2, l3 or l2,l3)", s ? s : "");
+	return SL_OK;
 }
 
 const char *sl_pressure_name(sl_pressure p)
@@ -76,7 +96,7 @@ const char *sl_pressure_name(sl_pressure p)
 void sl_submit_options_init(sl_submit_options *o)
 {
 	o->ack = SL_ACK_LOCAL;
-	o->tiers = SL_TIER_L3;
+	o->tiers = 0;
 	o->ttl_ms = 0;
 }
 
@@ -89,6 +109,11 @@ void sl_engine_config_init(sl_engine_config *c)
 	c->l3_timeout_ms = 10000;
 	c->l3_max_attempts = 5;
 	c->l3_ack_timeout_ms = 30000;
+	c->l2_prefix = "sluice:";
+	c->l2_timeout_ms = 250;
+	c->l2_connect_timeout_ms = 1000;
+	c->l2_queue_max = 100000;
+	c->l2_pipeline_max = 256;
 	c->l1_budget_bytes = 256 * MIB;
 	c->l1_shards = 64;
 	c->batch_items = 1000;
@@ -119,6 +144,9 @@ static int check_config(const sl_engine_config *c)
 		return sl_error_set(SL_EINVAL, "an L3 PostgreSQL table needs a url and a table");
 	if (c->l3_type != SL_L3_STORE && c->l3_type != SL_L3_POSTGRESQL)
 		return sl_error_set(SL_EINVAL, "unknown L3 type %d", (int)c->l3_type);
+	if (c->l2_url && (c->l2_timeout_ms == 0 || c->l2_connect_timeout_ms == 0 ||
+	                  c->l2_queue_max == 0 || c->l2_pipeline_max == 0 || c->l2_prefix == NULL))
+		return sl_error_set(SL_EINVAL, "L2 timeouts, queue and pipeline must be positive");
 	if (c->batch_items == 0 || c->batch_bytes == 0 || c->batch_ms == 0)
 		return sl_error_set(SL_EINVAL, "batch thresholds must be positive");
 	if (c->l3_max_attempts == 0)
@@ -163,6 +191,8 @@ static uint64_t wall_us(void)
 static void engine_free(sl_engine *e)
 {
 	pressure_stop(e);
+	l2_close(e->l2, 0);
+	sl_breaker_free(e->l2_breaker);
 	if (e->tier.ops)
 		e->tier.ops->close(e->tier.impl);
 	sl_wal_close(e->wal);
@@ -179,6 +209,27 @@ static void engine_free(sl_engine *e)
 	pthread_cond_destroy(&e->pressure_cond);
 	sl_free(e->wal_dir);
 	sl_free(e);
+}
+
+static int open_l2(sl_engine *e)
+{
+	const sl_engine_config *c = &e->cfg;
+	if (c->l2_url == NULL)
+		return SL_OK;
+	int rc = sl_breaker_new(&e->l2_breaker, "l2", &c->l2_breaker, c->metrics);
+	if (rc != SL_OK)
+		return rc;
+	l2_options o = {.url = c->l2_url,
+	                .prefix = c->l2_prefix,
+	                .state_dir = c->wal_dir,
+	                .timeout_ms = c->l2_timeout_ms,
+	                .connect_timeout_ms = c->l2_connect_timeout_ms,
+	                .default_ttl_ms = c->l2_default_ttl_ms,
+	                .queue_max = c->l2_queue_max,
+	                .pipeline_max = c->l2_pipeline_max,
+	                .breaker = e->l2_breaker,
+	                .metrics = c->metrics};
+	return l2_open(&e->l2, &o);
 }
 
 int sl_engine_open(sl_engine **out, const sl_engine_config *c)
@@ -227,7 +278,8 @@ int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *
 	if (rc != SL_OK)
 		goto fail;
 	if ((rc = e->tier.ops->position(e->tier.impl, &position)) != SL_OK ||
-	    (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK)
+	    (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK ||
+	    (rc = open_l2(e)) != SL_OK)
 		goto fail;
 	/* E1; L3 versions are < 2^63, and a damaged floor must not wrap */
 	if (report.max_version >= UINT64_C(1) << 62) {
@@ -266,6 +318,8 @@ void sl_engine_close(sl_engine *e, unsigned drain_ms)
 	atomic_store(&e->closing, 1);
 	e->drain_deadline_ns = sl_clock_mono_ns() + (uint64_t)drain_ms * 1000000;
 	drain_stop(e);
+	l2_close(e->l2, drain_ms);
+	e->l2 = NULL;
 	sl_digest position;
 	if (e->tier.ops->position(e->tier.impl, &position) == SL_OK)
 		filter_save(&e->filter, e->wal_dir, &position);
@@ -273,17 +327,48 @@ void sl_engine_close(sl_engine *e, unsigned drain_ms)
 	engine_free(e);
 }
 
-static int check_options(const sl_engine *e, const sl_submit_options *o)
+/* Checks the options against the engine; *tiers the ones the write goes to. */
+static int check_options(const sl_engine *e, const sl_submit_options *o, unsigned *tiers)
 {
-	if (o->ack < SL_ACK_MEMORY || o->ack > SL_ACK_L3)
+	if (o->ack < SL_ACK_MEMORY || o->ack > SL_ACK_L2)
 		return sl_error_set(SL_EINVAL, "unknown acknowledgement level %d", (int)o->ack);
-	if (o->tiers != SL_TIER_L3)
-		return sl_error_set(SL_EINVAL, "only the L3 tier is built so far");
-	if (o->ttl_ms != 0)
-		return sl_error_set(SL_EINVAL, "a TTL needs the L2 tier, which is not built yet");
+	*tiers = o->tiers ? o->tiers : e->l2 ? SL_TIER_L2 | SL_TIER_L3 : SL_TIER_L3;
+	if ((*tiers & ~(unsigned)(SL_TIER_L2 | SL_TIER_L3)) != 0)
+		return sl_error_set(SL_EINVAL, "unknown tiers 0x%x", *tiers);
+	if ((*tiers & SL_TIER_L2) && e->l2 == NULL)
+		return sl_error_set(SL_EINVAL, "this engine has no L2 (no [l2] url)");
+	if (o->ttl_ms != 0 && !(*tiers & SL_TIER_L2))
+		return sl_error_set(SL_EINVAL,
+		                    "a TTL is the L2 copy's: it needs L2 among the tiers");
+	if (o->ack == SL_ACK_L2 && !(*tiers & SL_TIER_L2))
+		return sl_error_set(SL_EINVAL, "acknowledgement level l2 needs L2 among the tiers");
+	if ((o->ack == SL_ACK_LOCAL || o->ack == SL_ACK_L3) && !(*tiers & SL_TIER_L3))
+		return sl_error_set(SL_EINVAL,
+		                    "a write to L2 only is not in the WAL: acknowledgement level "
+		                    "memory or l2");
 	if (atomic_load(&e->closing))
 		return sl_error_set(SL_EBUSY, "the engine is closing");
 	return SL_OK;
+}
+
+/* Queues the write's L2 copy (or, written to L3 only, a hole). Called
+ * under the key's shard lock, so a key's copies are queued in order. */
+static int queue_l2(sl_engine *e, const char *key, size_t len, uint64_t h, uint64_t version,
+                    const void *value, size_t value_len, int deleted, unsigned tiers,
+                    uint64_t ttl_ms, l2_waiter *waiter)
+{
+	l2_write w = {.kind = !(tiers & SL_TIER_L2) ? L2_HOLE
+	                      : deleted             ? L2_TOMBSTONE
+	                                            : L2_VALUE,
+	              .key = key,
+	              .key_len = len,
+	              .hash = h,
+	              .version = version,
+	              .value = value,
+	              .value_len = value_len,
+	              .ttl_ms = ttl_ms,
+	              .cache_only = !(tiers & SL_TIER_L3) || ttl_ms != 0};
+	return l2_enqueue(e->l2, &w, waiter);
 }
 
 /* Waits until L3 holds lsn (or it was refused: then the error). */
@@ -309,6 +394,40 @@ static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn, uint
 	return SL_OK;
 }
 
+/* A write to L2 only: a version, no WAL record. An L1 entry of the key
+ * would hide it, so a clean one goes; a dirty one (a write on its way to
+ * L3) refuses it. */
+static int write_l2_only(sl_engine *e, const char *key, size_t key_len, const void *value,
+                         size_t value_len, int deleted, const sl_submit_options *opts,
+                         unsigned tiers, uint64_t *version_out)
+{
+	uint64_t h = l1_hash(key, key_len), version = 0;
+	l2_waiter waiter;
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	l1_entry *en = l1_find(s, key, key_len, h);
+	int rc = SL_OK;
+	if (en && en->pending_lsn)
+		rc = sl_error_set(SL_EBUSY, "the key has a write on its way to L3; a write to L2 "
+		                            "only would be hidden by it (write to both tiers)");
+	if (rc == SL_OK) {
+		if (en)
+			l1_remove(s, en);
+		version = atomic_fetch_add(&e->next_version, 1);
+		rc = queue_l2(e, key, key_len, h, version, value, value_len, deleted, tiers,
+		              opts->ttl_ms, opts->ack == SL_ACK_L2 ? &waiter : NULL);
+	}
+	l1_unlock(s);
+	if (rc == SL_OK && opts->ack == SL_ACK_L2)
+		rc = l2_wait(e->l2, &waiter);
+	if (rc != SL_OK)
+		return rc;
+	atomic_fetch_add(deleted ? &e->n_deleted : &e->n_submitted, 1);
+	if (version_out)
+		*version_out = version;
+	return SL_OK;
+}
+
 static int write_key(sl_engine *e, const char *key, size_t key_len, const void *value,
                      size_t value_len, int deleted, const sl_submit_options *opts,
                      uint64_t *version_out)
@@ -318,20 +437,26 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 		sl_submit_options_init(&defaults);
 		opts = &defaults;
 	}
+	unsigned tiers = 0;
 	int rc = sl_key_validate(key, key_len);
 	if (rc == SL_OK)
-		rc = check_options(e, opts);
+		rc = check_options(e, opts, &tiers);
 	if (rc != SL_OK)
 		return rc;
 	if (value_len > e->cfg.value_max)
 		return sl_error_set(SL_ETOOLARGE, "the value has %zu bytes; the cap is %zu",
 		                    value_len, e->cfg.value_max);
+	if (!(tiers & SL_TIER_L3))
+		return write_l2_only(e, key, key_len, value, value_len, deleted, opts, tiers,
+		                     version_out);
 	if ((rc = pressure_admit(e)) != SL_OK) {
 		atomic_fetch_add(&e->n_rejected, 1);
 		return rc;
 	}
 	uint64_t h = l1_hash(key, key_len), lsn, version;
 	sl_wal_loc loc;
+	l2_waiter waiter;
+	int l2_queued = 0;
 	l1_shard *s = l1_shard_of(e->l1, h);
 	l1_lock(s);
 	version = atomic_fetch_add(&e->next_version, 1); /* E1, E2 */
@@ -350,6 +475,12 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 		if (s->bytes > s->budget)
 			l1_shrink(s, sl_wal_synced_lsn(e->wal));
 	}
+	if (e->l2 && rc == SL_OK) {
+		/* a dropped copy makes L2 untrusted by itself (l2.h) */
+		(void)queue_l2(e, key, key_len, h, version, value, value_len, deleted, tiers,
+		               opts->ttl_ms, opts->ack == SL_ACK_L2 ? &waiter : NULL);
+		l2_queued = 1;
+	}
 	l1_unlock(s);
 	if (rc != SL_OK) {
 		if (rc == SL_EBUSY)
@@ -360,10 +491,14 @@ static int write_key(sl_engine *e, const char *key, size_t key_len, const void *
 	 * unsynced); waking it for every write would cost a system call each. */
 	if (atomic_exchange(&e->drain_idle, 0))
 		drain_wake(e);
-	if (opts->ack >= SL_ACK_LOCAL && (rc = sl_wal_sync(e->wal, lsn)) != SL_OK)
+	if (opts->ack == SL_ACK_L2 && l2_queued && l2_wait(e->l2, &waiter) != SL_OK)
+		return sl_error_wrap("the write is in the WAL and will reach L3, but L2");
+	if ((opts->ack == SL_ACK_LOCAL || opts->ack == SL_ACK_L3) &&
+	    (rc = sl_wal_sync(e->wal, lsn)) != SL_OK)
 		return rc;
 	if (opts->ack == SL_ACK_L3 && (rc = wait_l3(e, key, key_len, lsn, version)) != SL_OK)
 		return rc;
+	sl_error_clear(); /* a dropped L2 copy is not this write's failure */
 	atomic_fetch_add(deleted ? &e->n_deleted : &e->n_submitted, 1);
 	if (version_out)
 		*version_out = version;
@@ -424,6 +559,61 @@ static int get_released(sl_engine *e, const sl_wal_loc *loc, uint64_t version, s
 	return rc;
 }
 
+/* Caches a row read from L2 or L3 in L1 (clean), unless a removal since
+ * `evictions` makes it possibly older than what L1 dropped (l1.h). A row
+ * from L3 is also offered to L2 (a fill, SET NX), under the same lock and
+ * only when L1 took it: then no newer write of the key was made since the
+ * read began (it would hold an L1 entry, or have moved `evictions`), so
+ * the fill cannot land over a newer copy that Redis has since expired. */
+static void cache_l1(sl_engine *e, const char *key, size_t len, uint64_t h, uint64_t version,
+                     const sl_buf *value, int deleted, uint64_t evictions, int fill_l2)
+{
+	l1_shard *s = l1_shard_of(e->l1, h);
+	l1_lock(s);
+	if (l1_put_clean(s, key, len, h, version, value->data, value->len, deleted, evictions) ==
+	    SL_OK) {
+		if (fill_l2 && e->l2) {
+			l2_write w = {.kind = deleted ? L2_TOMBSTONE : L2_VALUE,
+			              .key = key,
+			              .key_len = len,
+			              .hash = h,
+			              .version = version,
+			              .value = value->data,
+			              .value_len = value->len,
+			              .fill = 1};
+			(void)l2_enqueue(e->l2, &w, NULL);
+		}
+		if (s->bytes > s->budget)
+			l1_shrink(s, sl_wal_synced_lsn(e->wal));
+	}
+	sl_error_clear(); /* not caching is fine */
+	l1_unlock(s);
+}
+
+/* L2's copy: SL_OK (a value) or SL_ENOTFOUND (a tombstone, *version its
+ * version); *ask_l3 when L2 had no answer (a miss, or it failed). */
+static int get_l2(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf *value,
+                  uint64_t *version, uint64_t evictions, int *ask_l3)
+{
+	l2_hit hit;
+	*ask_l3 = 1;
+	int rc = l2_get(e->l2, key, len, h, value, &hit);
+	if (rc != SL_OK) {
+		sl_error_clear(); /* a miss or a failure: L3 answers */
+		return SL_ENOTFOUND;
+	}
+	*ask_l3 = 0;
+	*version = hit.version;
+	int deleted = hit.kind == L2_TOMBSTONE;
+	if (deleted)
+		sl_buf_reset(value);
+	if (!hit.cache_only)
+		cache_l1(e, key, len, h, hit.version, value, deleted, evictions, 0);
+	if (deleted)
+		return sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
+	return SL_OK;
+}
+
 static int get_l3(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf *value,
                   uint64_t *version, uint64_t evictions)
 {
@@ -439,14 +629,7 @@ static int get_l3(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf 
 		*version = 0;
 	if (rc != SL_OK)
 		return rc;
-	l1_shard *s = l1_shard_of(e->l1, h);
-	l1_lock(s);
-	if (l1_put_clean(s, key, len, h, *version, value->data, value->len, deleted, evictions) ==
-	            SL_OK &&
-	    s->bytes > s->budget)
-		l1_shrink(s, sl_wal_synced_lsn(e->wal));
-	sl_error_clear(); /* not caching is fine */
-	l1_unlock(s);
+	cache_l1(e, key, len, h, *version, value, deleted, evictions, 1);
 	if (deleted)
 		return sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
 	return SL_OK;
@@ -469,7 +652,10 @@ int sl_engine_get(sl_engine *e, const char *key, size_t key_len, sl_buf *value, 
 			if (rc != SL_OK && attempt < 3) /* drained meanwhile: again */
 				continue;
 		}
-		if (f == FOUND_NONE)
+		int ask_l3 = f == FOUND_NONE;
+		if (f == FOUND_NONE && e->l2)
+			rc = get_l2(e, key, key_len, h, value, &v, evictions, &ask_l3);
+		if (ask_l3)
 			rc = get_l3(e, key, key_len, h, value, &v, evictions);
 		if (f == FOUND_TOMBSTONE)
 			rc = sl_error_set(SL_ENOTFOUND, "no such key (deleted)");
@@ -514,6 +700,20 @@ int sl_engine_key_status(sl_engine *e, const char *key, size_t key_len, sl_key_s
 		}
 		if (rc != SL_OK)
 			return rc;
+	}
+	if (e->l2) {
+		sl_buf value = SL_BUF_INIT(SIZE_MAX);
+		l2_hit hit;
+		if (l2_get(e->l2, key, key_len, h, &value, &hit) == SL_OK)
+			out->l2 = hit.version == out->version ||
+			          (hit.cache_only && hit.version > out->version);
+		if (out->l2 && hit.version > out->version) { /* a write to L2 only */
+			out->version = hit.version;
+			out->deleted = hit.kind == L2_TOMBSTONE;
+			out->l3 = 0;
+		}
+		sl_buf_free(&value);
+		sl_error_clear(); /* L2 not answering is not the status's failure */
 	}
 	uint64_t parked = parked_version(e->parked, key, key_len);
 	if (parked >= out->version && parked > 0) {
@@ -587,6 +787,22 @@ int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out)
 	out->gets_l1 = atomic_load(&e->n_gets_l1);
 	out->gets_l3 = atomic_load(&e->n_gets_l3);
 	out->gets_filter_miss = atomic_load(&e->n_gets_filter_miss);
+	if (e->l2) {
+		l2_stats l2s;
+		l2_stats_get(e->l2, &l2s);
+		out->l2_enabled = 1;
+		out->l2_up = l2s.up;
+		out->l2_trusted = l2s.trusted;
+		out->l2_generation = l2s.generation;
+		out->l2_hits = l2s.hits;
+		out->l2_misses = l2s.misses;
+		out->l2_skipped = l2s.skipped;
+		out->l2_errors = l2s.errors;
+		out->l2_writes = l2s.writes;
+		out->l2_dropped = l2s.dropped;
+		out->l2_queued = l2s.queued;
+		snprintf(out->l2_error, sizeof(out->l2_error), "%s", l2s.error);
+	}
 	return SL_OK;
 }
 

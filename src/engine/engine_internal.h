@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "engine/breaker.h"
 #include "engine/l1.h"
+#include "engine/l2.h"
 #include "engine/tier.h"
 #include "engine/wal.h"
 #include "sluice/engine.h"
@@ -71,6 +73,8 @@ struct sl_engine {
 	char *wal_dir;
 	sl_wal *wal;
 	l1 *l1;
+	l2_cache *l2;           /* NULL without an L2 */
+	sl_breaker *l2_breaker; /* L2's */
 	sl_tier tier;
 	engine_filter filter;
 	parked_list *parked;
