@@ -134,9 +134,10 @@ static int engine_serve(int argc, char **argv)
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
-	sl_log(SL_LOG_INFO, "serving", "listen=%s port=%u metrics_port=%u l3=%s writes=%s",
+	sl_log(SL_LOG_INFO, "serving", "listen=%s port=%u metrics_port=%u l2=%s l3=%s writes=%s",
 	       cfg.listen, sl_http_server_port(api),
 	       metrics_http ? sl_http_server_port(metrics_http) : 0,
+	       cfg.engine.l2_url ? cfg.engine.l2_url : "none",
 	       cfg.engine.l3_type == SL_L3_STORE ? "store" : "postgresql",
 	       token ? "token" : "open");
 	cli_on_stop_signal(&stop);
@@ -195,6 +196,17 @@ static void print_status(json_t *s)
 	       json_is_true(json_object_get(l3, "up")) ? "up" : "DOWN", num(l3, "lag"),
 	       num(l3, "rows"), num(l3, "batches"), num(l3, "retrying"),
 	       err && err[0] ? ", last error: " : "", err && err[0] ? err : "");
+	json_t *l2 = get_obj(s, "l2");
+	if (l2) {
+		const char *l2err = json_string_value(json_object_get(l2, "error"));
+		printf("l2           %s, %s (generation %lld), %lld hits, %lld misses, %lld "
+		       "skipped, %lld writes, %lld dropped, %lld queued%s%s\n",
+		       json_is_true(json_object_get(l2, "up")) ? "up" : "DOWN",
+		       json_is_true(json_object_get(l2, "trusted")) ? "trusted" : "NOT trusted",
+		       num(l2, "generation"), num(l2, "hits"), num(l2, "misses"),
+		       num(l2, "skipped"), num(l2, "writes"), num(l2, "dropped"), num(l2, "queued"),
+		       l2err && l2err[0] ? ", last error: " : "", l2err && l2err[0] ? l2err : "");
+	}
 	printf("filter       %s, %lld keys\n",
 	       json_is_true(json_object_get(filter, "trusted")) ? "trusted" : "not trusted",
 	       num(filter, "keys"));

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/engine_config.h"
 #include "cli/toml.h"
+#include "engine/l2.h"
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -51,6 +52,13 @@ static const key_spec keys[] = {
         {"l3", "timeout_ms", K_UINT, E(l3_timeout_ms), 100, 3600000},
         {"l3", "max_attempts", K_UINT, E(l3_max_attempts), 1, 1000},
         {"l3", "ack_timeout_ms", K_UINT, E(l3_ack_timeout_ms), 1, 3600000},
+        {"l2", "url", K_STRING, E(l2_url), 0, 0},
+        {"l2", "prefix", K_STRING, E(l2_prefix), 0, 0},
+        {"l2", "timeout_ms", K_UINT, E(l2_timeout_ms), 1, 600000},
+        {"l2", "connect_timeout_ms", K_UINT, E(l2_connect_timeout_ms), 1, 600000},
+        {"l2", "default_ttl_ms", K_U64, E(l2_default_ttl_ms), 0, INT64_C(1) << 40},
+        {"l2", "queue_max", K_SIZE, E(l2_queue_max), 1, 100000000},
+        {"l2", "pipeline_max", K_SIZE, E(l2_pipeline_max), 1, 100000},
         {"l1", "budget_mb", K_MIB, E(l1_budget_bytes), 1, INT64_C(1) << 30},
         {"l1", "shards", K_UINT, E(l1_shards), 1, 65536},
         {"batch", "items", K_SIZE, E(batch_items), 1, 1000000},
@@ -153,6 +161,11 @@ static int check(const cli_engine_config *c, const char *name)
 	if (e->l3_type == SL_L3_POSTGRESQL && (e->l3_url == NULL || e->l3_table == NULL))
 		return sl_error_set(SL_EINVAL, "%s: [l3] type \"postgresql\" needs url and table",
 		                    name);
+	if (e->l2_url) {
+		l2_url_parts parts;
+		if (l2_url_parse(e->l2_url, &parts) != SL_OK)
+			return sl_error_wrap("%s: [l2] url", name);
+	}
 	if (e->l1_shards & (e->l1_shards - 1))
 		return sl_error_set(SL_EINVAL, "%s: [l1] shards: %u is not a power of two", name,
 		                    e->l1_shards);
@@ -181,7 +194,7 @@ int cli_engine_config_parse(cli_engine_config *out, const char *name, const char
 		if (!known_table(doc.tables[i].name))
 			rc = sl_error_set(
 			        SL_EINVAL,
-			        "%s:%d: [%s]: unknown table (known: [server], [wal], [l3], "
+			        "%s:%d: [%s]: unknown table (known: [server], [wal], [l2], [l3], "
 			        "[l1], [batch], [filter], [backpressure], [limits])",
 			        name, doc.tables[i].line, doc.tables[i].name);
 	for (size_t i = 0; rc == SL_OK && i < doc.n_entries; i++) {
@@ -189,6 +202,10 @@ int cli_engine_config_parse(cli_engine_config *out, const char *name, const char
 		const key_spec *k = spec_of(e);
 		rc = k ? take(&c, name, e, k) : cli_toml_entry_error(name, e, "unknown key");
 	}
+	for (size_t i = 0; rc == SL_OK && i < doc.n_tables; i++)
+		if (strcmp(doc.tables[i].name, "l2") == 0 && c.engine.l2_url == NULL)
+			rc = sl_error_set(SL_EINVAL, "%s:%d: [l2]: url is missing", name,
+			                  doc.tables[i].line);
 	cli_toml_free(&doc);
 	if (rc == SL_OK && c.listen == NULL && (c.listen = sl_strdup("127.0.0.1")) != NULL)
 		c.strings[c.n_strings++] = c.listen;

@@ -27,7 +27,7 @@ typedef struct cli_engine_config {
 	uint16_t port, metrics_port;
 	unsigned threads;
 	char *token_file;
-	char *strings[8];
+	char *strings[16];
 	size_t n_strings;
 } cli_engine_config;
 

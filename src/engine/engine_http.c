@@ -1,11 +1,12 @@
 /* The engine's HTTP API (`sluice engine serve`; docs/cli.md, "Engine HTTP
  * API"):
  *
- *   PUT    /api/v0/kv/{key}          body = value; Sluice-Ack: memory|local|l3
+ *   PUT    /api/v0/kv/{key}          body = value; Sluice-Ack: memory|l2|local|l3,
+ *                                    Sluice-Tiers: l2|l3|l2,l3, Sluice-TTL: ms (L2's copy)
  *                                    200 {"version": N} once acknowledged
  *   GET    /api/v0/kv/{key}          200 the value, Sluice-Version: N; 404
  *   DELETE /api/v0/kv/{key}          200 {"version": N} (a tombstone)
- *   GET    /api/v0/kv/{key}/status   {"version", "deleted", "l1", "wal", "l3", "parked"}
+ *   GET    /api/v0/kv/{key}/status   {"version", "deleted", "l1", "wal", "l2", "l3", "parked"}
  *   GET    /api/v0/engine/status     levels, WAL backlog, L3 lag, parked rows
  *
  * A key whose last segment is `status` is read with GET .../{key}?value.
@@ -14,6 +15,7 @@
  * 503 when the WAL cannot write or L3 did not take an `l3` write in time.
  * Nothing is written on any error.
  */
+#include <inttypes.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -104,11 +106,31 @@ static void send_version(sl_http_response *resp, uint64_t version)
 	send_json(resp, json_pack("{s:I}", "version", (json_int_t)version));
 }
 
-static int parse_ack(const sl_http_request *req, sl_submit_options *o)
+#define TTL_MAX_MS (UINT64_C(1) << 40)
+
+/* Sluice-Ack, Sluice-Tiers and Sluice-TTL (milliseconds). */
+static int parse_write_options(const sl_http_request *req, sl_submit_options *o)
 {
 	sl_submit_options_init(o);
 	const char *ack = sl_http_request_header(req, "Sluice-Ack");
-	return ack ? sl_ack_parse(&o->ack, ack) : SL_OK;
+	const char *tiers = sl_http_request_header(req, "Sluice-Tiers");
+	const char *ttl = sl_http_request_header(req, "Sluice-TTL");
+	int rc = ack ? sl_ack_parse(&o->ack, ack) : SL_OK;
+	if (rc == SL_OK && tiers)
+		rc = sl_tiers_parse(&o->tiers, tiers);
+	if (rc == SL_OK && ttl) {
+		uint64_t v = 0;
+		const char *p = ttl;
+		for (; *p >= '0' && *p <= '9' && v <= TTL_MAX_MS; p++)
+			v = v * 10 + (uint64_t)(*p - '0');
+		if (p == ttl || *p != '\0' || v == 0 || v > TTL_MAX_MS)
+			rc = sl_error_set(SL_EINVAL,
+			                  "Sluice-TTL is milliseconds, 1 to %" PRIu64
+			                  ", not '%.40s'",
+			                  TTL_MAX_MS, ttl);
+		o->ttl_ms = v;
+	}
+	return rc;
 }
 
 static int authorized(sl_engine_http *h, const sl_http_request *req, sl_http_response *resp)
@@ -126,7 +148,7 @@ static void handle_write(sl_engine_http *h, const sl_http_request *req, const ch
 	uint64_t version = 0;
 	if (!authorized(h, req, resp))
 		return;
-	int rc = parse_ack(req, &o);
+	int rc = parse_write_options(req, &o);
 	if (rc == SL_OK && !deleted && req->body_len > h->max_body)
 		rc = sl_error_set(SL_ETOOLARGE, "the body has %zu bytes; the cap is %zu",
 		                  req->body_len, h->max_body);
@@ -163,9 +185,9 @@ static void handle_key_status(sl_engine_http *h, const char *key, size_t len,
 		fail(resp, rc);
 		return;
 	}
-	send_json(resp, json_pack("{s:I,s:b,s:b,s:b,s:b,s:b}", "version", (json_int_t)st.version,
-	                          "deleted", st.deleted, "l1", st.l1, "wal", st.wal, "l3", st.l3,
-	                          "parked", st.parked));
+	send_json(resp, json_pack("{s:I,s:b,s:b,s:b,s:b,s:b,s:b}", "version",
+	                          (json_int_t)st.version, "deleted", st.deleted, "l1", st.l1, "wal",
+	                          st.wal, "l2", st.l2, "l3", st.l3, "parked", st.parked));
 }
 
 static int add_parked(void *ctx, const sl_parked_row *r)
@@ -213,6 +235,19 @@ static void handle_engine_status(sl_engine_http *h, sl_http_response *resp)
 	        (json_int_t)s.gets_l1, "gets_l3", (json_int_t)s.gets_l3, "gets_filter_miss",
 	        (json_int_t)s.gets_filter_miss, "parked_count", (json_int_t)s.parked, "parked",
 	        parked);
+	if (j && s.l2_enabled &&
+	    json_object_set_new(
+	            j, "l2",
+	            json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "up", s.l2_up,
+	                      "trusted", s.l2_trusted, "generation", (json_int_t)s.l2_generation,
+	                      "hits", (json_int_t)s.l2_hits, "misses", (json_int_t)s.l2_misses,
+	                      "skipped", (json_int_t)s.l2_skipped, "errors",
+	                      (json_int_t)s.l2_errors, "writes", (json_int_t)s.l2_writes, "dropped",
+	                      (json_int_t)s.l2_dropped, "queued", (json_int_t)s.l2_queued, "error",
+	                      s.l2_error)) != 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	send_json(resp, j);
 }
 

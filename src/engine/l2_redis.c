@@ -780,6 +780,21 @@ static void cleanup_step(l2_cache *c)
 	freeReplyObject(r);
 }
 
+/* Idle with the breaker not closed: a PING as the trial call, so the
+ * breaker closes again without waiting for traffic. */
+static void probe(l2_cache *c)
+{
+	if (!sl_breaker_allow(c->o.breaker, mono_ms()))
+		return;
+	int rc = ensure_conn(c, &c->wconn);
+	if (rc == SL_OK) {
+		const char *argv[] = {"PING"};
+		rc = simple_ok(c, &c->wconn, 1, argv);
+	}
+	sl_breaker_record(c->o.breaker, rc == SL_OK, mono_ms());
+	atomic_store(&c->up, rc == SL_OK);
+}
+
 static void *writer_main(void *arg)
 {
 	l2_cache *c = arg;
@@ -826,6 +841,8 @@ static void *writer_main(void *arg)
 			if (rc != SL_OK && c->wconn == NULL)
 				sl_sleep_ms(IDLE_WAIT_MS /
 				            4); /* not a busy loop while Redis is away */
+		} else if (sl_breaker_state_at(c->o.breaker, mono_ms()) != SL_BREAKER_CLOSED) {
+			probe(c);
 		} else if (!untrusted(atomic_load(&c->state))) {
 			cleanup_step(c);
 		}

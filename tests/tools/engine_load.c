@@ -18,7 +18,8 @@
  *       bytes (or absent, for a delete). Prints the counts; exits 1 if
  *       any acknowledged write is missing or wrong, 2 on a usage error.
  *
- * Counts go to stdout as `acked=N busy=N errors=N` and
+ * Counts go to stdout as `acked=N busy=N errors=N p50_ms=X p99_ms=X
+ * max_ms=X` (the latency of the acknowledged writes) and
  * `checked=N missing=N newer=N`.
  */
 #include <curl/curl.h>
@@ -39,6 +40,21 @@ typedef struct opts {
 static FILE *g_log;
 static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ulong g_acked, g_busy, g_errors;
+
+#define LATENCIES_MAX (1u << 20) /* kept for the percentiles; later ones not */
+static double *g_latency;
+static atomic_ulong g_n_latency;
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double percentile(double *v, unsigned long n, double p)
+{
+	return n ? v[(unsigned long)(p * (double)(n - 1))] * 1000.0 : 0;
+}
 
 static uint64_t fnv(const void *p, size_t n)
 {
@@ -150,6 +166,7 @@ static void *load_main(void *arg)
 		snprintf(url, sizeof(url), "%s/api/v0/kv/%s", o->url, key);
 		int del = o->deletes && ((rng >> 4) % 8) == 0;
 		fill_value(value, o->value_size, key, ++seq);
+		double started = now_s();
 		long st = del ? request(c, "DELETE", url, o->ack, NULL, 0, &a)
 		              : request(c, "PUT", url, o->ack, value, (size_t)o->value_size, &a);
 		if (st == 200) {
@@ -169,6 +186,9 @@ static void *load_main(void *arg)
 			fflush(g_log);
 			pthread_mutex_unlock(&g_log_lock);
 			atomic_fetch_add(&g_acked, 1);
+			unsigned long slot = atomic_fetch_add(&g_n_latency, 1);
+			if (slot < LATENCIES_MAX)
+				g_latency[slot] = now_s() - started;
 			silent_since = 0;
 			continue;
 		}
@@ -343,6 +363,10 @@ int main(int argc, char **argv)
 		perror(o.log);
 		return 2;
 	}
+	if ((g_latency = calloc(LATENCIES_MAX, sizeof(*g_latency))) == NULL) {
+		perror("engine_load");
+		return 2;
+	}
 	pthread_t *t = calloc((size_t)o.threads, sizeof(*t));
 	worker *w = calloc((size_t)o.threads, sizeof(*w));
 	for (int i = 0; i < o.threads; i++) {
@@ -352,8 +376,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < o.threads; i++)
 		pthread_join(t[i], NULL);
 	fclose(g_log);
-	printf("acked=%lu busy=%lu errors=%lu\n", atomic_load(&g_acked), atomic_load(&g_busy),
-	       atomic_load(&g_errors));
+	unsigned long n = atomic_load(&g_n_latency);
+	n = n < LATENCIES_MAX ? n : LATENCIES_MAX;
+	qsort(g_latency, n, sizeof(*g_latency), cmp_double);
+	printf("acked=%lu busy=%lu errors=%lu p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n",
+	       atomic_load(&g_acked), atomic_load(&g_busy), atomic_load(&g_errors),
+	       percentile(g_latency, n, 0.5), percentile(g_latency, n, 0.99),
+	       percentile(g_latency, n, 1.0));
+	free(g_latency);
 	free(t);
 	free(w);
 	return 0;
