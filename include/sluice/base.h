@@ -36,7 +36,10 @@ enum {
 	SL_ECONFLICT = -10, /* e.g. an immutable key set to another value */
 	SL_EBUSY = -11,     /* resource locked by another writer */
 	SL_EINTERNAL = -12, /* a bug: an invariant did not hold */
-	SL_EAUTH = -13      /* a remote refused our credentials or our clock */
+	SL_EAUTH = -13,     /* a remote refused our credentials or our clock */
+	/* a backend is down and was not asked (its circuit breaker is open);
+	 * try again later */
+	SL_EUNAVAILABLE = -14
 };
 
 #define SL_ERROR_MSG_MAX   512

@@ -88,6 +88,12 @@ typedef struct sl_breaker_config {
 	unsigned trial_calls; /* default 3 */
 } sl_breaker_config;
 
+typedef enum sl_breaker_state {
+	SL_BREAKER_CLOSED = 0,
+	SL_BREAKER_OPEN = 1,
+	SL_BREAKER_HALF_OPEN = 2
+} sl_breaker_state;
+
 /* A named retry policy: exponential backoff with full jitter (the delay
  * before attempt n is random in [0, min(max_ms, base_ms * 2^(n-2))]),
  * bounded in attempts and in time. */
@@ -194,6 +200,18 @@ int sl_engine_key_status(sl_engine *e, const char *key, size_t key_len, sl_key_s
  * (at most timeout_ms; SL_ETIMEOUT past it). */
 int sl_engine_flush(sl_engine *e, unsigned timeout_ms);
 
+#define SL_ENGINE_BACKENDS_MAX 4
+
+typedef struct sl_engine_breaker_stats {
+	char backend[8]; /* "l3", "l2" */
+	sl_breaker_state state;
+	uint64_t state_ms;  /* in that state for so long */
+	uint64_t opened;    /* times it opened */
+	uint64_t refused;   /* calls refused while open (and half-open, past the trials) */
+	uint64_t failures;  /* calls that failed */
+	uint64_t successes; /* calls that succeeded */
+} sl_engine_breaker_stats;
+
 typedef struct sl_engine_stats {
 	sl_pressure pressure;
 	double pressure_ratio; /* the highest of the fractions below */
@@ -221,6 +239,11 @@ typedef struct sl_engine_stats {
 	uint64_t l2_hits, l2_misses, l2_skipped, l2_errors;
 	uint64_t l2_writes, l2_dropped, l2_queued;
 	char l2_error[200];
+	uint64_t gets_refused; /* gets that needed L3 while its breaker was open */
+	/* The circuit breaker of each backend in use: breakers[0] is L3's;
+	 * an L2 tier adds its own entry. */
+	size_t n_breakers;
+	sl_engine_breaker_stats breakers[SL_ENGINE_BACKENDS_MAX];
 } sl_engine_stats;
 
 int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out);

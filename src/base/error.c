@@ -45,6 +45,8 @@ const char *sl_strerror(int code)
 		return "internal error";
 	case SL_EAUTH:
 		return "refused by remote";
+	case SL_EUNAVAILABLE:
+		return "unavailable";
 	default:
 		return "unknown error";
 	}

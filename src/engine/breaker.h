@@ -21,11 +21,7 @@
 #include "sluice/engine.h"
 #include "sluice/net.h"
 
-typedef enum sl_breaker_state {
-	SL_BREAKER_CLOSED = 0,
-	SL_BREAKER_OPEN = 1,
-	SL_BREAKER_HALF_OPEN = 2
-} sl_breaker_state;
+/* sl_breaker_state is in sluice/engine.h: the engine's stats show it. */
 
 const char *sl_breaker_state_name(sl_breaker_state s); /* "closed", "open", "half_open" */
 

@@ -10,12 +10,13 @@
  *       record's LSN - 1): a record leaves the disk only when L3 or the
  *       parked file holds it.
  *   D3  A batch that L3 did not commit (L3 down, a timeout) is written
- *       again, whole, with backoff, until it commits or close gives up; it
- *       stays in the WAL meanwhile (writes keep being acknowledged up to
- *       the WAL's cap). The version guard makes a repeat harmless.
- *   D4  A row L3 refuses on its own goes to the retry list (backoff, at most
- *       l3_max_attempts), then to the parked file; it never holds up the
- *       other rows or the batches after it.
+ *       again, whole, with the `drain` policy's backoff, until it commits or
+ *       close gives up; it stays in the WAL meanwhile (writes keep being
+ *       acknowledged up to the WAL's cap). The version guard makes a
+ *       repeat harmless.
+ *   D4  A row L3 refuses on its own goes to the retry list (the
+ *       `batch_write` policy: at most l3_max_attempts), then to the parked
+ *       file; it never holds up the other rows or the batches after it.
  *   D5  The filter learns a new live key before its L1 entry turns clean
  *       (filter.c, F1).
  *   D6  An L1 entry turns clean only when the row written carries its
@@ -26,6 +27,12 @@
  *       it instead of writing them to L3 again. An old or missing mark
  *       only costs that repeat (harmless: the guard); a damaged one reads
  *       as 0.
+ *   D8  Every L3 call of the drain (write, the filter rebuild's scans) is
+ *       allowed by the L3 breaker first and its outcome recorded after: a
+ *       failure of L3 (down, a timeout) is a failure, a committed batch
+ *       is a success even with rows refused on their own. While the
+ *       breaker is open the drain calls nothing and waits (woken by close);
+ *       by D3 the WAL holds what it would have written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +43,8 @@
 
 #include "engine/engine_internal.h"
 
-#define BACKOFF_MIN_MS      50
-#define BACKOFF_MAX_MS      2000
-#define RETRY_BASE_MS       100
-#define RETRY_MAX_MS        30000
 #define REBUILD_RETRY_MS    5000
+#define WAL_ERROR_WAIT_MS   2000 /* the WAL could not be read, or no memory */
 #define IDLE_WAIT_MS        100
 #define UNSYNCED_POLL_MS    1
 #define STOP_SLEEP_SLICE_MS 10
@@ -53,6 +57,7 @@ struct retry_row {
 	uint64_t version, lsn;
 	int deleted;
 	uint32_t attempts;
+	uint64_t first_ms; /* when L3 first refused it: the policy's elapsed */
 	uint64_t next_ms;
 	char error[200];
 };
@@ -181,23 +186,52 @@ static void backoff_sleep(sl_engine *e, uint64_t ms)
 		sl_sleep_ms(STOP_SLEEP_SLICE_MS);
 }
 
-static uint64_t jitter(uint64_t ms, uint64_t *rng)
+/* D8: waits until the L3 breaker lets a call through, asking it again
+ * only when its open time is over (so a refusal is counted once per
+ * open period, not per wake-up). SL_OK to call, or SL_EUNAVAILABLE once
+ * close's deadline passed. */
+static int l3_allowed(sl_engine *e)
 {
-	return ms / 2 + sl_xorshift64(rng) % (ms / 2 + 1);
+	for (;;) {
+		if (sl_breaker_allow(e->l3_breaker, engine_now_ms(e)))
+			return SL_OK;
+		do {
+			if (past_deadline(e))
+				return engine_l3_unavailable(e);
+			/* half-open with its trials taken: a slice; open: until
+			 * the end of its time, woken early by close */
+			uint64_t wait = engine_l3_open_left_ms(e);
+			wait = wait == 0             ? STOP_SLEEP_SLICE_MS
+			       : wait > IDLE_WAIT_MS ? IDLE_WAIT_MS
+			                             : wait;
+			pthread_mutex_lock(&e->drain_lock);
+			sl_cond_wait_ms(&e->drain_cond, &e->drain_lock, wait);
+			pthread_mutex_unlock(&e->drain_lock);
+		} while (sl_breaker_state_at(e->l3_breaker, engine_now_ms(e)) == SL_BREAKER_OPEN);
+	}
+}
+
+static void l3_record(sl_engine *e, int rc)
+{
+	sl_breaker_record(e->l3_breaker, !engine_l3_failed(rc), engine_now_ms(e));
 }
 
 /* One write of rows to L3, repeated until it commits (D3); SL_OK, or the
  * error when close's deadline passed. */
 static int write_rows(sl_engine *e, sl_tier_row *rows, size_t n, uint64_t *rng)
 {
-	uint64_t wait = BACKOFF_MIN_MS;
 	for (;;) {
-		int rc = e->tier.ops->write(e->tier.impl, rows, n);
+		int rc = l3_allowed(e);
+		if (rc != SL_OK)
+			return rc;
+		rc = e->tier.ops->write(e->tier.impl, rows, n);
+		l3_record(e, rc);
 		if (rc == SL_OK) {
 			if (!atomic_load(&e->l3_up))
 				drain_set_error(e, "");
 			atomic_store(&e->l3_up, 1);
 			atomic_fetch_add(&e->n_l3_batches, 1);
+			e->drain_fails = 0;
 			return SL_OK;
 		}
 		atomic_store(&e->l3_up, 0);
@@ -206,12 +240,13 @@ static int write_rows(sl_engine *e, sl_tier_row *rows, size_t n, uint64_t *rng)
 		 * repeat then reports nothing applied, and the filter would never
 		 * learn its new keys (F1). It is rebuilt instead. */
 		filter_distrust(&e->filter);
+		e->drain_fails++;
+		uint64_t wait = sl_retry_delay_ms(&e->cfg.retry_drain, e->drain_fails + 1, rng);
 		sl_log(SL_LOG_WARN, "L3 write failed", "rows=%zu retry_ms=%llu", n,
 		       (unsigned long long)wait);
 		if (past_deadline(e))
 			return rc;
-		backoff_sleep(e, jitter(wait, rng));
-		wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
+		backoff_sleep(e, wait);
 	}
 }
 
@@ -243,14 +278,6 @@ static void update_min_retry(sl_engine *e)
 	atomic_store(&e->retrying, (uint64_t)e->n_retries);
 }
 
-static uint64_t retry_delay(uint32_t attempts)
-{
-	uint64_t ms = RETRY_BASE_MS;
-	for (uint32_t i = 1; i < attempts && ms < RETRY_MAX_MS; i++)
-		ms *= 2;
-	return ms < RETRY_MAX_MS ? ms : RETRY_MAX_MS;
-}
-
 int drain_retrying(sl_engine *e, uint64_t lsn)
 {
 	int found = 0;
@@ -261,7 +288,7 @@ int drain_retrying(sl_engine *e, uint64_t lsn)
 	return found;
 }
 
-static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
+static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn, uint64_t *rng)
 {
 	pthread_mutex_lock(&e->retry_lock);
 	retry_row *rows = sl_grow(e->retries, &e->cap_retries, e->n_retries + 1, sizeof(*rows), 8);
@@ -288,7 +315,8 @@ static int retry_add(sl_engine *e, const sl_tier_row *r, uint64_t lsn)
 	t->lsn = lsn;
 	t->deleted = r->deleted;
 	t->attempts = 1;
-	t->next_ms = sl_clock_wall_ms() + retry_delay(1);
+	t->first_ms = sl_clock_wall_ms();
+	t->next_ms = t->first_ms + sl_retry_delay_ms(&e->batch_write, 2, rng);
 	snprintf(t->error, sizeof(t->error), "%s", r->error);
 	e->n_retries++;
 	pthread_mutex_unlock(&e->retry_lock);
@@ -381,7 +409,7 @@ static int flush_batch(sl_engine *e, batch *b, uint64_t *rng)
 	for (size_t i = 0; i < b->n; i++) {
 		sl_tier_row *r = &b->tier_rows[i];
 		int refused = r->rc != SL_OK;
-		if (refused && (rc = retry_add(e, r, b->rows[i].lsn)) != SL_OK)
+		if (refused && (rc = retry_add(e, r, b->rows[i].lsn, rng)) != SL_OK)
 			return rc;
 		row_done(e, r, b->rows[i].lsn, refused);
 	}
@@ -433,15 +461,30 @@ static int run_retries(sl_engine *e, uint64_t *rng)
 		                        .maybe_live = 1};
 		which[n++] = i;
 	}
-	if (rc == SL_OK && (rc = e->tier.ops->write(e->tier.impl, rows, n)) != SL_OK) {
-		/* L3 is down: the rows wait for the next round, later */
-		drain_set_error(e, sl_error_last()->message);
-		sl_error_clear();
-		filter_distrust(&e->filter); /* as in write_rows */
+	if (rc == SL_OK && !sl_breaker_allow(e->l3_breaker, engine_now_ms(e))) {
+		/* D8: the rows wait until the breaker lets a call through */
+		uint64_t wait = engine_l3_open_left_ms(e);
 		for (size_t k = 0; k < n; k++)
-			e->retries[which[k]].next_ms = now + jitter(RETRY_BASE_MS * 10, rng);
-		rc = SL_OK;
+			e->retries[which[k]].next_ms = now + (wait ? wait : STOP_SLEEP_SLICE_MS);
 		n = 0;
+	} else if (rc == SL_OK) {
+		rc = e->tier.ops->write(e->tier.impl, rows, n);
+		l3_record(e, rc);
+		if (rc != SL_OK) {
+			/* L3 is down: the rows wait for the next round, later */
+			drain_set_error(e, sl_error_last()->message);
+			sl_error_clear();
+			filter_distrust(&e->filter); /* as in write_rows */
+			e->drain_fails++;
+			for (size_t k = 0; k < n; k++)
+				e->retries[which[k]].next_ms =
+				        now + sl_retry_delay_ms(&e->cfg.retry_drain,
+				                                e->drain_fails + 1, rng);
+			rc = SL_OK;
+			n = 0;
+		} else {
+			e->drain_fails = 0;
+		}
 	}
 	/* back to front, so retry_remove's swap leaves earlier indexes alone */
 	for (size_t k = n; rc == SL_OK && k-- > 0;) {
@@ -454,8 +497,9 @@ static int run_retries(sl_engine *e, uint64_t *rng)
 		}
 		t->attempts++;
 		snprintf(t->error, sizeof(t->error), "%s", r->error);
-		if (t->attempts < e->cfg.l3_max_attempts) {
-			t->next_ms = now + jitter(retry_delay(t->attempts), rng);
+		if (sl_retry_may(&e->batch_write, t->attempts + 1,
+		                 now > t->first_ms ? now - t->first_ms : 0)) {
+			t->next_ms = now + sl_retry_delay_ms(&e->batch_write, t->attempts + 1, rng);
 			continue;
 		}
 		rc = parked_add(e->parked, t->key, t->key_len, t->version, t->deleted, t->value,
@@ -533,10 +577,19 @@ static void *drain_main(void *arg)
 			break; /* close gave up: what is left stays in the WAL */
 		if (!filter_trusted(&e->filter, &trusted_keys) &&
 		    sl_clock_wall_ms() >= next_rebuild && !stopping(e)) {
-			if (filter_rebuild(&e->filter, &e->tier) != SL_OK) {
-				drain_set_error(e, sl_error_last()->message);
-				sl_error_clear();
-				next_rebuild = sl_clock_wall_ms() + REBUILD_RETRY_MS;
+			/* D8: the rebuild's scans are one call for the breaker */
+			if (!sl_breaker_allow(e->l3_breaker, engine_now_ms(e))) {
+				uint64_t wait = engine_l3_open_left_ms(e);
+				next_rebuild =
+				        sl_clock_wall_ms() + (wait ? wait : STOP_SLEEP_SLICE_MS);
+			} else {
+				int rc = filter_rebuild(&e->filter, &e->tier);
+				l3_record(e, rc);
+				if (rc != SL_OK) {
+					drain_set_error(e, sl_error_last()->message);
+					sl_error_clear();
+					next_rebuild = sl_clock_wall_ms() + REBUILD_RETRY_MS;
+				}
 			}
 		}
 		size_t got = 0;
@@ -551,7 +604,7 @@ static void *drain_main(void *arg)
 			drain_set_error(e, sl_error_last()->message);
 			sl_log(SL_LOG_ERROR, "the drain cannot read the WAL", "error=\"%s\"",
 			       sl_error_last()->message);
-			backoff_sleep(e, BACKOFF_MAX_MS);
+			backoff_sleep(e, WAL_ERROR_WAIT_MS);
 			continue;
 		}
 		int full = has_key || b.n >= e->cfg.batch_items || b.bytes >= e->cfg.batch_bytes;
@@ -563,7 +616,7 @@ static void *drain_main(void *arg)
 				if (past_deadline(e))
 					break; /* close gave up: the rest stays in the WAL */
 				drain_set_error(e, sl_error_last()->message);
-				backoff_sleep(e, BACKOFF_MAX_MS); /* no memory: again */
+				backoff_sleep(e, WAL_ERROR_WAIT_MS); /* no memory: again */
 			}
 			continue;
 		}
@@ -571,7 +624,7 @@ static void *drain_main(void *arg)
 			continue;
 		if (e->n_retries > 0 && run_retries(e, &rng) != SL_OK) {
 			drain_set_error(e, sl_error_last()->message); /* parked file: again */
-			backoff_sleep(e, BACKOFF_MAX_MS);
+			backoff_sleep(e, WAL_ERROR_WAIT_MS);
 		}
 		sl_wal_stats ws;
 		sl_wal_stats_get(e->wal, &ws);

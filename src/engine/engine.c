@@ -188,6 +188,80 @@ static uint64_t wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+uint64_t engine_now_ms(sl_engine *e)
+{
+	return sl_clock_mono_ns() / 1000000 + atomic_load(&e->clock_skew_ms);
+}
+
+int engine_l3_failed(int rc)
+{
+	return rc == SL_EIO || rc == SL_ETIMEOUT || rc == SL_EBUSY || rc == SL_EAUTH ||
+	       rc == SL_EUNAVAILABLE;
+}
+
+uint64_t engine_l3_open_left_ms(sl_engine *e)
+{
+	sl_breaker_stats bs;
+	uint64_t now = engine_now_ms(e);
+	sl_breaker_stats_get(e->l3_breaker, now, &bs);
+	if (bs.state != SL_BREAKER_OPEN)
+		return 0;
+	uint64_t until = bs.state_since_ms + e->cfg.l3_breaker.open_ms;
+	return until > now ? until - now : 0;
+}
+
+int engine_l3_unavailable(sl_engine *e)
+{
+	char last[256];
+	pthread_mutex_lock(&e->error_lock);
+	snprintf(last, sizeof(last), "%s", e->l3_error);
+	pthread_mutex_unlock(&e->error_lock);
+	return sl_error_set(SL_EUNAVAILABLE,
+	                    "L3 is unavailable: its circuit breaker is open (about %llu ms "
+	                    "more)%s%s",
+	                    (unsigned long long)engine_l3_open_left_ms(e),
+	                    last[0] ? "; last error: " : "", last);
+}
+
+/* 1 when an L3 call that failed with rc at startup may work later: L3 is
+ * down or slow, not refusing our settings. */
+static int startup_may_retry(int rc)
+{
+	return rc == SL_EIO || rc == SL_ETIMEOUT || rc == SL_EBUSY;
+}
+
+/* Opens the L3 tier (unless the caller gave one) and reads its position,
+ * retried with the startup policy: an engine started a moment before its
+ * database comes up still opens. The last error otherwise. */
+static int open_l3(sl_engine *e, const sl_tier *tier, sl_digest *position)
+{
+	const sl_engine_config *c = &e->cfg;
+	uint64_t rng = sl_clock_mono_ns() | 1, start = sl_clock_mono_ns();
+	int rc;
+	for (uint32_t attempt = 1;; attempt++) {
+		rc = SL_OK;
+		if (e->tier.ops == NULL && tier)
+			e->tier = *tier; /* the engine owns it now: closed with it */
+		else if (e->tier.ops == NULL && c->l3_type == SL_L3_STORE)
+			rc = sl_tier_store_open(&e->tier, c->l3_dir, c->l3_namespace,
+			                        c->l3_timeout_ms);
+		else if (e->tier.ops == NULL)
+			rc = sl_tier_pg_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
+		if (rc == SL_OK)
+			rc = e->tier.ops->position(e->tier.impl, position);
+		if (rc == SL_OK || !startup_may_retry(rc))
+			return rc;
+		uint64_t elapsed = (sl_clock_mono_ns() - start) / 1000000;
+		if (!sl_retry_may(&c->retry_startup, attempt + 1, elapsed))
+			return rc;
+		uint64_t delay = sl_retry_delay_ms(&c->retry_startup, attempt + 1, &rng);
+		sl_log(SL_LOG_WARN, "L3 not ready at open", "attempt=%u retry_ms=%llu error=\"%s\"",
+		       attempt, (unsigned long long)delay, sl_error_last()->message);
+		sl_error_clear();
+		sl_sleep_ms(delay);
+	}
+}
+
 static void engine_free(sl_engine *e)
 {
 	pressure_stop(e);
@@ -207,6 +281,7 @@ static void engine_free(sl_engine *e)
 	pthread_mutex_destroy(&e->retry_lock);
 	pthread_mutex_destroy(&e->pressure_lock);
 	pthread_cond_destroy(&e->pressure_cond);
+	sl_breaker_free(e->l3_breaker);
 	sl_free(e->wal_dir);
 	sl_free(e);
 }
@@ -269,16 +344,14 @@ int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *
 	    (rc = filter_init(&e->filter, c->filter_capacity, c->filter_fp_bits)) != SL_OK ||
 	    (rc = parked_open(&e->parked, c->wal_dir)) != SL_OK)
 		goto fail;
-	if (tier)
-		e->tier = *tier;
-	else if (c->l3_type == SL_L3_STORE)
-		rc = sl_tier_store_open(&e->tier, c->l3_dir, c->l3_namespace, c->l3_timeout_ms);
-	else
-		rc = sl_tier_pg_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
-	if (rc != SL_OK)
+	e->opened_ms = engine_now_ms(e);
+	e->batch_write = c->retry_batch_write;
+	e->batch_write.max_attempts = c->l3_max_attempts;
+	if ((rc = sl_breaker_new(&e->l3_breaker, "l3", &c->l3_breaker, c->metrics)) != SL_OK)
 		goto fail;
-	if ((rc = e->tier.ops->position(e->tier.impl, &position)) != SL_OK ||
-	    (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK ||
+	rc = open_l3(e, tier, &position);
+	tier = NULL;
+	if (rc != SL_OK || (rc = filter_load(&e->filter, c->wal_dir, &position)) != SL_OK ||
 	    (rc = open_l2(e)) != SL_OK)
 		goto fail;
 	/* E1; L3 versions are < 2^63, and a damaged floor must not wrap */
@@ -320,9 +393,16 @@ void sl_engine_close(sl_engine *e, unsigned drain_ms)
 	drain_stop(e);
 	l2_close(e->l2, drain_ms);
 	e->l2 = NULL;
+	/* The filter is saved only at a position L3 gives now; with its
+	 * breaker open, it is not asked and the next open rebuilds the
+	 * filter instead. */
 	sl_digest position;
-	if (e->tier.ops->position(e->tier.impl, &position) == SL_OK)
-		filter_save(&e->filter, e->wal_dir, &position);
+	if (sl_breaker_allow(e->l3_breaker, engine_now_ms(e))) {
+		int rc = e->tier.ops->position(e->tier.impl, &position);
+		sl_breaker_record(e->l3_breaker, !engine_l3_failed(rc), engine_now_ms(e));
+		if (rc == SL_OK)
+			filter_save(&e->filter, e->wal_dir, &position);
+	}
 	sl_error_clear();
 	engine_free(e);
 }
@@ -614,6 +694,29 @@ static int get_l2(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf 
 	return SL_OK;
 }
 
+/* A read from L3 through its breaker: refused at once while it is open
+ * (SL_EUNAVAILABLE), else tried and, while L3 fails, retried within the
+ * policy's bounds (NULL: once). */
+static int l3_get(sl_engine *e, const char *key, size_t len, sl_buf *value, uint64_t *version,
+                  int *deleted, const sl_retry_policy *policy)
+{
+	uint64_t start = sl_clock_mono_ns(), rng = start | 1;
+	for (uint32_t attempt = 1;; attempt++) {
+		if (!sl_breaker_allow(e->l3_breaker, engine_now_ms(e))) {
+			atomic_fetch_add(&e->n_gets_refused, 1);
+			return engine_l3_unavailable(e);
+		}
+		int rc = e->tier.ops->get(e->tier.impl, key, len, value, version, deleted);
+		int failed = engine_l3_failed(rc);
+		sl_breaker_record(e->l3_breaker, !failed, engine_now_ms(e));
+		uint64_t elapsed = (sl_clock_mono_ns() - start) / 1000000;
+		if (!failed || policy == NULL || !sl_retry_may(policy, attempt + 1, elapsed))
+			return rc;
+		sl_sleep_ms(sl_retry_delay_ms(policy, attempt + 1, &rng));
+		sl_error_clear();
+	}
+}
+
 static int get_l3(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf *value,
                   uint64_t *version, uint64_t evictions)
 {
@@ -624,7 +727,7 @@ static int get_l3(sl_engine *e, const char *key, size_t len, uint64_t h, sl_buf 
 	}
 	atomic_fetch_add(&e->n_gets_l3, 1);
 	int deleted = 0;
-	int rc = e->tier.ops->get(e->tier.impl, key, len, value, version, &deleted);
+	int rc = l3_get(e, key, len, value, version, &deleted, &e->cfg.retry_query);
 	if (rc == SL_ENOTFOUND)
 		*version = 0;
 	if (rc != SL_OK)
@@ -688,7 +791,7 @@ int sl_engine_key_status(sl_engine *e, const char *key, size_t key_len, sl_key_s
 		sl_buf value = SL_BUF_INIT(SIZE_MAX);
 		uint64_t v = 0;
 		int deleted = 0;
-		rc = e->tier.ops->get(e->tier.impl, key, key_len, &value, &v, &deleted);
+		rc = l3_get(e, key, key_len, &value, &v, &deleted, NULL);
 		sl_buf_free(&value);
 		if (rc == SL_OK && (!en || v >= out->version)) {
 			out->l3 = 1;
@@ -748,6 +851,23 @@ int sl_engine_flush(sl_engine *e, unsigned timeout_ms)
 	return SL_OK;
 }
 
+static void breaker_stats(sl_engine *e, sl_breaker *breaker, const char *backend,
+                          sl_engine_stats *out)
+{
+	sl_breaker_stats bs;
+	uint64_t now_ms = engine_now_ms(e);
+	sl_breaker_stats_get(breaker, now_ms, &bs);
+	sl_engine_breaker_stats *b = &out->breakers[out->n_breakers++];
+	snprintf(b->backend, sizeof(b->backend), "%s", backend);
+	b->state = bs.state;
+	uint64_t since = bs.state_since_ms > e->opened_ms ? bs.state_since_ms : e->opened_ms;
+	b->state_ms = now_ms > since ? now_ms - since : 0;
+	b->opened = bs.opened;
+	b->refused = bs.refused;
+	b->failures = bs.failures;
+	b->successes = bs.successes;
+}
+
 int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -803,6 +923,10 @@ int sl_engine_stats_get(sl_engine *e, sl_engine_stats *out)
 		out->l2_queued = l2s.queued;
 		snprintf(out->l2_error, sizeof(out->l2_error), "%s", l2s.error);
 	}
+	out->gets_refused = atomic_load(&e->n_gets_refused);
+	breaker_stats(e, e->l3_breaker, "l3", out);
+	if (e->l2_breaker)
+		breaker_stats(e, e->l2_breaker, "l2", out);
 	return SL_OK;
 }
 

@@ -13,6 +13,7 @@
 #include "engine/breaker.h"
 #include "engine/l1.h"
 #include "engine/l2.h"
+#include "engine/retry_policy.h"
 #include "engine/tier.h"
 #include "engine/wal.h"
 #include "sluice/engine.h"
@@ -102,6 +103,7 @@ struct sl_engine {
 	_Atomic uint64_t retrying;
 	_Atomic uint64_t min_retry_lsn; /* UINT64_MAX: none */
 	atomic_int l3_up;
+	uint32_t drain_fails; /* the drain's L3 writes failed in a row */
 	pthread_mutex_t error_lock;
 	char l3_error[256];
 
@@ -114,14 +116,32 @@ struct sl_engine {
 	pthread_cond_t pressure_cond;
 	engine_metrics *metrics;
 
+	/* circuit breakers (docs/architecture.md, "circuit breakers") */
+	sl_breaker *l3_breaker;
+	sl_retry_policy batch_write;    /* cfg's, with l3_max_attempts */
+	_Atomic uint64_t clock_skew_ms; /* tests: added to the breakers' clock */
+	uint64_t opened_ms;             /* engine_now_ms at open */
+
 	/* counters */
 	_Atomic uint64_t n_submitted, n_deleted, n_rejected, n_l3_rows, n_l3_batches;
-	_Atomic uint64_t n_gets_l1, n_gets_l3, n_gets_filter_miss;
+	_Atomic uint64_t n_gets_l1, n_gets_l3, n_gets_filter_miss, n_gets_refused;
 };
 
 /* sl_engine_open with a tier made by the caller (tests: a tier that fails
  * on demand), which the engine then owns; tier NULL: from the config. */
 int engine_open_tier(sl_engine **out, const sl_engine_config *c, const sl_tier *tier);
+
+/* The breakers' clock: monotonic milliseconds (plus a test's skew). */
+uint64_t engine_now_ms(sl_engine *e);
+/* 1 when rc says L3 failed (down, a timeout): a failure for the breaker.
+ * Any other outcome (SL_OK, SL_ENOTFOUND, a row refused on its own) is
+ * L3 answering. */
+int engine_l3_failed(int rc);
+/* Milliseconds until the L3 breaker lets a trial through (0 when it is
+ * not open). */
+uint64_t engine_l3_open_left_ms(sl_engine *e);
+/* SL_EUNAVAILABLE with a message naming the backend and the wait left. */
+int engine_l3_unavailable(sl_engine *e);
 
 int drain_start(sl_engine *e);
 void drain_stop(sl_engine *e); /* drains until drain_deadline_ns, then joins */
