@@ -32,15 +32,20 @@ typedef struct faulty {
 	atomic_int down;          /* write and get fail with SL_EIO */
 	atomic_int hold;          /* write waits while set */
 	atomic_int writes;        /* write calls that reached the inner tier */
+	atomic_int calls;         /* write and scan calls made, failed or not */
+	atomic_int get_calls;     /* get calls made, failed or not */
 	const char *refuse;       /* rows whose key starts with it are refused */
 	const char *refuse_value; /* and rows whose value starts with it */
 } faulty;
 
 static faulty *g_faulty;
+static atomic_int g_position_fails; /* position fails this many more times */
+static atomic_int g_position_calls;
 
 static int f_write(void *impl, sl_tier_row *rows, size_t n)
 {
 	faulty *f = impl;
+	atomic_fetch_add(&f->calls, 1);
 	while (atomic_load(&f->hold))
 		sl_sleep_ms(1);
 	if (atomic_load(&f->down))
@@ -73,6 +78,7 @@ static int f_get(void *impl, const char *key, size_t len, sl_buf *value, uint64_
                  int *deleted)
 {
 	faulty *f = impl;
+	atomic_fetch_add(&f->get_calls, 1);
 	if (atomic_load(&f->down))
 		return sl_error_set(SL_EIO, "test: L3 is down");
 	return f->inner.ops->get(f->inner.impl, key, len, value, version, deleted);
@@ -82,6 +88,7 @@ static int f_scan(void *impl, const char *after, size_t after_len, size_t limit,
                   void *ctx, size_t *n)
 {
 	faulty *f = impl;
+	atomic_fetch_add(&f->calls, 1);
 	if (atomic_load(&f->down))
 		return sl_error_set(SL_EIO, "test: L3 is down");
 	return f->inner.ops->scan_live(f->inner.impl, after, after_len, limit, cb, ctx, n);
@@ -90,6 +97,11 @@ static int f_scan(void *impl, const char *after, size_t after_len, size_t limit,
 static int f_position(void *impl, sl_digest *out)
 {
 	faulty *f = impl;
+	atomic_fetch_add(&g_position_calls, 1);
+	if (atomic_load(&g_position_fails) > 0) {
+		atomic_fetch_sub(&g_position_fails, 1);
+		return sl_error_set(SL_EIO, "test: L3 is not up yet");
+	}
 	return f->inner.ops->position(f->inner.impl, out);
 }
 
@@ -662,6 +674,174 @@ static void test_concurrent_writers(void **state)
 	teardown_fx(&x);
 }
 
+/* ------------------------------------------------- the L3 circuit breaker */
+
+static sl_engine_breaker_stats l3_breaker(sl_engine *e)
+{
+	sl_engine_stats st;
+	assert_ok(sl_engine_stats_get(e, &st));
+	assert_int_equal(st.n_breakers, 1);
+	assert_string_equal(st.breakers[0].backend, "l3");
+	return st.breakers[0];
+}
+
+/* Waits (bounded) until the L3 breaker is in `state` with `opened`
+ * openings; fails the test when it never gets there. */
+static void await_breaker(sl_engine *e, sl_breaker_state state, uint64_t opened)
+{
+	sl_engine_breaker_stats b;
+	for (int i = 0; i < 2000; i++) {
+		b = l3_breaker(e);
+		if (b.state == state && b.opened == opened)
+			return;
+		sl_sleep_ms(5);
+	}
+	fail_msg("the L3 breaker is %s (opened %llu), not %s (opened %llu)",
+	         sl_breaker_state_name(b.state), (unsigned long long)b.opened,
+	         sl_breaker_state_name(state), (unsigned long long)opened);
+}
+
+/* L3 fails: the breaker opens, the drain stops calling L3 while it is open
+ * (the engine's clock is moved by hand, so "while open" lasts as long as
+ * the test needs), acknowledged writes wait in the WAL, gets that need L3
+ * fail at once; a failed trial opens it again, a good one closes it and
+ * everything drains. */
+static void test_breaker_stops_l3_calls_and_recovers(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	x.cfg.l3_breaker.open_ms = 600000; /* only the skew ends it */
+	x.cfg.l3_breaker.trial_calls = 1;
+	x.cfg.retry_drain.base_ms = 1;
+	x.cfg.retry_drain.max_ms = 5;
+	faulty *f = open_engine(&x);
+	assert_int_equal(l3_breaker(x.e).state, SL_BREAKER_CLOSED);
+	atomic_store(&f->down, 1);
+	char key[32];
+	uint64_t versions[50];
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "b/%02d", i);
+		put(x.e, key, "kept", SL_ACK_LOCAL, &versions[i]);
+	}
+	await_breaker(x.e, SL_BREAKER_OPEN, 1);
+	/* open: the drain makes no call, though it is asked to flush */
+	int calls = atomic_load(&f->calls);
+	put(x.e, "b/late", "kept", SL_ACK_LOCAL, NULL);
+	assert_int_equal(sl_engine_flush(x.e, 200), SL_ETIMEOUT);
+	assert_int_equal(atomic_load(&f->calls), calls);
+	/* a get that needs L3 is refused without a call */
+	filter_distrust(&x.e->filter);
+	int gets = atomic_load(&f->get_calls);
+	sl_buf v = SL_BUF_INIT(SIZE_MAX);
+	assert_int_equal(sl_engine_get(x.e, "absent", 6, &v, NULL), SL_EUNAVAILABLE);
+	assert_non_null(strstr(sl_error_last()->message, "circuit breaker"));
+	assert_int_equal(atomic_load(&f->get_calls), gets);
+	check_value(x.e, "b/07", "kept"); /* L1 still answers */
+	sl_engine_stats st;
+	assert_ok(sl_engine_stats_get(x.e, &st));
+	assert_int_equal(st.gets_refused, 1);
+	assert_true(st.breakers[0].refused >= 1);
+	assert_true(st.l3_lag > 0);
+	/* the open time ends with L3 still down: the trial fails, open again */
+	atomic_fetch_add(&x.e->clock_skew_ms, 600000);
+	await_breaker(x.e, SL_BREAKER_OPEN, 2);
+	assert_true(atomic_load(&f->calls) > calls);
+	calls = atomic_load(&f->calls);
+	assert_int_equal(sl_engine_flush(x.e, 100), SL_ETIMEOUT);
+	assert_int_equal(atomic_load(&f->calls), calls);
+	/* L3 is back: the trial succeeds, closed, and everything drains */
+	atomic_store(&f->down, 0);
+	atomic_fetch_add(&x.e->clock_skew_ms, 600000);
+	assert_ok(sl_engine_flush(x.e, 20000));
+	await_breaker(x.e, SL_BREAKER_CLOSED, 2);
+	int deleted;
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "b/%02d", i);
+		assert_int_equal(l3_version(x.store, key, &deleted), versions[i]);
+	}
+	assert_true(l3_version(x.store, "b/late", &deleted) > 0);
+	assert_ok(sl_engine_stats_get(x.e, &st));
+	assert_int_equal(st.l3_lag, 0);
+	assert_true(st.l3_up);
+	assert_int_equal(sl_engine_get(x.e, "absent", 6, &v, NULL), SL_ENOTFOUND);
+	sl_buf_free(&v);
+	teardown_fx(&x);
+}
+
+/* A get that L3 fails is retried within the query policy, then fails with
+ * L3's error (not the breaker's: it stays closed here). */
+static void test_query_retries_are_bounded(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	x.cfg.l3_breaker.window = 100;
+	x.cfg.l3_breaker.min_calls = 100;
+	x.cfg.l3_breaker.consecutive = 100;
+	x.cfg.retry_query.base_ms = 1;
+	x.cfg.retry_query.max_ms = 2;
+	x.cfg.retry_query.max_attempts = 3;
+	open_engine(&x);
+	put(x.e, "q", "in L3", SL_ACK_L3, NULL);
+	sl_engine_close(x.e, 1000);
+	/* reopened: L1 is empty and the filter says L3 may hold q */
+	faulty *f = open_engine(&x);
+	atomic_store(&f->down, 1);
+	int gets = atomic_load(&f->get_calls);
+	sl_buf v = SL_BUF_INIT(SIZE_MAX);
+	assert_int_equal(sl_engine_get(x.e, "q", 1, &v, NULL), SL_EIO);
+	assert_int_equal(atomic_load(&f->get_calls) - gets, 3);
+	/* L3 answers again: one call */
+	atomic_store(&f->down, 0);
+	gets = atomic_load(&f->get_calls);
+	check_value(x.e, "q", "in L3");
+	assert_int_equal(atomic_load(&f->get_calls) - gets, 1);
+	sl_buf_free(&v);
+	assert_int_equal(l3_breaker(x.e).state, SL_BREAKER_CLOSED);
+	teardown_fx(&x);
+}
+
+/* An L3 that is not up yet at open is tried again with the startup
+ * policy; one that stays down fails open with its last error. */
+static void test_startup_retries_l3(void **state)
+{
+	(void)state;
+	fx x;
+	setup_fx(&x);
+	x.cfg.retry_startup.base_ms = 1;
+	x.cfg.retry_startup.max_ms = 2;
+	x.cfg.retry_startup.max_attempts = 4;
+	atomic_store(&g_position_calls, 0);
+	atomic_store(&g_position_fails, 3);
+	open_engine(&x);
+	assert_int_equal(atomic_load(&g_position_calls), 4);
+	put(x.e, "s", "up", SL_ACK_L3, NULL);
+	sl_engine_close(x.e, 1000);
+	x.e = NULL;
+	/* down for longer than the policy waits */
+	faulty *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	assert_ok(sl_tier_store_open(&f->inner, x.store, NS, 5000));
+	sl_tier t = {&faulty_ops, f};
+	atomic_store(&g_position_calls, 0);
+	atomic_store(&g_position_fails, 100);
+	assert_int_equal(engine_open_tier(&x.e, &x.cfg, &t), SL_EIO);
+	assert_null(x.e);
+	assert_non_null(strstr(sl_error_last()->message, "not up yet"));
+	assert_int_equal(atomic_load(&g_position_calls), 4);
+	atomic_store(&g_position_fails, 0);
+	/* and a bad policy is refused by name */
+	x.cfg.retry_query.max_ms = 0;
+	assert_int_equal(sl_engine_open(&x.e, &x.cfg), SL_EINVAL);
+	assert_non_null(strstr(sl_error_last()->message, "max_ms"));
+	x.cfg.retry_query = *sl_retry_policy_default("query");
+	x.cfg.l2_breaker.min_calls = 0;
+	assert_int_equal(sl_engine_open(&x.e, &x.cfg), SL_EINVAL);
+	assert_non_null(strstr(sl_error_last()->message, "min_calls"));
+	teardown_fx(&x);
+}
+
 int main(void)
 {
 	sl_log_set_level(SL_LOG_ERROR);
@@ -677,6 +857,9 @@ int main(void)
 	        cmocka_unit_test(test_filter),
 	        cmocka_unit_test(test_bad_input_changes_nothing),
 	        cmocka_unit_test(test_concurrent_writers),
+	        cmocka_unit_test(test_breaker_stops_l3_calls_and_recovers),
+	        cmocka_unit_test(test_query_retries_are_bounded),
+	        cmocka_unit_test(test_startup_retries_l3),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
