@@ -207,6 +207,14 @@ static void print_status(json_t *s)
 		       num(l2, "skipped"), num(l2, "writes"), num(l2, "dropped"), num(l2, "queued"),
 		       l2err && l2err[0] ? ", last error: " : "", l2err && l2err[0] ? l2err : "");
 	}
+	const char *name;
+	json_t *b;
+	json_object_foreach(get_obj(s, "breakers"), name, b)
+	{
+		printf("breaker %-4s %s for %lld ms, opened %lld times, refused %lld calls\n", name,
+		       json_string_value(json_object_get(b, "state")), num(b, "state_ms"),
+		       num(b, "opened"), num(b, "refused"));
+	}
 	printf("filter       %s, %lld keys\n",
 	       json_is_true(json_object_get(filter, "trusted")) ? "trusted" : "not trusted",
 	       num(filter, "keys"));

@@ -71,6 +71,34 @@ static const key_spec keys[] = {
         {"backpressure", "reject_percent", K_PERCENT, E(pressure_reject), 1, 100},
         {"backpressure", "throttle_wait_ms", K_UINT, E(throttle_wait_ms), 0, 60000},
         {"limits", "value_max_bytes", K_SIZE, E(value_max), 1, SL_ENGINE_VALUE_MAX},
+        {"breaker.l3", "window", K_UINT, E(l3_breaker.window), 1, 1024},
+        {"breaker.l3", "min_calls", K_UINT, E(l3_breaker.min_calls), 1, 1024},
+        {"breaker.l3", "failure_percent", K_PERCENT, E(l3_breaker.failure_ratio), 1, 100},
+        {"breaker.l3", "consecutive", K_UINT, E(l3_breaker.consecutive), 1, 100000},
+        {"breaker.l3", "open_ms", K_UINT, E(l3_breaker.open_ms), 1, 3600000},
+        {"breaker.l3", "trial_calls", K_UINT, E(l3_breaker.trial_calls), 1, 1000},
+        {"breaker.l2", "window", K_UINT, E(l2_breaker.window), 1, 1024},
+        {"breaker.l2", "min_calls", K_UINT, E(l2_breaker.min_calls), 1, 1024},
+        {"breaker.l2", "failure_percent", K_PERCENT, E(l2_breaker.failure_ratio), 1, 100},
+        {"breaker.l2", "consecutive", K_UINT, E(l2_breaker.consecutive), 1, 100000},
+        {"breaker.l2", "open_ms", K_UINT, E(l2_breaker.open_ms), 1, 3600000},
+        {"breaker.l2", "trial_calls", K_UINT, E(l2_breaker.trial_calls), 1, 1000},
+        {"retry.startup", "base_ms", K_UINT, E(retry_startup.base_ms), 1, 3600000},
+        {"retry.startup", "max_ms", K_UINT, E(retry_startup.max_ms), 1, 3600000},
+        {"retry.startup", "max_attempts", K_UINT, E(retry_startup.max_attempts), 1, 1000},
+        {"retry.startup", "max_elapsed_ms", K_UINT, E(retry_startup.max_elapsed_ms), 0, 86400000},
+        {"retry.batch_write", "base_ms", K_UINT, E(retry_batch_write.base_ms), 1, 3600000},
+        {"retry.batch_write", "max_ms", K_UINT, E(retry_batch_write.max_ms), 1, 3600000},
+        /* the same setting as [l3] max_attempts */
+        {"retry.batch_write", "max_attempts", K_UINT, E(l3_max_attempts), 1, 1000},
+        {"retry.batch_write", "max_elapsed_ms", K_UINT, E(retry_batch_write.max_elapsed_ms), 0,
+         86400000},
+        {"retry.drain", "base_ms", K_UINT, E(retry_drain.base_ms), 1, 3600000},
+        {"retry.drain", "max_ms", K_UINT, E(retry_drain.max_ms), 1, 3600000},
+        {"retry.query", "base_ms", K_UINT, E(retry_query.base_ms), 1, 3600000},
+        {"retry.query", "max_ms", K_UINT, E(retry_query.max_ms), 1, 3600000},
+        {"retry.query", "max_attempts", K_UINT, E(retry_query.max_attempts), 1, 1000},
+        {"retry.query", "max_elapsed_ms", K_UINT, E(retry_query.max_elapsed_ms), 0, 86400000},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -83,10 +111,13 @@ static const key_spec *spec_of(const cli_toml_entry *e)
 	return NULL;
 }
 
+/* A table of the list, or the parent of some ([breaker] of [breaker.l3]). */
 static int known_table(const char *name)
 {
+	size_t len = strlen(name);
 	for (size_t i = 0; i < N_KEYS; i++)
-		if (strcmp(keys[i].table, name) == 0)
+		if (strcmp(keys[i].table, name) == 0 ||
+		    (strncmp(keys[i].table, name, len) == 0 && keys[i].table[len] == '.'))
 			return 1;
 	return 0;
 }
@@ -169,6 +200,33 @@ static int check(const cli_engine_config *c, const char *name)
 	if (e->l1_shards & (e->l1_shards - 1))
 		return sl_error_set(SL_EINVAL, "%s: [l1] shards: %u is not a power of two", name,
 		                    e->l1_shards);
+	static const struct {
+		const char *table;
+		size_t offset;
+	} breakers[] = {{"breaker.l3", E(l3_breaker)}, {"breaker.l2", E(l2_breaker)}};
+	for (size_t i = 0; i < sizeof(breakers) / sizeof(breakers[0]); i++) {
+		const sl_breaker_config *b =
+		        (const sl_breaker_config *)((const char *)c + breakers[i].offset);
+		if (b->min_calls > b->window)
+			return sl_error_set(SL_EINVAL,
+			                    "%s: [%s] min_calls: %u is more than window (%u)", name,
+			                    breakers[i].table, b->min_calls, b->window);
+	}
+	static const struct {
+		const char *table;
+		size_t offset;
+	} policies[] = {{"retry.startup", E(retry_startup)},
+	                {"retry.batch_write", E(retry_batch_write)},
+	                {"retry.drain", E(retry_drain)},
+	                {"retry.query", E(retry_query)}};
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		const sl_retry_policy *p =
+		        (const sl_retry_policy *)((const char *)c + policies[i].offset);
+		if (p->max_ms < p->base_ms)
+			return sl_error_set(SL_EINVAL,
+			                    "%s: [%s] max_ms: %u is less than base_ms (%u)", name,
+			                    policies[i].table, p->max_ms, p->base_ms);
+	}
 	if (!(e->pressure_warn <= e->pressure_throttle &&
 	      e->pressure_throttle <= e->pressure_reject))
 		return sl_error_set(SL_EINVAL,
@@ -195,7 +253,9 @@ int cli_engine_config_parse(cli_engine_config *out, const char *name, const char
 			rc = sl_error_set(
 			        SL_EINVAL,
 			        "%s:%d: [%s]: unknown table (known: [server], [wal], [l2], [l3], "
-			        "[l1], [batch], [filter], [backpressure], [limits])",
+			        "[l1], [batch], [filter], [backpressure], [limits], "
+			        "[breaker.l3], [breaker.l2], [retry.startup], "
+			        "[retry.batch_write], [retry.drain], [retry.query])",
 			        name, doc.tables[i].line, doc.tables[i].name);
 	for (size_t i = 0; rc == SL_OK && i < doc.n_entries; i++) {
 		const cli_toml_entry *e = &doc.entries[i];

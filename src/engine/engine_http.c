@@ -7,12 +7,13 @@
  *   GET    /api/v0/kv/{key}          200 the value, Sluice-Version: N; 404
  *   DELETE /api/v0/kv/{key}          200 {"version": N} (a tombstone)
  *   GET    /api/v0/kv/{key}/status   {"version", "deleted", "l1", "wal", "l2", "l3", "parked"}
- *   GET    /api/v0/engine/status     levels, WAL backlog, L3 lag, parked rows
+ *   GET    /api/v0/engine/status     levels, WAL backlog, L3 lag, L2, breakers, parked rows
  *
  * A key whose last segment is `status` is read with GET .../{key}?value.
  * Errors are {"error": code, "message": ...}: 400 a bad key or header, 401
  * a missing token, 413 a body past the cap, 429 backpressure (Retry-After),
- * 503 when the WAL cannot write or L3 did not take an `l3` write in time.
+ * 503 when the WAL cannot write, L3 did not take an `l3` write in time, or
+ * a read needs L3 while its circuit breaker is open (l3_unavailable).
  * Nothing is written on any error.
  */
 #include <inttypes.h>
@@ -80,6 +81,10 @@ static void fail(sl_http_response *resp, int rc)
 		break;
 	case SL_ETIMEOUT:
 		sl_http_response_error(resp, 503, "l3_timeout", "%s", msg);
+		resp->retry_after_s = RETRY_AFTER_S;
+		break;
+	case SL_EUNAVAILABLE:
+		sl_http_response_error(resp, 503, "l3_unavailable", "%s", msg);
 		resp->retry_after_s = RETRY_AFTER_S;
 		break;
 	case SL_ENOMEM:
@@ -202,6 +207,26 @@ static int add_parked(void *ctx, const sl_parked_row *r)
 	return row && json_array_append_new(list, row) == 0 ? SL_OK : SL_ENOMEM;
 }
 
+/* {"l3": {"state", "state_ms", "opened", "refused", "failures",
+ * "successes"}, ...}: one entry per backend's circuit breaker. */
+static json_t *breakers_json(const sl_engine_stats *s)
+{
+	json_t *all = json_object();
+	for (size_t i = 0; all && i < s->n_breakers; i++) {
+		const sl_engine_breaker_stats *b = &s->breakers[i];
+		json_t *one = json_pack(
+		        "{s:s,s:I,s:I,s:I,s:I,s:I}", "state", sl_breaker_state_name(b->state),
+		        "state_ms", (json_int_t)b->state_ms, "opened", (json_int_t)b->opened,
+		        "refused", (json_int_t)b->refused, "failures", (json_int_t)b->failures,
+		        "successes", (json_int_t)b->successes);
+		if (one == NULL || json_object_set_new(all, b->backend, one) != 0) {
+			json_decref(all);
+			return NULL;
+		}
+	}
+	return all;
+}
+
 static void handle_engine_status(sl_engine_http *h, sl_http_response *resp)
 {
 	sl_engine_stats s;
@@ -235,6 +260,11 @@ static void handle_engine_status(sl_engine_http *h, sl_http_response *resp)
 	        (json_int_t)s.gets_l1, "gets_l3", (json_int_t)s.gets_l3, "gets_filter_miss",
 	        (json_int_t)s.gets_filter_miss, "parked_count", (json_int_t)s.parked, "parked",
 	        parked);
+	json_t *breakers = j ? breakers_json(&s) : NULL;
+	if (j && (breakers == NULL || json_object_set_new(j, "breakers", breakers) != 0)) {
+		json_decref(j);
+		j = NULL;
+	}
 	if (j && s.l2_enabled &&
 	    json_object_set_new(
 	            j, "l2",

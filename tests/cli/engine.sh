@@ -65,6 +65,7 @@ done
 expect 0 "$SLUICE" engine status --config "$cfg" -p "$EPORT"
 expect_in "$OUT" "pressure     normal" "engine status"
 expect_in "$OUT" "parked       0" "engine status"
+expect_in "$OUT" "breaker l3   closed" "engine status"
 
 # a restart: memory-acknowledged writes that reached the WAL come back
 for i in $(seq 1 50); do
