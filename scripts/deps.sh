@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config clang clang-format
   libsqlite3-dev sqlite3 libssl-dev libsodium-dev libjansson-dev libcmocka-dev
   libmicrohttpd-dev libcurl4-openssl-dev curl redis-server nodejs
-  jq libpq-dev postgresql rclone groff-base libhiredis-dev
+  jq libpq-dev postgresql mariadb-server libmariadb-dev rclone groff-base libhiredis-dev
 )
 
 missing=()

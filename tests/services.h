@@ -1,6 +1,6 @@
 /*
  * Real servers for integration tests: tu_services_start runs
- * scripts/services.sh (PostgreSQL 15 and s3rver on loopback, throwaway
+ * scripts/services.sh (PostgreSQL 15, s3rver, MariaDB on loopback, throwaway
  * directories, free ports) and reads back what it printed; tu_services_stop
  * stops them and removes their directory. CTest sets SLUICE_TEST_DATA to
  * the source tree's tests/ directory, which is how the script is found.
@@ -16,7 +16,8 @@ typedef struct tu_services {
 	char dir[1024];        /* SLUICE_SERVICES_DIR */
 	char pg_url[256];      /* "" unless pg was started */
 	char s3_endpoint[256]; /* "" unless s3 was started */
-	int pg_port, s3_port;
+	char mysql_url[256];   /* "" unless mysql was started */
+	int pg_port, s3_port, mysql_port;
 } tu_services;
 
 static inline const char *tu_services_script(void)
@@ -27,7 +28,8 @@ static inline const char *tu_services_script(void)
 	return path;
 }
 
-/* which: "pg", "s3" or "pg s3". Returns 0 on success. */
+/* which: any of "pg", "s3", "mysql", space-separated. Returns 0 on
+ * success. */
 static inline int tu_services_start(tu_services *out, const char *which)
 {
 	char cmd[4096], line[2048];
@@ -48,6 +50,10 @@ static inline int tu_services_start(tu_services *out, const char *which)
 			snprintf(out->pg_url, sizeof(out->pg_url), "%s", v);
 		else if (strcmp(line, "export SLUICE_S3_ENDPOINT") == 0)
 			snprintf(out->s3_endpoint, sizeof(out->s3_endpoint), "%s", v);
+		else if (strcmp(line, "export SLUICE_MYSQL_URL") == 0)
+			snprintf(out->mysql_url, sizeof(out->mysql_url), "%s", v);
+		else if (strcmp(line, "export SLUICE_MYSQL_PORT") == 0)
+			out->mysql_port = atoi(v);
 		else if (strcmp(line, "export SLUICE_PG_PORT") == 0)
 			out->pg_port = atoi(v);
 		else if (strcmp(line, "export SLUICE_S3_PORT") == 0)
@@ -58,7 +64,8 @@ static inline int tu_services_start(tu_services *out, const char *which)
 	return 0;
 }
 
-/* action: "stop", "restart-pg", "stop-pg", "start-pg". */
+/* action: "stop", "restart-pg", "stop-pg", "start-pg", "stop-mysql",
+ * "start-mysql", "crash-mysql". */
 static inline int tu_services_run(const tu_services *s, const char *action)
 {
 	char cmd[4096];
