@@ -60,7 +60,7 @@ void sl_submit_options_init(sl_submit_options *o);
 
 #define SL_ENGINE_VALUE_MAX (16u << 20) /* bytes of one value */
 
-typedef enum sl_l3_type { SL_L3_STORE = 1, SL_L3_POSTGRESQL = 2 } sl_l3_type;
+typedef enum sl_l3_type { SL_L3_STORE = 1, SL_L3_POSTGRESQL = 2, SL_L3_MYSQL = 3 } sl_l3_type;
 
 typedef enum sl_pressure {
 	SL_PRESSURE_NORMAL = 0,
@@ -114,8 +114,8 @@ typedef struct sl_engine_config {
 	sl_l3_type l3_type;         /* default SL_L3_STORE */
 	const char *l3_dir;         /* store: the store's directory */
 	const char *l3_namespace;   /* store: a mutable namespace, made if missing */
-	const char *l3_url;         /* postgresql: a libpq URL */
-	const char *l3_table;       /* postgresql: the table, made if missing */
+	const char *l3_url;         /* postgresql: a libpq URL; mysql: mysql://USER@HOST:PORT/DB */
+	const char *l3_table;       /* postgresql, mysql: the table, made if missing */
 	unsigned l3_timeout_ms;     /* every L3 call, default 10000 */
 	unsigned l3_max_attempts;   /* a row L3 refuses is parked after this, default 5 */
 	unsigned l3_ack_timeout_ms; /* an `l3` submit waits at most this, default 30000 */

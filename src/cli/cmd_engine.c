@@ -138,7 +138,9 @@ static int engine_serve(int argc, char **argv)
 	       cfg.listen, sl_http_server_port(api),
 	       metrics_http ? sl_http_server_port(metrics_http) : 0,
 	       cfg.engine.l2_url ? cfg.engine.l2_url : "none",
-	       cfg.engine.l3_type == SL_L3_STORE ? "store" : "postgresql",
+	       cfg.engine.l3_type == SL_L3_STORE        ? "store"
+	       : cfg.engine.l3_type == SL_L3_POSTGRESQL ? "postgresql"
+	                                                : "mysql",
 	       token ? "token" : "open");
 	cli_on_stop_signal(&stop);
 	while (!stop)

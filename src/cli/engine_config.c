@@ -21,7 +21,7 @@ typedef enum kind {
 	K_PORT,    /* uint16_t */
 	K_MIB,     /* uint64_t, given in MiB */
 	K_PERCENT, /* double, given in whole percent */
-	K_L3TYPE   /* sl_l3_type, "store" | "postgresql" */
+	K_L3TYPE   /* sl_l3_type, "store" | "postgresql" | "mysql" */
 } kind;
 
 typedef struct key_spec {
@@ -131,11 +131,17 @@ static int take(cli_engine_config *c, const char *name, const cli_toml_entry *e,
 		                            want_string ? "a string" : "an integer",
 		                            cli_toml_type_name(e->type));
 	if (k->kind == K_L3TYPE) {
-		if (strcmp(e->str, "store") != 0 && strcmp(e->str, "postgresql") != 0)
+		if (strcmp(e->str, "store") == 0)
+			*(sl_l3_type *)field = SL_L3_STORE;
+		else if (strcmp(e->str, "postgresql") == 0)
+			*(sl_l3_type *)field = SL_L3_POSTGRESQL;
+		else if (strcmp(e->str, "mysql") == 0)
+			*(sl_l3_type *)field = SL_L3_MYSQL;
+		else
 			return cli_toml_entry_error(
-			        name, e, "expected \"store\" or \"postgresql\", got \"%s\"",
+			        name, e,
+			        "expected \"store\", \"postgresql\" or \"mysql\", got \"%s\"",
 			        e->str);
-		*(sl_l3_type *)field = e->str[0] == 's' ? SL_L3_STORE : SL_L3_POSTGRESQL;
 		return SL_OK;
 	}
 	if (k->kind == K_STRING) {
@@ -197,6 +203,8 @@ static int check(const cli_engine_config *c, const char *name)
 		if (l2_url_parse(e->l2_url, &parts) != SL_OK)
 			return sl_error_wrap("%s: [l2] url", name);
 	}
+	if (e->l3_type == SL_L3_MYSQL && (e->l3_url == NULL || e->l3_table == NULL))
+		return sl_error_set(SL_EINVAL, "%s: [l3] type \"mysql\" needs url and table", name);
 	if (e->l1_shards & (e->l1_shards - 1))
 		return sl_error_set(SL_EINVAL, "%s: [l1] shards: %u is not a power of two", name,
 		                    e->l1_shards);

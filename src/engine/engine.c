@@ -142,7 +142,10 @@ static int check_config(const sl_engine_config *c)
 		return sl_error_set(SL_EINVAL, "an L3 store needs a directory and a namespace");
 	if (c->l3_type == SL_L3_POSTGRESQL && (c->l3_url == NULL || c->l3_table == NULL))
 		return sl_error_set(SL_EINVAL, "an L3 PostgreSQL table needs a url and a table");
-	if (c->l3_type != SL_L3_STORE && c->l3_type != SL_L3_POSTGRESQL)
+	if (c->l3_type == SL_L3_MYSQL && (c->l3_url == NULL || c->l3_table == NULL))
+		return sl_error_set(SL_EINVAL, "an L3 MariaDB/MySQL table needs a url and a table");
+	if (c->l3_type != SL_L3_STORE && c->l3_type != SL_L3_POSTGRESQL &&
+	    c->l3_type != SL_L3_MYSQL)
 		return sl_error_set(SL_EINVAL, "unknown L3 type %d", (int)c->l3_type);
 	if (c->l2_url && (c->l2_timeout_ms == 0 || c->l2_connect_timeout_ms == 0 ||
 	                  c->l2_queue_max == 0 || c->l2_pipeline_max == 0 || c->l2_prefix == NULL))
@@ -245,6 +248,8 @@ static int open_l3(sl_engine *e, const sl_tier *tier, sl_digest *position)
 		else if (e->tier.ops == NULL && c->l3_type == SL_L3_STORE)
 			rc = sl_tier_store_open(&e->tier, c->l3_dir, c->l3_namespace,
 			                        c->l3_timeout_ms);
+		else if (e->tier.ops == NULL && c->l3_type == SL_L3_MYSQL)
+			rc = sl_tier_mysql_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
 		else if (e->tier.ops == NULL)
 			rc = sl_tier_pg_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
 		if (rc == SL_OK)

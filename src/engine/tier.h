@@ -1,7 +1,8 @@
 /*
  * L3 tiers behind one small vtable: the engine does not know which system
  * it writes to. Implementations: tier_store.c (a sluice store namespace,
- * the embedded default) and tier_pg.c (a PostgreSQL table).
+ * the embedded default), tier_pg.c (a PostgreSQL table) and tier_mysql.c
+ * (a MariaDB/MySQL table).
  *
  * Every tier keeps, per key, the newest version it was given and whether
  * that version is a delete (a tombstone), and never replaces a version
@@ -44,7 +45,7 @@ typedef int (*sl_tier_item_fn)(void *ctx, const char *key, size_t key_len, uint6
                                const uint8_t value_digest[32]);
 
 typedef struct sl_tier_ops {
-	const char *name; /* "store", "postgresql" */
+	const char *name; /* "store", "postgresql", "mysql" */
 	/* Writes the rows (distinct keys) in one transaction, each guarded by
 	 * version. SL_OK: the transaction committed; a row L3 refused on its
 	 * own (a constraint, a value too large) has rc != SL_OK and was left
@@ -76,5 +77,7 @@ typedef struct sl_tier {
 
 int sl_tier_store_open(sl_tier *out, const char *dir, const char *ns, unsigned timeout_ms);
 int sl_tier_pg_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms);
+/* url: mysql://USER[:PASSWORD]@HOST[:PORT]/DB (engine/mysql_url.h). */
+int sl_tier_mysql_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms);
 
 #endif

@@ -23,6 +23,7 @@
 #include "engine/tier.h"
 #include "pg_testutil.h"
 #include "services.h"
+#include "tier_testutil.h"
 
 static tu_services svc;
 static PGconn *admin;
@@ -41,70 +42,6 @@ static sl_tier open_tier(const char *table, unsigned timeout_ms)
 	if (sl_tier_pg_open(&t, svc.pg_url, table, timeout_ms) != SL_OK)
 		fail_msg("open %s: %s", table, sl_error_last()->message);
 	return t;
-}
-
-static void put(sl_tier_row *r, const char *key, const char *value, uint64_t version)
-{
-	memset(r, 0, sizeof(*r));
-	r->key = key;
-	r->key_len = strlen(key);
-	r->value = (const uint8_t *)value;
-	r->value_len = strlen(value);
-	r->version = version;
-	r->maybe_live = 1; /* no hint: the tier reads the old rows */
-}
-
-static void del(sl_tier_row *r, const char *key, uint64_t version)
-{
-	memset(r, 0, sizeof(*r));
-	r->key = key;
-	r->key_len = strlen(key);
-	r->version = version;
-	r->deleted = 1;
-	r->maybe_live = 1;
-}
-
-static void write_ok(sl_tier *t, sl_tier_row *rows, size_t n)
-{
-	if (t->ops->write(t->impl, rows, n) != SL_OK)
-		fail_msg("write: %s", sl_error_last()->message);
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].rc != SL_OK)
-			fail_msg("row %zu refused: %s", i, rows[i].error);
-}
-
-static void expect_flags(const sl_tier_row *r, int applied, int was_live, int is_live)
-{
-	if (r->applied != applied || r->was_live != was_live || r->is_live != is_live)
-		fail_msg("%.*s v%llu: applied %d was_live %d is_live %d, want %d %d %d",
-		         (int)r->key_len, r->key, (unsigned long long)r->version, r->applied,
-		         r->was_live, r->is_live, applied, was_live, is_live);
-}
-
-/* get: the value ("" when deleted) or NULL when there is no row. */
-static const char *get(sl_tier *t, const char *key, uint64_t *version, int *deleted)
-{
-	static sl_buf value = SL_BUF_INIT(1 << 20);
-	int rc = t->ops->get(t->impl, key, strlen(key), &value, version, deleted);
-	if (rc == SL_ENOTFOUND)
-		return NULL;
-	if (rc != SL_OK)
-		fail_msg("get %s: %s", key, sl_error_last()->message);
-	sl_buf_append_byte(&value, 0);
-	return (const char *)value.data;
-}
-
-static void expect_row(sl_tier *t, const char *key, const char *value, uint64_t version)
-{
-	uint64_t v = 0;
-	int deleted = -1;
-	const char *got = get(t, key, &v, &deleted);
-	if (got == NULL)
-		fail_msg("%s: no row", key);
-	assert_int_equal(v, version);
-	assert_int_equal(deleted, value == NULL);
-	if (value != NULL)
-		assert_string_equal(got, value);
 }
 
 static int setup(void **state)
@@ -148,7 +85,7 @@ static void test_open_creates(void **state)
 	/* opening again keeps the table and its rows */
 	tu_sql(admin, NULL, 0, "INSERT INTO t_create (key, value, version) VALUES ('k', 'v', 1)");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_create", 5000), SL_OK);
-	expect_row(&t, "k", "v", 1);
+	tu_expect_row(&t, "k", "v", 1);
 	t.ops->close(t.impl);
 
 	/* schema-qualified: the meta table goes next to it */
@@ -171,26 +108,26 @@ static void test_round_trip(void **state)
 	sl_buf value = SL_BUF_INIT(1024);
 	(void)state;
 
-	put(&rows[0], "a", "alpha", 1);
-	put(&rows[1], "b", "", 2);
-	del(&rows[2], "c", 3);
-	put(&rows[3], "d", "", 4);
+	tu_put(&rows[0], "a", "alpha", 1);
+	tu_put(&rows[1], "b", "", 2);
+	tu_del(&rows[2], "c", 3);
+	tu_put(&rows[3], "d", "", 4);
 	rows[3].value = binary;
 	rows[3].value_len = sizeof(binary);
-	write_ok(&t, rows, 4);
-	expect_row(&t, "a", "alpha", 1);
-	expect_row(&t, "b", "", 2);
-	expect_row(&t, "c", NULL, 3);
+	tu_write_ok(&t, rows, 4);
+	tu_expect_row(&t, "a", "alpha", 1);
+	tu_expect_row(&t, "b", "", 2);
+	tu_expect_row(&t, "c", NULL, 3);
 	assert_int_equal(t.ops->get(t.impl, "d", 1, &value, &v, &deleted), SL_OK);
 	assert_int_equal(value.len, sizeof(binary));
 	assert_memory_equal(value.data, binary, sizeof(binary));
-	assert_null(get(&t, "missing", &v, &deleted));
+	assert_null(tu_tier_get(&t, "missing", &v, &deleted));
 	assert_int_equal(t.ops->get(t.impl, "missing", 7, &value, &v, &deleted), SL_ENOTFOUND);
 
 	/* a tombstone: deleted, value NULL, the version kept */
-	del(&rows[0], "a", 5);
-	write_ok(&t, rows, 1);
-	expect_row(&t, "a", NULL, 5);
+	tu_del(&rows[0], "a", 5);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_row(&t, "a", NULL, 5);
 	assert_int_equal(sql_long("SELECT count(*) FROM %s WHERE key = 'a' AND value IS NULL"
 	                          " AND deleted",
 	                          "t_round"),
@@ -210,83 +147,83 @@ static void test_version_guard(void **state)
 	(void)state;
 
 	/* new key; delete of an absent key (a tombstone all the same) */
-	put(&rows[0], "live", "v5", 5);
-	del(&rows[1], "never", 3);
-	put(&rows[2], "old", "v9", 9);
-	write_ok(&t, rows, 3);
-	expect_flags(&rows[0], 1, 0, 1);
-	expect_flags(&rows[1], 1, 0, 0);
-	expect_flags(&rows[2], 1, 0, 1);
-	expect_row(&t, "never", NULL, 3);
+	tu_put(&rows[0], "live", "v5", 5);
+	tu_del(&rows[1], "never", 3);
+	tu_put(&rows[2], "old", "v9", 9);
+	tu_write_ok(&t, rows, 3);
+	tu_expect_flags(&rows[0], 1, 0, 1);
+	tu_expect_flags(&rows[1], 1, 0, 0);
+	tu_expect_flags(&rows[2], 1, 0, 1);
+	tu_expect_row(&t, "never", NULL, 3);
 
 	/* update of a live row; superseded by older and by equal versions */
-	put(&rows[0], "live", "v6", 6);
-	put(&rows[1], "old", "v4", 4);
-	put(&rows[2], "never", "v2", 2); /* older than the tombstone at 3 */
-	write_ok(&t, rows, 3);
-	expect_flags(&rows[0], 1, 1, 1);
-	expect_flags(&rows[1], 0, 1, 1);
-	expect_flags(&rows[2], 0, 0, 0);
-	expect_row(&t, "live", "v6", 6);
-	expect_row(&t, "old", "v9", 9);
-	expect_row(&t, "never", NULL, 3);
+	tu_put(&rows[0], "live", "v6", 6);
+	tu_put(&rows[1], "old", "v4", 4);
+	tu_put(&rows[2], "never", "v2", 2); /* older than the tombstone at 3 */
+	tu_write_ok(&t, rows, 3);
+	tu_expect_flags(&rows[0], 1, 1, 1);
+	tu_expect_flags(&rows[1], 0, 1, 1);
+	tu_expect_flags(&rows[2], 0, 0, 0);
+	tu_expect_row(&t, "live", "v6", 6);
+	tu_expect_row(&t, "old", "v9", 9);
+	tu_expect_row(&t, "never", NULL, 3);
 
-	put(&rows[0], "old", "v9 again", 9);
-	del(&rows[1], "live", 6);
-	write_ok(&t, rows, 2);
-	expect_flags(&rows[0], 0, 1, 1);
-	expect_flags(&rows[1], 0, 1, 1);
-	expect_row(&t, "old", "v9", 9);
-	expect_row(&t, "live", "v6", 6);
+	tu_put(&rows[0], "old", "v9 again", 9);
+	tu_del(&rows[1], "live", 6);
+	tu_write_ok(&t, rows, 2);
+	tu_expect_flags(&rows[0], 0, 1, 1);
+	tu_expect_flags(&rows[1], 0, 1, 1);
+	tu_expect_row(&t, "old", "v9", 9);
+	tu_expect_row(&t, "live", "v6", 6);
 
 	/* delete of a live row, then update of the tombstone */
-	del(&rows[0], "live", 7);
-	write_ok(&t, rows, 1);
-	expect_flags(&rows[0], 1, 1, 0);
-	put(&rows[0], "live", "v8", 8);
-	write_ok(&t, rows, 1);
-	expect_flags(&rows[0], 1, 0, 1);
-	expect_row(&t, "live", "v8", 8);
+	tu_del(&rows[0], "live", 7);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_flags(&rows[0], 1, 1, 0);
+	tu_put(&rows[0], "live", "v8", 8);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_flags(&rows[0], 1, 0, 1);
+	tu_expect_row(&t, "live", "v8", 8);
 
 	/* a delete at v2 then a put at v1: stays deleted */
-	del(&rows[0], "gone", 2);
-	write_ok(&t, rows, 1);
-	put(&rows[0], "gone", "back", 1);
-	write_ok(&t, rows, 1);
-	expect_flags(&rows[0], 0, 0, 0);
-	expect_row(&t, "gone", NULL, 2);
+	tu_del(&rows[0], "gone", 2);
+	tu_write_ok(&t, rows, 1);
+	tu_put(&rows[0], "gone", "back", 1);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_flags(&rows[0], 0, 0, 0);
+	tu_expect_row(&t, "gone", NULL, 2);
 	/* an older delete of a live row is superseded too */
-	del(&rows[0], "live", 1);
-	write_ok(&t, rows, 1);
-	expect_flags(&rows[0], 0, 1, 1);
-	expect_row(&t, "live", "v8", 8);
+	tu_del(&rows[0], "live", 1);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_flags(&rows[0], 0, 1, 1);
+	tu_expect_row(&t, "live", "v8", 8);
 
 	/* every case in one batch */
-	put(&rows[0], "n1", "new", 20);     /* new */
-	put(&rows[1], "live", "v21", 21);   /* update of live */
-	put(&rows[2], "gone", "v22", 22);   /* update of a tombstone */
-	del(&rows[3], "old", 23);           /* delete of live */
-	del(&rows[4], "absent", 24);        /* delete of absent */
-	put(&rows[5], "never", "stale", 1); /* superseded (tombstone) */
-	put(&rows[6], "n2", "x", 25);
-	write_ok(&t, rows, 7);
-	expect_flags(&rows[0], 1, 0, 1);
-	expect_flags(&rows[1], 1, 1, 1);
-	expect_flags(&rows[2], 1, 0, 1);
-	expect_flags(&rows[3], 1, 1, 0);
-	expect_flags(&rows[4], 1, 0, 0);
-	expect_flags(&rows[5], 0, 0, 0);
-	expect_flags(&rows[6], 1, 0, 1);
-	expect_row(&t, "gone", "v22", 22);
-	expect_row(&t, "old", NULL, 23);
-	expect_row(&t, "never", NULL, 3);
+	tu_put(&rows[0], "n1", "new", 20);     /* new */
+	tu_put(&rows[1], "live", "v21", 21);   /* update of live */
+	tu_put(&rows[2], "gone", "v22", 22);   /* update of a tombstone */
+	tu_del(&rows[3], "old", 23);           /* delete of live */
+	tu_del(&rows[4], "absent", 24);        /* delete of absent */
+	tu_put(&rows[5], "never", "stale", 1); /* superseded (tombstone) */
+	tu_put(&rows[6], "n2", "x", 25);
+	tu_write_ok(&t, rows, 7);
+	tu_expect_flags(&rows[0], 1, 0, 1);
+	tu_expect_flags(&rows[1], 1, 1, 1);
+	tu_expect_flags(&rows[2], 1, 0, 1);
+	tu_expect_flags(&rows[3], 1, 1, 0);
+	tu_expect_flags(&rows[4], 1, 0, 0);
+	tu_expect_flags(&rows[5], 0, 0, 0);
+	tu_expect_flags(&rows[6], 1, 0, 1);
+	tu_expect_row(&t, "gone", "v22", 22);
+	tu_expect_row(&t, "old", NULL, 23);
+	tu_expect_row(&t, "never", NULL, 3);
 
 	/* a retried batch (same versions) changes nothing */
-	write_ok(&t, rows, 7);
+	tu_write_ok(&t, rows, 7);
 	for (size_t i = 0; i < 7; i++)
 		assert_int_equal(rows[i].applied, 0);
-	expect_flags(&rows[3], 0, 0, 0);
-	expect_row(&t, "n1", "new", 20);
+	tu_expect_flags(&rows[3], 0, 0, 0);
+	tu_expect_row(&t, "n1", "new", 20);
 	t.ops->close(t.impl);
 }
 
@@ -301,26 +238,26 @@ static void test_batch_of_new_keys(void **state)
 	sl_tier_row rows[3];
 	(void)state;
 
-	del(&rows[0], "gone", 7);
-	write_ok(&t, rows, 1);
-	put(&rows[0], "a", "va", 10);
-	put(&rows[1], "gone", "older", 5); /* older than its tombstone */
-	put(&rows[2], "gone2", "vg", 11);
+	tu_del(&rows[0], "gone", 7);
+	tu_write_ok(&t, rows, 1);
+	tu_put(&rows[0], "a", "va", 10);
+	tu_put(&rows[1], "gone", "older", 5); /* older than its tombstone */
+	tu_put(&rows[2], "gone2", "vg", 11);
 	for (int i = 0; i < 3; i++)
 		rows[i].maybe_live = 0;
-	write_ok(&t, rows, 3);
-	expect_flags(&rows[0], 1, 0, 1);
-	expect_flags(&rows[1], 0, 0, 0);
-	expect_flags(&rows[2], 1, 0, 1);
-	expect_row(&t, "a", "va", 10);
-	expect_row(&t, "gone", NULL, 7);
+	tu_write_ok(&t, rows, 3);
+	tu_expect_flags(&rows[0], 1, 0, 1);
+	tu_expect_flags(&rows[1], 0, 0, 0);
+	tu_expect_flags(&rows[2], 1, 0, 1);
+	tu_expect_row(&t, "a", "va", 10);
+	tu_expect_row(&t, "gone", NULL, 7);
 	/* one row with a hint of 1 takes the reading path for the batch */
-	put(&rows[0], "a", "va2", 12);
-	put(&rows[1], "b", "vb", 13);
+	tu_put(&rows[0], "a", "va2", 12);
+	tu_put(&rows[1], "b", "vb", 13);
 	rows[1].maybe_live = 0;
-	write_ok(&t, rows, 2);
-	expect_flags(&rows[0], 1, 1, 1);
-	expect_flags(&rows[1], 1, 0, 1);
+	tu_write_ok(&t, rows, 2);
+	tu_expect_flags(&rows[0], 1, 1, 1);
+	tu_expect_flags(&rows[1], 1, 0, 1);
 	t.ops->close(t.impl);
 }
 
@@ -338,7 +275,7 @@ static void test_refused_rows(void **state)
 	snprintf(small, sizeof(small), "small");
 	for (size_t i = 0; i < 50; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "k%02zu", i);
-		put(&rows[i], keys[i], i == 17 ? big : small, 10 + i);
+		tu_put(&rows[i], keys[i], i == 17 ? big : small, 10 + i);
 	}
 	assert_int_equal(t.ops->position(t.impl, &before), SL_OK);
 	if (t.ops->write(t.impl, rows, 50) != SL_OK)
@@ -352,7 +289,7 @@ static void test_refused_rows(void **state)
 			continue;
 		}
 		assert_int_equal(rows[i].rc, SL_OK);
-		expect_flags(&rows[i], 1, 0, 1);
+		tu_expect_flags(&rows[i], 1, 0, 1);
 	}
 	assert_int_equal(sql_long("SELECT count(*) FROM %s", "t_check"), 49);
 	assert_int_equal(sql_long("SELECT count(*) FROM %s WHERE key = 'k17'", "t_check"), 0);
@@ -360,87 +297,26 @@ static void test_refused_rows(void **state)
 	assert_false(sl_digest_eq(&before, &after));
 
 	/* the next batch takes the fast path again, with the flags right */
-	put(&rows[0], "k00", "newer", 100);
-	put(&rows[1], "k17", "fits", 100);
-	write_ok(&t, rows, 2);
-	expect_flags(&rows[0], 1, 1, 1);
-	expect_flags(&rows[1], 1, 0, 1);
+	tu_put(&rows[0], "k00", "newer", 100);
+	tu_put(&rows[1], "k17", "fits", 100);
+	tu_write_ok(&t, rows, 2);
+	tu_expect_flags(&rows[0], 1, 1, 1);
+	tu_expect_flags(&rows[1], 1, 0, 1);
 
 	/* invalid UTF-8 in a key: refused during COPY, the rest written */
-	put(&rows[0], "u1", "a", 1);
-	put(&rows[1], "bad\xff", "b", 1);
-	put(&rows[2], "u2", "c", 1);
+	tu_put(&rows[0], "u1", "a", 1);
+	tu_put(&rows[1], "bad\xff", "b", 1);
+	tu_put(&rows[2], "u2", "c", 1);
 	if (t.ops->write(t.impl, rows, 3) != SL_OK)
 		fail_msg("write: %s", sl_error_last()->message);
 	assert_int_equal(rows[0].rc, SL_OK);
 	assert_int_equal(rows[1].rc, SL_EINVAL);
 	assert_non_null(strstr(rows[1].error, "22021"));
 	assert_int_equal(rows[2].rc, SL_OK);
-	expect_flags(&rows[2], 1, 0, 1);
-	expect_row(&t, "u1", "a", 1);
-	expect_row(&t, "u2", "c", 1);
+	tu_expect_flags(&rows[2], 1, 0, 1);
+	tu_expect_row(&t, "u1", "a", 1);
+	tu_expect_row(&t, "u2", "c", 1);
 	t.ops->close(t.impl);
-}
-
-typedef struct scan_seen {
-	char **keys;
-	size_t n, cap;
-} scan_seen;
-
-static int collect(void *ctx, const char *key, size_t key_len)
-{
-	scan_seen *s = ctx;
-	if (s->n == s->cap)
-		return SL_ETOOLARGE;
-	s->keys[s->n] = strndup(key, key_len);
-	s->n++;
-	return SL_OK;
-}
-
-static int cmp_bytes(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b); /* bytewise */
-}
-
-/* Pages of 1000 over every live key: each once, in bytewise order. */
-static void scan_check(sl_tier *t, char **want, size_t n_live)
-{
-	scan_seen seen = {calloc(n_live + 1, sizeof(char *)), 0, n_live + 1};
-	const char *after = NULL;
-	size_t after_len = 0, n, pages = 0;
-
-	do {
-		size_t before = seen.n;
-		assert_int_equal(
-		        t->ops->scan_live(t->impl, after, after_len, 1000, collect, &seen, &n),
-		        SL_OK);
-		assert_int_equal(seen.n - before, n);
-		assert_true(n <= 1000);
-		if (n > 0) {
-			after = seen.keys[seen.n - 1];
-			after_len = strlen(after);
-		}
-		pages++;
-	} while (n == 1000);
-	assert_int_equal(pages, n_live / 1000 + 1);
-	assert_int_equal(seen.n, n_live);
-	for (size_t i = 0; i < n_live; i++)
-		assert_string_equal(seen.keys[i], want[i]);
-	/* bytewise: digits, upper case, '_', lower case, '~', then UTF-8 */
-	assert_int_equal(seen.keys[0][0], '0');
-	assert_int_equal((unsigned char)seen.keys[n_live - 1][0], 0xf0);
-
-	/* a limit of 0, and a limit past the end */
-	assert_int_equal(t->ops->scan_live(t->impl, NULL, 0, 0, collect, &seen, &n), SL_OK);
-	assert_int_equal(n, 0);
-	for (size_t i = 0; i < seen.n; i++)
-		free(seen.keys[i]);
-	seen.n = 0;
-	assert_int_equal(t->ops->scan_live(t->impl, NULL, 0, 100000, collect, &seen, &n), SL_OK);
-	assert_int_equal(n, n_live);
-	for (size_t i = 0; i < seen.n; i++)
-		free(seen.keys[i]);
-	free(seen.keys);
 }
 
 static void test_scan_paging(void **state)
@@ -466,18 +342,18 @@ static void test_scan_paging(void **state)
 	for (size_t i = 0; i < N; i++) {
 		snprintf(key_text[i], sizeof(key_text[i]), "%s%04zu", stems[i % 10], i);
 		if (i % 7 == 3) {
-			del(&rows[i], key_text[i], 1);
+			tu_del(&rows[i], key_text[i], 1);
 		} else {
-			put(&rows[i], key_text[i], "v", 1);
+			tu_put(&rows[i], key_text[i], "v", 1);
 			want[n_live++] = key_text[i];
 		}
 	}
-	qsort(want, n_live, sizeof(want[0]), cmp_bytes);
+	qsort(want, n_live, sizeof(want[0]), tu_cmp_bytes);
 
 	t = open_tier("t_scan", 5000);
 	for (size_t i = 0; i < N; i += 500)
-		write_ok(&t, rows + i, 500);
-	scan_check(&t, want, n_live);
+		tu_write_ok(&t, rows + i, 500);
+	tu_scan_check(&t, want, n_live);
 	t.ops->close(t.impl);
 
 	/* A table made by someone else, its key in a linguistic collation
@@ -489,10 +365,10 @@ static void test_scan_paging(void **state)
 	       " NOT NULL DEFAULT now())");
 	assert_int_equal(sl_tier_pg_open(&t, svc.pg_url, "t_scan_icu", 5000), SL_OK);
 	for (size_t i = 0; i < N; i += 500)
-		write_ok(&t, rows + i, 500);
+		tu_write_ok(&t, rows + i, 500);
 	tu_sql(admin, first, sizeof(first), "SELECT key FROM t_scan_icu ORDER BY key LIMIT 1");
 	assert_string_not_equal(first, want[0]);
-	scan_check(&t, want, n_live);
+	tu_scan_check(&t, want, n_live);
 	t.ops->close(t.impl);
 	free(rows);
 }
@@ -507,15 +383,15 @@ static void test_position(void **state)
 	(void)state;
 
 	assert_int_equal(t.ops->position(t.impl, &p0), SL_OK);
-	put(&rows[0], "a", "1", 1);
-	write_ok(&t, rows, 1);
+	tu_put(&rows[0], "a", "1", 1);
+	tu_write_ok(&t, rows, 1);
 	assert_int_equal(t.ops->position(t.impl, &p1), SL_OK);
 	assert_false(sl_digest_eq(&p0, &p1));
-	assert_non_null(get(&t, "a", &v, &deleted));
+	assert_non_null(tu_tier_get(&t, "a", &v, &deleted));
 	assert_int_equal(t.ops->position(t.impl, &p2), SL_OK);
 	assert_true(sl_digest_eq(&p1, &p2));
 	/* a committed write that changed no row still moves the position */
-	write_ok(&t, rows, 1);
+	tu_write_ok(&t, rows, 1);
 	assert_int_equal(rows[0].applied, 0);
 	assert_int_equal(t.ops->position(t.impl, &p3), SL_OK);
 	assert_false(sl_digest_eq(&p2, &p3));
@@ -593,11 +469,11 @@ static void test_batch_rate(void **state)
 	for (size_t round = 0; round < ROUNDS; round++) {
 		for (size_t i = 0; i < BATCH; i++) {
 			snprintf(keys[i], sizeof(keys[i]), "user/%06zu", round * BATCH + i);
-			put(&rows[i], keys[i], "", 1);
+			tu_put(&rows[i], keys[i], "", 1);
 			rows[i].value = value;
 			rows[i].value_len = sizeof(value);
 		}
-		write_ok(&t, rows, BATCH);
+		tu_write_ok(&t, rows, BATCH);
 	}
 	secs = (double)(sl_clock_mono_ns() - start) / 1e9;
 	printf("tier_pg: %d batches of %d rows (256-byte values, new keys): %.0f rows/s\n", ROUNDS,
@@ -606,11 +482,11 @@ static void test_batch_rate(void **state)
 	for (size_t round = 0; round < ROUNDS; round++) {
 		for (size_t i = 0; i < BATCH; i++) {
 			snprintf(keys[i], sizeof(keys[i]), "user/%06zu", round * BATCH + i);
-			put(&rows[i], keys[i], "", 2);
+			tu_put(&rows[i], keys[i], "", 2);
 			rows[i].value = value;
 			rows[i].value_len = sizeof(value);
 		}
-		write_ok(&t, rows, BATCH);
+		tu_write_ok(&t, rows, BATCH);
 	}
 	secs = (double)(sl_clock_mono_ns() - start) / 1e9;
 	printf("tier_pg: %d batches of %d rows (256-byte values, updates): %.0f rows/s\n", ROUNDS,
@@ -631,13 +507,13 @@ static void test_stop_start(void **state)
 	int rc;
 	(void)state;
 
-	put(&rows[0], "before", "1", 1);
-	write_ok(&t, rows, 1);
+	tu_put(&rows[0], "before", "1", 1);
+	tu_write_ok(&t, rows, 1);
 	PQfinish(admin);
 	assert_int_equal(tu_services_run(&svc, "stop-pg"), 0);
-	put(&rows[0], "during1", "x", 2);
-	put(&rows[1], "during2", "y", 2);
-	del(&rows[2], "before", 2);
+	tu_put(&rows[0], "during1", "x", 2);
+	tu_put(&rows[1], "during2", "y", 2);
+	tu_del(&rows[2], "before", 2);
 	rc = t.ops->write(t.impl, rows, 3);
 	assert_true(rc == SL_EIO || rc == SL_ETIMEOUT);
 	assert_non_null(strstr(sl_error_last()->message, "PostgreSQL"));
@@ -648,17 +524,17 @@ static void test_stop_start(void **state)
 	/* nothing of the failed batch is there */
 	assert_int_equal(sql_long("SELECT count(*) FROM %s WHERE key LIKE 'during%%'", "t_stop"),
 	                 0);
-	expect_row(&t, "before", "1", 1);
-	write_ok(&t, rows, 3);
-	expect_flags(&rows[2], 1, 1, 0);
-	expect_row(&t, "during1", "x", 2);
-	expect_row(&t, "before", NULL, 2);
+	tu_expect_row(&t, "before", "1", 1);
+	tu_write_ok(&t, rows, 3);
+	tu_expect_flags(&rows[2], 1, 1, 0);
+	tu_expect_row(&t, "during1", "x", 2);
+	tu_expect_row(&t, "before", NULL, 2);
 
 	/* a restart while idle is noticed before the next call */
 	assert_int_equal(tu_services_run(&svc, "restart-pg"), 0);
-	put(&rows[0], "after", "z", 3);
-	write_ok(&t, rows, 1);
-	expect_row(&t, "after", "z", 3);
+	tu_put(&rows[0], "after", "z", 3);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_row(&t, "after", "z", 3);
 	PQfinish(admin);
 	admin = tu_pg_connect(svc.pg_url);
 	sl_buf_free(&value);
@@ -704,15 +580,15 @@ static void test_frozen(void **state)
 	sl_buf value = SL_BUF_INIT(64);
 	(void)state;
 
-	put(&rows[0], "warm", "1", 1);
-	write_ok(&t, rows, 1);
-	expect_row(&t, "warm", "1", 1);
+	tu_put(&rows[0], "warm", "1", 1);
+	tu_write_ok(&t, rows, 1);
+	tu_expect_row(&t, "warm", "1", 1);
 	n_pids = pg_pids(pids, 256);
 	assert_true(n_pids > 2);
 
 	signal_all(pids, n_pids, SIGSTOP);
-	put(&rows[0], "frozen1", "x", 2);
-	put(&rows[1], "frozen2", "y", 2);
+	tu_put(&rows[0], "frozen1", "x", 2);
+	tu_put(&rows[1], "frozen2", "y", 2);
 	start = sl_clock_mono_ns();
 	write_rc = t.ops->write(t.impl, rows, 2);
 	write_ms = (sl_clock_mono_ns() - start) / 1000000;
@@ -736,10 +612,10 @@ static void test_frozen(void **state)
 	assert_true(get_ms < 5000);
 	assert_true(again_ms < 5000);
 
-	write_ok(&t, rows, 2);
-	expect_flags(&rows[0], 1, 0, 1);
-	expect_row(&t, "frozen1", "x", 2);
-	expect_row(&t, "warm", "1", 1);
+	tu_write_ok(&t, rows, 2);
+	tu_expect_flags(&rows[0], 1, 0, 1);
+	tu_expect_row(&t, "frozen1", "x", 2);
+	tu_expect_row(&t, "warm", "1", 1);
 	sl_buf_free(&value);
 	t.ops->close(t.impl);
 }

@@ -50,9 +50,10 @@ static void check_config(const cli_engine_config *c)
 		die("a string the config does not own, or an empty one");
 	if (c->listen == NULL || e->wal_dir == NULL)
 		die("a config without a listen address or a WAL directory");
-	if (e->l3_type == SL_L3_STORE        ? e->l3_dir == NULL || e->l3_namespace == NULL
-	    : e->l3_type == SL_L3_POSTGRESQL ? e->l3_url == NULL || e->l3_table == NULL
-	                                     : 1)
+	if (e->l3_type == SL_L3_STORE ? e->l3_dir == NULL || e->l3_namespace == NULL
+	    : e->l3_type == SL_L3_POSTGRESQL || e->l3_type == SL_L3_MYSQL
+	            ? e->l3_url == NULL || e->l3_table == NULL
+	            : 1)
 		die("an L3 type without its settings");
 	if (c->threads < 1 || c->threads > 256)
 		die("[server] threads out of range");
