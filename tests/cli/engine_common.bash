@@ -3,7 +3,7 @@
 # kernel picks, and the load harness (tests/tools/engine_load.c).
 #
 #   engine_config FILE WALDIR L3... [EXTRA TOML LINES]
-#       L3: "store DIR NS" or "postgresql URL TABLE"
+#       L3: "store DIR NS", "postgresql URL TABLE" or "mysql URL TABLE"
 #   start_engine CONFIG      sets ENGINE_PID, EPORT, EMPORT, EURL; log in $TMP/engine.log
 #   stop_engine [SIGNAL]
 #   engine_status CONFIG     `sluice engine status --json` on EPORT
