@@ -7,7 +7,8 @@
  *
  * L3 is `store` (a fresh store under DIR, namespace "engine", the
  * engine's default), `pg` (a fresh table in the PostgreSQL at
- * $SLUICE_PG_URL) or `null` (a tier in this file that takes every batch
+ * $SLUICE_PG_URL), `mysql` (a fresh table in the MariaDB at
+ * $SLUICE_MYSQL_URL) or `null` (a tier in this file that takes every batch
  * at once and holds nothing: what the engine costs without L3's work).
  * Keys are 32 bytes ("b/TTT/" and 26 digits: thread, number), values 256
  * random bytes. Per-call latencies are taken with clock_gettime around
@@ -51,6 +52,8 @@
  *       sl_batch_put and sl_batch_commit, 1000 a commit, into a fresh
  *       mutable namespace; pg: a binary COPY of 1000 rows per statement,
  *       each its own transaction, into a plain table with the engine's
+ *       columns; mysql: a multi-row INSERT of 1000 rows per statement, each
+ *       its own transaction, into a plain InnoDB table with the tier's
  *       columns), then the same rows submitted at memory to a fresh engine
  *       and timed until sl_engine_flush returns: end to end, and the
  *       drain alone (the rows it wrote after the last submit returned,
@@ -75,8 +78,10 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <mysql.h>
 
 #include "engine/engine_internal.h"
+#include "engine/mysql_url.h"
 #include "sluice/engine.h"
 #include "sluice/store.h"
 
@@ -256,24 +261,27 @@ static const sl_tier_ops null_ops = {.name = "null",
 /* --------------------------------------------------------------- engines */
 
 typedef struct bench_l3 {
-	const char *kind; /* store, pg, null */
+	const char *kind; /* store, pg, mysql, null */
 	char wal[4096];
 	char dir[4096];  /* store */
 	char table[64];  /* pg */
-	const char *url; /* pg */
+	const char *url; /* pg, mysql */
 } bench_l3;
 
 static void l3_setup(bench_l3 *b, const char *dir, const char *kind, const char *name)
 {
 	memset(b, 0, sizeof(*b));
-	if (strcmp(kind, "store") != 0 && strcmp(kind, "pg") != 0 && strcmp(kind, "null") != 0)
-		die("L3 is store, pg or null, not %s", kind);
+	if (strcmp(kind, "store") != 0 && strcmp(kind, "pg") != 0 && strcmp(kind, "mysql") != 0 &&
+	    strcmp(kind, "null") != 0)
+		die("L3 is store, pg, mysql or null, not %s", kind);
 	b->kind = kind;
 	snprintf(b->wal, sizeof(b->wal), "%s/%s-%ld-wal", dir, name, (long)getpid());
 	snprintf(b->dir, sizeof(b->dir), "%s/%s-%ld-l3", dir, name, (long)getpid());
 	snprintf(b->table, sizeof(b->table), "eb_%s_%ld", name, (long)getpid());
 	if (strcmp(kind, "pg") == 0 && (b->url = getenv("SLUICE_PG_URL")) == NULL)
 		die("L3 pg needs SLUICE_PG_URL");
+	if (strcmp(kind, "mysql") == 0 && (b->url = getenv("SLUICE_MYSQL_URL")) == NULL)
+		die("L3 mysql needs SLUICE_MYSQL_URL");
 }
 
 static sl_engine *engine_open(const bench_l3 *b, uint64_t l1_budget)
@@ -284,8 +292,8 @@ static sl_engine *engine_open(const bench_l3 *b, uint64_t l1_budget)
 	c.wal_dir = b->wal;
 	c.wal_max_bytes = BIG_WAL;
 	c.l1_budget_bytes = l1_budget;
-	if (strcmp(b->kind, "pg") == 0) {
-		c.l3_type = SL_L3_POSTGRESQL;
+	if (strcmp(b->kind, "pg") == 0 || strcmp(b->kind, "mysql") == 0) {
+		c.l3_type = strcmp(b->kind, "pg") == 0 ? SL_L3_POSTGRESQL : SL_L3_MYSQL;
 		c.l3_url = b->url;
 		c.l3_table = b->table;
 	} else {
@@ -832,6 +840,57 @@ static double plain_pg(const bench_l3 *b, uint64_t rows)
 	return s;
 }
 
+/* A multi-row INSERT of 1000 rows per statement, each its own transaction
+ * (autocommit), into a plain InnoDB table with the tier's columns, the
+ * rows escaped as the tier escapes them. */
+static double plain_mysql(const bench_l3 *b, uint64_t rows)
+{
+	sl_mysql_url u;
+	MYSQL *m = mysql_init(NULL);
+	sl_buf sql = SL_BUF_INIT(SIZE_MAX);
+	char key[KEY_LEN], esc[2 * VALUE_LEN + 1];
+	uint8_t value[VALUE_LEN];
+	fill_random(value, sizeof(value), 5);
+	check(sl_mysql_url_parse(&u, b->url), "MariaDB url");
+	mysql_options(m, MYSQL_SET_CHARSET_NAME, "binary");
+	if (mysql_real_connect(m, u.host, u.user, u.password, u.database, u.port, NULL, 0) == NULL)
+		die("MariaDB: %s", mysql_error(m));
+	check(sl_buf_printf(&sql,
+	                    "CREATE TABLE plain_%s (`key` VARBINARY(1024) NOT NULL PRIMARY KEY,"
+	                    " value LONGBLOB NULL, version BIGINT NOT NULL, deleted BOOL NOT NULL"
+	                    " DEFAULT 0, updated_at DATETIME(6) NOT NULL DEFAULT"
+	                    " CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+	                    b->table),
+	      "sql");
+	if (mysql_real_query(m, (const char *)sql.data, sql.len) != 0)
+		die("MariaDB: %s", mysql_error(m));
+	uint64_t t0 = now_ns();
+	for (uint64_t i = 0; i < rows;) {
+		sl_buf_reset(&sql);
+		check(sl_buf_printf(&sql,
+		                    "INSERT INTO plain_%s (`key`, value, version, deleted,"
+		                    " updated_at) VALUES ",
+		                    b->table),
+		      "sql");
+		for (uint64_t k = 0; k < BATCH_ROWS && i < rows; k++, i++) {
+			make_key(key, 'b', 0, i);
+			stamp(value, i);
+			mysql_real_escape_string(m, esc, (const char *)value, VALUE_LEN);
+			check(sl_buf_printf(&sql,
+			                    "%s(_binary'%.*s',_binary'%s',%" PRIu64 ",0,NOW(6))",
+			                    k ? "," : "", KEY_LEN, key, esc, i + 1),
+			      "sql");
+		}
+		if (mysql_real_query(m, (const char *)sql.data, sql.len) != 0)
+			die("MariaDB: %s", mysql_error(m));
+	}
+	double s = (double)(now_ns() - t0) / 1e9;
+	mysql_close(m);
+	sl_mysql_url_clear(&u);
+	sl_buf_free(&sql);
+	return s;
+}
+
 /* Reads the keys straight from the L3 backend, bypassing the engine: a
  * second store handle (sl_store_get), or the tier's own SELECT by key,
  * prepared, binary results. */
@@ -974,10 +1033,12 @@ static int flush_rate(const char *dir, const char *kind, uint64_t rows)
 	char key[KEY_LEN];
 	uint8_t value[VALUE_LEN];
 	if (strcmp(kind, "null") == 0)
-		die("flush compares with a real backend: store or pg");
+		die("flush compares with a real backend: store, pg or mysql");
 
 	l3_setup(&b, dir, kind, "plain");
-	double plain_s = strcmp(kind, "pg") == 0 ? plain_pg(&b, rows) : plain_store(&b, rows);
+	double plain_s = strcmp(kind, "pg") == 0      ? plain_pg(&b, rows)
+	                 : strcmp(kind, "mysql") == 0 ? plain_mysql(&b, rows)
+	                                              : plain_store(&b, rows);
 
 	l3_setup(&b, dir, kind, "flush");
 	sl_submit_options_init(&o);
@@ -1045,6 +1106,6 @@ int main(int argc, char **argv)
 	        "usage: engine_bench timer | handoff | wal-limit DIR MIB | fsync-limit DIR SECONDS "
 	        "|\n"
 	        "       submit DIR L3 ACK THREADS AMOUNT | get DIR L3 KEYS |\n"
-	        "       flush DIR L3 ROWS | pg-steps DIR ROWS    (L3: store, pg or null)\n");
+	        "       flush DIR L3 ROWS | pg-steps DIR ROWS    (L3: store, pg, mysql or null)\n");
 	return 2;
 }

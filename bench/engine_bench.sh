@@ -18,13 +18,15 @@
 #   BENCH_ROWS=R        rows of the store's L3 flush runs (default 100,000:
 #                       below the store's first state flush)
 #   BENCH_PG_ROWS=R     rows of PostgreSQL's (default 300,000)
+#   BENCH_MYSQL_ROWS=R  rows of MariaDB's (default 200,000)
 #   BENCH_RECORD=0      print only; else the table is appended, with the
 #                       machine and revision, to bench/RESULTS.md
 #
 # What each mode of bench/engine_bench.c measures is at the top of that
 # file. L3 is a fresh store namespace (the default tier) unless a row says
 # PostgreSQL (scripts/services.sh starts a throwaway one, fsync off, on
-# loopback; skipped when it cannot start) or "no L3" (a tier that takes
+# loopback; skipped when it cannot start), MariaDB (the same, its InnoDB
+# log written at commit but not fsync'd) or "no L3" (a tier that takes
 # every batch at once: the engine's own cost). Each run gets a fresh
 # directory under one temporary directory on the same disk.
 set -euo pipefail
@@ -37,6 +39,7 @@ keys=${BENCH_KEYS:-100000}
 pg_keys=$((keys < 20000 ? keys : 20000))
 rows=${BENCH_ROWS:-100000}
 pg_rows=${BENCH_PG_ROWS:-300000}
+mysql_rows=${BENCH_MYSQL_ROWS:-200000}
 helper=$build/engine_bench
 src=$(cd "$(dirname "$0")/.." && pwd)
 results=$src/bench/RESULTS.md
@@ -267,6 +270,27 @@ if [ -n "$pg_version" ]; then
 fi
 stop_pg
 
+# ------------------------------------------------------------- MariaDB
+mysql_svc=
+stop_mysql() {
+	[ -z "$mysql_svc" ] || bash "$src/scripts/services.sh" stop "$mysql_svc" >/dev/null 2>&1 || true
+	mysql_svc=
+}
+if env=$(bash "$src/scripts/services.sh" start mysql 2>"$tmp/services-mysql.log"); then
+	eval "$env"
+	mysql_svc=$SLUICE_SERVICES_DIR
+	trap 'stop_mysql; cleanup' EXIT
+	mysql_version=$(mariadb --no-defaults -h 127.0.0.1 -P "$SLUICE_MYSQL_PORT" -u sluice -N -B \
+		-e 'SELECT VERSION()' 2>/dev/null || echo "?")
+	echo "MariaDB $mysql_version at $SLUICE_MYSQL_URL" >&2
+	flush_rows mysql "MariaDB" "$mysql_rows"
+	stop_mysql
+else
+	cat "$tmp/services-mysql.log" >&2
+	echo "MariaDB did not start (its log above); its row is skipped" >&2
+	mysql_version=
+fi
+
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 header="| measurement | median of $repeat | best | p50 | p99 | goal | vs goal | limit or peer, same run | vs sync-engine (50x wanted) | notes |"
 rule="|---|---:|---:|---:|---:|---|---|---|---|---|"
@@ -302,13 +326,14 @@ thread costs, which a \`local\` submit pays at least once). The plain
 insert is the same rows into the same kind of backend: \`sl_batch_put\`
 and \`sl_batch_commit\`, 1000 a commit, into a fresh mutable namespace;
 or a binary COPY of 1000 rows a statement into a table with the tier's
-columns. The backend read alone is a second store handle's
+columns; or, for MariaDB, a multi-row INSERT of 1000 rows a statement
+(each its own transaction) into an InnoDB table with the tier's columns. The backend read alone is a second store handle's
 \`sl_store_get\`, or the tier's SELECT by key, prepared.
 EOF
 block=$(
 	echo "### Run of $date_utc"
 	echo
-	echo "Machine: $cores cores, $cpu_model, $mem_gib GiB; disk $fs; revision $revision${pg_version:+; PostgreSQL $pg_version}."
+	echo "Machine: $cores cores, $cpu_model, $mem_gib GiB; disk $fs; revision $revision${pg_version:+; PostgreSQL $pg_version}${mysql_version:+; MariaDB $mysql_version}."
 	echo "Load average at the start $load_start, at the end $load_end."
 	echo
 	echo "$header"
