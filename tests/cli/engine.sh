@@ -98,7 +98,7 @@ expect 1 "$SLUICE" engine serve --config "$TMP/bad.toml" -p 0 -m off
 expect_in "$ERR" "bad.toml:3: [wal] colour: unknown key" "unknown key"
 printf '[wal]\ndir = "%s"\n[l3]\ntype = "redis"\n' "$TMP/w2" >"$TMP/bad.toml"
 expect 1 "$SLUICE" engine serve --config "$TMP/bad.toml" -p 0 -m off
-expect_in "$ERR" '[l3] type: expected "store" or "postgresql"' "bad l3 type"
+expect_in "$ERR" '[l3] type: expected "store", "postgresql" or "mysql"' "bad l3 type"
 printf '[l3]\ntype = "store"\n' >"$TMP/bad.toml"
 expect 1 "$SLUICE" engine serve --config "$TMP/bad.toml" -p 0 -m off
 expect_in "$ERR" "[wal] dir: missing" "missing wal dir"
