@@ -17,7 +17,8 @@ typedef struct tu_services {
 	char pg_url[256];      /* "" unless pg was started */
 	char s3_endpoint[256]; /* "" unless s3 was started */
 	char mysql_url[256];   /* "" unless mysql was started */
-	int pg_port, s3_port, mysql_port;
+	char redis_url[256];   /* "" unless redis was started */
+	int pg_port, s3_port, mysql_port, redis_port;
 } tu_services;
 
 static inline const char *tu_services_script(void)
@@ -28,7 +29,7 @@ static inline const char *tu_services_script(void)
 	return path;
 }
 
-/* which: any of "pg", "s3", "mysql", space-separated. Returns 0 on
+/* which: any of "pg", "s3", "mysql", "redis", space-separated. Returns 0 on
  * success. */
 static inline int tu_services_start(tu_services *out, const char *which)
 {
@@ -52,6 +53,10 @@ static inline int tu_services_start(tu_services *out, const char *which)
 			snprintf(out->s3_endpoint, sizeof(out->s3_endpoint), "%s", v);
 		else if (strcmp(line, "export SLUICE_MYSQL_URL") == 0)
 			snprintf(out->mysql_url, sizeof(out->mysql_url), "%s", v);
+		else if (strcmp(line, "export SLUICE_REDIS_URL") == 0)
+			snprintf(out->redis_url, sizeof(out->redis_url), "%s", v);
+		else if (strcmp(line, "export SLUICE_REDIS_PORT") == 0)
+			out->redis_port = atoi(v);
 		else if (strcmp(line, "export SLUICE_MYSQL_PORT") == 0)
 			out->mysql_port = atoi(v);
 		else if (strcmp(line, "export SLUICE_PG_PORT") == 0)
@@ -65,7 +70,7 @@ static inline int tu_services_start(tu_services *out, const char *which)
 }
 
 /* action: "stop", "restart-pg", "stop-pg", "start-pg", "stop-mysql",
- * "start-mysql", "crash-mysql". */
+ * "start-mysql", "crash-mysql", "kill-redis", "start-redis". */
 static inline int tu_services_run(const tu_services *s, const char *action)
 {
 	char cmd[4096];

@@ -105,7 +105,8 @@ int l2_url_parse(const char *url, l2_url_parts *out);
 
 /* The value's encoding in Redis (exposed for the tests and the fuzz
  * target): flags (kind, cache-only), version (8 bytes big-endian),
- * SHA-256 of the value, the value. Decode checks all of it. */
+ * SHA-256 of the flags, version and value, the value. Decode checks all
+ * of it. */
 int l2_encode(sl_buf *out, l2_kind kind, uint64_t version, int cache_only, const void *value,
               size_t value_len);
 int l2_decode(const uint8_t *data, size_t len, l2_kind *kind, uint64_t *version, int *cache_only,

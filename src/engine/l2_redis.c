@@ -4,8 +4,9 @@
  * speak its protocol all serve.
  *
  * Keys: PREFIX GEN ":" KEY, where GEN is L2's generation (below). The value
- * carries its version and the SHA-256 of its bytes (l2_encode), so a read
- * can tell a damaged copy and which version it is. Next to the keys,
+ * carries its kind, its version and a SHA-256 over those and its bytes
+ * (l2_encode), so a read can tell which version it is and refuses a copy
+ * damaged anywhere. Next to the keys,
  * PREFIX GEN "#seq" holds the number of the last pipeline the writer sent.
  *
  * Writes: callers queue them (copied) under their key's L1 shard lock, so
@@ -117,6 +118,21 @@ struct l2_cache {
 
 /* ------------------------------------------------------------ encoding */
 
+/* SHA-256 of the flags, the version and the value: a copy damaged
+ * anywhere is refused. */
+static int digest_of(sl_digest *out, const uint8_t header[9], const void *value, size_t len)
+{
+	sl_sha256_ctx *ctx;
+	int rc = sl_sha256_ctx_new(&ctx);
+	if (rc != SL_OK)
+		return rc;
+	sl_sha256_update(ctx, header, 9);
+	sl_sha256_update(ctx, len ? value : "", len);
+	sl_sha256_final(ctx, out);
+	sl_sha256_ctx_free(ctx);
+	return SL_OK;
+}
+
 int l2_encode(sl_buf *out, l2_kind kind, uint64_t version, int cache_only, const void *value,
               size_t value_len)
 {
@@ -126,10 +142,12 @@ int l2_encode(sl_buf *out, l2_kind kind, uint64_t version, int cache_only, const
 		value_len = 0;
 	header[0] = (uint8_t)((unsigned)kind | (cache_only ? FLAG_CACHE_ONLY : 0));
 	sl_be64_put(header + 1, version);
-	sl_sha256(&d, value_len ? value : "", value_len);
+	int rc = digest_of(&d, header, value, value_len);
+	if (rc != SL_OK)
+		return rc;
 	memcpy(header + 9, d.bytes, 32);
 	sl_buf_reset(out);
-	int rc = sl_buf_append(out, header, HEADER_LEN);
+	rc = sl_buf_append(out, header, HEADER_LEN);
 	if (rc == SL_OK && value_len)
 		rc = sl_buf_append(out, value, value_len);
 	return rc;
@@ -147,7 +165,9 @@ int l2_decode(const uint8_t *data, size_t len, l2_kind *kind, uint64_t *version,
 	if (k != L2_VALUE && len != HEADER_LEN)
 		return sl_error_set(SL_ECORRUPT, "an L2 tombstone or hole carries a value");
 	sl_digest d;
-	sl_sha256(&d, len > HEADER_LEN ? data + HEADER_LEN : (const uint8_t *)"", len - HEADER_LEN);
+	int rc = digest_of(&d, data, data + HEADER_LEN, len - HEADER_LEN);
+	if (rc != SL_OK)
+		return rc;
 	if (memcmp(d.bytes, data + 9, 32) != 0)
 		return sl_error_set(SL_ECORRUPT, "an L2 value does not match its digest");
 	*kind = (l2_kind)k;
