@@ -22,7 +22,7 @@ rcli() { redis-cli -p "$SLUICE_REDIS_PORT" "$@"; }
 cfg="$TMP/engine.toml"
 engine_config "$cfg" "$TMP/wal" store "$TMP/store" kv "[batch]" "ms = 20" \
 	"[l2]" "url = \"$SLUICE_REDIS_URL\"" "timeout_ms = 100" "connect_timeout_ms = 200" \
-	"[l1]" "budget_mb = 1"
+	"[l1]" "budget_mb = 1" "[breaker.l2]" "open_ms = 500"
 log="$TMP/acked.log"
 
 put() { # key value [header...] -> version
