@@ -291,6 +291,65 @@ else
 	mysql_version=
 fi
 
+# ------------------------------------------------------------- Redis (L2)
+# The engine's L2 writer and an L2 hit, next to redis-benchmark against the
+# same Redis in the same run: SET pipelined 64 deep (50 clients, its
+# default, and one client, as the engine's one writer connection), and
+# GET one at a time from one client (its p50 is one round trip).
+redis_svc=
+stop_redis() {
+	[ -z "$redis_svc" ] || bash "$src/scripts/services.sh" stop "$redis_svc" >/dev/null 2>&1 || true
+	redis_svc=
+}
+l2_helper=$build/l2_bench
+l2_writes=${BENCH_L2_WRITES:-500000}
+l2_gets=${BENCH_L2_GETS:-100000}
+if [ -x "$l2_helper" ] && env=$(bash "$src/scripts/services.sh" start redis 2>"$tmp/services-redis.log"); then
+	eval "$env"
+	redis_svc=$SLUICE_SERVICES_DIR
+	trap 'stop_redis; cleanup' EXIT
+	redis_version=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+	rb() { # redis-benchmark ARGS...: its last summary line
+		redis-benchmark -p "$SLUICE_REDIS_PORT" -d 256 -q "$@" 2>/dev/null | tr '\r' '\n' |
+			grep -E '^(SET|GET): [0-9]' | tail -1
+	}
+	set_50=$(rb -t set -n "$l2_writes" -P 64)
+	set_1=$(rb -t set -n "$l2_writes" -P 64 -c 1)
+	get_1=$(rb -t get -n "$l2_gets" -c 1)
+	echo "redis-benchmark: $set_50 | $set_1 | $get_1" >&2
+	set_50_rate=$(sed -n 's/^SET: \([0-9.]*\) requests.*/\1/p' <<<"$set_50")
+	set_1_rate=$(sed -n 's/^SET: \([0-9.]*\) requests.*/\1/p' <<<"$set_1")
+	get_p50_us=$(sed -n 's/.*p50=\([0-9.]*\) msec.*/\1/p' <<<"$get_1" | awk '{ print $1 * 1000 }')
+	d=$(fresh)
+	line=$("$l2_helper" write "$d" "$SLUICE_REDIS_URL" "$l2_writes" 256) || fail "l2_bench write failed"
+	rm -rf "$d"
+	echo "  $line" >&2
+	rate=$(kv "$line" per_s)
+	ratio=$(awk -v a="$rate" -v b="$set_50_rate" 'BEGIN { printf "%.2f", a / b }')
+	ratio_1=$(awk -v a="$rate" -v b="$set_1_rate" 'BEGIN { printf "%.2f", a / b }')
+	add_row "L2 write, 256 B, $(commas "$l2_writes") (the writer's pipelines)" "$(commas "$(num "$rate" 0)")/s" "-" "-" "-" \
+		">= 0.4 of redis-benchmark -P 64 SET" "$ratio ($ratio_1 of one client)" \
+		"redis-benchmark -P 64 SET $(commas "$(num "$set_50_rate" 0)")/s (50 clients), $(commas "$(num "$set_1_rate" 0)")/s (1)" "-" \
+		"submits alone $(commas "$(num "$(kv "$line" submit_per_s)" 0)")/s"
+	met=$(awk -v r="$ratio" 'BEGIN { print (r >= 0.4) }')
+	goal_lines+=("- L2 write: $(commas "$(num "$rate" 0)")/s, $ratio of redis-benchmark -P 64 SET with 50 clients, $ratio_1 of it with one: $(verdict "$met")")
+	d=$(fresh)
+	line=$("$l2_helper" get "$d" "$SLUICE_REDIS_URL" "$l2_gets" 256) || fail "l2_bench get failed"
+	rm -rf "$d"
+	echo "  $line" >&2
+	p50=$(kv "$line" p50_us)
+	add_row "get, L2 hit, $(commas "$l2_gets") keys" "-" "-" "$(dur "$p50")" "$(dur "$(kv "$line" p99_us)")" \
+		"<= 2 round trips (2x redis-benchmark GET p50)" "$(num "$(awk -v a="$p50" -v b="$get_p50_us" 'BEGIN { print a / b }')" 2)x" \
+		"redis-benchmark GET p50 $(dur "$get_p50_us") (1 client)" "-" "$(kv "$line" l2_hits) L2 hits, $(kv "$line" gets_l1) from L1"
+	met=$(awk -v a="$p50" -v b="$get_p50_us" 'BEGIN { print (a <= 2 * b) }')
+	goal_lines+=("- get, L2 hit: p50 $(dur "$p50") against a round trip of $(dur "$get_p50_us"): $(verdict "$met")")
+	stop_redis
+else
+	cat "$tmp/services-redis.log" >&2 || true
+	echo "Redis did not start, or $l2_helper is not built; its rows are skipped" >&2
+	redis_version=
+fi
+
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 header="| measurement | median of $repeat | best | p50 | p99 | goal | vs goal | limit or peer, same run | vs sync-engine (50x wanted) | notes |"
 rule="|---|---:|---:|---:|---:|---|---|---|---|---|"
@@ -328,12 +387,16 @@ and \`sl_batch_commit\`, 1000 a commit, into a fresh mutable namespace;
 or a binary COPY of 1000 rows a statement into a table with the tier's
 columns; or, for MariaDB, a multi-row INSERT of 1000 rows a statement
 (each its own transaction) into an InnoDB table with the tier's columns. The backend read alone is a second store handle's
-\`sl_store_get\`, or the tier's SELECT by key, prepared.
+\`sl_store_get\`, or the tier's SELECT by key, prepared. The L2 rows
+(\`bench/l2_bench.c\`) write to L2 only, so they time L2's own path, next
+to \`redis-benchmark\` against the same throwaway Redis (no persistence) in
+the same run: SET pipelined 64 deep, and GET one at a time from one
+client, whose p50 is one round trip.
 EOF
 block=$(
 	echo "### Run of $date_utc"
 	echo
-	echo "Machine: $cores cores, $cpu_model, $mem_gib GiB; disk $fs; revision $revision${pg_version:+; PostgreSQL $pg_version}${mysql_version:+; MariaDB $mysql_version}."
+	echo "Machine: $cores cores, $cpu_model, $mem_gib GiB; disk $fs; revision $revision${pg_version:+; PostgreSQL $pg_version}${mysql_version:+; MariaDB $mysql_version}${redis_version:+; Redis $redis_version}."
 	echo "Load average at the start $load_start, at the end $load_end."
 	echo
 	echo "$header"

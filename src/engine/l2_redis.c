@@ -64,6 +64,7 @@
 #define IDLE_WAIT_MS    100
 #define SCAN_PAGE       "500"
 #define KEY_PREFIX_MAX  64
+#define KEY_HEAD_MAX    (KEY_PREFIX_MAX + 24)
 #define STATE_FILE      "l2_state"
 #define FLAG_CACHE_ONLY 0x10
 #define KIND_MASK       0x03
@@ -75,8 +76,9 @@ typedef struct queued {
 	int fill, cache_only;
 	l2_waiter *waiter;
 	size_t key_len, value_len;
-	char *key;      /* key_len bytes */
-	uint8_t *value; /* value_len bytes, or NULL */
+	const char *key;      /* key_len bytes, in data */
+	const uint8_t *value; /* value_len bytes, in data after the key */
+	uint8_t data[];
 } queued;
 
 struct l2_cache {
@@ -122,14 +124,8 @@ struct l2_cache {
  * anywhere is refused. */
 static int digest_of(sl_digest *out, const uint8_t header[9], const void *value, size_t len)
 {
-	sl_sha256_ctx *ctx;
-	int rc = sl_sha256_ctx_new(&ctx);
-	if (rc != SL_OK)
-		return rc;
-	sl_sha256_update(ctx, header, 9);
-	sl_sha256_update(ctx, len ? value : "", len);
-	sl_sha256_final(ctx, out);
-	sl_sha256_ctx_free(ctx);
+	sl_bytes parts[2] = {{header, 9}, {value, len}};
+	sl_sha256_parts(out, parts, len ? 2 : 1);
 	return SL_OK;
 }
 
@@ -288,13 +284,16 @@ static void distrust(l2_cache *c)
 		sl_metric_set(c->m_trusted, 0);
 }
 
-static int key_of(const l2_cache *c, uint64_t generation, const char *key, size_t key_len,
-                  sl_buf *out)
+/* PREFIX GEN ":", the head of every key of a generation. */
+static size_t key_head(const l2_cache *c, uint64_t generation, char out[KEY_HEAD_MAX])
+{
+	return (size_t)snprintf(out, KEY_HEAD_MAX, "%s%" PRIu64 ":", c->prefix, generation);
+}
+
+static int key_of(const char *head, size_t head_len, const char *key, size_t key_len, sl_buf *out)
 {
 	sl_buf_reset(out);
-	char head[KEY_PREFIX_MAX + 32];
-	int n = snprintf(head, sizeof(head), "%s%" PRIu64 ":", c->prefix, generation);
-	int rc = sl_buf_append(out, head, (size_t)n);
+	int rc = sl_buf_append(out, head, head_len);
 	return rc == SL_OK ? sl_buf_append(out, key, key_len) : rc;
 }
 
@@ -504,7 +503,8 @@ int l2_get(l2_cache *c, const char *key, size_t key_len, uint64_t hash, sl_buf *
 	if (!sl_breaker_allow(c->o.breaker, mono_ms()))
 		return sl_error_set(SL_EIO, "L2's breaker is open");
 	sl_buf k = SL_BUF_INIT(SIZE_MAX);
-	int rc = key_of(c, generation_of(state), key, key_len, &k);
+	char head[KEY_HEAD_MAX];
+	int rc = key_of(head, key_head(c, generation_of(state), head), key, key_len, &k);
 	if (rc != SL_OK) {
 		sl_buf_free(&k);
 		return rc;
@@ -564,8 +564,6 @@ int l2_get(l2_cache *c, const char *key, size_t key_len, uint64_t hash, sl_buf *
 
 static void queued_free(queued *q)
 {
-	sl_free(q->key);
-	sl_free(q->value);
 	sl_free(q);
 }
 
@@ -576,17 +574,20 @@ int l2_enqueue(l2_cache *c, const l2_write *w, l2_waiter *waiter)
 		waiter->rc = SL_OK;
 		waiter->error[0] = '\0';
 	}
-	queued *q = sl_calloc(1, sizeof(*q));
+	size_t value_len = w->kind == L2_VALUE ? w->value_len : 0;
+	queued *q = sl_malloc(sizeof(*q) + w->key_len + value_len);
 	int rc = SL_ENOMEM;
-	if (q == NULL || (q->key = sl_malloc(w->key_len ? w->key_len : 1)) == NULL ||
-	    (w->kind == L2_VALUE && w->value_len && (q->value = sl_malloc(w->value_len)) == NULL))
+	if (q == NULL)
 		goto dropped;
-	memcpy(q->key, w->key, w->key_len);
-	if (q->value)
-		memcpy(q->value, w->value, w->value_len);
+	memset(q, 0, sizeof(*q));
+	memcpy(q->data, w->key, w->key_len);
+	if (value_len)
+		memcpy(q->data + w->key_len, w->value, value_len);
+	q->key = (const char *)q->data;
+	q->value = value_len ? q->data + w->key_len : NULL;
 	q->kind = w->kind;
 	q->key_len = w->key_len;
-	q->value_len = w->kind == L2_VALUE ? w->value_len : 0;
+	q->value_len = value_len;
 	q->hash = w->hash;
 	q->version = w->version;
 	q->ttl_ms = w->ttl_ms ? w->ttl_ms : c->o.default_ttl_ms;
@@ -641,10 +642,10 @@ int l2_wait(l2_cache *c, l2_waiter *waiter)
 }
 
 /* Appends one write's SET to the pipeline. */
-static int append_set(l2_cache *c, redisContext *conn, const queued *q, uint64_t generation,
+static int append_set(redisContext *conn, const queued *q, const char *head, size_t head_len,
                       sl_buf *k, sl_buf *v)
 {
-	int rc = key_of(c, generation, q->key, q->key_len, k);
+	int rc = key_of(head, head_len, q->key, q->key_len, k);
 	if (rc == SL_OK)
 		rc = l2_encode(v, q->kind, q->version, q->cache_only, q->value, q->value_len);
 	if (rc != SL_OK)
@@ -681,8 +682,10 @@ static int send_pipeline(l2_cache *c, queued *batch)
 		rc = sl_error_set(SL_EIO, "L2 is starting a new generation");
 	sl_buf k = SL_BUF_INIT(SIZE_MAX), v = SL_BUF_INIT(SIZE_MAX);
 	size_t n = 0;
+	char head[KEY_HEAD_MAX];
+	size_t head_len = key_head(c, generation_of(state), head);
 	for (queued *q = batch; rc == SL_OK && q; q = q->next, n++)
-		rc = append_set(c, c->wconn, q, generation_of(state), &k, &v);
+		rc = append_set(c->wconn, q, head, head_len, &k, &v);
 	uint64_t seq = c->sent_seq + 1;
 	if (rc == SL_OK) {
 		char key[KEY_PREFIX_MAX + 40], num[24];
