@@ -81,7 +81,7 @@
 #include <mysql.h>
 
 #include "engine/engine_internal.h"
-#include "engine/mysql_url.h"
+#include "engine/server_url.h"
 #include "sluice/engine.h"
 #include "sluice/store.h"
 
@@ -845,13 +845,13 @@ static double plain_pg(const bench_l3 *b, uint64_t rows)
  * rows escaped as the tier escapes them. */
 static double plain_mysql(const bench_l3 *b, uint64_t rows)
 {
-	sl_mysql_url u;
+	sl_server_url u;
 	MYSQL *m = mysql_init(NULL);
 	sl_buf sql = SL_BUF_INIT(SIZE_MAX);
 	char key[KEY_LEN], esc[2 * VALUE_LEN + 1];
 	uint8_t value[VALUE_LEN];
 	fill_random(value, sizeof(value), 5);
-	check(sl_mysql_url_parse(&u, b->url), "MariaDB url");
+	check(sl_server_url_parse(&u, b->url, &sl_server_url_mysql), "MariaDB url");
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "binary");
 	if (mysql_real_connect(m, u.host, u.user, u.password, u.database, u.port, NULL, 0) == NULL)
 		die("MariaDB: %s", mysql_error(m));
@@ -886,7 +886,7 @@ static double plain_mysql(const bench_l3 *b, uint64_t rows)
 	}
 	double s = (double)(now_ns() - t0) / 1e9;
 	mysql_close(m);
-	sl_mysql_url_clear(&u);
+	sl_server_url_clear(&u);
 	sl_buf_free(&sql);
 	return s;
 }

@@ -94,7 +94,7 @@
 #include <errmsg.h>
 #include <mysql.h>
 
-#include "engine/mysql_url.h"
+#include "engine/server_url.h"
 #include "engine/tier.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u
@@ -133,7 +133,7 @@ enum { OLD_NONE = 0, OLD_LIVE = 1, OLD_DELETED = 2 };
 
 typedef struct my_tier {
 	unsigned timeout_ms;
-	sl_mysql_url url;
+	sl_server_url url;
 	char *name;         /* the table, a plain identifier */
 	size_t packet_max;  /* bytes of one statement, from max_allowed_packet */
 	my_conn drain;      /* write, scan_live, scan_items, position */
@@ -793,7 +793,7 @@ static int tier_position(void *impl, sl_digest *out)
 static int check_name(const char *name)
 {
 	size_t len = name ? strlen(name) : 0;
-	int ok = len > 0 && len <= SL_MYSQL_IDENT_MAX && !(name[0] >= '0' && name[0] <= '9');
+	int ok = len > 0 && len <= SL_SERVER_IDENT_MAX && !(name[0] >= '0' && name[0] <= '9');
 	for (size_t i = 0; ok && i < len; i++)
 		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
 		     (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
@@ -801,7 +801,7 @@ static int check_name(const char *name)
 		return sl_error_set(SL_EINVAL,
 		                    "MariaDB L3: bad table name '%s' (want a plain SQL identifier:"
 		                    " letters, digits, _, at most %d; the database is the url's)",
-		                    name ? name : "(null)", SL_MYSQL_IDENT_MAX);
+		                    name ? name : "(null)", SL_SERVER_IDENT_MAX);
 	if (strcasecmp(name, META) == 0)
 		return sl_error_set(SL_EINVAL, "MariaDB L3: table name '%s' is reserved", name);
 	return SL_OK;
@@ -939,7 +939,7 @@ static void tier_close(void *impl)
 	drop(&t->reader);
 	pthread_mutex_destroy(&t->drain.lock);
 	pthread_mutex_destroy(&t->reader.lock);
-	sl_mysql_url_clear(&t->url);
+	sl_server_url_clear(&t->url);
 	sl_buf_free(&t->sql);
 	sl_free(t->refs);
 	sl_free(t->old_state);
@@ -976,7 +976,7 @@ int sl_tier_mysql_open(sl_tier *out, const char *url, const char *table, unsigne
 	t->reader.read_only = 1;
 	t->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
 	sl_buf_init(&t->sql, SIZE_MAX);
-	if ((rc = sl_mysql_url_parse(&t->url, url)) != SL_OK)
+	if ((rc = sl_server_url_parse(&t->url, url, &sl_server_url_mysql)) != SL_OK)
 		goto fail;
 	if ((t->name = sl_strdup(table)) == NULL) {
 		rc = SL_ENOMEM;
