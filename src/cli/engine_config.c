@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 #include "cli/engine_config.h"
 #include "cli/toml.h"
-#include "engine/l2.h"
+#include "engine/server_url.h"
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -199,9 +199,10 @@ static int check(const cli_engine_config *c, const char *name)
 		return sl_error_set(SL_EINVAL, "%s: [l3] type \"postgresql\" needs url and table",
 		                    name);
 	if (e->l2_url) {
-		l2_url_parts parts;
-		if (l2_url_parse(e->l2_url, &parts) != SL_OK)
+		sl_server_url parts;
+		if (sl_server_url_parse(&parts, e->l2_url, &sl_server_url_redis) != SL_OK)
 			return sl_error_wrap("%s: [l2] url", name);
+		sl_server_url_clear(&parts);
 	}
 	if (e->l3_type == SL_L3_MYSQL && (e->l3_url == NULL || e->l3_table == NULL))
 		return sl_error_set(SL_EINVAL, "%s: [l3] type \"mysql\" needs url and table", name);

@@ -16,7 +16,7 @@
 typedef struct l2_cache l2_cache;
 
 typedef struct l2_options {
-	const char *url;             /* redis://HOST:PORT[/DB] */
+	const char *url;             /* engine/server_url.h, sl_server_url_redis */
 	const char *prefix;          /* of every key L2 writes */
 	const char *state_dir;       /* where DIR/l2_state lives (the WAL's) */
 	unsigned timeout_ms;         /* each command */
@@ -91,17 +91,6 @@ typedef struct l2_stats {
 } l2_stats;
 
 void l2_stats_get(l2_cache *c, l2_stats *out);
-
-typedef struct l2_url_parts {
-	char host[256];
-	int port; /* default 6379 */
-	int db;   /* default 0 */
-	char user[128], password[128];
-} l2_url_parts;
-
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], user and password
- * percent-decoded. SL_EINVAL naming what is wrong. */
-int l2_url_parse(const char *url, l2_url_parts *out);
 
 /* The value's encoding in Redis (exposed for the tests and the fuzz
  * target): flags (kind, cache-only), version (8 bytes big-endian),

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "engine/l2.h"
+#include "engine/server_url.h"
 
 #define HEADER_LEN      (1 + 8 + 32)
 #define PENDING_SLOTS   65536u
@@ -84,7 +85,7 @@ typedef struct queued {
 struct l2_cache {
 	l2_options o;
 	char *prefix, *state_path;
-	l2_url_parts url;
+	sl_server_url url;
 	sl_metrics *metrics;
 
 	/* the queue: appended by callers, taken by the writer */
@@ -171,88 +172,6 @@ int l2_decode(const uint8_t *data, size_t len, l2_kind *kind, uint64_t *version,
 	*cache_only = (data[0] & FLAG_CACHE_ONLY) != 0;
 	*value = data + HEADER_LEN;
 	*value_len = len - HEADER_LEN;
-	return SL_OK;
-}
-
-/* ----------------------------------------------------------------- url */
-
-static int percent_copy(char *out, size_t cap, const char *s, size_t n)
-{
-	size_t j = 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-		if (ch == '%') {
-			uint8_t b;
-			size_t bl;
-			if (i + 2 >= n || sl_hex_decode(&b, 1, &bl, s + i + 1, 2) != SL_OK)
-				return -1;
-			ch = (char)b;
-			i += 2;
-		}
-		if (ch == '\0' || j + 1 >= cap)
-			return -1;
-		out[j++] = ch;
-	}
-	out[j] = '\0';
-	return 0;
-}
-
-int l2_url_parse(const char *s, l2_url_parts *out)
-{
-	memset(out, 0, sizeof(*out));
-	const char *scheme = "redis://";
-	if (s == NULL || strncmp(s, scheme, strlen(scheme)) != 0)
-		return sl_error_set(SL_EINVAL, "an L2 url starts with redis://, not '%.60s'",
-		                    s ? s : "");
-	const char *p = s + strlen(scheme);
-	const char *at = strchr(p, '@');
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-		const char *user_end = colon ? colon : at;
-		if (percent_copy(out->user, sizeof(out->user), p, (size_t)(user_end - p)) != 0 ||
-		    (colon && percent_copy(out->password, sizeof(out->password), colon + 1,
-		                           (size_t)(at - colon - 1)) != 0))
-			return sl_error_set(SL_EINVAL,
-			                    "the L2 url's user or password is malformed");
-		p = at + 1;
-	}
-	const char *slash = strchr(p, '/');
-	const char *host_end = slash ? slash : p + strlen(p);
-	const char *colon = NULL;
-	for (const char *q = p; q < host_end; q++)
-		if (*q == ':')
-			colon = q;
-	const char *hend = colon ? colon : host_end;
-	if (hend == p || (size_t)(hend - p) >= sizeof(out->host))
-		return sl_error_set(SL_EINVAL, "the L2 url has no host, or one too long");
-	memcpy(out->host, p, (size_t)(hend - p));
-	out->host[hend - p] = '\0';
-	for (const char *q = out->host; *q; q++)
-		if (*q == '@' || *q == '/' || *q == ' ')
-			return sl_error_set(SL_EINVAL, "the L2 url's host '%s' is malformed",
-			                    out->host);
-	out->port = 6379;
-	if (colon) {
-		long port = 0;
-		if (colon + 1 == host_end)
-			return sl_error_set(SL_EINVAL, "the L2 url has an empty port");
-		for (const char *q = colon + 1; q < host_end; q++) {
-			if (*q < '0' || *q > '9' || (port = port * 10 + (*q - '0')) > 65535)
-				return sl_error_set(SL_EINVAL,
-				                    "the L2 url's port is not 1 to 65535");
-		}
-		if (port == 0)
-			return sl_error_set(SL_EINVAL, "the L2 url's port is not 1 to 65535");
-		out->port = (int)port;
-	}
-	if (slash && slash[1]) {
-		long db = 0;
-		for (const char *q = slash + 1; *q; q++)
-			if (*q < '0' || *q > '9' || (db = db * 10 + (*q - '0')) > 1000000)
-				return sl_error_set(SL_EINVAL,
-				                    "the L2 url's database is not a number");
-		out->db = (int)db;
-	}
 	return SL_OK;
 }
 
@@ -476,14 +395,14 @@ static int ensure_conn(l2_cache *c, redisContext **conn)
 	}
 	redisEnableKeepAlive(*conn);
 	int rc = SL_OK;
-	if (c->url.password[0]) {
+	if (c->url.password != NULL && c->url.password[0]) {
 		const char *a2[] = {"AUTH", c->url.password};
 		const char *a3[] = {"AUTH", c->url.user, c->url.password};
-		rc = c->url.user[0] ? simple_ok(c, conn, 3, a3) : simple_ok(c, conn, 2, a2);
+		rc = c->url.user ? simple_ok(c, conn, 3, a3) : simple_ok(c, conn, 2, a2);
 	}
 	if (rc == SL_OK && c->url.db) {
 		char db[16];
-		snprintf(db, sizeof(db), "%d", c->url.db);
+		snprintf(db, sizeof(db), "%u", c->url.db);
 		const char *a[] = {"SELECT", db};
 		rc = simple_ok(c, conn, 2, a);
 	}
@@ -887,6 +806,7 @@ static void free_all(l2_cache *c)
 	sl_free((void *)c->pending);
 	sl_free(c->prefix);
 	sl_free(c->state_path);
+	sl_server_url_clear(&c->url);
 	sl_free(c);
 }
 
@@ -932,7 +852,7 @@ int l2_open(l2_cache **out, const l2_options *o)
 	pthread_mutex_init(&c->read_lock, NULL);
 	pthread_mutex_init(&c->error_lock, NULL);
 	snprintf(c->scan_cursor, sizeof(c->scan_cursor), "0");
-	int rc = l2_url_parse(o->url, &c->url);
+	int rc = sl_server_url_parse(&c->url, o->url, &sl_server_url_redis);
 	if (rc == SL_OK &&
 	    ((c->prefix = sl_strdup(o->prefix)) == NULL ||
 	     (c->state_path = sl_strdup_printf("%s/%s", o->state_dir, STATE_FILE)) == NULL ||
@@ -948,7 +868,7 @@ int l2_open(l2_cache **out, const l2_options *o)
 			c->writer_started = 1;
 	}
 	if (rc != SL_OK) {
-		sl_error_wrap("open L2 (%s)", o->url ? o->url : "");
+		sl_error_wrap("open L2"); /* not the url: it may hold a password */
 		free_all(c);
 		return rc;
 	}

@@ -2,7 +2,8 @@
  * The engine's config file: the circuit breakers' and retry policies'
  * tables ([breaker.l3], [breaker.l2], [retry.*]) land in the engine's
  * config, [l3] max_attempts and [retry.batch_write] max_attempts are one
- * setting, and bad values are refused naming the table and key.
+ * setting, and bad values are refused naming the table and key (a bad
+ * [l2] url at parse time, without repeating its password).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,6 +80,20 @@ static void test_bad_values(void **state)
 	expect_bad(HEAD "[breaker.l4]\n", "unknown table");
 	expect_bad(HEAD "[retry.query]\nbase_ms = 500\nmax_ms = 100\n", "[retry.query] max_ms");
 	expect_bad(HEAD "[retry.drain]\nmax_attempts = 3\n", "unknown key");
+	expect_bad(HEAD "[l2]\nurl = \"redis://:hunter2@h:99999\"\n",
+	           "[l2] url: L2 url: a bad port");
+	assert_null(strstr(sl_error_last()->message, "hunter2"));
+	expect_bad(HEAD "[l2]\nurl = \"redis://h/x\"\n", "[l2] url: L2 url: a database");
+	expect_bad(HEAD "[l2]\nurl = \"mysql://u@h/d\"\n", "does not start with redis://");
+}
+
+static void test_l2_url(void **state)
+{
+	(void)state;
+	cli_engine_config c;
+	assert_ok(parse(&c, HEAD "[l2]\nurl = \"redis://:pw@h:1/3\"\n"));
+	assert_string_equal(c.engine.l2_url, "redis://:pw@h:1/3");
+	cli_engine_config_free(&c);
 }
 
 int main(void)
@@ -86,6 +101,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_breaker_and_retry_tables),
 	        cmocka_unit_test(test_bad_values),
+	        cmocka_unit_test(test_l2_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
