@@ -45,17 +45,6 @@ static int bad(const sl_server_url_form *f, const char *what)
 	return sl_error_set(SL_EINVAL, "%s: %s (want %s)", f->what, what, f->usage);
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* [s, s + len) percent-decoded into a new string. */
 static int decode(char **out, const char *s, size_t len, const char *what,
                   const sl_server_url_form *f)
@@ -66,23 +55,23 @@ static int decode(char **out, const char *s, size_t len, const char *what,
 	if (d == NULL)
 		return SL_ENOMEM;
 	for (size_t i = 0; i < len; i++) {
-		int hi, lo;
+		uint8_t byte;
+		size_t byte_len;
 		if (s[i] != '%') {
 			d[n++] = s[i];
 			continue;
 		}
-		if (i + 2 >= len || (hi = hex_digit(s[i + 1])) < 0 ||
-		    (lo = hex_digit(s[i + 2])) < 0) {
+		if (i + 2 >= len || sl_hex_decode(&byte, 1, &byte_len, s + i + 1, 2) != SL_OK) {
 			snprintf(msg, sizeof(msg), "bad percent escape in the %s", what);
 			sl_free(d);
-			return bad(f, msg);
+			return bad(f, msg); /* replaces the hex decoder's message */
 		}
-		if (hi == 0 && lo == 0) {
+		if (byte == 0) {
 			snprintf(msg, sizeof(msg), "%%00 in the %s", what);
 			sl_free(d);
 			return bad(f, msg);
 		}
-		d[n++] = (char)(hi << 4 | lo);
+		d[n++] = (char)byte;
 		i += 2;
 	}
 	d[n] = '\0';
@@ -139,10 +128,7 @@ static int parse_host_port(sl_server_url *u, const char *s, size_t len, const sl
 			return bad(f, "an IPv6 address without its ']'");
 		host = s + 1;
 		host_len = (size_t)(close - host);
-		for (size_t i = 0; i < host_len; i++)
-			if (hex_digit(host[i]) < 0 && host[i] != ':' && host[i] != '.')
-				return bad(f, "a bad IPv6 address");
-		if (host_len < 2)
+		if (host_len < 2 || strspn(host, "0123456789abcdefABCDEF:.") < host_len)
 			return bad(f, "a bad IPv6 address");
 		if (close + 1 < s + len) {
 			if (close[1] != ':')
