@@ -69,6 +69,13 @@ wait_until 10 older_copy_gone || fail "a write to L3 only left the older L2 copy
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Sluice-Tiers: l2' -H 'Sluice-Ack: l3' --data-binary x "$EURL/api/v0/kv/bad")" = 400 ] ||
 	fail "ack l3 on a write to L2 only was not refused"
 [ "$(code bad)" = 404 ] || fail "a refused write changed something"
+curl -sS "http://127.0.0.1:$EMPORT/metrics" >"$TMP/metrics"
+names=$(sed -n 's/^| `\(sluice_engine_l2_[a-z_0-9]*\)`.*/\1/p' "$SLUICE_SRC/docs/cli.md" | sort -u)
+[ -n "$names" ] || fail "docs/cli.md names no L2 metric"
+for m in $names; do
+	grep -q "^$m" "$TMP/metrics" || fail "metric $m is not emitted"
+done
+grep -q '^sluice_engine_breaker_state{backend="l2"}' "$TMP/metrics" || fail "L2's breaker has no metric"
 echo "engine_redis.sh: tiers: L2 only with a TTL, L3 only (a hole), both"
 
 # ------------------------------------------------ 2. Redis killed mid-load
