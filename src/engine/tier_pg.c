@@ -50,8 +50,10 @@
  * or one the server closed while idle (a restart), is replaced at the start
  * of the next call, so the tier comes back by itself with PostgreSQL.
  *
- * Threads: the drain connection serves write, scan_live and position, the
- * reader connection get; each has a mutex.
+ * Threads: the drain connection serves write, scan_live, scan_items and
+ * position, the reader connection get; each has a mutex. scan_items
+ * (the diff between engines) runs on a tier of its own, so its pages do
+ * not hold up the drain.
  */
 #include <errno.h>
 #include <limits.h>
@@ -102,6 +104,8 @@ enum {
 	SQL_GET,
 	SQL_SCAN,
 	SQL_SCAN_AFTER,
+	SQL_ITEMS,
+	SQL_ITEMS_AFTER,
 	SQL_POSITION,
 	SQL_N
 };
@@ -203,6 +207,15 @@ static int build_sql(pg_tier *t)
 	t->sql[SQL_SCAN_AFTER] =
 	        sl_strdup_printf("SELECT key FROM %s WHERE NOT deleted AND key COLLATE"
 	                         " \"C\" > $1 ORDER BY key COLLATE \"C\" LIMIT $2",
+	                         t->table);
+	/* the diff between engines: the digest is computed by PostgreSQL, so
+	 * a page carries 32 bytes a row whatever the values' size */
+	t->sql[SQL_ITEMS] = sl_strdup_printf("SELECT key, version, sha256(value) FROM %s WHERE NOT"
+	                                     " deleted ORDER BY key COLLATE \"C\" LIMIT $1",
+	                                     t->table);
+	t->sql[SQL_ITEMS_AFTER] =
+	        sl_strdup_printf("SELECT key, version, sha256(value) FROM %s WHERE NOT deleted AND"
+	                         " key COLLATE \"C\" > $1 ORDER BY key COLLATE \"C\" LIMIT $2",
 	                         t->table);
 	t->sql[SQL_POSITION] = sl_strdup_printf("SELECT (SELECT batches FROM %s WHERE tbl = %s),"
 	                                        " to_regclass(%s)::oid",
@@ -466,17 +479,21 @@ static int tier_get(void *impl, const char *key, size_t key_len, sl_buf *value, 
 	return rc;
 }
 
-static int tier_scan_live(void *impl, const char *after, size_t after_len, size_t limit,
-                          sl_tier_key_fn cb, void *ctx, size_t *n)
+/* One row of a scan page: i of res. */
+typedef int (*page_row_fn)(void *ctx, PGresult *res, int i);
+
+/* Keyset paging over the live rows after `after`: pages of at most
+ * SCAN_PAGE rows, so a result stays bounded; the first query of a scan
+ * from the start has no key to follow. */
+static int scan_pages(pg_tier *t, int sql_first, int sql_after, const char *after, size_t after_len,
+                      size_t limit, page_row_fn row, void *ctx, size_t *n)
 {
-	pg_tier *t = impl;
 	sl_buf last = SL_BUF_INIT(FIELD_MAX);
 	size_t done = 0, rows;
 	int rc = SL_OK, skip = after == NULL;
 
 	if (after != NULL && (rc = sl_buf_set(&last, after, after_len)) != SL_OK)
 		return rc;
-	/* pages of at most SCAN_PAGE rows, so a result stays bounded */
 	for (; rc == SL_OK && done < limit; done += rows) {
 		size_t page = limit - done < SCAN_PAGE ? limit - done : SCAN_PAGE;
 		char page_s[24];
@@ -485,14 +502,13 @@ static int tier_scan_live(void *impl, const char *after, size_t after_len, size_
 		sl_pg_call q;
 
 		snprintf(page_s, sizeof(page_s), "%zu", page);
-		sl_pg_call_init(&q, "scan", t->sql[skip ? SQL_SCAN : SQL_SCAN_AFTER]);
+		sl_pg_call_init(&q, "scan", t->sql[skip ? sql_first : sql_after]);
 		sl_pg_call_params(&q, 2 - skip, values + skip, lengths + skip, formats + skip);
 		if ((rc = sl_pg_run_locked(&t->drain, &q)) != SL_OK)
 			break;
 		rows = (size_t)PQntuples(q.res[0]);
 		for (size_t i = 0; i < rows && rc == SL_OK; i++)
-			rc = cb(ctx, PQgetvalue(q.res[0], (int)i, 0),
-			        (size_t)PQgetlength(q.res[0], (int)i, 0));
+			rc = row(ctx, q.res[0], (int)i);
 		if (rc == SL_OK && rows > 0)
 			rc = sl_buf_set(&last, PQgetvalue(q.res[0], (int)rows - 1, 0),
 			                (size_t)PQgetlength(q.res[0], (int)rows - 1, 0));
@@ -507,6 +523,43 @@ static int tier_scan_live(void *impl, const char *after, size_t after_len, size_
 	if (rc == SL_OK)
 		*n = done;
 	return rc;
+}
+
+typedef struct scan_cb {
+	sl_tier_key_fn key;
+	sl_tier_item_fn item;
+	void *ctx;
+} scan_cb;
+
+static int live_row(void *ctx, PGresult *res, int i)
+{
+	scan_cb *c = ctx;
+	return c->key(c->ctx, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+}
+
+static int item_row(void *ctx, PGresult *res, int i)
+{
+	scan_cb *c = ctx;
+	if (PQgetlength(res, i, 1) != 8 || PQgetlength(res, i, 2) != 32)
+		return sl_error_set(SL_ECORRUPT, "PostgreSQL L3 scan: unexpected column sizes");
+	return c->item(c->ctx, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0),
+	               sl_be64_get((const uint8_t *)PQgetvalue(res, i, 1)),
+	               (const uint8_t *)PQgetvalue(res, i, 2));
+}
+
+static int tier_scan_live(void *impl, const char *after, size_t after_len, size_t limit,
+                          sl_tier_key_fn cb, void *ctx, size_t *n)
+{
+	scan_cb c = {cb, NULL, ctx};
+	return scan_pages(impl, SQL_SCAN, SQL_SCAN_AFTER, after, after_len, limit, live_row, &c, n);
+}
+
+static int tier_scan_items(void *impl, const char *after, size_t after_len, size_t limit,
+                           sl_tier_item_fn cb, void *ctx, size_t *n)
+{
+	scan_cb c = {NULL, cb, ctx};
+	return scan_pages(impl, SQL_ITEMS, SQL_ITEMS_AFTER, after, after_len, limit, item_row, &c,
+	                  n);
 }
 
 static int tier_position(void *impl, sl_digest *out)
@@ -555,6 +608,7 @@ static const sl_tier_ops pg_ops = {.name = "postgresql",
                                    .write = tier_write,
                                    .get = tier_get,
                                    .scan_live = tier_scan_live,
+                                   .scan_items = tier_scan_items,
                                    .position = tier_position,
                                    .close = tier_close};
 

@@ -18,7 +18,10 @@
  * needs it, which is what keeps a batch of new keys as fast as plain puts.
  *
  * Two handles on the store: the drain's (write, scan, position) and the
- * readers' (get, behind a mutex).
+ * readers' (get, behind a mutex). scan_items, for the diff between
+ * engines, lists through the first and reads each value through the
+ * second; the diff opens a tier of its own, so it never runs beside the
+ * drain on one handle.
  */
 #include <pthread.h>
 #include <string.h>
@@ -142,8 +145,10 @@ typedef struct scan_args {
 	const char *after;
 	size_t after_len;
 	size_t limit, n;
-	sl_tier_key_fn cb;
+	sl_tier_key_fn cb;       /* scan_live */
+	sl_tier_item_fn on_item; /* scan_items */
 	void *ctx;
+	sl_buf value; /* scan_items: the row read back */
 } scan_args;
 
 #define SCAN_FULL 1 /* the page is full: stop the walk */
@@ -176,18 +181,61 @@ static int scan_one(void *ctx, const sl_key_entry *e)
 	return ++a->n >= a->limit ? SCAN_FULL : SL_OK;
 }
 
+/* A live row with its version and the digest of its value. The listing
+ * gives the digest of the stored bytes, header included, so the row is
+ * read back (through the reader: the walk holds the writer's read
+ * transaction). It may be newer than the listing; it is still a row L3
+ * held, and position() has moved, so a cached set is rebuilt. */
+static int scan_item_one(void *ctx, const sl_key_entry *e)
+{
+	scan_args *a = ctx;
+	stored_row row;
+	sl_digest digest;
+	int rc;
+
+	if (a->after && key_cmp(e->key, e->key_len, a->after, a->after_len) <= 0)
+		return SL_OK;
+	pthread_mutex_lock(&a->t->read_lock);
+	rc = read_row(a->t, a->t->reader, e->key, e->key_len, &a->value, &row);
+	pthread_mutex_unlock(&a->t->read_lock);
+	if (rc != SL_OK)
+		return rc;
+	if (!row.found || row.deleted)
+		return SL_OK;
+	sl_sha256(&digest, a->value.data + HEADER_LEN, a->value.len - HEADER_LEN);
+	if ((rc = a->on_item(a->ctx, e->key, e->key_len, row.version, digest.bytes)) != SL_OK)
+		return rc;
+	return ++a->n >= a->limit ? SCAN_FULL : SL_OK;
+}
+
 /* The store lists keys from the start of a prefix only, so a page skips
  * the keys up to `after`; the engine asks for large pages. */
 static int store_scan_live(void *impl, const char *after, size_t after_len, size_t limit,
                            sl_tier_key_fn cb, void *ctx, size_t *n)
 {
 	tier_store *t = impl;
-	scan_args a = {t, after, after_len, limit ? limit : SIZE_MAX, 0, cb, ctx};
+	scan_args a = {t,    after, after_len,     limit ? limit : SIZE_MAX, 0, cb,
+	               NULL, ctx,   SL_BUF_INIT(0)};
 	int rc = sl_store_list(t->writer, t->ns, NULL, 0, scan_one, &a);
 	if (rc == SCAN_FULL)
 		rc = SL_OK;
 	if (rc == SL_OK)
 		*n = a.n;
+	return rc;
+}
+
+static int store_scan_items(void *impl, const char *after, size_t after_len, size_t limit,
+                            sl_tier_item_fn cb, void *ctx, size_t *n)
+{
+	tier_store *t = impl;
+	scan_args a = {t,    after, after_len, limit ? limit : SIZE_MAX, 0,
+	               NULL, cb,    ctx,       SL_BUF_INIT(SIZE_MAX)};
+	int rc = sl_store_list(t->writer, t->ns, NULL, 0, scan_item_one, &a);
+	if (rc == SCAN_FULL)
+		rc = SL_OK;
+	if (rc == SL_OK)
+		*n = a.n;
+	sl_buf_free(&a.value);
 	return rc;
 }
 
@@ -223,6 +271,7 @@ static const sl_tier_ops store_ops = {.name = "store",
                                       .write = store_write,
                                       .get = store_get,
                                       .scan_live = store_scan_live,
+                                      .scan_items = store_scan_items,
                                       .position = store_position,
                                       .close = store_close};
 
