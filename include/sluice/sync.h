@@ -138,9 +138,55 @@ void sl_diff_peer_free(sl_diff_peer *p); /* NULL ok */
 /* Where it is, for messages: "127.0.0.1:8080 namespace x" or similar. */
 const char *sl_diff_peer_name(const sl_diff_peer *p);
 
+/* An answer about an id only on the peer, which the codec checked to hash
+ * to it; key and value borrow from the frame. */
+typedef struct sl_diff_answer {
+	const uint8_t *id;
+	const char *key;
+	size_t key_len;
+	const uint8_t *value; /* with values (a pull) only */
+	size_t value_len;
+} sl_diff_answer;
+
+typedef struct sl_diff_answers {
+	sl_diff_answer *found; /* owned (sl_free) */
+	size_t n_found;
+	const uint8_t *missing; /* n_missing ids, borrowed from the frame */
+	size_t n_missing;
+	size_t remaining; /* the last ids asked for, left for another request */
+} sl_diff_answers;
+
+/* How the ids only on the peer are asked for and its answer read: a
+ * node's items frames (docs/protocol.md, "Items request and frame"), or
+ * another kind's. decode checks the frame's form and that every answer
+ * hashes to its id (with values: that the value hashes to its digest),
+ * SL_ECORRUPT or SL_EVERIFY saying what failed; whether each answer was
+ * asked for is the diff's to check. */
+typedef struct sl_diff_codec {
+	int (*request)(sl_buf *out, int values, const uint8_t (*ids)[SL_ITEM_ID_LEN], size_t n);
+	int (*decode)(sl_diff_answers *out, int values, const uint8_t *frame, size_t len);
+} sl_diff_codec;
+
+/* A peer over HTTP that answers negentropy messages at reconcile_path and
+ * the codec's requests at items_path (paths from the root, e.g.
+ * "/api/v0/kv-reconcile"); otherwise like sl_diff_peer_http. */
+int sl_diff_peer_http_at(sl_diff_peer **out, const char *server, const char *reconcile_path,
+                         const char *items_path, const sl_diff_codec *codec, unsigned timeout_ms);
+
+/* The local side of a diff when it is not a store namespace: a set of
+ * items and the key each stands for. */
+typedef struct sl_diff_local {
+	sl_item_set set;
+	/* The key of an item of set; *key stays valid until the next call. */
+	int (*key_of)(void *ctx, const uint8_t id[SL_ITEM_ID_LEN], const char **key,
+	              size_t *key_len);
+	void *ctx;
+} sl_diff_local;
+
 typedef struct sl_diff_options {
 	sl_store *store; /* the local side */
 	const char *ns;
+	const sl_diff_local *local; /* instead of store and ns (no pull then) */
 	sl_diff_peer *peer;
 	/* Copy what the peer has and the local namespace lacks, and in a
 	 * mutable namespace the peer's value of keys that differ, as one

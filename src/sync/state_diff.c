@@ -5,6 +5,10 @@
  * items (docs/protocol.md, "Set reconciliation"); the peer answers, over
  * HTTP (a node's /reconcile and /items) or from a store open here. Both
  * are the same small vtable, so the diff does not know which it talks to.
+ * The same loop serves sets that are not a store's: the local side can be
+ * any item set with the keys of its ids (sl_diff_local), and the peer's
+ * answers for ids come through a codec (sl_diff_codec) that checks them;
+ * the diff between engines (engine/engine_items.c) is such a pair.
  *
  *   1. In one read snapshot of the local items: reconcile until done,
  *      gathering the ids only here ("have") and only there ("need"), then
@@ -40,10 +44,12 @@ typedef uint8_t item_id[SL_ITEM_ID_LEN];
 struct sl_diff_peer {
 	int (*reconcile)(sl_diff_peer *p, const uint8_t *msg, size_t len, sl_buf *reply);
 	int (*items)(sl_diff_peer *p, const uint8_t *request, size_t len, sl_buf *frame);
+	const sl_diff_codec *codec;
 	char name[URL_MAX];
 	/* HTTP */
 	sl_http_client *http;
-	char base[URL_MAX]; /* http://host:port/api/v0/ns/{ns}/ */
+	char reconcile_url[2 * URL_MAX]; /* http://host:port/api/v0/ns/{ns}/reconcile */
+	char items_url[2 * URL_MAX];
 	/* a local store */
 	sl_store *store;
 	char ns[SL_NS_NAME_MAX + 1];
@@ -59,6 +65,65 @@ static int store_items(sl_diff_peer *p, const uint8_t *request, size_t len, sl_b
 	return sl_state_items_answer(p->store, p->ns, request, len, SL_STATE_ITEMS_BUDGET, frame);
 }
 
+/* ----------------------------------------------------- the items codec */
+
+static int items_request(sl_buf *out, int values, const uint8_t (*ids)[SL_ITEM_ID_LEN], size_t n)
+{
+	return sl_wire_items_request(out, values ? SL_WIRE_ITEMS_VALUES : 0, ids, n);
+}
+
+/* An items frame, each answer checked: SHA-256(key || 0 || digest) is its
+ * id and, with values, SHA-256(value) its digest. */
+static int items_decode(sl_diff_answers *out, int values, const uint8_t *frame, size_t len)
+{
+	sl_wire_items w;
+	sl_diff_answer *found = NULL;
+	int rc;
+
+	if ((rc = sl_wire_items_decode(&w, values ? SL_WIRE_ITEMS_VALUES : 0, frame, len)) != SL_OK)
+		return rc;
+	if (w.n_found && !(found = sl_calloc(w.n_found, sizeof(*found)))) {
+		rc = SL_ENOMEM;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < w.n_found; i++) {
+		const sl_wire_item *it = &w.found[i];
+		uint8_t id[SL_ITEM_ID_LEN];
+		sl_digest actual;
+		sl_state_item_id(id, it->key, it->key_len, &it->digest);
+		if (memcmp(id, it->id, SL_ITEM_ID_LEN) != 0) {
+			rc = sl_error_set(
+			        SL_EVERIFY,
+			        "item %s came with a key and digest that do not hash to it",
+			        sl_digest_to_hex((const sl_digest *)it->id).s);
+			goto cleanup;
+		}
+		if (values) {
+			sl_sha256(&actual, it->value, (size_t)it->value_len);
+			if (!sl_digest_eq(&actual, &it->digest)) {
+				rc = sl_error_set(SL_EVERIFY,
+				                  "the value of '%.*s' does not match its digest",
+				                  (int)it->key_len, it->key);
+				goto cleanup;
+			}
+		}
+		found[i] = (sl_diff_answer){it->id, it->key, it->key_len, it->value,
+		                            (size_t)it->value_len};
+	}
+	out->found = found;
+	out->n_found = w.n_found;
+	out->missing = w.missing;
+	out->n_missing = w.n_missing;
+	out->remaining = w.remaining;
+	found = NULL;
+cleanup:
+	sl_free(found);
+	sl_wire_items_free(&w);
+	return rc;
+}
+
+static const sl_diff_codec items_codec = {items_request, items_decode};
+
 int sl_diff_peer_store(sl_diff_peer **out, sl_store *s, const char *ns)
 {
 	sl_diff_peer *p;
@@ -69,6 +134,7 @@ int sl_diff_peer_store(sl_diff_peer **out, sl_store *s, const char *ns)
 		return SL_ENOMEM;
 	p->reconcile = store_reconcile;
 	p->items = store_items;
+	p->codec = &items_codec;
 	p->store = s;
 	snprintf(p->ns, sizeof(p->ns), "%s", ns);
 	snprintf(p->name, sizeof(p->name), "namespace '%s' of %s", ns, sl_store_path(s));
@@ -93,16 +159,14 @@ static void http_error(const sl_http_result *r, char *out, size_t cap)
 	json_decref(root);
 }
 
-/* POST body to base + path; the 2xx answer's body goes to out. The network
- * and 5xx answers are tried again with backoff; a 4xx is the answer. */
-static int http_post(sl_diff_peer *p, const char *path, const uint8_t *body, size_t len,
-                     sl_buf *out)
+/* POST body to url; the 2xx answer's body goes to out. The network and
+ * 5xx answers are tried again with backoff; a 4xx is the answer. */
+static int http_post(sl_diff_peer *p, const char *url, const uint8_t *body, size_t len, sl_buf *out)
 {
 	static const char *const headers[] = {"Content-Type: application/octet-stream", NULL};
-	char url[2 * URL_MAX], msg[256];
+	char msg[256];
 	int rc = SL_EIO;
 
-	snprintf(url, sizeof(url), "%s%s", p->base, path);
 	for (unsigned attempt = 0, waits = 0, waited = 0; attempt < HTTP_TRIES;) {
 		sl_http_result r;
 		if (attempt > 0 && !waited)
@@ -143,30 +207,35 @@ static int http_post(sl_diff_peer *p, const char *path, const uint8_t *body, siz
 
 static int http_reconcile(sl_diff_peer *p, const uint8_t *msg, size_t len, sl_buf *reply)
 {
-	return http_post(p, "reconcile", msg, len, reply);
+	return http_post(p, p->reconcile_url, msg, len, reply);
 }
 
 static int http_items(sl_diff_peer *p, const uint8_t *request, size_t len, sl_buf *frame)
 {
-	return http_post(p, "items", request, len, frame);
+	return http_post(p, p->items_url, request, len, frame);
 }
 
-int sl_diff_peer_http(sl_diff_peer **out, const char *server, const char *ns, unsigned timeout_ms)
+int sl_diff_peer_http_at(sl_diff_peer **out, const char *server, const char *reconcile_path,
+                         const char *items_path, const sl_diff_codec *codec, unsigned timeout_ms)
 {
 	sl_http_client_options ho;
+	const char *scheme;
 	sl_diff_peer *p;
 	int rc;
 
-	if ((rc = sl_ns_name_validate(ns)) != SL_OK)
-		return rc;
 	if (!server || !*server || strlen(server) > 256)
 		return sl_error_set(SL_EINVAL, "a peer is HOST:PORT");
+	if (strlen(reconcile_path) > 256 || strlen(items_path) > 256)
+		return sl_error_set(SL_EINVAL, "a peer's path is at most 256 bytes");
 	if (!(p = sl_calloc(1, sizeof(*p))))
 		return SL_ENOMEM;
 	p->reconcile = http_reconcile;
 	p->items = http_items;
-	snprintf(p->base, sizeof(p->base), "%s%s/api/v0/ns/%s/",
-	         strncmp(server, "http://", 7) == 0 ? "" : "http://", server, ns);
+	p->codec = codec;
+	scheme = strncmp(server, "http://", 7) == 0 ? "" : "http://";
+	snprintf(p->reconcile_url, sizeof(p->reconcile_url), "%s%s%s", scheme, server,
+	         reconcile_path);
+	snprintf(p->items_url, sizeof(p->items_url), "%s%s%s", scheme, server, items_path);
 	snprintf(p->name, sizeof(p->name), "%s", server);
 	sl_http_client_options_init(&ho);
 	ho.max_in_flight = 1;
@@ -178,6 +247,19 @@ int sl_diff_peer_http(sl_diff_peer **out, const char *server, const char *ns, un
 	}
 	*out = p;
 	return SL_OK;
+}
+
+int sl_diff_peer_http(sl_diff_peer **out, const char *server, const char *ns, unsigned timeout_ms)
+{
+	char reconcile_path[URL_MAX], items_path[URL_MAX];
+	int rc;
+
+	if ((rc = sl_ns_name_validate(ns)) != SL_OK)
+		return rc;
+	snprintf(reconcile_path, sizeof(reconcile_path), "/api/v0/ns/%s/reconcile", ns);
+	snprintf(items_path, sizeof(items_path), "/api/v0/ns/%s/items", ns);
+	return sl_diff_peer_http_at(out, server, reconcile_path, items_path, &items_codec,
+	                            timeout_ms);
 }
 
 void sl_diff_peer_free(sl_diff_peer *p)
@@ -322,17 +404,31 @@ static int on_need(void *ctx, const uint8_t id[SL_ITEM_ID_LEN])
 	return push_id(&((diff *)ctx)->need, id);
 }
 
-/* The keys of the ids only here, from the snapshot reconciled. */
-static int keys_here(diff *d, sl_items *it)
+/* The key of an id of a store snapshot, as a local side's key_of. */
+static int snapshot_key(void *ctx, const uint8_t id[SL_ITEM_ID_LEN], const char **key,
+                        size_t *key_len)
+{
+	sl_key_entry e;
+	int rc = sl_items_find(ctx, id, &e);
+	if (rc == SL_ENOTFOUND)
+		return sl_error_set(SL_EINTERNAL, "an item reconciled here is not in the "
+		                                  "snapshot it came from");
+	if (rc == SL_OK) {
+		*key = e.key;
+		*key_len = e.key_len;
+	}
+	return rc;
+}
+
+/* The keys of the ids only here, from the set reconciled. */
+static int keys_here(diff *d, const sl_diff_local *local)
 {
 	int rc = SL_OK;
 	for (size_t i = 0; i < d->have.n && rc == SL_OK; i++) {
-		sl_key_entry e;
-		if ((rc = sl_items_find(it, d->have.ids[i], &e)) == SL_ENOTFOUND)
-			rc = sl_error_set(SL_EINTERNAL, "an item reconciled here is not in the "
-			                                "snapshot it came from");
-		else if (rc == SL_OK)
-			rc = keys_add(&d->here, e.key, e.key_len);
+		const char *key;
+		size_t len;
+		if ((rc = local->key_of(local->ctx, d->have.ids[i], &key, &len)) == SL_OK)
+			rc = keys_add(&d->here, key, len);
 	}
 	if (rc != SL_OK)
 		return rc;
@@ -349,15 +445,21 @@ static int reconcile(diff *d)
 	sl_buf msg = SL_BUF_INIT(SL_STATE_FRAME_MAX + 1024), reply = SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	sl_reconcile_diff found = {on_have, on_need, d};
 	sl_items *it = NULL;
+	sl_diff_local snapshot;
+	const sl_diff_local *local = d->o->local;
 	sl_item_set set;
 	unsigned rounds = 0;
 	int rc, done = 0;
 
-	if ((rc = sl_store_items_open(d->o->store, d->o->ns, &it)) != SL_OK)
-		goto cleanup;
-	d->kind = sl_items_ns(it)->kind;
-	d->r->target = sl_items_ns(it)->target;
-	set = sl_items_set(it);
+	if (!local) {
+		if ((rc = sl_store_items_open(d->o->store, d->o->ns, &it)) != SL_OK)
+			goto cleanup;
+		d->kind = sl_items_ns(it)->kind;
+		d->r->target = sl_items_ns(it)->target;
+		snapshot = (sl_diff_local){sl_items_set(it), snapshot_key, it};
+		local = &snapshot;
+	}
+	set = local->set;
 	if ((rc = sl_reconcile_initiate(&set, SL_STATE_FRAME_MAX, &msg)) != SL_OK)
 		goto cleanup;
 	while (!done) {
@@ -377,7 +479,7 @@ static int reconcile(diff *d)
 	}
 	ids_settle(&d->have);
 	ids_settle(&d->need);
-	rc = keys_here(d, it);
+	rc = keys_here(d, local);
 cleanup:
 	sl_items_close(it);
 	sl_buf_free(&msg);
@@ -386,7 +488,7 @@ cleanup:
 }
 
 /* One answer of the peer: classify it, and with pull take its value. */
-static int take_answer(diff *d, const sl_wire_item *w)
+static int take_answer(diff *d, const sl_diff_answer *w)
 {
 	long at = keys_find(&d->here, w->key, w->key_len);
 	int rc;
@@ -402,17 +504,17 @@ static int take_answer(diff *d, const sl_wire_item *w)
 	}
 	if (!d->o->pull)
 		return SL_OK;
-	if ((rc = sl_batch_put(d->batch, w->key, w->key_len, w->value, (size_t)w->value_len)) !=
-	    SL_OK)
+	if ((rc = sl_batch_put(d->batch, w->key, w->key_len, w->value, w->value_len)) != SL_OK)
 		return rc;
 	d->r->pulled++;
 	return SL_OK;
 }
 
-/* Check a frame answering ids[0..n): every answer is for one of them,
- * once, and hashes to it. *done is how many ids it settled. */
-static int check_frame(diff *d, const sl_wire_items *w, const item_id *ids, size_t n, uint8_t *seen,
-                       size_t *settled)
+/* Check a frame answering ids[0..n) (the codec checked that each answer
+ * hashes to its id): every answer is for one of them, once. *settled is
+ * how many ids it settled. */
+static int check_frame(diff *d, const sl_diff_answers *w, const item_id *ids, size_t n,
+                       uint8_t *seen, size_t *settled)
 {
 	const char *peer = sl_diff_peer_name(d->o->peer);
 	size_t answered = w->n_found + w->n_missing;
@@ -430,25 +532,6 @@ static int check_frame(diff *d, const sl_wire_items *w, const item_id *ids, size
 			                    peer);
 		seen[hit - ids] = 1;
 	}
-	for (size_t i = 0; i < w->n_found; i++) {
-		const sl_wire_item *it = &w->found[i];
-		uint8_t id[SL_ITEM_ID_LEN];
-		sl_digest actual;
-		sl_state_item_id(id, it->key, it->key_len, &it->digest);
-		if (memcmp(id, it->id, SL_ITEM_ID_LEN) != 0)
-			return sl_error_set(SL_EVERIFY,
-			                    "%s answered item %s with a key and digest that do not "
-			                    "hash to it",
-			                    peer, sl_digest_to_hex((const sl_digest *)it->id).s);
-		if (!d->o->pull)
-			continue;
-		sl_sha256(&actual, it->value, (size_t)it->value_len);
-		if (!sl_digest_eq(&actual, &it->digest))
-			return sl_error_set(SL_EVERIFY,
-			                    "%s sent a value of '%.*s' that does not "
-			                    "match its digest",
-			                    peer, (int)it->key_len, it->key);
-	}
 	*settled = answered;
 	return SL_OK;
 }
@@ -456,7 +539,7 @@ static int check_frame(diff *d, const sl_wire_items *w, const item_id *ids, size
 /* Step 2 and 3: read the ids only there from the peer, in order. */
 static int read_theirs(diff *d)
 {
-	unsigned flags = d->o->pull ? SL_WIRE_ITEMS_VALUES : 0;
+	const sl_diff_codec *codec = d->o->peer->codec;
 	sl_buf request = SL_BUF_INIT(16 + (size_t)SL_WIRE_MAX_IDS * SL_ITEM_ID_LEN);
 	sl_buf frame = SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	uint8_t *seen = NULL;
@@ -467,16 +550,17 @@ static int read_theirs(diff *d)
 		return SL_ENOMEM;
 	while (next < d->need.n) {
 		size_t n = d->need.n - next, settled = 0;
-		sl_wire_items w;
+		sl_diff_answers w;
 		if (n > SL_WIRE_MAX_IDS)
 			n = SL_WIRE_MAX_IDS;
 		sl_buf_reset(&request);
-		if ((rc = sl_wire_items_request(&request, flags,
-		                                (const uint8_t(*)[SL_ITEM_ID_LEN])d->need.ids[next],
-		                                n)) != SL_OK ||
+		if ((rc = codec->request(&request, d->o->pull,
+		                         (const uint8_t(*)[SL_ITEM_ID_LEN])d->need.ids[next], n)) !=
+		            SL_OK ||
 		    (rc = exchange(d, d->o->peer->items, &request, &frame)) != SL_OK)
 			break;
-		if ((rc = sl_wire_items_decode(&w, flags, frame.data, frame.len)) != SL_OK) {
+		memset(&w, 0, sizeof(w));
+		if ((rc = codec->decode(&w, d->o->pull, frame.data, frame.len)) != SL_OK) {
 			sl_error_wrap("the answer of %s", sl_diff_peer_name(d->o->peer));
 			break;
 		}
@@ -484,7 +568,7 @@ static int read_theirs(diff *d)
 		for (size_t i = 0; rc == SL_OK && i < w.n_found; i++)
 			rc = take_answer(d, &w.found[i]);
 		d->r->vanished += w.n_missing;
-		sl_wire_items_free(&w);
+		sl_free(w.found);
 		if (rc != SL_OK)
 			break;
 		next += settled;
@@ -504,6 +588,8 @@ int sl_state_diff(const sl_diff_options *o, sl_diff_report *out)
 	memset(&d, 0, sizeof(d));
 	d.o = o;
 	d.r = out;
+	if (o->local && o->pull)
+		return sl_error_set(SL_EINVAL, "a diff pulls into a store namespace only");
 	if ((rc = reconcile(&d)) != SL_OK)
 		goto cleanup;
 	if (o->pull && (rc = sl_batch_new(&d.batch, o->store, o->ns)) != SL_OK)
