@@ -30,6 +30,8 @@
 
 #include "sluice/base.h"
 #include "sluice/net.h"
+#include "sluice/reconcile.h"
+#include "sluice/sync.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -153,7 +155,9 @@ typedef struct sl_engine_config {
 	unsigned wal_max_age_ms;   /* 0 (default): age does not count */
 	unsigned throttle_wait_ms; /* default 100 */
 	size_t value_max;          /* default and most: SL_ENGINE_VALUE_MAX */
-	sl_metrics *metrics;       /* may be NULL */
+	/* the diff between engines: the memory its items of L3 may hold */
+	uint64_t diff_max_bytes; /* default SL_ENGINE_DIFF_MAX_BYTES */
+	sl_metrics *metrics;     /* may be NULL */
 } sl_engine_config;
 
 void sl_engine_config_init(sl_engine_config *c);
@@ -262,6 +266,100 @@ typedef int (*sl_parked_fn)(void *ctx, const sl_parked_row *row);
 /* Each parked row, oldest first. */
 int sl_engine_parked(sl_engine *e, sl_parked_fn cb, void *ctx);
 
+/* ------------------------------------------------ the diff between engines */
+
+/* An engine's items for set reconciliation (docs/protocol.md, "Engine
+ * reconciliation"): one per live key of L3, timestamp 0 and
+ *   id = SHA-256(key || 0x00 || version as 8 bytes big-endian || SHA-256(value)),
+ * so two engines hold the same item exactly when they hold the key with
+ * the same version and value. */
+void sl_engine_item_id(uint8_t out[SL_ITEM_ID_LEN], const char *key, size_t key_len,
+                       uint64_t version, const uint8_t value_digest[32]);
+
+/* Each item costs about 88 bytes plus its key while the set is held
+ * (the item, its prefix sum, where its key is) and 40 more while it is
+ * built; past diff_max_bytes a build is SL_ETOOLARGE. */
+#define SL_ENGINE_DIFF_MAX_BYTES ((uint64_t)1 << 30)
+#define SL_ENGINE_ITEM_COST      88 /* bytes held per item, besides its key */
+
+/* The items of L3 as c configures it, read through a tier handle of the
+ * set's own (opened at the first build: no WAL, no drain), built by
+ * keyset paging over L3's live rows and kept until L3's write position
+ * moves. Safe to share between threads: every call holds the set's
+ * lock. Writes acknowledged but not yet drained into L3 are not in it. */
+typedef struct sl_engine_items sl_engine_items;
+
+int sl_engine_items_new(sl_engine_items **out, const sl_engine_config *c);
+void sl_engine_items_free(sl_engine_items *it); /* NULL ok */
+/* Builds the set if L3 moved since the last build; *count its items. */
+int sl_engine_items_refresh(sl_engine_items *it, size_t *count);
+
+typedef struct sl_engine_item_info {
+	const char *key; /* valid until the next call on the set */
+	size_t key_len;
+	uint64_t version;
+	uint8_t value_digest[32];
+} sl_engine_item_info;
+
+/* What id stands for, read back from L3 and checked to hash to id: its
+ * key, version and value digest. SL_ENOTFOUND (no message) when the set
+ * has no such id or L3 no longer holds that version and value. */
+int sl_engine_items_find(sl_engine_items *it, const uint8_t id[SL_ITEM_ID_LEN],
+                         sl_engine_item_info *out);
+
+/* The answers of POST /api/v0/kv-reconcile and .../keys, against the set
+ * brought up to date first: the responder's reply to one negentropy
+ * message (frame_limit as in reconcile.h), and the keys frame for a keys
+ * request, answering ids until it holds budget bytes (at least one). A
+ * malformed message or request is SL_EINVAL/SL_ECORRUPT (SL_ETOOLARGE
+ * past a cap) and nothing is read. */
+int sl_engine_reconcile_answer(sl_engine_items *it, size_t frame_limit, const uint8_t *msg,
+                               size_t len, sl_buf *out);
+int sl_engine_keys_answer(sl_engine_items *it, const uint8_t *request, size_t len, size_t budget,
+                          sl_buf *out);
+
+/* The keys request is the items request of state reconciliation with no
+ * flags (sl_wire_items_request); the keys frame answers each id found
+ * with its key, version and value digest (docs/protocol.md, "Keys
+ * request and frame"). Encoding: begin, add per found id, end. Decoding
+ * checks the form only and borrows from the frame. */
+typedef struct sl_kv_key {
+	const uint8_t *id; /* SL_ITEM_ID_LEN bytes */
+	const char *key;
+	size_t key_len;
+	uint64_t version;
+	const uint8_t *value_digest; /* 32 bytes */
+} sl_kv_key;
+
+typedef struct sl_kv_keys {
+	size_t n_found;
+	sl_kv_key *found; /* owned array */
+	size_t n_missing;
+	const uint8_t *missing; /* n_missing ids, borrowed */
+	size_t remaining;
+} sl_kv_keys;
+
+int sl_kv_keys_begin(sl_buf *out);
+int sl_kv_keys_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char *key, size_t key_len,
+                   uint64_t version, const uint8_t value_digest[32]);
+int sl_kv_keys_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
+                   size_t remaining);
+int sl_kv_keys_decode(sl_kv_keys *out, const uint8_t *frame, size_t len);
+void sl_kv_keys_free(sl_kv_keys *k); /* NULL ok */
+
+/* The ids only on the peer, asked for with the keys request and read
+ * from its keys frame, each answer checked to hash to its id: what
+ * sl_state_diff needs to diff against an engine (sl_diff_peer_http_at
+ * with the paths of the engine's API). */
+extern const sl_diff_codec sl_engine_keys_codec;
+
+/* `sluice engine diff`: reconcile the items of local (the initiator)
+ * against the engine serving at peer ("HOST:PORT"), every request timing
+ * out after timeout_ms (0: 30 s); the report as sl_state_diff's (no
+ * pull). */
+int sl_engine_diff(sl_engine_items *local, const char *peer, unsigned timeout_ms,
+                   sl_diff_report *out);
+
 /* ------------------------------------------------------------- HTTP API */
 
 typedef struct sl_engine_http_options {
@@ -270,8 +368,9 @@ typedef struct sl_engine_http_options {
 } sl_engine_http_options;
 
 /* The handler of `sluice engine serve` (docs/cli.md, "Engine HTTP API"):
- * PUT/GET/DELETE /api/v0/kv/{key}, GET /api/v0/kv/{key}/status and
- * GET /api/v0/engine/status. ctx is an sl_engine_http. */
+ * PUT/GET/DELETE /api/v0/kv/{key}, GET /api/v0/kv/{key}/status,
+ * GET /api/v0/engine/status and POST /api/v0/kv-reconcile[/keys]. ctx is
+ * an sl_engine_http. */
 typedef struct sl_engine_http sl_engine_http;
 int sl_engine_http_new(sl_engine_http **out, sl_engine *e, const sl_engine_http_options *o);
 void sl_engine_http_free(sl_engine_http *h);

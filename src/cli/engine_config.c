@@ -66,6 +66,7 @@ static const key_spec keys[] = {
         {"batch", "ms", K_UINT, E(batch_ms), 1, 600000},
         {"filter", "capacity", K_U64, E(filter_capacity), 1024, INT64_C(1) << 36},
         {"filter", "fp_bits", K_UINT, E(filter_fp_bits), 12, 16},
+        {"diff", "max_mb", K_MIB, E(diff_max_bytes), 1, INT64_C(1) << 30},
         {"backpressure", "warn_percent", K_PERCENT, E(pressure_warn), 1, 100},
         {"backpressure", "throttle_percent", K_PERCENT, E(pressure_throttle), 1, 100},
         {"backpressure", "reject_percent", K_PERCENT, E(pressure_reject), 1, 100},

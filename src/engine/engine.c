@@ -132,6 +132,7 @@ void sl_engine_config_init(sl_engine_config *c)
 	c->retry_batch_write = *sl_retry_policy_default("batch_write");
 	c->retry_drain = *sl_retry_policy_default("drain");
 	c->retry_query = *sl_retry_policy_default("query");
+	c->diff_max_bytes = SL_ENGINE_DIFF_MAX_BYTES;
 }
 
 static int check_config(const sl_engine_config *c)

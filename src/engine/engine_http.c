@@ -8,7 +8,12 @@
  *   DELETE /api/v0/kv/{key}          200 {"version": N} (a tombstone)
  *   GET    /api/v0/kv/{key}/status   {"version", "deleted", "l1", "wal", "l2", "l3", "parked"}
  *   GET    /api/v0/engine/status     levels, WAL backlog, L3 lag, L2, breakers, parked rows
+ *   POST   /api/v0/kv-reconcile      a negentropy message over L3's items in,
+ *                                    the responder's reply out (engine_items.c)
+ *   POST   /api/v0/kv-reconcile/keys item ids in, a keys frame out: the key,
+ *                                    version and value digest of each
  *
+ * The two reconcile endpoints only read, like GET, and need no token.
  * A key whose last segment is `status` is read with GET .../{key}?value.
  * Errors are {"error": code, "message": ...}: 400 a bad key or header, 401
  * a missing token, 413 a body past the cap, 429 backpressure (Retry-After),
@@ -18,6 +23,7 @@
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/engine_internal.h"
@@ -28,11 +34,15 @@
 #define ENGINE_STATUS "/api/v0/engine/status"
 #define PARKED_SHOWN  1000
 #define RETRY_AFTER_S 1
+#define KV_RECONCILE  "/api/v0/kv-reconcile"
+#define KV_KEYS       "/api/v0/kv-reconcile/keys"
+#define KEYS_REQ_MAX  (6 + (size_t)SL_WIRE_MAX_IDS * SL_ITEM_ID_LEN)
 
 struct sl_engine_http {
 	sl_engine *e;
 	char *token;
 	size_t max_body;
+	sl_engine_items *items; /* the diff's; L3 is opened at the first reconcile */
 };
 
 int sl_engine_http_new(sl_engine_http **out, sl_engine *e, const sl_engine_http_options *o)
@@ -42,9 +52,13 @@ int sl_engine_http_new(sl_engine_http **out, sl_engine *e, const sl_engine_http_
 		return SL_ENOMEM;
 	h->e = e;
 	h->max_body = o && o->max_body ? o->max_body : e->cfg.value_max;
-	if (o && o->token && (h->token = sl_strdup(o->token)) == NULL) {
+	int rc = sl_engine_items_new(&h->items, &e->cfg);
+	if (rc == SL_OK && o && o->token && (h->token = sl_strdup(o->token)) == NULL)
+		rc = SL_ENOMEM;
+	if (rc != SL_OK) {
+		sl_engine_items_free(h->items);
 		sl_free(h);
-		return SL_ENOMEM;
+		return rc;
 	}
 	*out = h;
 	return SL_OK;
@@ -58,6 +72,7 @@ void sl_engine_http_free(sl_engine_http *h)
 		memset(h->token, 0, strlen(h->token));
 		sl_free(h->token);
 	}
+	sl_engine_items_free(h->items);
 	sl_free(h);
 }
 
@@ -281,10 +296,89 @@ static void handle_engine_status(sl_engine_http *h, sl_http_response *resp)
 	send_json(resp, j);
 }
 
+/* POST /api/v0/kv-reconcile[?frame_limit=L]: as a node's .../reconcile. */
+static void handle_reconcile(sl_engine_http *h, const sl_http_request *req, sl_http_response *resp)
+{
+	const char *text = sl_http_request_query(req, "frame_limit");
+	unsigned long long limit = SL_STATE_FRAME_MAX;
+	char *end = NULL;
+	int rc;
+
+	if (req->body_len > SL_STATE_FRAME_MAX) {
+		sl_http_response_error(resp, 413, "too_large",
+		                       "a reconciliation message is at most %zu bytes",
+		                       SL_STATE_FRAME_MAX);
+		return;
+	}
+	if (text && text[0] >= '0' && text[0] <= '9')
+		limit = strtoull(text, &end, 10);
+	if (text && (end == NULL || *end != '\0' || limit < SL_RECONCILE_FRAME_MIN ||
+	             limit > SL_STATE_FRAME_MAX)) {
+		sl_http_response_error(resp, 400, "bad_request",
+		                       "'frame_limit' must be between %d and %zu",
+		                       SL_RECONCILE_FRAME_MIN, SL_STATE_FRAME_MAX);
+		return;
+	}
+	/* checked here too, so that a bad message is the client's fault and
+	 * whatever fails after it L3's */
+	if (sl_reconcile_check(req->body, req->body_len) != SL_OK) {
+		sl_http_response_error(resp, 400, "bad_request", "%s", sl_error_last()->message);
+		return;
+	}
+	rc = sl_engine_reconcile_answer(h->items, (size_t)limit, req->body, req->body_len,
+	                                &resp->body);
+	if (rc != SL_OK) {
+		sl_buf_reset(&resp->body);
+		fail(resp, rc == SL_EINVAL ? SL_EIO : rc);
+		return;
+	}
+	resp->content_type = "application/octet-stream";
+}
+
+/* POST /api/v0/kv-reconcile/keys: ids in, their keys frame out. */
+static void handle_keys(sl_engine_http *h, const sl_http_request *req, sl_http_response *resp)
+{
+	const uint8_t *ids;
+	unsigned flags;
+	size_t n;
+	int rc;
+
+	if (req->body_len > KEYS_REQ_MAX) {
+		sl_http_response_error(resp, 413, "too_large",
+		                       "a keys request names at most %d ids", SL_WIRE_MAX_IDS);
+		return;
+	}
+	rc = sl_wire_items_request_decode(&flags, &ids, &n, req->body, req->body_len);
+	if (rc == SL_OK && flags != 0)
+		rc = sl_error_set(SL_EINVAL, "a keys request has no flags: an engine sends no "
+		                             "values");
+	if (rc != SL_OK) {
+		fail(resp, rc == SL_ETOOLARGE ? rc : SL_EINVAL);
+		return;
+	}
+	rc = sl_engine_keys_answer(h->items, req->body, req->body_len, SL_STATE_ITEMS_BUDGET,
+	                           &resp->body);
+	if (rc != SL_OK) {
+		sl_buf_reset(&resp->body);
+		fail(resp, rc == SL_EINVAL ? SL_EIO : rc);
+		return;
+	}
+	resp->content_type = "application/vnd.sluice.kv-keys";
+}
+
 void sl_engine_http_handle(void *ctx, const sl_http_request *req, sl_http_response *resp)
 {
 	sl_engine_http *h = ctx;
 	const char *m = req->method, *path = req->path;
+	if (strcmp(path, KV_RECONCILE) == 0 || strcmp(path, KV_KEYS) == 0) {
+		if (strcmp(m, "POST") != 0)
+			sl_http_response_error(resp, 405, "method_not_allowed", "use POST");
+		else if (strcmp(path, KV_RECONCILE) == 0)
+			handle_reconcile(h, req, resp);
+		else
+			handle_keys(h, req, resp);
+		return;
+	}
 	if (strcmp(path, ENGINE_STATUS) == 0) {
 		if (strcmp(m, "GET") == 0)
 			handle_engine_status(h, resp);

@@ -142,6 +142,9 @@ int engine_l3_failed(int rc);
 uint64_t engine_l3_open_left_ms(sl_engine *e);
 /* SL_EUNAVAILABLE with a message naming the backend and the wait left. */
 int engine_l3_unavailable(sl_engine *e);
+/* The diff's items over a tier made by the caller (tests), which the set
+ * then owns; max_bytes 0: the default. */
+int engine_items_new_tier(sl_engine_items **out, const sl_tier *tier, uint64_t max_bytes);
 
 int drain_start(sl_engine *e);
 void drain_stop(sl_engine *e); /* drains until drain_deadline_ns, then joins */
