@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/diff_report.h"
 #include "sluice/sync.h"
 
 #define OPT_PEER      CLI_OPT_CMD
@@ -80,72 +81,6 @@ static int diff_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	return CLI_USAGE;
 }
 
-/* ---------------------------------------------------------------- output */
-
-static json_t *json_keys(const sl_diff_keys *k)
-{
-	json_t *list = json_array();
-	for (size_t i = 0; list && i < k->n; i++)
-		if (json_array_append_new(list, json_stringn(k->items[i].key, k->items[i].len)) !=
-		    0) {
-			json_decref(list);
-			return NULL;
-		}
-	return list;
-}
-
-static int print_json(const char *name, const sl_diff_report *r, int pull)
-{
-	json_t *o = json_object();
-	if (!o || cli_json_set(o, "only_local", json_keys(&r->only_local)) != 0 ||
-	    cli_json_set(o, "only_remote", json_keys(&r->only_remote)) != 0 ||
-	    cli_json_set(o, "different", json_keys(&r->different)) != 0 ||
-	    cli_json_set(o, "round_trips", cli_json_u64(r->round_trips)) != 0 ||
-	    cli_json_set(o, "bytes_sent", cli_json_u64(r->bytes_sent)) != 0 ||
-	    cli_json_set(o, "bytes_received", cli_json_u64(r->bytes_received)) != 0 ||
-	    cli_json_set(o, "vanished", cli_json_u64(r->vanished)) != 0 ||
-	    (pull && (cli_json_set(o, "pulled", cli_json_u64(r->pulled)) != 0 ||
-	              cli_json_set(o, "conflicts", json_keys(&r->conflicts)) != 0))) {
-		json_decref(o);
-		o = NULL;
-	}
-	return cli_json_print(name, o);
-}
-
-static void print_keys(const char *title, const sl_diff_keys *k)
-{
-	char shown[SL_KEY_MAX * 4 + 8];
-	if (k->n == 0)
-		return;
-	printf("%s (%zu):\n", title, k->n);
-	for (size_t i = 0; i < k->n; i++)
-		printf("  %s\n",
-		       cli_escape(shown, sizeof(shown), k->items[i].key, k->items[i].len));
-}
-
-static void print_text(const char *ns, const char *other, const sl_diff_report *r, int pull)
-{
-	char title[800];
-	snprintf(title, sizeof(title), "only in %s", ns);
-	print_keys(title, &r->only_local);
-	snprintf(title, sizeof(title), "only in %s", other);
-	print_keys(title, &r->only_remote);
-	print_keys("different", &r->different);
-	if (r->only_local.n + r->only_remote.n + r->different.n == 0)
-		printf("%s and %s hold the same keys and values\n", ns, other);
-	if (pull) {
-		print_keys("conflicts, left as they are (the namespace is immutable)",
-		           &r->conflicts);
-		printf("pulled %llu keys into %s\n", (unsigned long long)r->pulled, ns);
-	}
-	if (r->vanished)
-		printf("%llu of %s's items changed while the diff ran; run it again\n",
-		       (unsigned long long)r->vanished, other);
-	printf("%llu round trips, %llu bytes sent, %llu bytes received\n",
-	       (unsigned long long)r->round_trips, (unsigned long long)r->bytes_sent,
-	       (unsigned long long)r->bytes_received);
-}
-
 /* ------------------------------------------------------------------- run */
 
 int cli_cmd_diff(int argc, char **argv)
@@ -213,9 +148,9 @@ int cli_cmd_diff(int argc, char **argv)
 		goto cleanup;
 	}
 	if (cmd.json)
-		rc = print_json(cmd.name, &report, a.pull);
+		rc = cli_diff_print_json(cmd.name, &report, a.pull);
 	else
-		print_text(cmd.args[0], other_name, &report, a.pull);
+		cli_diff_print_text(cmd.args[0], other_name, &report, a.pull);
 	if (rc == CLI_OK && a.pull && report.conflicts.n > 0)
 		rc = cli_errorf(cmd.name,
 		                "%zu keys differ in the immutable namespace '%s' and were "
