@@ -321,8 +321,9 @@ int sl_engine_keys_answer(sl_engine_items *it, const uint8_t *request, size_t le
 /* The keys request is the items request of state reconciliation with no
  * flags (sl_wire_items_request); the keys frame answers each id found
  * with its key, version and value digest (docs/protocol.md, "Keys
- * request and frame"). Encoding: begin, add per found id, end. Decoding
- * checks the form only and borrows from the frame. */
+ * request and frame"). Encoding: sl_wire_items_begin, sl_kv_keys_add per
+ * found id, sl_wire_items_end (header and tail are the items frame's).
+ * Decoding checks the form only and borrows from the frame. */
 typedef struct sl_kv_key {
 	const uint8_t *id; /* SL_ITEM_ID_LEN bytes */
 	const char *key;
@@ -339,11 +340,8 @@ typedef struct sl_kv_keys {
 	size_t remaining;
 } sl_kv_keys;
 
-int sl_kv_keys_begin(sl_buf *out);
 int sl_kv_keys_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char *key, size_t key_len,
                    uint64_t version, const uint8_t value_digest[32]);
-int sl_kv_keys_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
-                   size_t remaining);
 int sl_kv_keys_decode(sl_kv_keys *out, const uint8_t *frame, size_t len);
 void sl_kv_keys_free(sl_kv_keys *k); /* NULL ok */
 

@@ -337,6 +337,11 @@ int sl_wire_items_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char 
                       const void *value);
 int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
                       size_t remaining);
+/* The end of a frame of this shape after its n_found answers (the keys
+ * frame of the diff between engines shares it): the missing ids, the
+ * count left, nothing after. SL_ECORRUPT naming `what` otherwise. */
+int sl_wire_items_tail(sl_reader *r, const char *what, size_t n_found, const uint8_t **missing,
+                       size_t *n_missing, size_t *remaining);
 /* flags: those of the request the frame answers. */
 int sl_wire_items_decode(sl_wire_items *out, unsigned flags, const uint8_t *frame, size_t len);
 void sl_wire_items_free(sl_wire_items *w); /* NULL ok */

@@ -358,7 +358,7 @@ static int answer_keys(sl_engine_items *it, const uint8_t *ids, size_t n, size_t
 	size_t n_found = 0, n_missing = 0, i;
 	int rc;
 
-	if ((rc = sl_kv_keys_begin(out)) != SL_OK)
+	if ((rc = sl_wire_items_begin(out)) != SL_OK)
 		goto cleanup;
 	for (i = 0; i < n; i++) {
 		const uint8_t *id = ids + i * SL_ITEM_ID_LEN;
@@ -377,7 +377,7 @@ static int answer_keys(sl_engine_items *it, const uint8_t *ids, size_t n, size_t
 			goto cleanup;
 		n_found++;
 	}
-	rc = sl_kv_keys_end(out, n_found, missing.data, n_missing, n - i);
+	rc = sl_wire_items_end(out, n_found, missing.data, n_missing, n - i);
 cleanup:
 	sl_buf_free(&missing);
 	return rc;

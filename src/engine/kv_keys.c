@@ -5,8 +5,10 @@
  * for, or as missing. The request is the items request of state
  * reconciliation (net/wire_items.c) with no flags.
  *
- * Built like the items frame: the found count is patched in at the end,
- * so a server adds answers until its byte budget is spent; the decoder
+ * Built like the items frame, and begun and ended by its functions
+ * (sl_wire_items_begin, sl_wire_items_end: the header and the tail are
+ * the same), so a server adds answers until its byte budget is spent; the
+ * decoder
  * borrows from the input and accepts exactly one well-formed frame.
  * Whether an answer hashes to the id asked for is the client's to check
  * (sl_engine_keys_codec, engine_items.c).
@@ -26,14 +28,6 @@ static int malformed(const char *detail)
 	return sl_error_set(SL_ECORRUPT, "malformed keys frame: %s", detail);
 }
 
-int sl_kv_keys_begin(sl_buf *out)
-{
-	int rc;
-	if ((rc = sl_buf_append_byte(out, SL_WIRE_VERSION)) != SL_OK)
-		return rc;
-	return sl_buf_append_be32(out, 0); /* patched by sl_kv_keys_end */
-}
-
 int sl_kv_keys_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char *key, size_t key_len,
                    uint64_t version, const uint8_t value_digest[32])
 {
@@ -44,20 +38,6 @@ int sl_kv_keys_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char *ke
 	    (rc = sl_buf_append_be64(out, version)) != SL_OK)
 		return rc;
 	return sl_buf_append(out, value_digest, 32);
-}
-
-int sl_kv_keys_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
-                   size_t remaining)
-{
-	int rc;
-	if (out->len < FRAME_HEADER_LEN || n_found + n_missing + remaining > SL_WIRE_MAX_IDS)
-		return sl_error_set(SL_EINVAL, "a keys frame answers at most %d ids",
-		                    SL_WIRE_MAX_IDS);
-	sl_be32_put(out->data + 1, (uint32_t)n_found);
-	if ((rc = sl_buf_append_be32(out, (uint32_t)n_missing)) != SL_OK ||
-	    (n_missing && (rc = sl_buf_append(out, missing, n_missing * SL_ITEM_ID_LEN)) != SL_OK))
-		return rc;
-	return sl_buf_append_be32(out, (uint32_t)remaining);
 }
 
 static int decode_found(sl_kv_key *keys, uint32_t n, sl_reader *r)
@@ -93,7 +73,7 @@ int sl_kv_keys_decode(sl_kv_keys *out, const uint8_t *frame, size_t len)
 	sl_kv_keys k;
 	sl_reader r;
 	uint8_t version;
-	uint32_t n_found, n_missing, remaining;
+	uint32_t n_found;
 	int rc;
 
 	memset(&k, 0, sizeof(k));
@@ -110,20 +90,9 @@ int sl_kv_keys_decode(sl_kv_keys *out, const uint8_t *frame, size_t len)
 	if ((rc = decode_found(k.found, n_found, &r)) != SL_OK)
 		goto fail;
 	k.n_found = n_found;
-	rc = SL_ECORRUPT;
-	if (sl_reader_be32(&r, &n_missing) != SL_OK || n_missing > SL_WIRE_MAX_IDS ||
-	    sl_reader_bytes(&r, (size_t)n_missing * SL_ITEM_ID_LEN, &k.missing) != SL_OK ||
-	    sl_reader_be32(&r, &remaining) != SL_OK ||
-	    (uint64_t)n_found + n_missing + remaining > SL_WIRE_MAX_IDS) {
-		malformed("bad missing ids or remaining count");
+	if ((rc = sl_wire_items_tail(&r, "keys", n_found, &k.missing, &k.n_missing,
+	                             &k.remaining)) != SL_OK)
 		goto fail;
-	}
-	if (sl_reader_expect_end(&r) != SL_OK) {
-		malformed("trailing bytes");
-		goto fail;
-	}
-	k.n_missing = n_missing;
-	k.remaining = remaining;
 	*out = k;
 	return SL_OK;
 fail:

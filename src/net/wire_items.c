@@ -98,6 +98,24 @@ int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_
 	return sl_buf_append_be32(out, (uint32_t)remaining);
 }
 
+int sl_wire_items_tail(sl_reader *r, const char *what, size_t n_found, const uint8_t **missing,
+                       size_t *n_missing, size_t *remaining)
+{
+	uint32_t count, left;
+	if (sl_reader_be32(r, &count) != SL_OK || count > SL_WIRE_MAX_IDS ||
+	    sl_reader_bytes(r, (size_t)count * SL_ITEM_ID_LEN, missing) != SL_OK ||
+	    sl_reader_be32(r, &left) != SL_OK || (uint64_t)n_found + count + left > SL_WIRE_MAX_IDS)
+		return sl_error_set(SL_ECORRUPT,
+		                    "malformed %s frame: bad missing ids or remaining "
+		                    "count",
+		                    what);
+	if (sl_reader_expect_end(r) != SL_OK)
+		return sl_error_set(SL_ECORRUPT, "malformed %s frame: trailing bytes", what);
+	*n_missing = count;
+	*remaining = left;
+	return SL_OK;
+}
+
 static int decode_found(sl_wire_item *items, uint32_t n, unsigned flags, sl_reader *r)
 {
 	for (uint32_t i = 0; i < n; i++) {
@@ -135,7 +153,7 @@ int sl_wire_items_decode(sl_wire_items *out, unsigned flags, const uint8_t *fram
 	sl_wire_items w;
 	sl_reader r;
 	uint8_t version;
-	uint32_t n_found, n_missing, remaining;
+	uint32_t n_found;
 	int rc;
 
 	memset(&w, 0, sizeof(w));
@@ -153,20 +171,9 @@ int sl_wire_items_decode(sl_wire_items *out, unsigned flags, const uint8_t *fram
 	if ((rc = decode_found(w.found, n_found, flags, &r)) != SL_OK)
 		goto fail;
 	w.n_found = n_found;
-	rc = SL_ECORRUPT;
-	if (sl_reader_be32(&r, &n_missing) != SL_OK || n_missing > SL_WIRE_MAX_IDS ||
-	    sl_reader_bytes(&r, (size_t)n_missing * SL_ITEM_ID_LEN, &w.missing) != SL_OK ||
-	    sl_reader_be32(&r, &remaining) != SL_OK ||
-	    (uint64_t)n_found + n_missing + remaining > SL_WIRE_MAX_IDS) {
-		malformed("frame", "bad missing ids or remaining count");
+	if ((rc = sl_wire_items_tail(&r, "items", n_found, &w.missing, &w.n_missing,
+	                             &w.remaining)) != SL_OK)
 		goto fail;
-	}
-	if (sl_reader_expect_end(&r) != SL_OK) {
-		malformed("frame", "trailing bytes");
-		goto fail;
-	}
-	w.n_missing = n_missing;
-	w.remaining = remaining;
 	*out = w;
 	return SL_OK;
 fail:

@@ -193,9 +193,9 @@ static void test_keys_frame_codec(void **state)
 	memset(id, 7, sizeof(id));
 	memset(missing, 9, sizeof(missing));
 	memset(digest, 3, sizeof(digest));
-	assert_ok(sl_kv_keys_begin(&b));
+	assert_ok(sl_wire_items_begin(&b));
 	assert_ok(sl_kv_keys_add(&b, id, "x/y", 3, 42, digest));
-	assert_ok(sl_kv_keys_end(&b, 1, missing, 2, 5));
+	assert_ok(sl_wire_items_end(&b, 1, missing, 2, 5));
 	assert_int_equal(b.len, 5 + 32 + 1 + 3 + 8 + 32 + 4 + 64 + 4);
 	assert_ok(sl_kv_keys_decode(&k, b.data, b.len));
 	assert_int_equal(k.n_found, 1);

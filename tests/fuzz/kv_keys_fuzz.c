@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (k.n_found + k.n_missing + k.remaining > SL_WIRE_MAX_IDS ||
 	    !inside(k.missing, k.n_missing * SL_ITEM_ID_LEN, data, size))
 		die("a frame decoded out of range");
-	if (sl_kv_keys_begin(&out) != SL_OK)
+	if (sl_wire_items_begin(&out) != SL_OK)
 		die("cannot begin a frame");
 	for (size_t i = 0; i < k.n_found; i++) {
 		const sl_kv_key *a = &k.found[i];
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    SL_OK)
 			die("cannot encode a decoded answer");
 	}
-	if (sl_kv_keys_end(&out, k.n_found, k.missing, k.n_missing, k.remaining) != SL_OK)
+	if (sl_wire_items_end(&out, k.n_found, k.missing, k.n_missing, k.remaining) != SL_OK)
 		die("cannot end a frame");
 	if (out.len != size || memcmp(out.data, data, size) != 0)
 		die("a decoded frame re-encodes differently");
