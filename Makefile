@@ -7,7 +7,7 @@ BUILD_CLANG ?= build-release-clang
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX      ?= /usr/local
 
-.PHONY: all deps build test test-asan build-release-clang install demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-mirror bench-changes fuzz format format-check clean
+.PHONY: all deps build test test-asan build-release-clang install demo bench bench-sync bench-pipeline bench-reconcile bench-dag bench-engine bench-engine-diff bench-mirror bench-changes fuzz format format-check clean
 
 all: build
 
@@ -67,6 +67,9 @@ bench-dag: build
 
 bench-engine: build
 	@bench/engine_bench.sh $(BUILD)
+
+bench-engine-diff: build
+	@bench/engine_diff_bench.sh $(BUILD)
 
 bench-mirror: build
 	@bench/mirror_bench.sh $(BUILD) $(BENCH_EVENTS)
