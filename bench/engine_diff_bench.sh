@@ -46,16 +46,19 @@ echo "filled $n keys in $(((t1 - t0) / 1000)) s; B diverged by $d"
 
 SLUICE_LOG=info "$sluice" engine serve -c "$tmp/b.toml" -p 0 -m off >"$tmp/b.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do
+t0=$(ms)
+for _ in $(seq 1 6000); do
 	grep -q 'msg="serving"' "$tmp/b.log" && break
 	sleep 0.1
 done
+t1=$(ms)
 port=$(sed -n 's/.*msg="serving".* port=\([0-9]*\) .*/\1/p' "$tmp/b.log" | tail -1)
-[ -n "$port" ] || { cat "$tmp/b.log" >&2; exit 1; }
+[ -n "$port" ] || { echo "engine B did not start:" >&2; cat "$tmp/b.log" >&2; exit 1; }
+echo "engine B serving after $(((t1 - t0) / 1000)) s"
 
 for run in first second; do
 	t0=$(ms)
-	/usr/bin/time -f '%M' -o "$tmp/rss" "$sluice" engine diff -c "$tmp/a.toml" \
+	/usr/bin/time -f '%M' -o "$tmp/rss" "$sluice" engine diff -c "$tmp/a.toml" --timeout 10m \
 		--peer "127.0.0.1:$port" --json >"$tmp/out.json"
 	t1=$(ms)
 	jq -r --arg run "$run" --arg ms "$((t1 - t0))" --arg rss "$(cat "$tmp/rss")" \

@@ -145,6 +145,8 @@ int engine_l3_unavailable(sl_engine *e);
 /* The diff's items over a tier made by the caller (tests), which the set
  * then owns; max_bytes 0: the default. */
 int engine_items_new_tier(sl_engine_items **out, const sl_tier *tier, uint64_t max_bytes);
+/* Rows per scan_items call of a build (tests: small pages). */
+void engine_items_set_page(sl_engine_items *it, size_t rows);
 
 int drain_start(sl_engine *e);
 void drain_stop(sl_engine *e); /* drains until drain_deadline_ns, then joins */

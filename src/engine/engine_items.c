@@ -51,6 +51,7 @@ struct sl_engine_items {
 	unsigned timeout_ms;
 	sl_tier tier;
 	uint64_t max_bytes;
+	size_t page; /* rows per scan_items call */
 	/* the set, as of position */
 	int built;
 	sl_digest position;
@@ -82,6 +83,7 @@ static int items_alloc(sl_engine_items **out, uint64_t max_bytes)
 		return SL_ENOMEM;
 	pthread_mutex_init(&it->lock, NULL);
 	it->max_bytes = max_bytes ? max_bytes : SL_ENGINE_DIFF_MAX_BYTES;
+	it->page = SCAN_PAGE;
 	sl_buf_init(&it->value, SL_ENGINE_VALUE_MAX);
 	*out = it;
 	return SL_OK;
@@ -115,6 +117,11 @@ int engine_items_new_tier(sl_engine_items **out, const sl_tier *tier, uint64_t m
 	if (rc == SL_OK)
 		(*out)->tier = *tier;
 	return rc;
+}
+
+void engine_items_set_page(sl_engine_items *it, size_t rows)
+{
+	it->page = rows ? rows : SCAN_PAGE;
 }
 
 static void drop_set(sl_engine_items *it)
@@ -222,10 +229,15 @@ static int rebuild(sl_engine_items *it, const sl_digest *position)
 	int rc, first = 1;
 
 	do {
-		rc = it->tier.ops->scan_items(it->tier.impl, first ? NULL : b.keys + b.last_off,
-		                              first ? 0 : b.last_len, SCAN_PAGE, on_item, &b, &got);
+		/* the arena moves as it grows during the page: page after a copy */
+		char after[SL_KEY_MAX];
+		size_t after_len = first ? 0 : b.last_len;
+		if (after_len)
+			memcpy(after, b.keys + b.last_off, after_len);
+		rc = it->tier.ops->scan_items(it->tier.impl, first ? NULL : after, after_len,
+		                              it->page, on_item, &b, &got);
 		first = 0;
-	} while (rc == SL_OK && got == SCAN_PAGE);
+	} while (rc == SL_OK && got == it->page);
 	if (rc != SL_OK)
 		goto cleanup;
 	qsort(b.rows, b.n, sizeof(*b.rows), cmp_pending);

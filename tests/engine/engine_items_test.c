@@ -183,6 +183,46 @@ static void test_set_cached_until_l3_moves(void **state)
 	fx_close(&f);
 }
 
+/* Many pages, with keys long enough that the build's key arena moves
+ * while a page is read: the next page must not follow a moved key. */
+static void test_build_pages_over_a_growing_arena(void **state)
+{
+	(void)state;
+	fx f;
+	sl_engine_items *it;
+	sl_engine_item_info info;
+	uint8_t id[SL_ITEM_ID_LEN];
+	char key[SL_KEY_MAX + 1];
+	size_t count = 0;
+	sl_tier_row rows[300];
+	static char keys[300][1001];
+
+	fx_open(&f);
+	memset(rows, 0, sizeof(rows));
+	for (int i = 0; i < 300; i++) {
+		memset(keys[i], 'x', 1000);
+		snprintf(keys[i], sizeof(keys[i]), "%04d", i);
+		keys[i][4] = 'x';
+		keys[i][1000] = '\0';
+		rows[i].key = keys[i];
+		rows[i].key_len = 1000;
+		rows[i].value = (const uint8_t *)"v";
+		rows[i].value_len = 1;
+		rows[i].version = (uint64_t)i + 1;
+	}
+	assert_ok(f.tier.ops->write(f.tier.impl, rows, 300));
+	it = items_on(&f, 0);
+	engine_items_set_page(it, 7);
+	assert_ok(sl_engine_items_refresh(it, &count));
+	assert_int_equal(count, 300);
+	memcpy(key, keys[299], 1001);
+	id_of(id, key, 300, "v");
+	assert_ok(sl_engine_items_find(it, id, &info));
+	assert_int_equal(info.key_len, 1000);
+	sl_engine_items_free(it);
+	fx_close(&f);
+}
+
 static void test_keys_frame_codec(void **state)
 {
 	(void)state;
@@ -263,6 +303,7 @@ int main(void)
 	        cmocka_unit_test(test_item_id),
 	        cmocka_unit_test(test_store_scan_items),
 	        cmocka_unit_test(test_set_cached_until_l3_moves),
+	        cmocka_unit_test(test_build_pages_over_a_growing_arena),
 	        cmocka_unit_test(test_keys_frame_codec),
 	        cmocka_unit_test(test_keys_answer_checked),
 	};
