@@ -2,7 +2,8 @@
  * What the tests of the L3 tiers share (after cmocka and engine/tier.h):
  * rows to write (a put, a delete, both with no hint, so the tier reads the
  * old rows), a write whose every row must be taken, the flags a row must
- * come back with, reading a key back, and scan_live paged over every key.
+ * come back with, reading a key back, scan_live paged over every key, and
+ * scan_items checked against what was written.
  */
 #ifndef SLUICE_TEST_TIER_TESTUTIL_H
 #define SLUICE_TEST_TIER_TESTUTIL_H
@@ -136,6 +137,58 @@ static inline void tu_scan_check(sl_tier *t, char **want, size_t n_live)
 	for (size_t i = 0; i < seen.n; i++)
 		free(seen.keys[i]);
 	free(seen.keys);
+}
+
+typedef struct tu_items_seen {
+	sl_tier_row *rows; /* what was written, by key */
+	size_t n_rows, n, n_empty;
+	char last[64];
+} tu_items_seen;
+
+/* Each item's digest is SHA-256 of the value written, computed here. */
+static inline int tu_check_item(void *ctx, const char *key, size_t key_len, uint64_t version,
+                                const uint8_t digest[32])
+{
+	tu_items_seen *s = ctx;
+	char k[64];
+	snprintf(k, sizeof(k), "%.*s", (int)key_len, key);
+	assert_true(strcmp(k, s->last) > 0);
+	snprintf(s->last, sizeof(s->last), "%s", k);
+	for (size_t i = 0; i < s->n_rows; i++) {
+		const sl_tier_row *r = &s->rows[i];
+		sl_digest want;
+		if (r->key_len != key_len || memcmp(r->key, key, key_len) != 0)
+			continue;
+		assert_false(r->deleted);
+		assert_int_equal(version, r->version);
+		sl_sha256(&want, r->value, r->value_len);
+		assert_memory_equal(digest, want.bytes, 32);
+		s->n_empty += r->value_len == 0;
+		s->n++;
+		return SL_OK;
+	}
+	fail_msg("an item for a key never written: %s", k);
+	return SL_EINTERNAL;
+}
+
+/* scan_items in pages of 1000: every live row of `rows` once, in key
+ * order, with its version and the SHA-256 of its value (of "" for an
+ * empty one, never NULL: some rows must be empty). */
+static inline void tu_items_check(sl_tier *t, sl_tier_row *rows, size_t n_rows, size_t n_live)
+{
+	tu_items_seen seen = {rows, n_rows, 0, 0, ""};
+	size_t n, pages = 0;
+	do {
+		n = 0;
+		assert_int_equal(t->ops->scan_items(t->impl, pages ? seen.last : NULL,
+		                                    strlen(seen.last), 1000, tu_check_item, &seen,
+		                                    &n),
+		                 SL_OK);
+		pages++;
+	} while (n == 1000);
+	assert_int_equal(seen.n, n_live);
+	assert_true(seen.n_empty > 0);
+	assert_int_equal(pages, n_live / 1000 + 1);
 }
 
 #endif

@@ -247,12 +247,11 @@ static int open_l3(sl_engine *e, const sl_tier *tier, sl_digest *position)
 		if (e->tier.ops == NULL && tier)
 			e->tier = *tier; /* the engine owns it now: closed with it */
 		else if (e->tier.ops == NULL && c->l3_type == SL_L3_STORE)
-			rc = sl_tier_store_open(&e->tier, c->l3_dir, c->l3_namespace,
-			                        c->l3_timeout_ms);
-		else if (e->tier.ops == NULL && c->l3_type == SL_L3_MYSQL)
-			rc = sl_tier_mysql_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
+			rc = sl_tier_open(&e->tier, c->l3_type, c->l3_dir, c->l3_namespace,
+			                  c->l3_timeout_ms);
 		else if (e->tier.ops == NULL)
-			rc = sl_tier_pg_open(&e->tier, c->l3_url, c->l3_table, c->l3_timeout_ms);
+			rc = sl_tier_open(&e->tier, c->l3_type, c->l3_url, c->l3_table,
+			                  c->l3_timeout_ms);
 		if (rc == SL_OK)
 			rc = e->tier.ops->position(e->tier.impl, position);
 		if (rc == SL_OK || !startup_may_retry(rc))

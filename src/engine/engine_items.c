@@ -91,7 +91,7 @@ static int items_alloc(sl_engine_items **out, uint64_t max_bytes)
 
 int sl_engine_items_new(sl_engine_items **out, const sl_engine_config *c)
 {
-	int store = c->l3_type != SL_L3_POSTGRESQL;
+	int store = c->l3_type == SL_L3_STORE;
 	const char *a = store ? c->l3_dir : c->l3_url, *b = store ? c->l3_namespace : c->l3_table;
 	sl_engine_items *it;
 	int rc;
@@ -101,7 +101,7 @@ int sl_engine_items_new(sl_engine_items **out, const sl_engine_config *c)
 		                    store ? "directory and namespace" : "URL and table");
 	if ((rc = items_alloc(&it, c->diff_max_bytes)) != SL_OK)
 		return rc;
-	it->type = store ? SL_L3_STORE : SL_L3_POSTGRESQL;
+	it->type = c->l3_type;
 	it->timeout_ms = c->l3_timeout_ms;
 	if ((it->dir_or_url = sl_strdup(a)) == NULL || (it->ns_or_table = sl_strdup(b)) == NULL) {
 		sl_engine_items_free(it);
@@ -153,10 +153,7 @@ static int open_tier(sl_engine_items *it)
 {
 	if (it->tier.ops)
 		return SL_OK;
-	if (it->type == SL_L3_STORE)
-		return sl_tier_store_open(&it->tier, it->dir_or_url, it->ns_or_table,
-		                          it->timeout_ms);
-	return sl_tier_pg_open(&it->tier, it->dir_or_url, it->ns_or_table, it->timeout_ms);
+	return sl_tier_open(&it->tier, it->type, it->dir_or_url, it->ns_or_table, it->timeout_ms);
 }
 
 /* ---------------------------------------------------------------- build */

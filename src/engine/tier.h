@@ -75,6 +75,10 @@ typedef struct sl_tier {
 	void *impl;
 } sl_tier;
 
+/* By type (an sl_l3_type): a store's directory and namespace, or a
+ * server's URL and table. */
+int sl_tier_open(sl_tier *out, int type, const char *dir_or_url, const char *ns_or_table,
+                 unsigned timeout_ms);
 int sl_tier_store_open(sl_tier *out, const char *dir, const char *ns, unsigned timeout_ms);
 int sl_tier_pg_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms);
 /* url: mysql://USER[:PASSWORD]@HOST[:PORT]/DB (engine/server_url.h). */

@@ -3,8 +3,8 @@
  * scripts/services.sh: the table made on open, puts and tombstones, the
  * version guard and the applied/was_live/is_live flags in every case, a
  * CHECK constraint refusing one row of a batch, keyset paging in bytewise
- * order, the position, bad names, and outages: the server stopped (then
- * started again) and the server frozen with SIGSTOP.
+ * order (keys, and items with their version and value digest), the position, bad names, and
+ * outages: the server stopped (then started again) and the server frozen with SIGSTOP.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,7 +332,7 @@ static void test_scan_paging(void **state)
 	                                    "\xf0\x9f\x98\x80",
 	                                    "~",
 	                                    "0"};
-	static char key_text[N][32];
+	static char key_text[N][32], values[N][16];
 	char *want[N], first[64];
 	sl_tier_row *rows = calloc(N, sizeof(*rows));
 	size_t n_live = 0;
@@ -344,7 +344,8 @@ static void test_scan_paging(void **state)
 		if (i % 7 == 3) {
 			tu_del(&rows[i], key_text[i], 1);
 		} else {
-			tu_put(&rows[i], key_text[i], "v", 1);
+			snprintf(values[i], sizeof(values[i]), "%s", i % 5 == 0 ? "" : "v");
+			tu_put(&rows[i], key_text[i], values[i], i + 1);
 			want[n_live++] = key_text[i];
 		}
 	}
@@ -354,6 +355,7 @@ static void test_scan_paging(void **state)
 	for (size_t i = 0; i < N; i += 500)
 		tu_write_ok(&t, rows + i, 500);
 	tu_scan_check(&t, want, n_live);
+	tu_items_check(&t, rows, N, n_live);
 	t.ops->close(t.impl);
 
 	/* A table made by someone else, its key in a linguistic collation
