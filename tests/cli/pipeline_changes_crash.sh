@@ -67,14 +67,20 @@ lsn_num() { # X/Y -> decimal
 
 killed=0 run=0 checked=0
 # A run that catches up before its kill ends by itself; go on until KILLS
-# runs were killed mid-way.
+# runs were killed mid-way. The kill comes at a random moment within a
+# window that halves after a run that ended first (a loaded machine makes
+# the writer slow and the runs short) and grows back after a kill.
+window_ms=700
 while [ "$killed" -lt "$KILLS" ] && [ "$run" -lt "$MAX_RUNS" ]; do
 	run=$((run + 1))
 	"$SLUICE" run -c "$TMP/crash.toml" >"$TMP/run.log" 2>&1 &
 	pid=$!
-	sleep "$(awk -v ms=$((20 + RANDOM % 700)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+	sleep "$(awk -v ms=$((5 + RANDOM % window_ms)) 'BEGIN { printf "%.3f", ms / 1000 }')"
 	if kill -9 "$pid" 2>/dev/null; then
 		killed=$((killed + 1))
+		window_ms=$((window_ms * 2 > 700 ? 700 : window_ms * 2))
+	else
+		window_ms=$((window_ms / 2 < 20 ? 20 : window_ms / 2))
 	fi
 	wait "$pid" 2>/dev/null || true
 	# C1: the server never holds a position ahead of the state's.
