@@ -191,4 +191,28 @@ static inline void tu_items_check(sl_tier *t, sl_tier_row *rows, size_t n_rows, 
 	assert_int_equal(pages, n_live / 1000 + 1);
 }
 
+/* The position of a fresh table (*p0), then: it moves with a committed
+ * write, stays put through a read, and moves again with a committed
+ * write that changed no row. Leaves the tier open. */
+static inline void tu_position_moves(sl_tier *t, sl_digest *p0)
+{
+	sl_tier_row rows[1];
+	sl_digest p1, p2, p3;
+	uint64_t v;
+	int deleted;
+
+	assert_int_equal(t->ops->position(t->impl, p0), SL_OK);
+	tu_put(&rows[0], "a", "1", 1);
+	tu_write_ok(t, rows, 1);
+	assert_int_equal(t->ops->position(t->impl, &p1), SL_OK);
+	assert_false(sl_digest_eq(p0, &p1));
+	assert_non_null(tu_tier_get(t, "a", &v, &deleted));
+	assert_int_equal(t->ops->position(t->impl, &p2), SL_OK);
+	assert_true(sl_digest_eq(&p1, &p2));
+	tu_write_ok(t, rows, 1);
+	assert_int_equal(rows[0].applied, 0);
+	assert_int_equal(t->ops->position(t->impl, &p3), SL_OK);
+	assert_false(sl_digest_eq(&p2, &p3));
+}
+
 #endif

@@ -70,3 +70,42 @@ engine_status() {
 flushed() {
 	[ "$(engine_status "$1" | jq -r '.l3.lag')" = 0 ]
 }
+
+# l3_outage CONFIG NAME CRASH START ROW_FN FALSE SECONDS: L3 (NAME, its
+# services.sh actions CRASH and START) is crashed while the load tool
+# writes at `local` for SECONDS: writes stay acknowledged meanwhile and
+# status shows L3 down; once it is back everything drains, every
+# acknowledged write is there, and a key written as v1 during the outage
+# and v2 after it is v2 in the table: ROW_FN KEY prints
+# "version|deleted|sha256 of value", FALSE being how the table says false.
+# Sets OUTAGE_DURING (writes acknowledged while L3 was down).
+l3_outage() {
+	local cfg=$1 name=$2 crash=$3 start=$4 row_fn=$5 false_word=$6 seconds=$7
+	local log="$TMP/outage.log" before out v1 v2 want
+	: >"$log"
+	"$LOAD" load "$EURL" "$log" --threads 4 --keys 500 --seconds "$seconds" --ack local \
+		>"$TMP/load.out" 2>"$TMP/load.err" &
+	LOAD_PID=$!
+	sleep 1
+	bash "$SLUICE_SRC/scripts/services.sh" "$crash" "$SVC_DIR" >/dev/null 2>&1 ||
+		fail "could not stop $name"
+	before=$(wc -l <"$log")
+	out=$(curl -sS -X PUT --data-binary 'v1 during the outage' "$EURL/api/v0/kv/outage/x")
+	v1=$(echo "$out" | jq -r .version)
+	[ "$v1" -gt 0 ] || fail "a write during the outage was not acknowledged: $out"
+	sleep 1.5
+	OUTAGE_DURING=$(($(wc -l <"$log") - before))
+	[ "$OUTAGE_DURING" -gt 0 ] || fail "no write was acknowledged while $name was down"
+	[ "$(engine_status "$cfg" | jq -r .l3.up)" = false ] || fail "status does not show L3 down"
+	bash "$SLUICE_SRC/scripts/services.sh" "$start" "$SVC_DIR" >/dev/null 2>&1 ||
+		fail "could not start $name"
+	wait "$LOAD_PID"
+	LOAD_PID=
+	out=$(curl -sS -X PUT --data-binary 'v2 after it' "$EURL/api/v0/kv/outage/x")
+	v2=$(echo "$out" | jq -r .version)
+	wait_until 60 flushed "$cfg" || fail "the WAL did not drain after the outage"
+	"$LOAD" check "$EURL" "$log" >"$TMP/check.out" 2>"$TMP/check.err" ||
+		fail "after the outage: $(cat "$TMP/check.out" "$TMP/check.err" | head)"
+	want="$v2|$false_word|$(printf 'v2 after it' | sha256sum | cut -d' ' -f1)"
+	[ "$("$row_fn" outage/x)" = "$want" ] || fail "outage/x is $("$row_fn" outage/x), want $want"
+}

@@ -47,33 +47,8 @@ start_engine "$cfg"
 echo "engine_pg.sh: kill -9: $(wc -l <"$log") acknowledged, $(cat "$TMP/check.out")"
 
 # 2. PostgreSQL stopped mid-load
-: >"$log"
-"$LOAD" load "$EURL" "$log" --threads 4 --keys 500 --seconds 6 --ack local \
-	>"$TMP/load.out" 2>"$TMP/load.err" &
-LOAD_PID=$!
-sleep 1
-bash "$SLUICE_SRC/scripts/services.sh" crash-pg "$SVC_DIR" >/dev/null 2>&1 ||
-	fail "could not stop PostgreSQL"
-before=$(wc -l <"$log")
-out=$(curl -sS -X PUT --data-binary 'v1 during the outage' "$EURL/api/v0/kv/outage/x")
-v1=$(echo "$out" | jq -r .version)
-[ "$v1" -gt 0 ] || fail "a write during the outage was not acknowledged: $out"
-sleep 2
-during=$(($(wc -l <"$log") - before))
-[ "$during" -gt 0 ] || fail "no write was acknowledged while PostgreSQL was down"
-[ "$(engine_status "$cfg" | jq -r .l3.up)" = false ] || fail "status does not show L3 down"
-bash "$SLUICE_SRC/scripts/services.sh" start-pg "$SVC_DIR" >/dev/null 2>&1 ||
-	fail "could not start PostgreSQL"
-wait "$LOAD_PID"
-LOAD_PID=
-out=$(curl -sS -X PUT --data-binary 'v2 after it' "$EURL/api/v0/kv/outage/x")
-v2=$(echo "$out" | jq -r .version)
-wait_until 60 flushed "$cfg" || fail "the WAL did not drain after the outage"
-"$LOAD" check "$EURL" "$log" >"$TMP/check.out" 2>"$TMP/check.err" ||
-	fail "after the outage: $(cat "$TMP/check.out" "$TMP/check.err" | head)"
-want="$v2|f|$(printf 'v2 after it' | sha256sum | cut -d' ' -f1)"
-[ "$(pg_row outage/x)" = "$want" ] || fail "outage/x is $(pg_row outage/x), want $want"
-echo "engine_pg.sh: outage: $during writes acknowledged while PostgreSQL was down, $(cat "$TMP/check.out")"
+l3_outage "$cfg" PostgreSQL crash-pg start-pg pg_row f 6
+echo "engine_pg.sh: outage: $OUTAGE_DURING writes acknowledged while PostgreSQL was down, $(cat "$TMP/check.out")"
 
 # 3. PostgreSQL frozen under a fixed load
 pm=$(head -1 "$SVC_DIR/pg/postmaster.pid")

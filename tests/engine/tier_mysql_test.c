@@ -483,25 +483,10 @@ static void test_scan_paging(void **state)
 static void test_position(void **state)
 {
 	sl_tier t = open_tier("t_pos", 5000);
-	sl_tier_row rows[1];
-	sl_digest p0, p1, p2, p3, p4;
-	uint64_t v;
-	int deleted;
+	sl_digest p0, p4;
 	(void)state;
 
-	assert_int_equal(t.ops->position(t.impl, &p0), SL_OK);
-	tu_put(&rows[0], "a", "1", 1);
-	tu_write_ok(&t, rows, 1);
-	assert_int_equal(t.ops->position(t.impl, &p1), SL_OK);
-	assert_false(sl_digest_eq(&p0, &p1));
-	assert_non_null(tu_tier_get(&t, "a", &v, &deleted));
-	assert_int_equal(t.ops->position(t.impl, &p2), SL_OK);
-	assert_true(sl_digest_eq(&p1, &p2));
-	/* a committed write that changed no row still moves the position */
-	tu_write_ok(&t, rows, 1);
-	assert_int_equal(rows[0].applied, 0);
-	assert_int_equal(t.ops->position(t.impl, &p3), SL_OK);
-	assert_false(sl_digest_eq(&p2, &p3));
+	tu_position_moves(&t, &p0);
 	/* the table dropped and made again is another position, even with
 	 * its meta row back at 0 batches */
 	t.ops->close(t.impl);
