@@ -337,6 +337,13 @@ int sl_wire_items_add(sl_buf *out, const uint8_t id[SL_ITEM_ID_LEN], const char 
                       const void *value);
 int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_t n_missing,
                       size_t remaining);
+/* A whole frame of this shape answering n ids in order until it holds
+ * `budget` bytes (at least one answer): add appends the answer of an id
+ * it has and returns SL_OK, or returns SL_ENOTFOUND (the id goes to the
+ * missing list); any other return stops with it. */
+typedef int (*sl_wire_answer_fn)(void *ctx, const uint8_t id[SL_ITEM_ID_LEN], sl_buf *out);
+int sl_wire_items_answer(const uint8_t *ids, size_t n, size_t budget, sl_wire_answer_fn add,
+                         void *ctx, sl_buf *out);
 /* The end of a frame of this shape after its n_found answers (the keys
  * frame of the diff between engines shares it): the missing ids, the
  * count left, nothing after. SL_ECORRUPT naming `what` otherwise. */

@@ -359,36 +359,14 @@ int sl_engine_reconcile_answer(sl_engine_items *it, size_t frame_limit, const ui
 	return rc;
 }
 
-/* Answer ids in order until the frame holds its budget (at least one). */
-static int answer_keys(sl_engine_items *it, const uint8_t *ids, size_t n, size_t budget,
-                       sl_buf *out)
+/* An id's key, version and value digest, or SL_ENOTFOUND. */
+static int add_key(void *ctx, const uint8_t id[SL_ITEM_ID_LEN], sl_buf *out)
 {
-	sl_buf missing = SL_BUF_INIT((size_t)SL_WIRE_MAX_IDS * SL_ITEM_ID_LEN);
-	size_t n_found = 0, n_missing = 0, i;
-	int rc;
-
-	if ((rc = sl_wire_items_begin(out)) != SL_OK)
-		goto cleanup;
-	for (i = 0; i < n; i++) {
-		const uint8_t *id = ids + i * SL_ITEM_ID_LEN;
-		sl_engine_item_info info;
-		if (i > 0 && out->len >= budget)
-			break;
-		rc = find_locked(it, id, &info);
-		if (rc == SL_ENOTFOUND) {
-			if ((rc = sl_buf_append(&missing, id, SL_ITEM_ID_LEN)) != SL_OK)
-				goto cleanup;
-			n_missing++;
-			continue;
-		}
-		if (rc != SL_OK || (rc = sl_kv_keys_add(out, id, info.key, info.key_len,
-		                                        info.version, info.value_digest)) != SL_OK)
-			goto cleanup;
-		n_found++;
-	}
-	rc = sl_wire_items_end(out, n_found, missing.data, n_missing, n - i);
-cleanup:
-	sl_buf_free(&missing);
+	sl_engine_item_info info;
+	int rc = find_locked(ctx, id, &info);
+	if (rc == SL_OK)
+		rc = sl_kv_keys_add(out, id, info.key, info.key_len, info.version,
+		                    info.value_digest);
 	return rc;
 }
 
@@ -407,7 +385,7 @@ int sl_engine_keys_answer(sl_engine_items *it, const uint8_t *request, size_t le
 		                               "values");
 	pthread_mutex_lock(&it->lock);
 	if ((rc = refresh_locked(it)) == SL_OK)
-		rc = answer_keys(it, ids, n, budget, out);
+		rc = sl_wire_items_answer(ids, n, budget, add_key, it, out);
 	pthread_mutex_unlock(&it->lock);
 	return rc;
 }

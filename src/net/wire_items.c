@@ -98,6 +98,37 @@ int sl_wire_items_end(sl_buf *out, size_t n_found, const uint8_t *missing, size_
 	return sl_buf_append_be32(out, (uint32_t)remaining);
 }
 
+int sl_wire_items_answer(const uint8_t *ids, size_t n, size_t budget, sl_wire_answer_fn add,
+                         void *ctx, sl_buf *out)
+{
+	sl_buf missing = SL_BUF_INIT((size_t)SL_WIRE_MAX_IDS * SL_ITEM_ID_LEN);
+	size_t n_found = 0, n_missing = 0, i;
+	int rc;
+
+	if ((rc = sl_wire_items_begin(out)) != SL_OK)
+		goto cleanup;
+	for (i = 0; i < n; i++) {
+		const uint8_t *id = ids + i * SL_ITEM_ID_LEN;
+		if (i > 0 && out->len >= budget)
+			break;
+		rc = add(ctx, id, out);
+		if (rc == SL_ENOTFOUND) {
+			sl_error_clear();
+			if ((rc = sl_buf_append(&missing, id, SL_ITEM_ID_LEN)) != SL_OK)
+				goto cleanup;
+			n_missing++;
+			continue;
+		}
+		if (rc != SL_OK)
+			goto cleanup;
+		n_found++;
+	}
+	rc = sl_wire_items_end(out, n_found, missing.data, n_missing, n - i);
+cleanup:
+	sl_buf_free(&missing);
+	return rc;
+}
+
 int sl_wire_items_tail(sl_reader *r, const char *what, size_t n_found, const uint8_t **missing,
                        size_t *n_missing, size_t *remaining)
 {

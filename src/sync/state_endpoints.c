@@ -71,44 +71,24 @@ void server_reconcile(sl_store *s, const sl_http_request *req, const char *ns,
 		resp->content_type = CONTENT_BINARY;
 }
 
-/* Answer ids in order until the frame holds its budget (at least one). */
-static int answer_items(sl_items *it, unsigned flags, const uint8_t *ids, size_t n, size_t budget,
-                        sl_buf *out)
-{
-	sl_buf missing = SL_BUF_INIT((size_t)SL_WIRE_MAX_IDS * SL_ITEM_ID_LEN);
-	sl_buf value = SL_BUF_INIT(SL_VALUE_MAX);
-	size_t n_found = 0, n_missing = 0, i;
-	int rc;
+typedef struct item_answer {
+	sl_items *items;
+	unsigned flags;
+	sl_buf value;
+} item_answer;
 
-	if ((rc = sl_wire_items_begin(out)) != SL_OK)
-		goto cleanup;
-	for (i = 0; i < n; i++) {
-		const uint8_t *id = ids + i * SL_ITEM_ID_LEN;
-		sl_key_entry e;
-		if (i > 0 && out->len >= budget)
-			break;
-		rc = sl_items_find(it, id, &e);
-		if (rc == SL_ENOTFOUND) {
-			if ((rc = sl_buf_append(&missing, id, SL_ITEM_ID_LEN)) != SL_OK)
-				goto cleanup;
-			n_missing++;
-			continue;
-		}
-		if (rc != SL_OK)
-			goto cleanup;
-		if ((flags & SL_WIRE_ITEMS_VALUES) &&
-		    (rc = sl_items_value(it, &e, &value)) != SL_OK)
-			goto cleanup;
-		if ((rc = sl_wire_items_add(out, id, e.key, e.key_len, e.value_len, &e.digest,
-		                            (flags & SL_WIRE_ITEMS_VALUES) ? value.data : NULL)) !=
-		    SL_OK)
-			goto cleanup;
-		n_found++;
-	}
-	rc = sl_wire_items_end(out, n_found, missing.data, n_missing, n - i);
-cleanup:
-	sl_buf_free(&missing);
-	sl_buf_free(&value);
+/* An id's key, digest and (when asked) value, or SL_ENOTFOUND. */
+static int add_item(void *ctx, const uint8_t id[SL_ITEM_ID_LEN], sl_buf *out)
+{
+	item_answer *a = ctx;
+	int values = (a->flags & SL_WIRE_ITEMS_VALUES) != 0;
+	sl_key_entry e;
+	int rc = sl_items_find(a->items, id, &e);
+	if (rc == SL_OK && values)
+		rc = sl_items_value(a->items, &e, &a->value);
+	if (rc == SL_OK)
+		rc = sl_wire_items_add(out, id, e.key, e.key_len, e.value_len, &e.digest,
+		                       values ? a->value.data : NULL);
 	return rc;
 }
 
@@ -124,7 +104,9 @@ int sl_state_items_answer(sl_store *s, const char *ns, const uint8_t *request, s
 	if ((rc = sl_wire_items_request_decode(&flags, &ids, &n, request, len)) != SL_OK ||
 	    (rc = sl_store_items_open(s, ns, &it)) != SL_OK)
 		return rc;
-	rc = answer_items(it, flags, ids, n, budget, out);
+	item_answer a = {it, flags, SL_BUF_INIT(SL_VALUE_MAX)};
+	rc = sl_wire_items_answer(ids, n, budget, add_item, &a, out);
+	sl_buf_free(&a.value);
 	sl_items_close(it);
 	return rc;
 }
