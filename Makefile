@@ -67,6 +67,7 @@ bench-dag: build
 
 bench-engine: build
 	@bench/engine_bench.sh $(BUILD)
+	@bench/engine_diff_bench.sh $(BUILD)
 
 bench-engine-diff: build
 	@bench/engine_diff_bench.sh $(BUILD)
