@@ -180,7 +180,7 @@ int l2_decode(const uint8_t *data, size_t len, l2_kind *kind, uint64_t *version,
 static void set_error(l2_cache *c, const char *what, const char *detail)
 {
 	pthread_mutex_lock(&c->error_lock);
-	snprintf(c->error, sizeof(c->error), "%s: %s", what, detail);
+	snprintf(c->error, sizeof(c->error), "%s: %.150s", what, detail);
 	pthread_mutex_unlock(&c->error_lock);
 }
 
