@@ -156,7 +156,7 @@ wait "$two"
 c2=$?
 set -e
 echo "mirror_crash.sh: two mirrors exited $c1 and $c2"
-[ "$c1" = 3 ] || [ "$c2" = 3 ] || fail "neither mirror was fenced"
+[ "$c1" = 3 ] || [ "$c2" = 3 ] || fail "neither mirror was fenced: $(cat "$TMP/one.out" "$TMP/two.out")"
 [ "$c1" = 0 ] || [ "$c2" = 0 ] || fail "neither mirror finished"
 grep -qi fenced "$TMP/one.out" "$TMP/two.out" || fail "the fenced mirror did not say so"
 [ "$(sql "SELECT n FROM mirror_counter")" = "$events" ] || fail "two mirrors applied a range twice or missed one"
