@@ -351,19 +351,27 @@ int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *s
 	sl_pg_call q;
 	int rc;
 
-	sl_pg_call_init(&q, "read the position", sql);
-	sl_pg_call_params(&q, 2, values, NULL, NULL);
-	q.binary_result = 0;
-	if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK || (rc = sl_pg_run(&db->pg, &q)) != SL_OK)
-		return rc;
-	if (PQntuples(q.res[0]) < 1)
-		rc = sl_error_set(SL_EIO, "mirror: no position row for %s", source);
-	else {
-		*pos = strtoull(PQgetvalue(q.res[0], 0, 0), NULL, 10);
-		snprintf(state, cap, "%s", PQgetvalue(q.res[0], 0, 1));
+	/* Two mirrors starting at once: the second's INSERT waits for the
+	 * first's and does nothing, but its SELECT runs in the snapshot taken
+	 * before the first committed and sees no row either. The statement
+	 * run again takes a new snapshot, which sees it. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		sl_pg_call_init(&q, "read the position", sql);
+		sl_pg_call_params(&q, 2, values, NULL, NULL);
+		q.binary_result = 0;
+		if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK ||
+		    (rc = sl_pg_run(&db->pg, &q)) != SL_OK)
+			return rc;
+		int found = PQntuples(q.res[0]) >= 1;
+		if (found) {
+			*pos = strtoull(PQgetvalue(q.res[0], 0, 0), NULL, 10);
+			snprintf(state, cap, "%s", PQgetvalue(q.res[0], 0, 1));
+		}
+		sl_pg_call_clear(&q);
+		if (found)
+			return SL_OK;
 	}
-	sl_pg_call_clear(&q);
-	return rc;
+	return sl_error_set(SL_EIO, "mirror: no position row for %s", source);
 }
 
 int mirror_finish_position(mirror_db *db, mirror_finish *f, const char *source, uint64_t old,

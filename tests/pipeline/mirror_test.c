@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "pg_testutil.h"
+#include "pipeline/mirror_internal.h"
 #include "services.h"
 #include "sluice/mirror.h"
 
@@ -511,6 +512,56 @@ static void test_two_mirrors_fenced(void **state)
 	free(f.ev);
 }
 
+typedef struct position_reader {
+	sl_mirror_options o;
+	uint64_t pos;
+	int rc;
+} position_reader;
+
+static void *read_position_main(void *arg)
+{
+	position_reader *p = arg;
+	mirror_db db;
+	char state[64];
+	memset(&db, 0, sizeof(db));
+	p->rc = mirror_db_open(&db, &p->o);
+	if (p->rc == SL_OK)
+		p->rc = mirror_db_position(&db, "fake:race", &p->pos, state, sizeof(state));
+	mirror_db_close(&db);
+	return NULL;
+}
+
+/* A mirror reading its position while another one's first row is being
+ * made: its INSERT waits for the other's and does nothing, and it must
+ * still find the row (the SELECT of that statement cannot see it). */
+static void test_position_made_by_another(void **state)
+{
+	position_reader p;
+	pthread_t t;
+	(void)state;
+	options(&p.o, "m_race");
+	assert_int_equal(sl_mirror_prepare(&p.o), SL_OK);
+	tu_sql(admin, NULL, 0, "DELETE FROM sluice_mirror_position WHERE source = 'fake:race'");
+	tu_sql(admin, NULL, 0,
+	       "BEGIN; INSERT INTO sluice_mirror_position (source, pos, target)"
+	       " VALUES ('fake:race', 7, 'm_race')");
+	pthread_create(&t, NULL, read_position_main, &p);
+	/* let the reader reach the INSERT and wait on ours (if it is late,
+	 * the row is committed and the test only passes more easily) */
+	PGconn *watch = tu_pg_connect(svc.pg_url);
+	char waiting[16] = "0";
+	for (int i = 0; i < 100 && strcmp(waiting, "0") == 0; i++) {
+		sl_sleep_ms(20);
+		tu_sql(watch, waiting, sizeof(waiting),
+		       "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+	}
+	PQfinish(watch);
+	tu_sql(admin, NULL, 0, "COMMIT");
+	pthread_join(t, NULL);
+	assert_int_equal(p.rc, SL_OK);
+	assert_int_equal(p.pos, 7);
+}
+
 static void test_wrong_shape_refused(void **state)
 {
 	sl_mirror_options o;
@@ -637,6 +688,7 @@ int main(void)
 	        cmocka_unit_test(test_poison_and_retry),
 	        cmocka_unit_test(test_data_error_dead_letter),
 	        cmocka_unit_test(test_two_mirrors_fenced),
+	        cmocka_unit_test(test_position_made_by_another),
 	        cmocka_unit_test(test_wrong_shape_refused),
 	        cmocka_unit_test(test_restart_under_follower),
 	};
