@@ -462,12 +462,19 @@ static int wait_l3(sl_engine *e, const char *key, size_t len, uint64_t lsn, uint
 	uint64_t deadline = sl_clock_mono_ns() + (uint64_t)e->cfg.l3_ack_timeout_ms * 1000000;
 	atomic_fetch_add(&e->flush_wanted, 1);
 	drain_wake(e);
+	int open = 0;
 	pthread_mutex_lock(&e->drain_lock);
-	while (atomic_load(&e->l3_lsn) < lsn && sl_clock_mono_ns() < deadline) {
+	while (atomic_load(&e->l3_lsn) < lsn && sl_clock_mono_ns() < deadline &&
+	       !(open = sl_breaker_state_at(e->l3_breaker, engine_now_ms(e)) == SL_BREAKER_OPEN)) {
 		sl_cond_wait_ms(&e->l3_cond, &e->drain_lock, L3_WAIT_SLICE_MS);
 	}
 	pthread_mutex_unlock(&e->drain_lock);
 	atomic_fetch_sub(&e->flush_wanted, 1);
+	if (atomic_load(&e->l3_lsn) < lsn && open) /* no use waiting: answered at once */
+		return sl_error_set(
+		        SL_ETIMEOUT,
+		        "L3's circuit breaker is open; the write is in the WAL and will "
+		        "reach L3 once L3 is back");
 	if (atomic_load(&e->l3_lsn) < lsn)
 		return sl_error_set(SL_ETIMEOUT,
 		                    "L3 did not take the write within %u ms; it is in the WAL and "

@@ -713,6 +713,7 @@ static void test_breaker_stops_l3_calls_and_recovers(void **state)
 	setup_fx(&x);
 	x.cfg.l3_breaker.open_ms = 600000; /* only the skew ends it */
 	x.cfg.l3_breaker.trial_calls = 1;
+	x.cfg.l3_ack_timeout_ms = 3600000; /* an `l3` write must not wait it out */
 	x.cfg.retry_drain.base_ms = 1;
 	x.cfg.retry_drain.max_ms = 5;
 	faulty *f = open_engine(&x);
@@ -738,6 +739,13 @@ static void test_breaker_stops_l3_calls_and_recovers(void **state)
 	assert_non_null(strstr(sl_error_last()->message, "circuit breaker"));
 	assert_int_equal(atomic_load(&f->get_calls), gets);
 	check_value(x.e, "b/07", "kept"); /* L1 still answers */
+	/* an `l3` write is answered at once (it is in the WAL), not after its
+	 * acknowledgement timeout */
+	sl_submit_options l3;
+	sl_submit_options_init(&l3);
+	l3.ack = SL_ACK_L3;
+	assert_int_equal(sl_engine_submit(x.e, "b/l3", 4, "kept", 4, &l3, NULL), SL_ETIMEOUT);
+	assert_non_null(strstr(sl_error_last()->message, "circuit breaker"));
 	sl_engine_stats st;
 	assert_ok(sl_engine_stats_get(x.e, &st));
 	assert_int_equal(st.gets_refused, 1);
@@ -761,6 +769,7 @@ static void test_breaker_stops_l3_calls_and_recovers(void **state)
 		assert_int_equal(l3_version(x.store, key, &deleted), versions[i]);
 	}
 	assert_true(l3_version(x.store, "b/late", &deleted) > 0);
+	assert_true(l3_version(x.store, "b/l3", &deleted) > 0);
 	assert_ok(sl_engine_stats_get(x.e, &st));
 	assert_int_equal(st.l3_lag, 0);
 	assert_true(st.l3_up);
