@@ -100,6 +100,12 @@ typedef struct sl_event_source_ops {
 	 *   SL_EVERIFY   a remote source proved false (a frame, a target, a
 	 *                rewritten history): nothing of it was returned;
 	 *   SL_EINVAL    `from` cannot be read (pruned, past the end);
+	 *   SL_ENOTFOUND a gap: a source that keeps only a window (a Redis
+	 *                stream, a Kafka partition) removed events at or after
+	 *                `from` before they were read; *next is the first
+	 *                position after what was removed (> from), nothing was
+	 *                appended, and the message says what was lost. Reading
+	 *                from *next goes on past the gap;
 	 *   other        transient (network, server; SL_EBUSY when a node
 	 *                asked to slow down): read again later. */
 	int (*read)(void *self, uint64_t from, size_t max_events, size_t max_bytes,
