@@ -165,6 +165,17 @@ typedef struct sl_node_source_options {
 void sl_node_source_options_init(sl_node_source_options *o);
 int sl_node_source_open(sl_event_source *out, const sl_node_source_options *o);
 
+/* The events of inner whose key falls in partition index of count
+ * (sl_event_key_partition), at inner's positions; the others are passed
+ * over. On success inner is taken over (closed with out; *inner is zeroed);
+ * on failure it is left as it was. The name is inner's with
+ * "#part=INDEX/COUNT" after it. SL_EINVAL unless index < count. */
+int sl_partition_source_open(sl_event_source *out, sl_event_source *inner, unsigned index,
+                             unsigned count);
+/* The partition of a key: FNV-1a 64 of its bytes modulo count (0 when
+ * count is 0). Stable: positions are stored under it. */
+unsigned sl_event_key_partition(const char *key, size_t len, unsigned count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -63,6 +63,7 @@ typedef struct sl_mirror_progress {
 	uint64_t events;         /* events applied this run (dead letters not counted) */
 	uint64_t dead;           /* events sent to the dead letters this run */
 	uint64_t retries;        /* transactions tried again */
+	uint64_t gaps;           /* gaps gone past (on_gap continue) this run */
 	uint64_t pos;            /* the committed position */
 	uint64_t last_commit_ms; /* the last batch: from its first event read to
 	                            its COMMIT */
@@ -72,6 +73,14 @@ typedef struct sl_mirror_progress {
 	uint64_t commit_ns; /* and when it committed */
 	size_t last_batch_events;
 } sl_mirror_progress;
+
+/* What a mirror does when its source lost events before they were read
+ * (a Redis stream or Kafka partition trimmed past the position). Either
+ * way the gap is recorded in sluice_mirror_gap and shown by the status. */
+typedef enum sl_mirror_on_gap {
+	SL_MIRROR_GAP_STOP = 0,    /* stop with SL_ENOTFOUND (the default) */
+	SL_MIRROR_GAP_CONTINUE = 1 /* move the position past the gap and go on */
+} sl_mirror_on_gap;
 
 typedef struct sl_mirror_options {
 	const char *pg_url;        /* required: libpq connection string or URI */
@@ -94,7 +103,9 @@ typedef struct sl_mirror_options {
 	int follow;                  /* 1: wait for new events until *stop; 0: apply
 	                                what the source has, then return */
 	volatile sig_atomic_t *stop; /* non-zero: finish the batch in flight, return */
-	sl_metrics *metrics;         /* may be NULL */
+	sl_mirror_on_gap on_gap;
+	sl_metrics *metrics;        /* may be NULL */
+	const char *metrics_labels; /* the metrics' labels, e.g. "worker=\"0\"", or NULL */
 	void (*progress)(void *ctx, const sl_mirror_progress *p); /* after each commit */
 	void *progress_ctx;
 } sl_mirror_options;
@@ -112,6 +123,8 @@ int sl_mirror_prepare(const sl_mirror_options *o);
  * backoff; other failures isolate the event that causes them, which goes
  * to the dead letters after max_attempts. Returns SL_OK, or:
  *   SL_ECONFLICT  fenced: another mirror moved this source's position;
+ *   SL_ENOTFOUND  the source lost events before they were read (a gap,
+ *                 recorded) and on_gap says stop;
  *   SL_EVERIFY    the source proved false (nothing of it was applied);
  *   SL_ECORRUPT   the source's input is not an event at some position;
  *   SL_EINVAL     a table of the wrong shape, a position the source
@@ -120,20 +133,39 @@ int sl_mirror_prepare(const sl_mirror_options *o);
  * *out (may be NULL) gets the totals of this run. */
 int sl_mirror_run(sl_event_source *src, const sl_mirror_options *o, sl_mirror_progress *out);
 
+/* Opens worker's source (0 <= worker < the number of workers), e.g. a
+ * partition of a source's keys (sl_partition_source_open) or of a topic.
+ * Each worker's source must have its own name (its position row). */
+typedef int (*sl_mirror_open_fn)(void *ctx, unsigned worker, sl_event_source *out);
+
+/* Runs `workers` mirrors at once, each with the source open_source gives
+ * it, its own connection and its own position, in threads. A worker that
+ * fails stops the others after their batch in flight, and its error (the
+ * first) is returned. *out (may be NULL) sums the workers' counts (pos is
+ * set with one worker only). With several workers the metrics carry a
+ * label worker="I" and progress callbacks come one at a time. */
+int sl_mirror_run_workers(sl_mirror_open_fn open_source, void *ctx, unsigned workers,
+                          const sl_mirror_options *o, sl_mirror_progress *out);
+
 typedef struct sl_mirror_status {
 	char source[512];
-	int exists;             /* 0: no position stored yet */
-	uint64_t pos;           /* the committed position */
-	uint64_t applied;       /* events applied, over all runs */
-	uint64_t dead_letters;  /* of this source, waiting */
-	uint64_t updated_ms;    /* wall clock of the last commit, 0 never */
-	char last_error[512];   /* the last failure, "" when the last batch worked */
-	uint64_t last_error_ms; /* its wall clock */
-	int head_known;         /* the source told where it ends */
-	uint64_t head;          /* then: its end position */
-	uint64_t lag_events;    /* head - pos (head known) */
-	double lag_s;           /* seconds since the position last moved while
-	                           events wait (0 when caught up) */
+	int exists;                          /* 0: no position stored yet */
+	uint64_t pos;                        /* the committed position */
+	uint64_t applied;                    /* events applied, over all runs */
+	uint64_t dead_letters;               /* of this source, waiting */
+	uint64_t updated_ms;                 /* wall clock of the last commit, 0 never */
+	char last_error[512];                /* the last failure, "" when the last batch worked */
+	uint64_t last_error_ms;              /* its wall clock */
+	int head_known;                      /* the source told where it ends */
+	uint64_t head;                       /* then: its end position */
+	uint64_t lag_events;                 /* head - pos (head known) */
+	double lag_s;                        /* seconds since the position last moved while
+	                                        events wait (0 when caught up) */
+	uint64_t gaps;                       /* gaps recorded for this source */
+	uint64_t last_gap_from, last_gap_to; /* the latest one's positions */
+	uint64_t last_gap_ms;                /* when it was found */
+	int last_gap_continued;              /* the mirror went on past it */
+	char last_gap_message[512];
 } sl_mirror_status;
 
 /* src may be NULL (then nothing is known of the head). */

@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/mirror_config.h"
+#include "cli/mirror_source.h"
 #include "sluice/event_source.h"
 #include "sluice/mirror.h"
 
@@ -85,71 +86,6 @@ static int setup(cli_cmd *cmd, int argc, char **argv, mirror_args *a, cli_mirror
 	return rc == CLI_CONTINUE ? load_config(cmd, a, cfg) : rc;
 }
 
-static int open_source_as_is(const cli_mirror_config *c, sl_event_source *out)
-{
-	if (c->source_type == CLI_MIRROR_SOURCE_NDJSON)
-		return sl_ndjson_source_open(out, c->source_path);
-	if (c->source_dir != NULL)
-		return sl_store_source_open(out, c->source_dir, c->source_ns);
-	sl_node_source_options no;
-	sl_node_source_options_init(&no);
-	no.url = c->source_url;
-	no.ns = c->source_ns;
-	no.trust_key = c->has_trust_key ? c->trust_key : NULL;
-	return sl_node_source_open(out, &no);
-}
-
-/* Opens the source, known by [source] name when the config gives one. */
-static int open_source(const cli_mirror_config *c, sl_event_source *out)
-{
-	int rc = open_source_as_is(c, out);
-	if (rc == SL_OK && c->source_name)
-		snprintf(out->name, sizeof(out->name), "%s", c->source_name);
-	return rc;
-}
-
-/* The name the source would give itself (event_*.c: "ndjson:REALPATH",
- * "store:REALDIR/NS", "node:http://HOST:PORT/NS"), for when it cannot be
- * opened. */
-static void assumed_name(const cli_mirror_config *c, char *out, size_t cap)
-{
-	if (c->source_name) {
-		snprintf(out, cap, "%s", c->source_name);
-		return;
-	}
-	const char *path =
-	        c->source_type == CLI_MIRROR_SOURCE_NDJSON ? c->source_path : c->source_dir;
-	if (path != NULL) {
-		char *real = strcmp(path, "-") == 0 ? NULL : realpath(path, NULL);
-		if (c->source_type == CLI_MIRROR_SOURCE_NDJSON)
-			snprintf(out, cap, "ndjson:%s", real ? real : path);
-		else
-			snprintf(out, cap, "store:%s/%s", real ? real : path, c->source_ns);
-		free(real);
-		return;
-	}
-	const char *url = c->source_url;
-	int scheme = strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
-	size_t len = strlen(url);
-	while (len > 0 && url[len - 1] == '/')
-		len--;
-	snprintf(out, cap, "node:%s%.*s/%s", scheme ? "" : "http://", (int)len, url, c->source_ns);
-}
-
-/* For the commands that only need the source's name (status, dlq): opens
- * it, or, when it cannot be opened, puts the name it would have in
- * src->name, the reason in why, and returns 0. 1 when open. */
-static int open_source_or_name(const cli_mirror_config *c, sl_event_source *src, char *why,
-                               size_t cap)
-{
-	if (open_source(c, src) == SL_OK)
-		return 1;
-	snprintf(why, cap, "%s", sl_error_last()->message);
-	memset(src, 0, sizeof(*src));
-	assumed_name(c, src->name, sizeof(src->name));
-	return 0;
-}
-
 /* ------------------------------------------------------------- run, start */
 
 typedef struct progress_log {
@@ -188,11 +124,19 @@ static int serve_metrics(const cli_cmd *cmd, const mirror_args *a, const cli_mir
 	return CLI_OK;
 }
 
-static void print_summary(const cli_cmd *cmd, const sl_mirror_progress *pr)
+static void print_summary(const cli_cmd *cmd, const sl_mirror_progress *pr, unsigned workers)
 {
-	printf("%s: %llu events applied in %llu batches, %llu dead letters, position %llu\n",
-	       cmd->name, (unsigned long long)pr->events, (unsigned long long)pr->batches,
-	       (unsigned long long)pr->dead, (unsigned long long)pr->pos);
+	printf("%s: %llu events applied in %llu batches, %llu dead letters", cmd->name,
+	       (unsigned long long)pr->events, (unsigned long long)pr->batches,
+	       (unsigned long long)pr->dead);
+	if (workers == 1)
+		printf(", position %llu\n", (unsigned long long)pr->pos);
+	else
+		printf(", %u workers\n", workers);
+	if (pr->gaps > 0)
+		printf("%s: went past %llu gaps the source left (see 'sluice mirror status'; "
+		       "'sluice mirror reconcile' repairs what it can)\n",
+		       cmd->name, (unsigned long long)pr->gaps);
 	if (pr->dead > 0)
 		printf("%s: see 'sluice mirror dlq'; 'sluice mirror dlq retry' applies them "
 		       "again\n",
@@ -211,6 +155,7 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 	progress_log pl = {sl_clock_mono_ns()};
 	sl_metrics *metrics = NULL;
 	sl_http_server *metrics_http = NULL;
+	unsigned workers;
 	int rc = setup(cmd, argc, argv, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
@@ -219,10 +164,13 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 		goto cleanup;
 	if (follow && (rc = serve_metrics(cmd, &a, &cfg, &metrics, &metrics_http)) != CLI_OK)
 		goto cleanup;
-	if (open_source(&cfg, &src) != SL_OK) {
+	/* Opened once first, so a source that cannot be opened fails here, and
+	 * for its name. */
+	if (cli_mirror_source_open(&cfg, &src) != SL_OK) {
 		rc = cli_fail(cmd->name);
 		goto cleanup;
 	}
+	workers = cli_mirror_workers(&cfg);
 	o = cfg.mirror;
 	o.follow = follow;
 	o.stop = &stop_requested;
@@ -235,11 +183,13 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 		goto cleanup;
 	}
 	if (follow)
-		sl_log(SL_LOG_INFO, "mirror started", "source=\"%s\"", src.name);
-	rc = sl_mirror_run(&src, &o, &pr);
+		sl_log(SL_LOG_INFO, "mirror started", "source=\"%s\" workers=%u", src.name,
+		       workers);
+	sl_event_source_close(&src);
+	rc = sl_mirror_run_workers(cli_mirror_worker_open, &cfg, workers, &o, &pr);
 	if (follow)
 		log_progress("mirror stopped", &pr);
-	print_summary(cmd, &pr);
+	print_summary(cmd, &pr, workers);
 	if (rc == SL_ECONFLICT) {
 		cli_errorf(cmd->name,
 		           "fenced by another mirror: the position of %s moved under this one, "
@@ -310,7 +260,25 @@ static json_t *string_or_null(const char *s)
 	return s[0] ? json_string(s) : json_null();
 }
 
-static int print_status_json(const cli_cmd *cmd, const sl_mirror_status *st, const char *why)
+static json_t *gap_json(const sl_mirror_status *st)
+{
+	char found[40];
+	json_t *o;
+	int bad;
+	if (st->gaps == 0)
+		return json_null();
+	format_ms(found, sizeof(found), st->last_gap_ms);
+	bad = (o = json_object()) == NULL;
+	bad |= cli_json_set(o, "from", cli_json_u64(st->last_gap_from));
+	bad |= cli_json_set(o, "to", cli_json_u64(st->last_gap_to));
+	bad |= cli_json_set(o, "detected_at", string_or_null(found));
+	bad |= cli_json_set(o, "continued", json_boolean(st->last_gap_continued));
+	bad |= cli_json_set(o, "message", json_string(st->last_gap_message));
+	return bad ? (json_decref(o), NULL) : o;
+}
+
+/* One position row's status, or NULL (out of memory). */
+static json_t *status_json(const sl_mirror_status *st, const char *why)
 {
 	char updated[40], errored[40];
 	json_t *o = json_object();
@@ -330,7 +298,9 @@ static int print_status_json(const cli_cmd *cmd, const sl_mirror_status *st, con
 	bad |= cli_json_set(o, "last_error", string_or_null(st->last_error));
 	bad |= cli_json_set(o, "last_error_at", string_or_null(errored));
 	bad |= cli_json_set(o, "updated_at", string_or_null(updated));
-	return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
+	bad |= cli_json_set(o, "gaps", cli_json_u64(st->gaps));
+	bad |= cli_json_set(o, "last_gap", gap_json(st));
+	return bad ? (json_decref(o), NULL) : o;
 }
 
 static void print_status_text(const sl_mirror_status *st, const char *why)
@@ -355,6 +325,18 @@ static void print_status_text(const sl_mirror_status *st, const char *why)
 	else
 		printf("last error    none\n");
 	printf("updated       %s\n", updated[0] ? updated : "never");
+	if (st->gaps > 0) {
+		char found[40];
+		format_ms(found, sizeof(found), st->last_gap_ms);
+		printf("gaps          %llu; the last: positions %llu to %llu lost at the source "
+		       "(found %s; %s)\n              %s\n",
+		       (unsigned long long)st->gaps, (unsigned long long)st->last_gap_from,
+		       (unsigned long long)st->last_gap_to, found,
+		       st->last_gap_continued ? "the mirror went past it" : "the mirror stopped",
+		       st->last_gap_message);
+	} else {
+		printf("gaps          none\n");
+	}
 }
 
 static const char status_usage[] =
@@ -380,7 +362,9 @@ static int mirror_status(int argc, char **argv)
 	sl_mirror_status st;
 	sl_mirror_options o;
 	char why[SL_ERROR_MSG_MAX + 32] = "the source cannot tell where it ends";
-	char reason[SL_ERROR_MSG_MAX];
+	char reason[SL_ERROR_MSG_MAX], name[sizeof(src.name) + 32];
+	json_t *all = NULL, *list = NULL;
+	unsigned workers;
 	int opened, rc = setup(&cmd, argc, argv, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
@@ -389,22 +373,39 @@ static int mirror_status(int argc, char **argv)
 	o = cfg.mirror;
 	if (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS)
 		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
-	opened = open_source_or_name(&cfg, &src, reason, sizeof(reason));
+	opened = cli_mirror_source_or_name(&cfg, &src, reason, sizeof(reason));
 	if (!opened) {
 		snprintf(why, sizeof(why), "source not reachable: %s", reason);
 		sl_log(SL_LOG_WARN, "source not reachable; lag unknown", "error=\"%s\"", reason);
 	}
-	if (sl_mirror_status_read(opened ? &src : NULL, &o, src.name, &st) != SL_OK) {
+	workers = cli_mirror_workers(&cfg);
+	if (cmd.json && workers > 1 &&
+	    ((all = json_object()) == NULL || (list = json_array()) == NULL ||
+	     cli_json_set(all, "source", json_string(src.name)) ||
+	     json_object_set_new(all, "workers", list) != 0)) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
-	if (cmd.json) {
-		rc = print_status_json(&cmd, &st, why);
-	} else {
-		print_status_text(&st, why);
-		rc = CLI_OK;
+	rc = CLI_OK;
+	for (unsigned w = 0; w < workers && rc == CLI_OK; w++) {
+		cli_mirror_worker_name(&cfg, w, src.name, name, sizeof(name));
+		if (sl_mirror_status_read(opened ? &src : NULL, &o, name, &st) != SL_OK) {
+			rc = cli_fail(cmd.name);
+		} else if (!cmd.json) {
+			printf("%s", w > 0 ? "\n" : "");
+			print_status_text(&st, why);
+		} else if (workers == 1) {
+			rc = cli_json_print(cmd.name, status_json(&st, why));
+		} else if (json_array_append_new(list, status_json(&st, why)) != 0) {
+			rc = cli_fail(cmd.name);
+		}
+	}
+	if (rc == CLI_OK && all) {
+		rc = cli_json_print(cmd.name, all);
+		all = NULL;
 	}
 cleanup:
+	json_decref(all);
 	sl_event_source_close(&src);
 	cli_mirror_config_free(&cfg);
 	return rc;
@@ -602,7 +603,7 @@ static int mirror_dlq(int argc, char **argv)
 	if (!retry && (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS))
 		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
 	/* Only the source's name is needed. */
-	if (!open_source_or_name(&cfg, &src, why, sizeof(why)))
+	if (!cli_mirror_source_or_name(&cfg, &src, why, sizeof(why)))
 		sl_log(SL_LOG_DEBUG, "source not opened; its name is assumed", "name=\"%s\"",
 		       src.name);
 	rc = retry ? dlq_retry(&cmd, &o, src.name, id) : dlq_list(&cmd, &o, src.name);

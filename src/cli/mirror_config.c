@@ -39,6 +39,8 @@ enum slot {
 	M_RETRY_BASE_MS,
 	M_RETRY_MAX_MS,
 	M_METRICS_PORT,
+	M_ON_GAP,
+	M_WORKERS,
 	N_SLOTS
 };
 
@@ -73,6 +75,8 @@ static const key_spec keys[N_SLOTS] = {
         {"mirror", "retry_base_ms", 0, 1, 3600000, 0},
         {"mirror", "retry_max_ms", 0, 1, 86400000, 0},
         {"mirror", "metrics_port", 0, 0, 65535, 0},
+        {"mirror", "on_gap", 1, 0, 0, 0},
+        {"mirror", "workers", 0, 1, CLI_MIRROR_WORKERS_MAX, 0},
 };
 
 typedef struct loader {
@@ -160,6 +164,9 @@ static void set_number(cli_mirror_config *c, int slot, uint64_t v)
 		break;
 	case M_METRICS_PORT:
 		c->metrics_port = (uint16_t)v;
+		break;
+	case M_WORKERS:
+		c->workers = (unsigned)v;
 		break;
 	}
 }
@@ -336,7 +343,13 @@ static int load_postgres(loader *l, const char *base_dir)
 
 static int load_mirror(loader *l)
 {
-	const sl_mirror_options *o = &l->cfg->mirror;
+	sl_mirror_options *o = &l->cfg->mirror;
+	const cli_toml_entry *gap = l->found[M_ON_GAP];
+	if (gap && strcmp(gap->str, "stop") != 0 && strcmp(gap->str, "continue") != 0)
+		return cli_toml_entry_error(
+		        l->name, gap, "expected \"stop\" or \"continue\", got \"%s\"", gap->str);
+	o->on_gap = gap && strcmp(gap->str, "continue") == 0 ? SL_MIRROR_GAP_CONTINUE
+	                                                     : SL_MIRROR_GAP_STOP;
 	if (o->retry_base_ms > o->retry_max_ms) {
 		const cli_toml_entry *e = l->found[M_RETRY_BASE_MS] ? l->found[M_RETRY_BASE_MS]
 		                                                    : l->found[M_RETRY_MAX_MS];
@@ -358,6 +371,7 @@ int cli_mirror_config_parse(cli_mirror_config *out, const char *name, const char
 
 	memset(&c, 0, sizeof(c));
 	sl_mirror_options_init(&c.mirror);
+	c.workers = 1;
 	if ((rc = cli_toml_parse(&doc, name, text, len)) != SL_OK)
 		return rc;
 	memset(&l, 0, sizeof(l));

@@ -9,7 +9,9 @@
  *               batch, relative to the config file's directory), deletes =
  *               "tombstone" | "remove", timeout_ms
  *   [mirror]    batch_size, batch_bytes, batch_ms, max_attempts,
- *               retry_base_ms, retry_max_ms, metrics_port
+ *               retry_base_ms, retry_max_ms, metrics_port, on_gap = "stop" |
+ *               "continue", workers (mirrors at once, each owning the keys
+ *               whose hash falls in its partition)
  *
  * docs/cli.md ("sluice mirror") lists every key with its default. Errors
  * name the file, the line and the key, as the other configs' do.
@@ -21,6 +23,9 @@
 
 #include "sluice/base.h"
 #include "sluice/mirror.h"
+
+/* The most workers one mirror runs. */
+#define CLI_MIRROR_WORKERS_MAX 64
 
 /* The largest apply_sql file. */
 #define CLI_MIRROR_SQL_MAX ((size_t)1 << 20)
@@ -41,6 +46,7 @@ typedef struct cli_mirror_config {
 	sl_mirror_options mirror;
 	char *apply_sql_path;  /* as resolved, or NULL */
 	uint16_t metrics_port; /* 0: no metrics unless -m */
+	unsigned workers;      /* [mirror] workers, default 1 */
 	char *strings[16];     /* what the pointers above point into */
 	size_t n_strings;
 } cli_mirror_config;

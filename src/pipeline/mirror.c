@@ -23,7 +23,10 @@
  *       source order and never two at once. Within a batch only the newest
  *       event of a key reaches its row, and only if newer than the row.
  *   M4. Every event is applied, or in the dead letters with its error and
- *       attempts, or still ahead of the position: none is skipped.
+ *       attempts, or still ahead of the position: none is skipped. Events
+ *       a source lost before they were read (a trimmed stream) are a gap,
+ *       recorded in sluice_mirror_gap; the position moves past a gap only
+ *       when on_gap says so, in the transaction that records it.
  *   M5. Nothing waits forever on one event: a failure that is an event's
  *       fault splits its batch until the event is alone, which is retried
  *       max_attempts times with backoff, then dead-lettered in the
@@ -41,10 +44,11 @@
 #define HEAD_INTERVAL_NS  1000000000ull
 #define UNAVAILABLE_LOG_S 10
 #define STOPPED           1 /* positive: asked to stop while waiting (no error) */
+#define GAP               2 /* positive: the source lost events ahead of the position */
 
 typedef struct metrics {
 	sl_metric *events, *batches, *dead, *retries, *source_errors, *pos, *head, *lag,
-	        *batch_seconds;
+	        *batch_seconds, *gaps;
 } metrics;
 
 typedef struct mirror {
@@ -58,6 +62,8 @@ typedef struct mirror {
 	uint64_t first_read_ns, last_read_ns;
 	uint64_t rng;
 	uint64_t next_head_ns;
+	uint64_t gap_to; /* after fill_batch said GAP: the first position past it */
+	char gap_message[SL_ERROR_MSG_MAX];
 	metrics m;
 	sl_mirror_progress p;
 } mirror;
@@ -126,25 +132,27 @@ int sl_mirror_prepare(const sl_mirror_options *o)
 static void register_metrics(mirror *m)
 {
 	sl_metrics *r = m->o->metrics;
+	const char *l = m->o->metrics_labels;
 	if (!r)
 		return;
-	m->m.events = sl_metrics_counter(r, "sluice_mirror_events_applied_total", NULL,
+	m->m.events = sl_metrics_counter(r, "sluice_mirror_events_applied_total", l,
 	                                 "Events applied to PostgreSQL");
-	m->m.batches =
-	        sl_metrics_counter(r, "sluice_mirror_batches_total", NULL, "Batches committed");
-	m->m.dead = sl_metrics_counter(r, "sluice_mirror_dead_letters_total", NULL,
+	m->m.batches = sl_metrics_counter(r, "sluice_mirror_batches_total", l, "Batches committed");
+	m->m.dead = sl_metrics_counter(r, "sluice_mirror_dead_letters_total", l,
 	                               "Events sent to the dead letters");
-	m->m.retries = sl_metrics_counter(r, "sluice_mirror_retries_total", NULL,
+	m->m.retries = sl_metrics_counter(r, "sluice_mirror_retries_total", l,
 	                                  "Transactions tried again after a failure");
-	m->m.source_errors = sl_metrics_counter(r, "sluice_mirror_source_errors_total", NULL,
+	m->m.source_errors = sl_metrics_counter(r, "sluice_mirror_source_errors_total", l,
 	                                        "Failed reads of the source, retried");
-	m->m.pos = sl_metrics_gauge(r, "sluice_mirror_position", NULL,
+	m->m.gaps = sl_metrics_counter(r, "sluice_mirror_gaps_total", l,
+	                               "Runs of events the source removed before they were read");
+	m->m.pos = sl_metrics_gauge(r, "sluice_mirror_position", l,
 	                            "The committed position in the source");
-	m->m.head = sl_metrics_gauge(r, "sluice_mirror_source_head", NULL,
+	m->m.head = sl_metrics_gauge(r, "sluice_mirror_source_head", l,
 	                             "Where the source ends, as far as it knows");
-	m->m.lag = sl_metrics_gauge(r, "sluice_mirror_lag_events", NULL,
+	m->m.lag = sl_metrics_gauge(r, "sluice_mirror_lag_events", l,
 	                            "Events in the source past the committed position");
-	m->m.batch_seconds = sl_metrics_gauge(r, "sluice_mirror_last_batch_seconds", NULL,
+	m->m.batch_seconds = sl_metrics_gauge(r, "sluice_mirror_last_batch_seconds", l,
 	                                      "From the first event of the last batch read to its "
 	                                      "COMMIT");
 }
@@ -171,7 +179,8 @@ static int read_error_transient(int rc)
 }
 
 /* Fill m->batch from m->pos. SL_OK with an empty batch: nothing to apply
- * (not following, or stopping). */
+ * (not following, or stopping). GAP (batch empty): the source lost events
+ * at m->pos; m->gap_to and m->gap_message say which. */
 static int fill_batch(mirror *m)
 {
 	uint64_t from = m->pos, deadline_ns = 0;
@@ -195,6 +204,12 @@ static int fill_batch(mirror *m)
 				m->batch.n = before;
 			if (m->batch.n > 0)
 				break; /* apply what is read; the error comes back next time */
+			if (rc == SL_ENOTFOUND && next > from) {
+				m->gap_to = next;
+				snprintf(m->gap_message, sizeof(m->gap_message), "%s",
+				         sl_error_last()->message);
+				return GAP;
+			}
 			if (!read_error_transient(rc) || (!m->o->follow && failures >= 8))
 				return rc;
 			sl_metric_add(m->m.source_errors, 1);
@@ -390,6 +405,65 @@ static int apply_range(mirror *m, size_t a, size_t b)
 	}
 }
 
+/* ------------------------------------------------------------------ gaps */
+
+/* The source lost [m->pos, m->gap_to) before it was read (M4: never
+ * skipped silently). Recorded, and then either the mirror stops, or, when
+ * on_gap says continue, the position moves past the gap in the same
+ * transaction that records it. */
+static int on_gap(mirror *m)
+{
+	uint64_t from = m->pos, to = m->gap_to;
+	mirror_finish fin = {NULL, NULL};
+	mirror_fail fail;
+	int rc, outcome;
+
+	sl_metric_add(m->m.gaps, 1);
+	if (m->o->on_gap != SL_MIRROR_GAP_CONTINUE) {
+		rc = mirror_db_gap(&m->db, m->src->name, from, to, m->gap_message, NULL, &fail);
+		if (rc != SL_OK)
+			sl_log(SL_LOG_WARN, "mirror: cannot record a gap", "reason=\"%s\"",
+			       fail.error);
+		mirror_db_note_error(&m->db, m->src->name, m->gap_message);
+		return sl_error_set(
+		        SL_ENOTFOUND,
+		        "mirror: %s; positions [%llu, %llu) are recorded as a gap (see "
+		        "'sluice mirror status'); set [mirror] on_gap = \"continue\" to "
+		        "go on past it, then run 'sluice mirror reconcile'",
+		        m->gap_message, (unsigned long long)from, (unsigned long long)to);
+	}
+	for (unsigned waits = 0;;) {
+		if ((rc = mirror_finish_position(&m->db, &fin, m->src->name, from, to, m->state,
+		                                 0)) != SL_OK)
+			return rc;
+		rc = mirror_db_gap(&m->db, m->src->name, from, to, m->gap_message, &fin, &fail);
+		mirror_finish_free(&fin);
+		if (rc == SL_OK)
+			break;
+		if (fail.kind == FAIL_FENCED)
+			return fenced(m);
+		if (fail.kind != FAIL_UNAVAILABLE && fail.kind != FAIL_TRANSIENT)
+			return rc;
+		pause_ms(m, backoff_ms(m, waits++));
+		if ((rc = await_server(m, from, to, &outcome)) != SL_OK)
+			return rc == STOPPED ? SL_OK : rc;
+		if (outcome < 0)
+			return fenced(m);
+		if (outcome > 0)
+			break;
+	}
+	sl_log(SL_LOG_WARN,
+	       "mirror: the source lost events; the gap is recorded and the mirror "
+	       "goes on past it ('sluice mirror reconcile' repairs what it can)",
+	       "from=%llu to=%llu reason=\"%s\"", (unsigned long long)from, (unsigned long long)to,
+	       m->gap_message);
+	m->pos = to;
+	m->p.pos = to;
+	m->p.gaps++;
+	sl_metric_set(m->m.pos, (double)to);
+	return SL_OK;
+}
+
 /* ------------------------------------------------------------------ run */
 
 static int start(mirror *m)
@@ -425,7 +499,12 @@ int sl_mirror_run(sl_event_source *src, const sl_mirror_options *o, sl_mirror_pr
 	if ((rc = start(&m)) != SL_OK)
 		goto done;
 	while (!stopping(&m)) {
-		if ((rc = fill_batch(&m)) != SL_OK)
+		if ((rc = fill_batch(&m)) == GAP) {
+			if ((rc = on_gap(&m)) != SL_OK)
+				break;
+			continue;
+		}
+		if (rc != SL_OK)
 			break;
 		if (m.batch.n == 0) {
 			if (m.batch_next != m.pos) { /* positions without events (commits) */

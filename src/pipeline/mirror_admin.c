@@ -39,6 +39,37 @@ static uint64_t u64_at(const PGresult *r, int row, int col)
 
 /* ---------------------------------------------------------------- status */
 
+static int read_gaps(sl_pg_conn *c, const char *source, sl_mirror_status *out)
+{
+	static const char sql[] =
+	        "SELECT (SELECT count(*) FROM sluice_mirror_gap WHERE source = $1), from_pos,"
+	        " to_pos, (extract(epoch FROM detected_at) * 1000)::bigint, continued, message"
+	        " FROM sluice_mirror_gap WHERE source = $1 ORDER BY detected_at DESC, id DESC"
+	        " LIMIT 1";
+	const char *values[1] = {source};
+	sl_pg_call q;
+	int rc;
+
+	sl_pg_call_init(&q, "read the gaps", sql);
+	sl_pg_call_params(&q, 1, values, NULL, NULL);
+	q.binary_result = 0;
+	rc = sl_pg_run_locked(c, &q);
+	if (rc != SL_OK && strcmp(q.sqlstate, "42P01") == 0) {
+		rc = SL_OK; /* tables of an older mirror: no gap recorded */
+	} else if (rc == SL_OK && PQntuples(q.res[0]) == 1) {
+		const PGresult *r = q.res[0];
+		out->gaps = u64_at(r, 0, 0);
+		out->last_gap_from = u64_at(r, 0, 1);
+		out->last_gap_to = u64_at(r, 0, 2);
+		out->last_gap_ms = u64_at(r, 0, 3);
+		out->last_gap_continued = PQgetvalue(r, 0, 4)[0] == 't';
+		snprintf(out->last_gap_message, sizeof(out->last_gap_message), "%s",
+		         PQgetvalue(r, 0, 5));
+	}
+	sl_pg_call_clear(&q);
+	return rc;
+}
+
 int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, const char *source,
                           sl_mirror_status *out)
 {
@@ -81,6 +112,8 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 		idle_s = strtod(PQgetvalue(r, 0, 6), NULL);
 	}
 	sl_pg_call_clear(&q);
+	if (rc == SL_OK && out->exists)
+		rc = read_gaps(&c, source, out);
 	reader_close(&c);
 	if (rc == SL_OK && out->head_known && out->head > out->pos) {
 		out->lag_events = out->head - out->pos;

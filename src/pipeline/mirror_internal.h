@@ -41,8 +41,9 @@ typedef struct mirror_db {
 int mirror_db_open(mirror_db *db, const sl_mirror_options *o);
 void mirror_db_close(mirror_db *db);
 
-/* The stored position of source (a row made at 0 when there is none yet),
- * and the state saved with it. */
+/* The stored position of source, and the state saved with it. A row made
+ * for a new source starts at 0, or, when the source was mirrored under
+ * another partitioning (workers), at the slowest of those rows. */
 int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state, size_t cap);
 
 /* How a batch's transaction ends: a statement that must change exactly
@@ -69,6 +70,14 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
 int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
                           const mirror_fail *why, uint32_t attempts, uint64_t first_failure_ms,
                           const mirror_finish *finish, mirror_fail *fail);
+
+/* Record that source lost the events at positions [from, to) before they
+ * were read (message: what the source said). With finish (the position's
+ * compare-and-set to `to`) in the same transaction, marked continued;
+ * without, only recorded (the mirror stops there). Recording the same gap
+ * again keeps one row. */
+int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
+                  const char *message, const mirror_finish *finish, mirror_fail *fail);
 
 /* Best effort: remember the last error of source in its position row
  * (NULL: clear it). */

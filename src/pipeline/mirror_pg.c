@@ -14,6 +14,9 @@
  *   sluice_dead_letter(id bigserial, source, pos, key, op, payload bytea,
  *            version, sqlstate, error, attempts, first_failure,
  *            last_failure)
+ *   sluice_mirror_gap(id bigserial, source, from_pos, to_pos, message,
+ *            continued, detected_at; UNIQUE (source, from_pos)): events a
+ *            source removed before the mirror read them (a trimmed stream)
  *   pg_temp.sluice_batch(pos bigint, key text, op text, value bytea,
  *            version bigint, was_missed boolean), per connection, ON COMMIT
  *            DELETE ROWS: what a handler reads.
@@ -100,6 +103,10 @@
 	" last_failure timestamptz NOT NULL);"                                                     \
 	" CREATE INDEX IF NOT EXISTS sluice_dead_letter_source ON sluice_dead_letter (source, "    \
 	"id);"                                                                                     \
+	" CREATE TABLE IF NOT EXISTS sluice_mirror_gap (id bigserial PRIMARY KEY,"                 \
+	" source text NOT NULL, from_pos bigint NOT NULL, to_pos bigint NOT NULL,"                 \
+	" message text NOT NULL, continued boolean NOT NULL,"                                      \
+	" detected_at timestamptz NOT NULL DEFAULT now(), UNIQUE (source, from_pos));"             \
 	" COMMIT"
 
 /* The columns a table must have, and their types as format_type names them. */
@@ -122,6 +129,14 @@ static const column position_columns[] = {{"source", "text", NULL},
                                           {"last_error", "text", NULL},
                                           {"last_error_at", "timestamp with time zone", NULL},
                                           {NULL, NULL, NULL}};
+static const column gap_columns[] = {{"id", "bigint", NULL},
+                                     {"source", "text", NULL},
+                                     {"from_pos", "bigint", NULL},
+                                     {"to_pos", "bigint", NULL},
+                                     {"message", "text", NULL},
+                                     {"continued", "boolean", NULL},
+                                     {"detected_at", "timestamp with time zone", NULL},
+                                     {NULL, NULL, NULL}};
 static const column dead_letter_columns[] = {{"id", "bigint", NULL},
                                              {"source", "text", NULL},
                                              {"pos", "bigint", NULL},
@@ -270,6 +285,8 @@ static int check_tables(mirror_db *db)
 	                      position_columns, "source")) == SL_OK)
 		rc = check_shape(db, "sluice_dead_letter", "sluice_dead_letter",
 		                 dead_letter_columns, "id");
+	if (rc == SL_OK)
+		rc = check_shape(db, "sluice_mirror_gap", "sluice_mirror_gap", gap_columns, "id");
 	return rc;
 }
 
@@ -342,9 +359,17 @@ void mirror_db_close(mirror_db *db)
 
 int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state, size_t cap)
 {
+	/* A new row starts where the slowest row of the same source under
+	 * another partitioning stands ("NAME", "NAME#part=I/N"): every key was
+	 * applied up to there, and what is applied again is refused by the
+	 * version guard. A source never mirrored starts at 0. */
 	static const char sql[] =
-	        "WITH ins AS (INSERT INTO sluice_mirror_position (source, pos, target)"
-	        " VALUES ($1, 0, $2) ON CONFLICT (source) DO NOTHING RETURNING pos, state)"
+	        "WITH ins AS (INSERT INTO sluice_mirror_position (source, pos, state, target)"
+	        " SELECT $1, coalesce(s.pos, 0), coalesce(s.state, ''), $2 FROM (SELECT 1) one"
+	        " LEFT JOIN LATERAL (SELECT pos, state FROM sluice_mirror_position"
+	        " WHERE split_part(source, '#part=', 1) = split_part($1, '#part=', 1)"
+	        " ORDER BY pos LIMIT 1) s ON true"
+	        " ON CONFLICT (source) DO NOTHING RETURNING pos, state)"
 	        " SELECT pos, state FROM ins UNION ALL"
 	        " SELECT pos, state FROM sluice_mirror_position WHERE source = $1";
 	const char *values[2] = {source, db->o->table};
@@ -701,6 +726,58 @@ int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
 		return failed_call(db, rc, &q, fail);
 	sl_pg_call_clear(&q);
 	if ((rc = sl_pg_run_simple(&db->pg, "commit", "COMMIT")) != SL_OK) {
+		mirror_fail_from(fail, rc, NULL);
+		sl_pg_rollback(&db->pg);
+	}
+	return rc;
+}
+
+int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
+                  const char *message, const mirror_finish *finish, mirror_fail *fail)
+{
+	static const char insert[] =
+	        "INSERT INTO sluice_mirror_gap (source, from_pos, to_pos, message, continued)"
+	        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, from_pos) DO UPDATE SET"
+	        " to_pos = greatest(sluice_mirror_gap.to_pos, excluded.to_pos),"
+	        " message = excluded.message,"
+	        " continued = sluice_mirror_gap.continued OR excluded.continued";
+	char from_s[24], to_s[24];
+	const char *values[5] = {source, from_s, to_s, message, finish ? "true" : "false"};
+	sl_pg_call q;
+	int rc;
+
+	memset(fail, 0, sizeof(*fail));
+	snprintf(from_s, sizeof(from_s), "%llu", (unsigned long long)from);
+	snprintf(to_s, sizeof(to_s), "%llu", (unsigned long long)to);
+	if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK) {
+		mirror_fail_from(fail, rc, NULL);
+		return rc;
+	}
+	if (finish) {
+		char *begin = sl_strdup_printf("BEGIN; %s", finish->sql);
+		if (!begin) {
+			mirror_fail_from(fail, SL_ENOMEM, NULL);
+			return SL_ENOMEM;
+		}
+		sl_pg_call_init(&q, "record a gap", begin);
+		rc = sl_pg_run(&db->pg, &q);
+		sl_free(begin);
+		if (rc != SL_OK)
+			return failed_call(db, rc, &q, fail);
+		rc = finished(q.res[1], finish, fail);
+		sl_pg_call_clear(&q);
+		if (rc != SL_OK) {
+			sl_pg_rollback(&db->pg);
+			return rc;
+		}
+	}
+	sl_pg_call_init(&q, "record a gap", insert);
+	sl_pg_call_params(&q, 5, values, NULL, NULL);
+	if ((rc = sl_pg_run(&db->pg, &q)) != SL_OK)
+		return finish ? failed_call(db, rc, &q, fail)
+		              : (mirror_fail_from(fail, rc, q.sqlstate), rc);
+	sl_pg_call_clear(&q);
+	if (finish && (rc = sl_pg_run_simple(&db->pg, "commit", "COMMIT")) != SL_OK) {
 		mirror_fail_from(fail, rc, NULL);
 		sl_pg_rollback(&db->pg);
 	}
