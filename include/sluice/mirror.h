@@ -147,6 +147,51 @@ typedef int (*sl_mirror_open_fn)(void *ctx, unsigned worker, sl_event_source *ou
 int sl_mirror_run_workers(sl_mirror_open_fn open_source, void *ctx, unsigned workers,
                           const sl_mirror_options *o, sl_mirror_progress *out);
 
+/* ------------------------------------------------------ reconciliation */
+
+struct sl_diff_peer; /* sluice/sync.h */
+
+typedef struct sl_mirror_reconcile_report {
+	int exact;              /* 1: with a namespace's items; 0: with a window */
+	uint64_t compared;      /* target rows compared (exact: live rows) */
+	uint64_t source_events; /* window: events read */
+	uint64_t added;         /* keys the target lacked */
+	uint64_t changed;       /* keys whose row held something else */
+	uint64_t removed;       /* exact: keys the source does not have, deleted */
+	uint64_t written;       /* rows the repairs wrote (fewer when the live
+	                           mirror wrote a newer event first) */
+	uint64_t flagged;       /* window: rows newly missing_in_source_since */
+	uint64_t unflagged;     /* window: flags cleared, the key is back */
+	uint64_t missing;       /* window: rows flagged in all */
+	uint64_t vanished;      /* exact: source items gone while it was read */
+	uint64_t round_trips;   /* exact: exchanges with the source */
+	uint64_t bytes_sent, bytes_received;
+	uint64_t version; /* exact: the version repairs carry */
+	int64_t run_id;   /* its row in sluice_mirror_reconcile (0: dry run) */
+} sl_mirror_reconcile_report;
+
+/* Reconciles the target table with a namespace whose whole state peer
+ * answers for (a store's or a node's, sluice/sync.h), by set
+ * reconciliation: keys missing or different get the source's value, keys
+ * only in the target are deleted, all at version source_end (the source's
+ * end, read before this is called), through the batch transaction with
+ * was_missed set. dry_run: compare and report only. Nothing is written
+ * unless the comparison completed. Adds the columns sluice_item and
+ * missing_in_source_since to the target table when it lacks them. */
+int sl_mirror_reconcile_exact(const sl_mirror_options *o, const char *source,
+                              struct sl_diff_peer *peer, uint64_t source_end, int dry_run,
+                              sl_mirror_reconcile_report *out);
+
+/* Reconciles the target table with what sources that keep a window (a
+ * stream, the partitions of a topic) still hold, each read from its start
+ * to where it ends now; source names the run. A key's newest event there
+ * repairs its row when the row is missing, older, or different at the
+ * same version; live rows whose key is in none of them are flagged
+ * (missing_in_source_since), never deleted. */
+int sl_mirror_reconcile_window(sl_event_source *const *srcs, size_t n, const char *source,
+                               const sl_mirror_options *o, int dry_run,
+                               sl_mirror_reconcile_report *out);
+
 typedef struct sl_mirror_status {
 	char source[512];
 	int exists;                          /* 0: no position stored yet */

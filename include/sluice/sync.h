@@ -193,6 +193,12 @@ typedef struct sl_diff_options {
 	 * local commit. In an immutable namespace a key that differs is a
 	 * conflict and is left as it is. */
 	int pull;
+	/* With local: the peer's items only there are asked for with their
+	 * values, and each is passed here once it was checked to hash to its
+	 * id (a non-zero return stops the diff and is returned). */
+	int (*on_value)(void *ctx, const char *key, size_t key_len, const uint8_t *value,
+	                size_t value_len);
+	void *on_value_ctx;
 } sl_diff_options;
 
 /* Keys, each copied (sl_malloc, NUL-terminated), sorted bytewise and

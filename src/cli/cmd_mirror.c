@@ -20,6 +20,8 @@
 #include "cli/mirror_source.h"
 #include "sluice/event_source.h"
 #include "sluice/mirror.h"
+#include "sluice/store.h"
+#include "sluice/sync.h"
 
 #define DEFAULT_CONFIG "./sluice-mirror.toml"
 #define EXIT_FENCED    3
@@ -34,6 +36,7 @@ static volatile sig_atomic_t stop_requested;
 
 typedef struct mirror_args {
 	const char *config;
+	int dry_run;
 	int metrics_set, metrics_off;
 	uint16_t metrics_port;
 } mirror_args;
@@ -44,6 +47,9 @@ static int mirror_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	switch (opt) {
 	case 'c':
 		a->config = arg;
+		return CLI_OK;
+	case 'n':
+		a->dry_run = 1;
 		return CLI_OK;
 	case 'm':
 		a->metrics_set = 1;
@@ -613,6 +619,145 @@ cleanup:
 	return rc;
 }
 
+/* ------------------------------------------------------------- reconcile */
+
+/* A namespace source as the other side of a set reconciliation: the
+ * store (opened read-only, another handle than the source's) or the node. */
+static int open_peer(const cli_mirror_config *c, sl_store **store, sl_diff_peer **peer)
+{
+	sl_store_options so;
+	if (c->source_url)
+		return sl_diff_peer_http(peer, c->source_url, c->source_ns, c->mirror.timeout_ms);
+	sl_store_options_init(&so);
+	so.flags = SL_STORE_READONLY;
+	int rc = sl_store_open(store, c->source_dir, &so);
+	return rc == SL_OK ? sl_diff_peer_store(peer, *store, c->source_ns) : rc;
+}
+
+static int reconcile_exact(const cli_mirror_config *c, sl_event_source *src, int dry_run,
+                           sl_mirror_reconcile_report *r)
+{
+	sl_event_source_head head;
+	sl_store *store = NULL;
+	sl_diff_peer *peer = NULL;
+	int rc;
+	/* The end first: repairs carry it as their version (mirror_reconcile.c, R2). */
+	if ((rc = src->ops->head(src->self, &head)) == SL_OK && !head.known)
+		rc = sl_error_set(SL_EINTERNAL, "%s cannot tell where it ends", src->name);
+	if (rc == SL_OK && (rc = open_peer(c, &store, &peer)) == SL_OK)
+		rc = sl_mirror_reconcile_exact(&c->mirror, src->name, peer, head.end, dry_run, r);
+	sl_diff_peer_free(peer);
+	sl_store_free(store);
+	return rc;
+}
+
+static int print_reconcile(const cli_cmd *cmd, const sl_event_source *src,
+                           const sl_mirror_reconcile_report *r, int dry_run)
+{
+	if (cmd->json) {
+		json_t *o = json_object();
+		int bad = o == NULL;
+		bad |= cli_json_set(o, "source", json_string(src->name));
+		bad |= cli_json_set(o, "kind", json_string(r->exact ? "exact" : "window"));
+		bad |= cli_json_set(o, "dry_run", json_boolean(dry_run));
+		bad |= cli_json_set(o, "compared", cli_json_u64(r->compared));
+		bad |= cli_json_set(o, "added", cli_json_u64(r->added));
+		bad |= cli_json_set(o, "changed", cli_json_u64(r->changed));
+		bad |= cli_json_set(o, "removed", cli_json_u64(r->removed));
+		bad |= cli_json_set(o, "written", cli_json_u64(r->written));
+		bad |= cli_json_set(o, "flagged", cli_json_u64(r->flagged));
+		bad |= cli_json_set(o, "unflagged", cli_json_u64(r->unflagged));
+		bad |= cli_json_set(o, "missing_in_source", cli_json_u64(r->missing));
+		bad |= cli_json_set(o, "source_events", cli_json_u64(r->source_events));
+		bad |= cli_json_set(o, "vanished", cli_json_u64(r->vanished));
+		bad |= cli_json_set(o, "round_trips", cli_json_u64(r->round_trips));
+		bad |= cli_json_set(o, "bytes_sent", cli_json_u64(r->bytes_sent));
+		bad |= cli_json_set(o, "bytes_received", cli_json_u64(r->bytes_received));
+		bad |= cli_json_set(o, "run_id", r->run_id ? json_integer(r->run_id) : json_null());
+		return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
+	}
+	printf("source        %s (%s)\n", src->name,
+	       r->exact ? "its whole state, by set reconciliation" : "the window it still holds");
+	printf("compared      %llu rows of the target%s\n", (unsigned long long)r->compared,
+	       r->exact ? " (live)" : "");
+	if (!r->exact)
+		printf("read          %llu events\n", (unsigned long long)r->source_events);
+	printf("%s  %llu added, %llu changed", dry_run ? "would repair" : "repaired    ",
+	       (unsigned long long)r->added, (unsigned long long)r->changed);
+	if (r->exact)
+		printf(", %llu deleted (not in the source)", (unsigned long long)r->removed);
+	if (!dry_run) {
+		uint64_t tried = r->added + r->changed + r->removed;
+		printf("; %llu rows written", (unsigned long long)r->written);
+		if (tried > r->written)
+			printf(" (%llu rows hold a version newer than the source's state, kept)",
+			       (unsigned long long)(tried - r->written));
+	}
+	printf("\n");
+	if (!r->exact)
+		printf("missing       %llu rows not in the source's window (%llu newly flagged, "
+		       "%llu back), kept\n",
+		       (unsigned long long)r->missing, (unsigned long long)r->flagged,
+		       (unsigned long long)r->unflagged);
+	if (r->exact)
+		printf("exchanged     %llu bytes sent, %llu received, %llu round trips\n",
+		       (unsigned long long)r->bytes_sent, (unsigned long long)r->bytes_received,
+		       (unsigned long long)r->round_trips);
+	if (r->vanished)
+		printf("vanished      %llu items changed at the source meanwhile (the live mirror "
+		       "applies them)\n",
+		       (unsigned long long)r->vanished);
+	return CLI_OK;
+}
+
+static const char reconcile_usage[] =
+        "Usage: sluice mirror reconcile [-c FILE] [--dry-run] [--json]\n"
+        "\n"
+        "Compare the target table with the source and apply what the mirror missed,\n"
+        "through the same transaction as a batch (the handler sees was_missed).\n"
+        "A namespace (node or local store) is compared by set reconciliation, so\n"
+        "the traffic follows the differences; keys only in the table are deleted.\n"
+        "A source that keeps a window (NDJSON, Redis stream, Kafka) is read whole;\n"
+        "rows whose key is not in it are flagged missing_in_source_since, never\n"
+        "deleted. Nothing changes unless the comparison completed. Safe to run\n"
+        "next to a live mirror.\n"
+        "\n" CONFIG_HELP "  -n, --dry-run           compare and report only\n";
+
+static const struct option reconcile_options[] = {
+        CONFIG_OPTION, {"dry-run", no_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
+
+static int mirror_reconcile(int argc, char **argv)
+{
+	cli_cmd cmd = {.name = "mirror reconcile",
+	               .usage = reconcile_usage,
+	               .flags = CLI_JSON,
+	               .options = reconcile_options};
+	mirror_args a;
+	cli_mirror_config cfg;
+	sl_event_source src;
+	sl_mirror_reconcile_report r;
+	int rc = setup(&cmd, argc, argv, &a, &cfg);
+
+	memset(&src, 0, sizeof(src));
+	if (rc != CLI_CONTINUE)
+		goto cleanup;
+	if (cli_mirror_source_open(&cfg, &src) != SL_OK) {
+		rc = cli_fail(cmd.name);
+		goto cleanup;
+	}
+	if (cfg.source_type == CLI_MIRROR_SOURCE_NODE) {
+		rc = reconcile_exact(&cfg, &src, a.dry_run, &r);
+	} else {
+		sl_event_source *one = &src;
+		rc = sl_mirror_reconcile_window(&one, 1, src.name, &cfg.mirror, a.dry_run, &r);
+	}
+	rc = rc == SL_OK ? print_reconcile(&cmd, &src, &r, a.dry_run) : cli_fail(cmd.name);
+cleanup:
+	sl_event_source_close(&src);
+	cli_mirror_config_free(&cfg);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- group */
 
 static const char mirror_usage[] =
@@ -628,6 +773,7 @@ static const cli_command mirror_commands[] = {
         {"start", mirror_start, "apply events as they come until SIGINT or SIGTERM"},
         {"status", mirror_status, "position, events applied, lag, dead letters, last error"},
         {"dlq", mirror_dlq, "list dead letters; 'dlq retry [ID]' applies them again"},
+        {"reconcile", mirror_reconcile, "compare the table with the source, apply what was missed"},
 };
 
 int cli_cmd_mirror(int argc, char **argv)

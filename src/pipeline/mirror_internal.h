@@ -7,6 +7,27 @@
 #include "connect/pg_conn.h"
 #include "sluice/mirror.h"
 
+/* Each connection's temporary table of the batch in flight (ON COMMIT
+ * DELETE ROWS), and the COPY that fills it (mirror_copy_events). */
+#define MIRROR_BATCH_TABLE "pg_temp.sluice_batch"
+#define MIRROR_COPY_SQL                                                                            \
+	"COPY " MIRROR_BATCH_TABLE                                                                 \
+	" (pos, key, op, value, version, was_missed) FROM STDIN (FORMAT binary);"
+
+/* The target's set reconciliation item (mirror_reconcile.c) as PostgreSQL
+ * computes it: SHA-256(key || 0x00 || SHA-256(value)), in a generated
+ * column of the target table, so it is hashed once per write. Declared
+ * immutable: convert_to depends on the database's encoding only, which
+ * never changes. */
+#define MIRROR_ITEM_FUNCTION_SQL                                                                   \
+	"CREATE OR REPLACE FUNCTION sluice_item_id(text, bytea) RETURNS bytea LANGUAGE sql"        \
+	" IMMUTABLE STRICT PARALLEL SAFE AS"                                                       \
+	" $$SELECT sha256(convert_to($1, 'UTF8') || '\\x00'::bytea || sha256($2))$$;"
+/* The columns reconciliation needs in the target table. */
+#define MIRROR_RECONCILE_COLUMNS                                                                   \
+	"missing_in_source_since timestamptz, sluice_item bytea GENERATED ALWAYS AS"               \
+	" (CASE WHEN deleted THEN NULL ELSE sluice_item_id(key, value) END) STORED"
+
 /* How a transaction failed, which decides what happens next. */
 typedef enum mirror_fail_kind {
 	FAIL_NONE = 0,
@@ -35,10 +56,17 @@ typedef struct mirror_db {
 	char *setup;       /* per connection: the temporary table */
 	char *sql_write;   /* COPY and the guarded writes */
 	int write_results; /* results the writes return */
+	int repair;        /* the writes are a reconciliation's repairs */
+	uint64_t written;  /* rows the last apply wrote (known with a handler or
+	                      repairing) */
 } mirror_db;
 
 /* Connects, creates and checks the tables, builds the statements. */
 int mirror_db_open(mirror_db *db, const sl_mirror_options *o);
+/* The same; with repair, the writes also replace a row of the same
+ * version that holds something else (reconciliation: the source's state
+ * is the truth), and db->written counts the rows written. */
+int mirror_db_open_as(mirror_db *db, const sl_mirror_options *o, int repair);
 void mirror_db_close(mirror_db *db);
 
 /* The stored position of source, and the state saved with it. A row made
@@ -59,6 +87,16 @@ typedef struct mirror_finish {
 int mirror_finish_position(mirror_db *db, mirror_finish *f, const char *source, uint64_t old,
                            uint64_t new_pos, const char *state, uint64_t n);
 void mirror_finish_free(mirror_finish *f);
+
+/* The events to COPY into pg_temp.sluice_batch, as COPY_SQL of mirror_pg.c
+ * names its columns: a copy callback (sl_pg_call.copy) with ctx a
+ * mirror_copy_src. */
+typedef struct mirror_copy_src {
+	const sl_event *events;
+	size_t n;
+	int was_missed;
+} mirror_copy_src;
+int mirror_copy_events(sl_pg_conn *c, void *ctx);
 
 /* One transaction: finish's statement, the events into sluice_batch, the
  * guarded writes, the handler, apply_sql, COMMIT. attempt and was_missed

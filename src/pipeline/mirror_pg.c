@@ -55,8 +55,6 @@
 #include "connect/pg_util.h"
 #include "pipeline/mirror_internal.h"
 
-#define BATCH_TABLE "pg_temp.sluice_batch"
-
 #define SETUP_SQL                                                                                  \
 	"CREATE TEMP TABLE IF NOT EXISTS sluice_batch (pos bigint NOT NULL, key text COLLATE "     \
 	"\"C\""                                                                                    \
@@ -64,34 +62,31 @@
 	"NOT"                                                                                      \
 	" NULL) ON COMMIT DELETE ROWS"
 
-#define COPY_SQL                                                                                   \
-	"COPY " BATCH_TABLE                                                                        \
-	" (pos, key, op, value, version, was_missed) FROM STDIN (FORMAT binary);"
-
 /* The newest event of each key in the batch. */
 #define NEWEST_SQL                                                                                 \
-	"(SELECT DISTINCT ON (key) key, op, value, version FROM " BATCH_TABLE                      \
+	"(SELECT DISTINCT ON (key) key, op, value, version FROM " MIRROR_BATCH_TABLE               \
 	" ORDER BY key, version DESC, pos)"
 
-/* Arguments: table, the filter on op, RETURNING or "". */
+/* Arguments: table, the filter on op, the guard, RETURNING or "". */
 #define UPSERT_SQL                                                                                 \
 	" INSERT INTO %s AS t (key, value, version, deleted, updated_at)"                          \
 	" SELECT key, CASE WHEN op = 'delete' THEN NULL ELSE value END, version, op = 'delete',"   \
 	" now() FROM " NEWEST_SQL " b%s ORDER BY key"                                              \
 	" ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,"     \
 	" deleted = excluded.deleted, updated_at = excluded.updated_at"                            \
-	" WHERE t.version < excluded.version%s;"
+	" WHERE %s%s;"
 
-/* Arguments: table, RETURNING or "". */
+/* Arguments: table, the comparison of versions, RETURNING or "". */
 #define REMOVE_SQL                                                                                 \
 	" DELETE FROM %s AS t USING " NEWEST_SQL " b WHERE b.op = 'delete' AND t.key = b.key"      \
-	" AND t.version < b.version%s;"
+	" AND t.version %s b.version%s;"
 
 #define TABLES_SQL                                                                                 \
 	"BEGIN; SELECT pg_advisory_xact_lock(7291, hashtext('sluice_mirror'));"                    \
+	" " MIRROR_ITEM_FUNCTION_SQL                                                               \
 	" CREATE TABLE IF NOT EXISTS %s (key text COLLATE \"C\" PRIMARY KEY, value bytea,"         \
 	" version bigint NOT NULL, deleted boolean NOT NULL DEFAULT false,"                        \
-	" updated_at timestamptz NOT NULL DEFAULT now());"                                         \
+	" updated_at timestamptz NOT NULL DEFAULT now(), " MIRROR_RECONCILE_COLUMNS ");"           \
 	" CREATE TABLE IF NOT EXISTS sluice_mirror_position (source text PRIMARY KEY,"             \
 	" pos bigint NOT NULL, state text NOT NULL DEFAULT '', applied bigint NOT NULL DEFAULT 0," \
 	" target text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), last_error text,"   \
@@ -309,16 +304,29 @@ static int prepare_tables(mirror_db *db)
 	return check_tables(db);
 }
 
+/* The guards: a stream's event wins over an older version only (of two
+ * with one version the first applied stays: a later one is a replay); a
+ * repair also over the same version holding something else, since the
+ * row was changed behind the mirror's back. */
+#define GUARD_NEWER "t.version < excluded.version"
+#define GUARD_REPAIR                                                                               \
+	"(t.version < excluded.version OR (t.version = excluded.version AND"                       \
+	" (t.deleted, t.value) IS DISTINCT FROM (excluded.deleted, excluded.value)))"
+
 static int build_sql(mirror_db *db)
 {
-	const char *ret_up = db->o->handler ? " RETURNING t.key, (t.xmax = 0)" : "";
-	const char *ret_rm = db->o->handler ? " RETURNING t.key, false" : "";
+	int returning = db->o->handler || db->repair;
+	const char *ret_up = returning ? " RETURNING t.key, (t.xmax = 0)" : "";
+	const char *ret_rm = returning ? " RETURNING t.key, false" : "";
+	const char *guard = db->repair ? GUARD_REPAIR : GUARD_NEWER;
 	if (db->o->delete_removes) {
-		db->sql_write = sl_strdup_printf(COPY_SQL REMOVE_SQL UPSERT_SQL, db->table, ret_rm,
-		                                 db->table, " WHERE op <> 'delete'", ret_up);
+		db->sql_write = sl_strdup_printf(MIRROR_COPY_SQL REMOVE_SQL UPSERT_SQL, db->table,
+		                                 db->repair ? "<=" : "<", ret_rm, db->table,
+		                                 " WHERE op <> 'delete'", guard, ret_up);
 		db->write_results = 3;
 	} else {
-		db->sql_write = sl_strdup_printf(COPY_SQL UPSERT_SQL, db->table, "", ret_up);
+		db->sql_write =
+		        sl_strdup_printf(MIRROR_COPY_SQL UPSERT_SQL, db->table, "", guard, ret_up);
 		db->write_results = 2;
 	}
 	return db->sql_write ? SL_OK : SL_ENOMEM;
@@ -326,9 +334,15 @@ static int build_sql(mirror_db *db)
 
 int mirror_db_open(mirror_db *db, const sl_mirror_options *o)
 {
+	return mirror_db_open_as(db, o, 0);
+}
+
+int mirror_db_open_as(mirror_db *db, const sl_mirror_options *o, int repair)
+{
 	int rc;
 	memset(db, 0, sizeof(*db));
 	db->o = o;
+	db->repair = repair;
 	pthread_mutex_init(&db->pg.lock, NULL);
 	db->pg.url = o->pg_url;
 	db->pg.timeout_ms = o->timeout_ms;
@@ -439,16 +453,10 @@ void mirror_db_note_error(mirror_db *db, const char *source, const char *error)
 
 /* ------------------------------------------------------------- the batch */
 
-typedef struct copy_src {
-	const sl_event *events;
-	size_t n;
-	int was_missed;
-} copy_src;
-
 /* sluice_batch's rows: pos, key, op, value, version, was_missed. */
-static int copy_events(sl_pg_conn *c, void *ctx)
+int mirror_copy_events(sl_pg_conn *c, void *ctx)
 {
-	const copy_src *src = ctx;
+	const mirror_copy_src *src = ctx;
 	sl_pg_copy_writer w;
 	int rc = sl_pg_copy_start(&w, c);
 
@@ -620,7 +628,7 @@ static int failed_call(mirror_db *db, int rc, const sl_pg_call *q, mirror_fail *
 int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t attempt,
                     int was_missed, const mirror_finish *finish, mirror_fail *fail)
 {
-	copy_src src = {events, n, was_missed};
+	mirror_copy_src src = {events, n, was_missed};
 	char *sql = sl_strdup_printf("BEGIN; %s %s", finish->sql, db->sql_write);
 	sl_pg_call q;
 	int rc;
@@ -631,7 +639,7 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
 		return SL_ENOMEM;
 	}
 	sl_pg_call_init(&q, "apply a batch", sql);
-	q.copy = copy_events;
+	q.copy = mirror_copy_events;
 	q.copy_ctx = &src;
 	if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK || (rc = sl_pg_run(&db->pg, &q)) != SL_OK) {
 		sl_free(sql);
@@ -647,6 +655,9 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
 		sl_pg_rollback(&db->pg);
 		return rc;
 	}
+	db->written = 0;
+	for (int r = 3; r < q.n_res; r++)
+		db->written += (uint64_t)PQntuples(q.res[r]);
 	if ((rc = finished(q.res[1], finish, fail)) == SL_OK && db->o->handler && n > 0)
 		rc = run_handler(db, events, n, attempt, was_missed, q.res + 3,
 		                 db->write_results - 1, fail);

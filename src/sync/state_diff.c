@@ -502,6 +502,9 @@ static int take_answer(diff *d, const sl_diff_answer *w)
 	} else if ((rc = keys_add(&d->r->only_remote, w->key, w->key_len)) != SL_OK) {
 		return rc;
 	}
+	if (d->o->on_value)
+		return d->o->on_value(d->o->on_value_ctx, w->key, w->key_len, w->value,
+		                      w->value_len);
 	if (!d->o->pull)
 		return SL_OK;
 	if ((rc = sl_batch_put(d->batch, w->key, w->key_len, w->value, w->value_len)) != SL_OK)
@@ -544,6 +547,7 @@ static int read_theirs(diff *d)
 	sl_buf frame = SL_BUF_INIT(SL_SYNC_FRAME_MAX);
 	uint8_t *seen = NULL;
 	size_t next = 0;
+	int with_values = d->o->pull || d->o->on_value != NULL;
 	int rc = SL_OK;
 
 	if (d->need.n && !(seen = sl_malloc(SL_WIRE_MAX_IDS)))
@@ -554,13 +558,13 @@ static int read_theirs(diff *d)
 		if (n > SL_WIRE_MAX_IDS)
 			n = SL_WIRE_MAX_IDS;
 		sl_buf_reset(&request);
-		if ((rc = codec->request(&request, d->o->pull,
+		if ((rc = codec->request(&request, with_values,
 		                         (const uint8_t(*)[SL_ITEM_ID_LEN])d->need.ids[next], n)) !=
 		            SL_OK ||
 		    (rc = exchange(d, d->o->peer->items, &request, &frame)) != SL_OK)
 			break;
 		memset(&w, 0, sizeof(w));
-		if ((rc = codec->decode(&w, d->o->pull, frame.data, frame.len)) != SL_OK) {
+		if ((rc = codec->decode(&w, with_values, frame.data, frame.len)) != SL_OK) {
 			sl_error_wrap("the answer of %s", sl_diff_peer_name(d->o->peer));
 			break;
 		}
@@ -590,6 +594,8 @@ int sl_state_diff(const sl_diff_options *o, sl_diff_report *out)
 	d.r = out;
 	if (o->local && o->pull)
 		return sl_error_set(SL_EINVAL, "a diff pulls into a store namespace only");
+	if (o->on_value && (!o->local || o->pull))
+		return sl_error_set(SL_EINVAL, "a diff passes values on with a local set only");
 	if ((rc = reconcile(&d)) != SL_OK)
 		goto cleanup;
 	if (o->pull && (rc = sl_batch_new(&d.batch, o->store, o->ns)) != SL_OK)
