@@ -190,7 +190,7 @@ static int fill_batch(mirror *m)
 	m->batch_next = m->pos;
 	for (;;) {
 		size_t before = m->batch.n;
-		uint64_t wait = 0, next = from, now = sl_clock_mono_ns();
+		uint64_t wait = 0, next = from, read_from = from, now = sl_clock_mono_ns();
 		int at_end = 0, rc;
 
 		if (m->batch.n > 0)
@@ -235,7 +235,11 @@ static int fill_batch(mirror *m)
 			break;
 		if (m->batch.n > 0 && (sl_clock_mono_ns() >= deadline_ns || at_end))
 			break;
-		if (m->batch.n == 0 && (!m->o->follow || stopping(m)))
+		/* Not following, an empty read ends the run only where the
+		 * source ends: a partition (event_partition.c) may pass over a
+		 * whole read of other partitions' events. */
+		if (m->batch.n == 0 &&
+		    (stopping(m) || (!m->o->follow && (at_end || next == read_from))))
 			break;
 		if (m->batch.n > before && !at_end)
 			continue;

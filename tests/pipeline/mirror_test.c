@@ -6,7 +6,9 @@
  * poison events isolated, dead-lettered after max_attempts and retried;
  * replays that never lower a version nor bring a deleted key back; two
  * mirrors on one source (one is fenced); tables of the wrong shape refused
- * before anything is made; PostgreSQL restarted under a following mirror.
+ * before anything is made; PostgreSQL restarted under a following mirror;
+ * a source that lost events (a gap) recorded, stopped at or gone past as
+ * on_gap says; workers that each own a partition of the keys.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,6 +57,7 @@ typedef struct fake {
 	size_t n, cap;
 	pthread_mutex_t lock;
 	int fail_reads;     /* transient failures still to give */
+	uint64_t trimmed;   /* events below this were lost: reading them is a gap */
 	uint64_t ver[1024]; /* the last version of key k/i in random streams */
 } fake;
 
@@ -68,6 +71,12 @@ static int fake_read(void *self, uint64_t from, size_t max_events, size_t max_by
 		f->fail_reads--;
 		pthread_mutex_unlock(&f->lock);
 		return sl_error_set(SL_EIO, "fake: the source is away");
+	}
+	if (from < f->trimmed) {
+		*next = f->trimmed;
+		pthread_mutex_unlock(&f->lock);
+		return sl_error_set(SL_ENOTFOUND, "fake: events %llu to %llu were trimmed",
+		                    (unsigned long long)from, (unsigned long long)*next - 1);
 	}
 	*next = from;
 	for (size_t i = (size_t)from, k = 0; i < f->n && k < max_events && out->bytes < max_bytes;
@@ -619,6 +628,122 @@ static void *follow_main(void *arg)
 	return NULL;
 }
 
+static void test_gap(void **state)
+{
+	static fake f;
+	sl_event_source src;
+	sl_mirror_options o;
+	sl_mirror_progress p;
+	sl_mirror_status st;
+	char text[256];
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	pthread_mutex_init(&f.lock, NULL);
+	for (int i = 0; i < 100; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "g/%d", i);
+		fake_add(&f, SL_EVENT_SET, key, "a", (uint64_t)i + 1);
+	}
+	source_of(&src, &f, "gap");
+	options(&o, "m_gap");
+	assert_int_equal(sl_mirror_run(&src, &o, &p), SL_OK);
+	assert_int_equal(p.pos, 100);
+	for (int i = 100; i < 200; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "g/%d", i);
+		fake_add(&f, SL_EVENT_SET, key, "b", (uint64_t)i + 1);
+	}
+	f.trimmed = 150; /* 100..149 lost before the mirror read them */
+
+	/* stop (the default): recorded, the position stays, every run says so */
+	for (int run = 0; run < 2; run++) {
+		assert_int_equal(sl_mirror_run(&src, &o, &p), SL_ENOTFOUND);
+		assert_non_null(strstr(sl_error_last()->message, "recorded as a gap"));
+		assert_int_equal(sql_long("SELECT pos FROM sluice_mirror_position WHERE source = "
+		                          "'fake:gap'"),
+		                 100);
+		assert_int_equal(sql_long("SELECT count(*) FROM sluice_mirror_gap WHERE source = "
+		                          "'fake:gap' AND from_pos = 100 AND to_pos = 150 AND NOT "
+		                          "continued"),
+		                 1);
+	}
+	assert_int_equal(sql_long("SELECT count(*) FROM m_gap"), 100);
+	assert_int_equal(sl_mirror_status_read(&src, &o, "fake:gap", &st), SL_OK);
+	assert_int_equal(st.gaps, 1);
+	assert_int_equal(st.last_gap_from, 100);
+	assert_int_equal(st.last_gap_to, 150);
+	assert_int_equal(st.last_gap_continued, 0);
+	assert_non_null(strstr(st.last_gap_message, "trimmed"));
+
+	/* continue: the position moves past it in the transaction that marks
+	 * it, and what follows is applied */
+	o.on_gap = SL_MIRROR_GAP_CONTINUE;
+	assert_int_equal(sl_mirror_run(&src, &o, &p), SL_OK);
+	assert_int_equal(p.gaps, 1);
+	assert_int_equal(p.events, 50);
+	assert_int_equal(p.pos, 200);
+	assert_int_equal(sql_long("SELECT count(*) FROM m_gap"), 150);
+	assert_int_equal(sql_long("SELECT count(*) FROM m_gap WHERE key IN ('g/100', 'g/149')"), 0);
+	tu_sql(admin, text, sizeof(text),
+	       "SELECT count(*) || '|' || bool_and(continued) FROM sluice_mirror_gap WHERE "
+	       "source = 'fake:gap'");
+	assert_string_equal(text, "1|true");
+	assert_int_equal(sl_mirror_status_read(&src, &o, "fake:gap", &st), SL_OK);
+	assert_int_equal(st.last_gap_continued, 1);
+	free(f.ev);
+}
+
+typedef struct workers_ctx {
+	fake *f;
+	unsigned n;
+} workers_ctx;
+
+static int open_worker(void *ctx, unsigned worker, sl_event_source *out)
+{
+	workers_ctx *w = ctx;
+	sl_event_source whole;
+	source_of(&whole, w->f, "workers");
+	return sl_partition_source_open(out, &whole, worker, w->n);
+}
+
+static void test_workers(void **state)
+{
+	static fake f;
+	uint64_t rng = sl_clock_mono_ns() | 1;
+	workers_ctx w = {&f, 3};
+	sl_mirror_options o;
+	sl_mirror_progress p;
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	pthread_mutex_init(&f.lock, NULL);
+	random_stream(&f, &rng, 4000, 300, 1);
+	options(&o, "m_workers");
+	o.batch_size = 97;
+	assert_int_equal(sl_mirror_run_workers(open_worker, &w, w.n, &o, &p), SL_OK);
+	assert_int_equal(p.events, f.n); /* each event applied by one worker */
+	expect_model(&f, "m_workers", 0);
+	assert_int_equal(sql_long("SELECT count(*) FROM sluice_mirror_position WHERE source LIKE "
+	                          "'fake:workers#part=%%/3' AND pos = %zu",
+	                          f.n),
+	                 3);
+	/* each key in one partition only, stable */
+	for (int i = 0; i < 50; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k/%d", i);
+		assert_true(sl_event_key_partition(key, strlen(key), 3) < 3);
+		assert_int_equal(sl_event_key_partition(key, strlen(key), 3),
+		                 sl_event_key_partition(key, strlen(key), 3));
+	}
+	assert_int_equal(sl_event_key_partition("a", 1, 1), 0);
+
+	/* more events: read from each worker's own position */
+	random_stream(&f, &rng, 600, 300, 1);
+	assert_int_equal(sl_mirror_run_workers(open_worker, &w, w.n, &o, &p), SL_OK);
+	assert_int_equal(p.events, 600);
+	expect_model(&f, "m_workers", 0);
+	free(f.ev);
+}
+
 static void test_restart_under_follower(void **state)
 {
 	static fake f;
@@ -690,6 +815,8 @@ int main(void)
 	        cmocka_unit_test(test_two_mirrors_fenced),
 	        cmocka_unit_test(test_position_made_by_another),
 	        cmocka_unit_test(test_wrong_shape_refused),
+	        cmocka_unit_test(test_gap),
+	        cmocka_unit_test(test_workers),
 	        cmocka_unit_test(test_restart_under_follower),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
