@@ -19,6 +19,9 @@
  *                        the line says, else pos + 1. A pipe (path "-")
  *                        cannot be rewound: it counts its lines from the
  *                        position it is started at.
+ *   redis stream         pos = MS << 20 | SEQ of the entry id MS-SEQ, so
+ *                        positions grow with ids and are sparse; version
+ *                        as the entry's version field says, else pos + 1.
  *
  * A source is used by one thread at a time.
  */
@@ -82,7 +85,7 @@ typedef struct sl_event_source_head {
 } sl_event_source_head;
 
 typedef struct sl_event_source_ops {
-	const char *kind; /* "node", "store", "ndjson" */
+	const char *kind; /* "node", "store", "ndjson", "redis" */
 	/* Appends to out the events at positions >= from, in order: at most
 	 * max_events (>= 1, else SL_EINVAL), stopping once out->bytes reaches
 	 * max_bytes (but at least one event when one is there). When none is
@@ -164,6 +167,66 @@ typedef struct sl_node_source_options {
 
 void sl_node_source_options_init(sl_node_source_options *o);
 int sl_node_source_open(sl_event_source *out, const sl_node_source_options *o);
+
+/* A Redis stream (Redis 7 or later: the gap check needs XINFO STREAM's
+ * max-deleted-entry-id, entries-added and recorded-first-entry-id). Every
+ * entry is an event, mapped by its fields:
+ *   key_field      the key (required; not empty, no NUL byte);
+ *   op_field       "set", "update" or "delete"; absent: "set";
+ *   value_field    the value's bytes as they are; absent: an empty value.
+ *                  A delete takes none;
+ *   version_field  when set, a decimal integer > 0, required in every
+ *                  entry; when NULL or "", the version is pos + 1.
+ * Other fields are ignored. Nothing is written to Redis (no consumer
+ * group). Entries removed by XTRIM, MAXLEN, MINID or XDEL before they were
+ * read are a gap (SL_ENOTFOUND from read, see above). Telling a trim that
+ * took unread entries from one that took only read ones needs the number
+ * of entries added before the position: save_state gives it with the last
+ * *next returned ("POS COUNT"; "" before the first read), to be stored
+ * with that position. From a position whose count the source does not
+ * know (set by hand, stored with another state) that a trim has passed,
+ * the read reports a gap whose message says it may hold no entry. A
+ * missing key is an empty stream; a key of another type is SL_EINVAL.
+ * Redis is first asked at the first read or head, and a lost connection
+ * is made again at the next one; wrong credentials are SL_EAUTH. Name:
+ * "redis:HOST:PORT/DB/STREAM" (no user or password). */
+typedef struct sl_redis_source_options {
+	const char *url;           /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
+	const char *stream;        /* the stream's key */
+	const char *key_field;     /* default "key" */
+	const char *op_field;      /* default "op" */
+	const char *value_field;   /* default "value" */
+	const char *version_field; /* default NULL: version = pos + 1 */
+	unsigned timeout_ms;       /* per command and connect, default 10000 */
+} sl_redis_source_options;
+
+void sl_redis_source_options_init(sl_redis_source_options *o);
+/* SL_EINVAL for a bad url, no stream, or two fields with one name. */
+int sl_redis_source_open(sl_event_source *out, const sl_redis_source_options *o);
+
+/* Appends the event of the entry `id` whose fields and values are
+ * fields[0], fields[1], ... (n_fields_and_values of them, lens[i] bytes
+ * each: field, value, field, value), mapped as the options say (NULL or ""
+ * names take the defaults). SL_ECORRUPT, with a message that starts
+ * "stream entry " and names the id, when the id has no position or the
+ * fields do not map (an odd count, a mapped field twice, no key, an
+ * unknown op, a delete with a value, a bad version); nothing is added
+ * then. SL_EINVAL when two of the options' fields have one name. Exposed
+ * for fuzzing. */
+int sl_redis_entry_parse(sl_event_batch *out, const char *id, const char *const *fields,
+                         const size_t *lens, size_t n_fields_and_values,
+                         const sl_redis_source_options *o);
+
+/* Room for an entry id's text: two decimals of up to 20 digits, '-', NUL. */
+#define SL_REDIS_ID_MAX 48
+
+/* The position of the entry id "MS-SEQ" (decimals without leading zeros,
+ * as Redis writes them): MS << 20 | SEQ. SL_ECORRUPT for anything else,
+ * for SEQ >= 2^20 or MS >= 2^44 (no position), and for the one id whose
+ * position would be 2^64 - 1 (no position after it). */
+int sl_redis_id_to_pos(uint64_t *out, const char *id);
+/* The entry id of a position, into out (cap >= SL_REDIS_ID_MAX). */
+void sl_redis_pos_to_id(char *out, size_t cap, uint64_t pos);
 
 /* The events of inner whose key falls in partition index of count
  * (sl_event_key_partition), at inner's positions; the others are passed
