@@ -181,11 +181,12 @@ int sl_node_source_open(sl_event_source *out, const sl_node_source_options *o);
  * group). Entries removed by XTRIM, MAXLEN, MINID or XDEL before they were
  * read are a gap (SL_ENOTFOUND from read, see above). Telling a trim that
  * took unread entries from one that took only read ones needs the number
- * of entries added before the position: save_state gives it with the last
- * *next returned ("POS COUNT"; "" before the first read), to be stored
- * with that position. From a position whose count the source does not
- * know (set by hand, stored with another state) that a trim has passed,
- * the read reports a gap whose message says it may hold no entry. A
+ * of entries added before the position: save_state gives it for the last
+ * few positions the source met, *next among them ("POS:COUNT ...", newest
+ * first; "" before the first read). From a position whose count the
+ * source does not know (set by hand, or part of a batch committed alone
+ * after a restart) that a trim has passed, the read reports a gap whose
+ * message says it may hold no entry. A
  * missing key is an empty stream; a key of another type is SL_EINVAL.
  * Redis is first asked at the first read or head, and a lost connection
  * is made again at the next one; wrong credentials are SL_EAUTH. Name:

@@ -29,9 +29,10 @@
  * whatever a trim removed is below it), and A counts every entry ever
  * added. None says whether a trim took an entry the caller had not read:
  * that needs C(x), the number of entries ever added with ids below
- * position x. The source learns C as it reads (R4), keeps it for a few
- * positions it returned (anchors), and save_state gives "POS C" for the
- * last *next it returned, which the mirror stores with that position.
+ * position x. The source learns C as it reads (R4) and keeps it for the
+ * last few positions it met (anchors); save_state gives them, "POS:C ...",
+ * the newest first, and the mirror stores that with the position it
+ * commits, so a later run knows C there whichever of them it was.
  *
  * Invariants:
  *   R1  Positions are ordered as ids are: SEQ < 2^20 and MS < 2^44 fit
@@ -147,10 +148,8 @@ typedef struct redis_src {
 	uint64_t bytes_seen, n_seen; /* key and value bytes of entries read */
 	const char **parts;          /* one entry's fields and values */
 	size_t *part_lens, parts_cap;
-	anchor anchors[ANCHORS]; /* C at positions (R4) */
-	size_t n_anchors, oldest_anchor;
-	uint64_t last_next; /* the last *next returned, for save_state */
-	int has_last_next;
+	anchor anchors[ANCHORS]; /* C at positions (R4), the newest first */
+	size_t n_anchors;
 } redis_src;
 
 /* What one round trip saw (R2). */
@@ -735,21 +734,22 @@ static int check_not_past(redis_src *r, const snapshot *s, uint64_t from)
 
 /* ---------------------------------------------------------------- counts */
 
+/* C(pos) = count, as the newest anchor. */
 static void remember(redis_src *r, uint64_t pos, uint64_t count)
 {
-	for (size_t i = 0; i < r->n_anchors; i++)
-		if (r->anchors[i].pos == pos) {
-			r->anchors[i].count = count;
-			return;
-		}
-	if (r->n_anchors < ANCHORS) {
-		r->anchors[r->n_anchors].pos = pos;
-		r->anchors[r->n_anchors++].count = count;
-		return;
-	}
-	r->anchors[r->oldest_anchor].pos = pos;
-	r->anchors[r->oldest_anchor].count = count;
-	r->oldest_anchor = (r->oldest_anchor + 1) % ANCHORS;
+	size_t i = 0;
+
+	if (pos == 0)
+		return; /* C(0) = 0 is never forgotten */
+	while (i < r->n_anchors && r->anchors[i].pos != pos)
+		i++;
+	if (i == r->n_anchors && r->n_anchors < ANCHORS)
+		r->n_anchors++;
+	if (i == ANCHORS)
+		i--; /* the oldest goes */
+	memmove(&r->anchors[1], &r->anchors[0], i * sizeof(r->anchors[0]));
+	r->anchors[0].pos = pos;
+	r->anchors[0].count = count;
 }
 
 /* C(pos), when known (R4). */
@@ -836,8 +836,6 @@ static int gap_error(redis_src *r, const verdict *v, uint64_t from, uint64_t *ne
 	*next = v->after_end ? pos + 1 : pos;
 	if (v->end_count_known)
 		remember(r, *next, v->end_count);
-	r->last_next = *next;
-	r->has_last_next = 1;
 	if (v->maybe)
 		return sl_error_set(SL_ENOTFOUND,
 		                    "%s: the stream's first entry is now %s, past the position "
@@ -918,8 +916,6 @@ static int redis_read(void *self, uint64_t from, size_t max_events, size_t max_b
 			remember(r, from, v.count);
 		if (v.count_known && v.keeps_count)
 			remember(r, pos, v.count + added);
-		r->last_next = pos;
-		r->has_last_next = 1;
 	}
 cleanup:
 	if (rc != SL_OK)
@@ -951,23 +947,26 @@ static int redis_head(void *self, sl_event_source_head *out)
 	return SL_OK;
 }
 
-/* "POS C": C at the last *next returned (R4), or "" when not known. */
+/* "POS:C ...": the anchors, the newest first (R4); "" when there are
+ * none. Whichever of their positions the mirror stores, a source given
+ * this state knows C there. */
 static int redis_save_state(void *self, char *out, size_t cap)
 {
 	redis_src *r = self;
-	uint64_t count;
-	int n;
+	size_t len = 0;
 
 	if (cap == 0)
 		return sl_error_set(SL_ETOOLARGE, "no room for the source's state");
 	out[0] = '\0';
-	if (!r->has_last_next || !recall(r, r->last_next, &count))
-		return SL_OK;
-	n = snprintf(out, cap, "%" PRIu64 " %" PRIu64, r->last_next, count);
-	if (n < 0 || (size_t)n >= cap) {
-		out[0] = '\0';
-		return sl_error_set(SL_ETOOLARGE, "the source's state needs %d bytes, %zu given", n,
-		                    cap);
+	for (size_t i = 0; i < r->n_anchors; i++) {
+		int n = snprintf(out + len, cap - len, "%s%" PRIu64 ":%" PRIu64, i ? " " : "",
+		                 r->anchors[i].pos, r->anchors[i].count);
+		if (n < 0 || (size_t)n >= cap - len) {
+			out[0] = '\0';
+			return sl_error_set(SL_ETOOLARGE,
+			                    "the source's state needs more than %zu bytes", cap);
+		}
+		len += (size_t)n;
 	}
 	return SL_OK;
 }
@@ -975,17 +974,29 @@ static int redis_save_state(void *self, char *out, size_t cap)
 static int redis_restore_state(void *self, const char *state)
 {
 	redis_src *r = self;
-	const char *space = strchr(state, ' ');
-	uint64_t pos, count;
+	anchor got[ANCHORS];
+	const char *p = state;
+	size_t n = 0;
 
-	if (!space || !decimal(&pos, state, (size_t)(space - state), 1) ||
-	    !decimal(&count, space + 1, strlen(space + 1), 1))
-		return sl_error_set(
-		        SL_ECORRUPT,
-		        "redis source state '%.64s' is not \"POS COUNT\" (two decimals)", state);
-	remember(r, pos, count);
-	r->last_next = pos;
-	r->has_last_next = 1;
+	for (;;) {
+		const char *colon = strchr(p, ':'),
+		           *end = colon ? colon + strcspn(colon, " ") : NULL;
+		if (n == ANCHORS || !colon || !decimal(&got[n].pos, p, (size_t)(colon - p), 1) ||
+		    !decimal(&got[n].count, colon + 1, (size_t)(end - colon - 1), 1))
+			return sl_error_set(
+			        SL_ECORRUPT,
+			        "redis source state '%.80s' is not \"POS:COUNT ...\" (up "
+			        "to %d pairs of decimals)",
+			        state, ANCHORS);
+		n++;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	while (n > 0) { /* the oldest first, so the newest ends up first */
+		n--;
+		remember(r, got[n].pos, got[n].count);
+	}
 	return SL_OK;
 }
 

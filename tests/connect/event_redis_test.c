@@ -456,15 +456,33 @@ static void test_read(void **state)
 	assert_int_equal(head.end, pos_of(ids[4]) + 1);
 	/* the state: the last position returned and the entries added before it */
 	assert_ok(s.ops->save_state(s.self, text, sizeof(text)));
-	snprintf(want, sizeof(want), "%llu 5", (unsigned long long)pos_of(ids[4]) + 1);
+	snprintf(want, sizeof(want), "%llu:5", (unsigned long long)pos_of(ids[4]) + 1);
 	assert_string_equal(text, want);
 	assert_int_equal(s.ops->save_state(s.self, text, 3), SL_ETOOLARGE);
 	assert_string_equal(text, "");
-	assert_int_equal(s.ops->restore_state(s.self, "5 abc"), SL_ECORRUPT);
-	assert_int_equal(s.ops->restore_state(s.self, "5"), SL_ECORRUPT);
-	assert_int_equal(s.ops->restore_state(s.self, "05 1"), SL_ECORRUPT);
-	assert_int_equal(s.ops->restore_state(s.self, "5 1 "), SL_ECORRUPT);
-	assert_int_equal(s.ops->restore_state(s.self, "x"), SL_ECORRUPT);
+	static const char *const bad_states[] = {
+	        "5 abc",
+	        "5",
+	        "5:",
+	        ":5",
+	        "05:1",
+	        "5:01",
+	        "5:1 ",
+	        " 5:1",
+	        "5:1  6:2",
+	        "x",
+	        "5:1:2",
+	        "1:1 2:2 3:3 4:4 5:5",
+	        "5:18446744073709551616",
+	};
+	for (size_t i = 0; i < sizeof(bad_states) / sizeof(bad_states[0]); i++)
+		if (s.ops->restore_state(s.self, bad_states[i]) != SL_ECORRUPT)
+			fail_msg("state '%s' was taken", bad_states[i]);
+	/* several positions, the newest first, come back as they were given */
+	assert_ok(s.ops->restore_state(s.self, "9:3 7:2 4:1"));
+	assert_ok(s.ops->save_state(s.self, text, sizeof(text)));
+	snprintf(want, sizeof(want), "9:3 7:2 4:1 %llu:5", (unsigned long long)pos_of(ids[4]) + 1);
+	assert_string_equal(text, want);
 	sl_event_source_close(&s);
 	/* nothing known before the first read */
 	open_src(&s, "t:read");
@@ -792,7 +810,7 @@ static void test_restart(void **state)
 	open_src(&s, "t:restart");
 	assert_ok(rd(&s, 0, 3, 1 << 20, 0, &b, &pos));
 	assert_ok(s.ops->save_state(s.self, saved, sizeof(saved)));
-	snprintf(want, sizeof(want), "%llu 3", (unsigned long long)pos);
+	snprintf(want, sizeof(want), "%llu:3", (unsigned long long)pos);
 	assert_string_equal(saved, want);
 	sl_event_source_close(&s);
 	cmd("XTRIM", "t:restart", "MINID", ids[3], NULL); /* only what was read */
@@ -809,7 +827,7 @@ static void test_restart(void **state)
 	for (int k = 0; k < 2; k++) {
 		open_src(&s, "t:restart");
 		if (k == 1)
-			assert_ok(s.ops->restore_state(s.self, "12345 3"));
+			assert_ok(s.ops->restore_state(s.self, "12345:3"));
 		sl_event_batch_clear(&b);
 		assert_int_equal(rd(&s, pos, 100, 1 << 20, 0, &b, &next), SL_ENOTFOUND);
 		assert_int_equal(b.n, 0);
@@ -827,7 +845,8 @@ static void test_restart(void **state)
 	assert_ok(rd(&s, pos_of(ids[4]), 100, 1 << 20, 0, &b, &next));
 	assert_int_equal(b.n, 2);
 	assert_ok(s.ops->save_state(s.self, saved, sizeof(saved)));
-	snprintf(want, sizeof(want), "%llu 6", (unsigned long long)next);
+	snprintf(want, sizeof(want), "%llu:6 %llu:4", (unsigned long long)next,
+	         (unsigned long long)pos_of(ids[4]));
 	assert_string_equal(saved, want);
 	sl_event_source_close(&s);
 	sl_event_batch_free(&b);
