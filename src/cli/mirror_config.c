@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "cli/mirror_config.h"
 #include "cli/toml.h"
+#include "sluice/event_source.h"
 #include "sluice/store.h"
 
 enum slot {
@@ -27,6 +28,11 @@ enum slot {
 	S_TRUST_KEY,
 	S_PATH,
 	S_NAME,
+	S_STREAM,
+	S_KEY_FIELD,
+	S_OP_FIELD,
+	S_VALUE_FIELD,
+	S_VERSION_FIELD,
 	P_URL,
 	P_TABLE,
 	P_APPLY_SQL,
@@ -46,6 +52,7 @@ enum slot {
 
 #define NODE   (1u << CLI_MIRROR_SOURCE_NODE)
 #define NDJSON (1u << CLI_MIRROR_SOURCE_NDJSON)
+#define REDIS  (1u << CLI_MIRROR_SOURCE_REDIS)
 
 typedef struct key_spec {
 	const char *table, *key;
@@ -57,12 +64,17 @@ typedef struct key_spec {
 /* In enum slot's order. */
 static const key_spec keys[N_SLOTS] = {
         {"source", "type", 1, 0, 0, 0},
-        {"source", "url", 1, 0, 0, NODE},
+        {"source", "url", 1, 0, 0, NODE | REDIS},
         {"source", "dir", 1, 0, 0, NODE},
         {"source", "namespace", 1, 0, 0, NODE},
         {"source", "trust_key", 1, 0, 0, NODE},
         {"source", "path", 1, 0, 0, NDJSON},
         {"source", "name", 1, 0, 0, 0},
+        {"source", "stream", 1, 0, 0, REDIS},
+        {"source", "key_field", 1, 0, 0, REDIS},
+        {"source", "op_field", 1, 0, 0, REDIS},
+        {"source", "value_field", 1, 0, 0, REDIS},
+        {"source", "version_field", 1, 0, 0, REDIS},
         {"postgres", "url", 1, 0, 0, 0},
         {"postgres", "table", 1, 0, 0, 0},
         {"postgres", "apply_sql", 1, 0, 0, 0},
@@ -221,6 +233,38 @@ static int load_trust_key(loader *l)
 	return SL_OK;
 }
 
+/* type = "redis": the url and stream, the fields' names, all checked by
+ * opening (which connects to nothing). */
+static int load_redis(loader *l)
+{
+	cli_mirror_config *c = l->cfg;
+	sl_redis_source_options *r = &c->redis;
+	sl_event_source probe;
+	char why[SL_ERROR_MSG_MAX];
+	int rc;
+
+	if (l->found[S_URL] == NULL)
+		return missing(l, S_URL, " (redis://[USER:PASSWORD@]HOST:PORT[/DB])");
+	if (l->found[S_STREAM] == NULL)
+		return missing(l, S_STREAM, " (the stream's key)");
+	sl_redis_source_options_init(r);
+	if ((rc = take_string(l, S_URL, &c->source_url)) != SL_OK ||
+	    (rc = take_string(l, S_STREAM, &c->source_stream)) != SL_OK ||
+	    (rc = take_string(l, S_KEY_FIELD, (char **)&r->key_field)) != SL_OK ||
+	    (rc = take_string(l, S_OP_FIELD, (char **)&r->op_field)) != SL_OK ||
+	    (rc = take_string(l, S_VALUE_FIELD, (char **)&r->value_field)) != SL_OK ||
+	    (rc = take_string(l, S_VERSION_FIELD, (char **)&r->version_field)) != SL_OK)
+		return rc;
+	r->url = c->source_url;
+	r->stream = c->source_stream;
+	if (sl_redis_source_open(&probe, r) != SL_OK) {
+		snprintf(why, sizeof(why), "%s", sl_error_last()->message);
+		return cli_toml_entry_error(l->name, l->found[S_URL], "%s", why);
+	}
+	sl_event_source_close(&probe);
+	return SL_OK;
+}
+
 static int load_source(loader *l)
 {
 	const cli_toml_entry *type = l->found[S_TYPE];
@@ -229,7 +273,7 @@ static int load_source(loader *l)
 	int rc;
 
 	if (type == NULL)
-		return missing(l, S_TYPE, " (\"node\" or \"ndjson\")");
+		return missing(l, S_TYPE, " (\"node\", \"ndjson\" or \"redis\")");
 	if (l->found[S_NAME] &&
 	    (l->found[S_NAME]->str[0] == '\0' ||
 	     strlen(l->found[S_NAME]->str) >= sizeof(((sl_event_source *)0)->name)))
@@ -242,9 +286,12 @@ static int load_source(loader *l)
 		c->source_type = CLI_MIRROR_SOURCE_NODE;
 	else if (strcmp(type->str, "ndjson") == 0)
 		c->source_type = CLI_MIRROR_SOURCE_NDJSON;
+	else if (strcmp(type->str, "redis") == 0)
+		c->source_type = CLI_MIRROR_SOURCE_REDIS;
 	else
 		return cli_toml_entry_error(
-		        l->name, type, "expected \"node\" or \"ndjson\", got \"%s\"", type->str);
+		        l->name, type, "expected \"node\", \"ndjson\" or \"redis\", got \"%s\"",
+		        type->str);
 	for (int slot = 0; slot < N_SLOTS; slot++)
 		if (l->found[slot] && keys[slot].types &&
 		    !(keys[slot].types & (1u << c->source_type)))
@@ -255,6 +302,8 @@ static int load_source(loader *l)
 			return missing(l, S_PATH, " (a file, or \"-\" for stdin)");
 		return take_string(l, S_PATH, &c->source_path);
 	}
+	if (c->source_type == CLI_MIRROR_SOURCE_REDIS)
+		return load_redis(l);
 	if (l->found[S_NAMESPACE] == NULL)
 		return missing(l, S_NAMESPACE, "");
 	if (sl_ns_name_validate(l->found[S_NAMESPACE]->str) != SL_OK) {

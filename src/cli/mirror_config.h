@@ -1,10 +1,13 @@
 /* The mirror's configuration file (TOML), for the `sluice mirror` commands:
  *
- *   [source]    type = "node" | "ndjson";
+ *   [source]    type = "node" | "ndjson" | "redis";
  *               node: url (a remote node) or dir (a local store), namespace,
  *               trust_key (with url only: 64 hex digits, Ed25519);
- *               ndjson: path (a file, or "-" for stdin); name (any type: what
- *               the position is stored under, instead of the source's own name)
+ *               ndjson: path (a file, or "-" for stdin);
+ *               redis: url, stream, key_field, op_field, value_field,
+ *               version_field;
+ *               name (any type: what the position is stored under, instead
+ *               of the source's own name)
  *   [postgres]  url (required), table, apply_sql (a file of SQL run once per
  *               batch, relative to the config file's directory), deletes =
  *               "tombstone" | "remove", timeout_ms
@@ -22,6 +25,7 @@
 #include <stdint.h>
 
 #include "sluice/base.h"
+#include "sluice/event_source.h"
 #include "sluice/mirror.h"
 
 /* The most workers one mirror runs. */
@@ -31,13 +35,16 @@
 #define CLI_MIRROR_SQL_MAX ((size_t)1 << 20)
 
 typedef enum cli_mirror_source_type {
-	CLI_MIRROR_SOURCE_NODE = 1,  /* source_url or source_dir, with source_ns */
-	CLI_MIRROR_SOURCE_NDJSON = 2 /* source_path */
+	CLI_MIRROR_SOURCE_NODE = 1,   /* source_url or source_dir, with source_ns */
+	CLI_MIRROR_SOURCE_NDJSON = 2, /* source_path */
+	CLI_MIRROR_SOURCE_REDIS = 3   /* redis: source_url, source_stream */
 } cli_mirror_source_type;
 
 typedef struct cli_mirror_config {
 	cli_mirror_source_type source_type;
 	char *source_url, *source_dir, *source_ns, *source_path; /* NULL when not set */
+	char *source_stream;
+	sl_redis_source_options redis; /* type = "redis" */
 	char *source_name; /* [source] name: the position's key, else the source's own */
 	int has_trust_key;
 	uint8_t trust_key[SL_ED25519_PK_LEN];
@@ -47,7 +54,7 @@ typedef struct cli_mirror_config {
 	char *apply_sql_path;  /* as resolved, or NULL */
 	uint16_t metrics_port; /* 0: no metrics unless -m */
 	unsigned workers;      /* [mirror] workers, default 1 */
-	char *strings[16];     /* what the pointers above point into */
+	char *strings[32];     /* what the pointers above point into */
 	size_t n_strings;
 } cli_mirror_config;
 

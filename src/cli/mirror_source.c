@@ -13,6 +13,8 @@ static int open_as_is(const cli_mirror_config *c, sl_event_source *out)
 {
 	if (c->source_type == CLI_MIRROR_SOURCE_NDJSON)
 		return sl_ndjson_source_open(out, c->source_path);
+	if (c->source_type == CLI_MIRROR_SOURCE_REDIS)
+		return sl_redis_source_open(out, &c->redis);
 	if (c->source_dir != NULL)
 		return sl_store_source_open(out, c->source_dir, c->source_ns);
 	sl_node_source_options no;
@@ -39,6 +41,10 @@ static void assumed_name(const cli_mirror_config *c, char *out, size_t cap)
 {
 	if (c->source_name) {
 		snprintf(out, cap, "%s", c->source_name);
+		return;
+	}
+	if (c->source_type == CLI_MIRROR_SOURCE_REDIS) { /* opening it connects to nothing */
+		snprintf(out, cap, "redis:%s", c->source_stream);
 		return;
 	}
 	const char *path =

@@ -423,6 +423,9 @@ static int on_gap(mirror *m)
 	int rc, outcome;
 
 	sl_metric_add(m->m.gaps, 1);
+	/* what the source knows after the gap goes with the position past it */
+	if (m->src->ops->save_state(m->src->self, m->state, sizeof(m->state)) != SL_OK)
+		return sl_error_set(SL_EINTERNAL, "mirror: the source cannot say its state");
 	if (m->o->on_gap != SL_MIRROR_GAP_CONTINUE) {
 		rc = mirror_db_gap(&m->db, m->src->name, from, to, m->gap_message, NULL, &fail);
 		if (rc != SL_OK)
