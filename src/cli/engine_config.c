@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 #include "cli/engine_config.h"
 #include "cli/toml.h"
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 
 #define MIB (UINT64_C(1) << 20)
 

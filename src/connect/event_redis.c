@@ -114,7 +114,7 @@
 
 #include "connect/event_internal.h"
 /* The engine's parser of redis:// URLs, one for every Redis sluice talks to. */
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 
 #define SEQ_BITS           20
 #define SEQ_LIMIT          ((uint64_t)1 << SEQ_BITS)

@@ -16,7 +16,7 @@
 typedef struct l2_cache l2_cache;
 
 typedef struct l2_options {
-	const char *url;             /* engine/server_url.h, sl_server_url_redis */
+	const char *url;             /* connect/server_url.h, sl_server_url_redis */
 	const char *prefix;          /* of every key L2 writes */
 	const char *state_dir;       /* where DIR/l2_state lives (the WAL's) */
 	unsigned timeout_ms;         /* each command */

@@ -58,7 +58,7 @@
 #include <unistd.h>
 
 #include "engine/l2.h"
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 
 #define HEADER_LEN      (1 + 8 + 32)
 #define PENDING_SLOTS   65536u

@@ -81,7 +81,7 @@ int sl_tier_open(sl_tier *out, int type, const char *dir_or_url, const char *ns_
                  unsigned timeout_ms);
 int sl_tier_store_open(sl_tier *out, const char *dir, const char *ns, unsigned timeout_ms);
 int sl_tier_pg_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms);
-/* url: mysql://USER[:PASSWORD]@HOST[:PORT]/DB (engine/server_url.h). */
+/* url: mysql://USER[:PASSWORD]@HOST[:PORT]/DB (connect/server_url.h). */
 int sl_tier_mysql_open(sl_tier *out, const char *url, const char *table, unsigned timeout_ms);
 
 #endif

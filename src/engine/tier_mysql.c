@@ -94,7 +94,7 @@
 #include <errmsg.h>
 #include <mysql.h>
 
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 #include "engine/tier.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u

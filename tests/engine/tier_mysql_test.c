@@ -21,7 +21,7 @@
 
 #include <mysql.h>
 
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 #include "engine/tier.h"
 #include "services.h"
 #include "tier_testutil.h"

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 
 #define FUZZ_NAME "server_url_fuzz"
 #include "fuzz_util.h"

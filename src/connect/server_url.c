@@ -1,6 +1,7 @@
 /*
- * Server connection URLs (server_url.h), for every server the engine
- * talks to: one parser, and a form per server that says which schemes,
+ * Server connection URLs (server_url.h), for every server sluice
+ * talks to (MariaDB and Redis for the engine, Redis for mirrors): one
+ * parser, and a form per server that says which schemes,
  * which default port, whether a user is required and what the path holds.
  *
  * The parse splits at the "://", the one '@' before the first '/' (an '@'
@@ -16,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 
 static const char *const mysql_schemes[] = {"mysql", "mariadb", NULL};
 static const char *const redis_schemes[] = {"redis", NULL};

@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 #include "testutil.h"
 
 typedef struct bad_case {
