@@ -81,7 +81,7 @@
 #include <mysql.h>
 
 #include "engine/engine_internal.h"
-#include "engine/server_url.h"
+#include "connect/server_url.h"
 #include "sluice/engine.h"
 #include "sluice/store.h"
 
