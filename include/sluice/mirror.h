@@ -211,6 +211,9 @@ typedef struct sl_mirror_status {
 	uint64_t last_gap_ms;                /* when it was found */
 	int last_gap_continued;              /* the mirror went on past it */
 	char last_gap_message[512];
+	uint64_t reconciled_ms;      /* the last finished reconcile of the source, 0 never */
+	uint64_t reconciled_applied; /* its repairs */
+	uint64_t missing_in_source;  /* rows it found flagged (a window) */
 } sl_mirror_status;
 
 /* src may be NULL (then nothing is known of the head). */

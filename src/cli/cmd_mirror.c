@@ -306,6 +306,10 @@ static json_t *status_json(const sl_mirror_status *st, const char *why)
 	bad |= cli_json_set(o, "updated_at", string_or_null(updated));
 	bad |= cli_json_set(o, "gaps", cli_json_u64(st->gaps));
 	bad |= cli_json_set(o, "last_gap", gap_json(st));
+	format_ms(updated, sizeof(updated), st->reconciled_ms);
+	bad |= cli_json_set(o, "reconciled_at", string_or_null(updated));
+	bad |= cli_json_set(o, "reconciled_applied", cli_json_u64(st->reconciled_applied));
+	bad |= cli_json_set(o, "missing_in_source", cli_json_u64(st->missing_in_source));
 	return bad ? (json_decref(o), NULL) : o;
 }
 
@@ -342,6 +346,15 @@ static void print_status_text(const sl_mirror_status *st, const char *why)
 		       st->last_gap_message);
 	} else {
 		printf("gaps          none\n");
+	}
+	if (st->reconciled_ms) {
+		char at[40];
+		format_ms(at, sizeof(at), st->reconciled_ms);
+		printf("reconciled    %s: %llu rows repaired, %llu rows missing in the source\n",
+		       at, (unsigned long long)st->reconciled_applied,
+		       (unsigned long long)st->missing_in_source);
+	} else {
+		printf("reconciled    never\n");
 	}
 }
 

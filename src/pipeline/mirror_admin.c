@@ -39,6 +39,33 @@ static uint64_t u64_at(const PGresult *r, int row, int col)
 
 /* ---------------------------------------------------------------- status */
 
+/* The last finished reconcile of the source (workers' rows name it with
+ * "#part=I/W" after it). */
+static int read_reconciled(sl_pg_conn *c, const char *source, sl_mirror_status *out)
+{
+	static const char sql[] =
+	        "SELECT (extract(epoch FROM finished_at) * 1000)::bigint, applied, missing"
+	        " FROM sluice_mirror_reconcile WHERE source = split_part($1, '#part=', 1)"
+	        " AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1";
+	const char *values[1] = {source};
+	sl_pg_call q;
+	int rc;
+
+	sl_pg_call_init(&q, "read the last reconcile", sql);
+	sl_pg_call_params(&q, 1, values, NULL, NULL);
+	q.binary_result = 0;
+	rc = sl_pg_run_locked(c, &q);
+	if (rc != SL_OK && strcmp(q.sqlstate, "42P01") == 0) {
+		rc = SL_OK; /* never reconciled */
+	} else if (rc == SL_OK && PQntuples(q.res[0]) == 1) {
+		out->reconciled_ms = u64_at(q.res[0], 0, 0);
+		out->reconciled_applied = u64_at(q.res[0], 0, 1);
+		out->missing_in_source = u64_at(q.res[0], 0, 2);
+	}
+	sl_pg_call_clear(&q);
+	return rc;
+}
+
 static int read_gaps(sl_pg_conn *c, const char *source, sl_mirror_status *out)
 {
 	static const char sql[] =
@@ -114,6 +141,8 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 	sl_pg_call_clear(&q);
 	if (rc == SL_OK && out->exists)
 		rc = read_gaps(&c, source, out);
+	if (rc == SL_OK && out->exists)
+		rc = read_reconciled(&c, source, out);
 	reader_close(&c);
 	if (rc == SL_OK && out->head_known && out->head > out->pos) {
 		out->lag_events = out->head - out->pos;

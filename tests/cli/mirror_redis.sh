@@ -151,4 +151,7 @@ expect 0 "$SLUICE" mirror reconcile --config "$TMP/gap.toml" --json
 [ "$(sql "SELECT count(*) FROM gap_items WHERE missing_in_source_since IS NOT NULL AND value LIKE 'a%'")" = 50 ] ||
 	fail "the first 50 keys are not the ones flagged"
 [ "$(sql "SELECT convert_from(value, 'UTF8') FROM gap_items WHERE key = 'g/90'")" = b90 ] || fail "g/90 was not put back"
+expect 0 "$SLUICE" mirror status --config "$TMP/gap.toml" --json
+[ "$(jq -r '"\(.reconciled_applied)/\(.missing_in_source)/\(.reconciled_at != null)"' <<<"$OUT")" = 1/50/true ] ||
+	fail "status after reconcile: $OUT"
 echo "mirror_redis.sh: ok"
