@@ -39,6 +39,26 @@ static uint64_t u64_at(const PGresult *r, int row, int col)
 
 /* ---------------------------------------------------------------- status */
 
+/* One row about source from a table that may not exist (tables of a
+ * mirror that never ran, or of an older sluice): *row is NULL then, or
+ * when there is none; text results, cleared by the caller. */
+static int read_row(sl_pg_conn *c, const char *what, const char *sql, const char *source,
+                    sl_pg_call *q, const PGresult **row)
+{
+	const char *values[1] = {source};
+	int rc;
+	*row = NULL;
+	sl_pg_call_init(q, what, sql);
+	sl_pg_call_params(q, 1, values, NULL, NULL);
+	q->binary_result = 0;
+	rc = sl_pg_run_locked(c, q);
+	if (rc != SL_OK && strcmp(q->sqlstate, "42P01") == 0)
+		return SL_OK;
+	if (rc == SL_OK && PQntuples(q->res[0]) == 1)
+		*row = q->res[0];
+	return rc;
+}
+
 /* The last finished reconcile of the source (workers' rows name it with
  * "#part=I/W" after it). */
 static int read_reconciled(sl_pg_conn *c, const char *source, sl_mirror_status *out)
@@ -47,20 +67,13 @@ static int read_reconciled(sl_pg_conn *c, const char *source, sl_mirror_status *
 	        "SELECT (extract(epoch FROM finished_at) * 1000)::bigint, applied, missing"
 	        " FROM sluice_mirror_reconcile WHERE source = split_part($1, '#part=', 1)"
 	        " AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1";
-	const char *values[1] = {source};
+	const PGresult *r;
 	sl_pg_call q;
-	int rc;
-
-	sl_pg_call_init(&q, "read the last reconcile", sql);
-	sl_pg_call_params(&q, 1, values, NULL, NULL);
-	q.binary_result = 0;
-	rc = sl_pg_run_locked(c, &q);
-	if (rc != SL_OK && strcmp(q.sqlstate, "42P01") == 0) {
-		rc = SL_OK; /* never reconciled */
-	} else if (rc == SL_OK && PQntuples(q.res[0]) == 1) {
-		out->reconciled_ms = u64_at(q.res[0], 0, 0);
-		out->reconciled_applied = u64_at(q.res[0], 0, 1);
-		out->missing_in_source = u64_at(q.res[0], 0, 2);
+	int rc = read_row(c, "read the last reconcile", sql, source, &q, &r);
+	if (r) {
+		out->reconciled_ms = u64_at(r, 0, 0);
+		out->reconciled_applied = u64_at(r, 0, 1);
+		out->missing_in_source = u64_at(r, 0, 2);
 	}
 	sl_pg_call_clear(&q);
 	return rc;
@@ -73,18 +86,10 @@ static int read_gaps(sl_pg_conn *c, const char *source, sl_mirror_status *out)
 	        " to_pos, (extract(epoch FROM detected_at) * 1000)::bigint, continued, message"
 	        " FROM sluice_mirror_gap WHERE source = $1 ORDER BY detected_at DESC, id DESC"
 	        " LIMIT 1";
-	const char *values[1] = {source};
+	const PGresult *r;
 	sl_pg_call q;
-	int rc;
-
-	sl_pg_call_init(&q, "read the gaps", sql);
-	sl_pg_call_params(&q, 1, values, NULL, NULL);
-	q.binary_result = 0;
-	rc = sl_pg_run_locked(c, &q);
-	if (rc != SL_OK && strcmp(q.sqlstate, "42P01") == 0) {
-		rc = SL_OK; /* tables of an older mirror: no gap recorded */
-	} else if (rc == SL_OK && PQntuples(q.res[0]) == 1) {
-		const PGresult *r = q.res[0];
+	int rc = read_row(c, "read the gaps", sql, source, &q, &r);
+	if (r) {
 		out->gaps = u64_at(r, 0, 0);
 		out->last_gap_from = u64_at(r, 0, 1);
 		out->last_gap_to = u64_at(r, 0, 2);
@@ -107,8 +112,8 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 	        " (SELECT count(*) FROM sluice_dead_letter d WHERE d.source = p.source),"
 	        " extract(epoch FROM now() - p.updated_at)"
 	        " FROM sluice_mirror_position p WHERE p.source = $1";
-	const char *values[1] = {source};
 	sl_event_source_head head = {0, 0};
+	const PGresult *r;
 	sl_pg_conn c;
 	sl_pg_call q;
 	double idle_s = 0;
@@ -121,14 +126,8 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 		out->head = head.end;
 	}
 	reader_init(&c, o);
-	sl_pg_call_init(&q, "read the status", sql);
-	sl_pg_call_params(&q, 1, values, NULL, NULL);
-	q.binary_result = 0;
-	rc = sl_pg_run_locked(&c, &q);
-	if (rc != SL_OK && strcmp(q.sqlstate, "42P01") == 0)
-		rc = SL_OK; /* no tables: the mirror never ran */
-	else if (rc == SL_OK && PQntuples(q.res[0]) == 1) {
-		const PGresult *r = q.res[0];
+	rc = read_row(&c, "read the status", sql, source, &q, &r);
+	if (r) {
 		out->exists = 1;
 		out->pos = u64_at(r, 0, 0);
 		out->applied = u64_at(r, 0, 1);

@@ -374,14 +374,17 @@ void mirror_db_close(mirror_db *db)
 int mirror_db_position(mirror_db *db, const char *source, uint64_t *pos, char *state, size_t cap)
 {
 	/* A new row starts where the slowest row of the same source under
-	 * another partitioning stands ("NAME", "NAME#part=I/N"): every key was
-	 * applied up to there, and what is applied again is refused by the
-	 * version guard. A source never mirrored starts at 0. */
+	 * another partitioning stands ("NAME", "NAME#part=I/N" of another N,
+	 * never a worker of this one, which may be ahead already): every key
+	 * was applied up to there, and what is applied again is refused by
+	 * the version guard. A source never mirrored starts at 0. */
 	static const char sql[] =
 	        "WITH ins AS (INSERT INTO sluice_mirror_position (source, pos, state, target)"
 	        " SELECT $1, coalesce(s.pos, 0), coalesce(s.state, ''), $2 FROM (SELECT 1) one"
 	        " LEFT JOIN LATERAL (SELECT pos, state FROM sluice_mirror_position"
 	        " WHERE split_part(source, '#part=', 1) = split_part($1, '#part=', 1)"
+	        " AND split_part(split_part(source, '#part=', 2), '/', 2)"
+	        " <> split_part(split_part($1, '#part=', 2), '/', 2)"
 	        " ORDER BY pos LIMIT 1) s ON true"
 	        " ON CONFLICT (source) DO NOTHING RETURNING pos, state)"
 	        " SELECT pos, state FROM ins UNION ALL"
@@ -683,6 +686,51 @@ int mirror_db_apply(mirror_db *db, const sl_event *events, size_t n, uint32_t at
 	return rc == SL_OK ? SL_OK : failed_call(db, rc, &q, fail);
 }
 
+/* One statement with parameters, in the transaction that finish's
+ * statement opens (it must change one row, else fenced) and COMMIT ends;
+ * without finish, on its own. */
+static int finished_statement(mirror_db *db, const char *what, const mirror_finish *finish,
+                              const char *sql, int n, const char *const *values, const int *lengths,
+                              const int *formats, mirror_fail *fail)
+{
+	sl_pg_call q;
+	int rc;
+
+	memset(fail, 0, sizeof(*fail));
+	if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK) {
+		mirror_fail_from(fail, rc, NULL);
+		return rc;
+	}
+	if (finish) {
+		char *begin = sl_strdup_printf("BEGIN; %s", finish->sql);
+		if (!begin) {
+			mirror_fail_from(fail, SL_ENOMEM, NULL);
+			return SL_ENOMEM;
+		}
+		sl_pg_call_init(&q, what, begin);
+		rc = sl_pg_run(&db->pg, &q);
+		sl_free(begin);
+		if (rc != SL_OK)
+			return failed_call(db, rc, &q, fail);
+		rc = finished(q.res[1], finish, fail);
+		sl_pg_call_clear(&q);
+		if (rc != SL_OK) {
+			sl_pg_rollback(&db->pg);
+			return rc;
+		}
+	}
+	sl_pg_call_init(&q, what, sql);
+	sl_pg_call_params(&q, n, values, lengths, formats);
+	if ((rc = sl_pg_run(&db->pg, &q)) != SL_OK)
+		return failed_call(db, rc, &q, fail);
+	sl_pg_call_clear(&q);
+	if (finish && (rc = sl_pg_run_simple(&db->pg, "commit", "COMMIT")) != SL_OK) {
+		mirror_fail_from(fail, rc, NULL);
+		sl_pg_rollback(&db->pg);
+	}
+	return rc;
+}
+
 int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
                           const mirror_fail *why, uint32_t attempts, uint64_t first_failure_ms,
                           const mirror_finish *finish, mirror_fail *fail)
@@ -691,16 +739,13 @@ int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
 	        "INSERT INTO sluice_dead_letter (source, pos, key, op, payload, version, sqlstate,"
 	        " error, attempts, first_failure, last_failure) VALUES ($1, $2, $3, $4, $5, $6, $7,"
 	        " $8, $9, to_timestamp($10::double precision / 1000), now())";
-	char pos[24], version[24], n_attempts[16], first[24], *begin;
+	char pos[24], version[24], n_attempts[16], first[24];
 	mirror_fail why_copy;
 	const char *values[10];
 	int lengths[10] = {0}, formats[10] = {0};
-	sl_pg_call q;
-	int rc;
 
 	why_copy = *why; /* why may be fail */
 	why = &why_copy;
-	memset(fail, 0, sizeof(*fail));
 	snprintf(pos, sizeof(pos), "%llu", (unsigned long long)ev->pos);
 	snprintf(version, sizeof(version), "%llu", (unsigned long long)ev->version);
 	snprintf(n_attempts, sizeof(n_attempts), "%u", attempts);
@@ -714,33 +759,8 @@ int mirror_db_dead_letter(mirror_db *db, const char *source, const sl_event *ev,
 		values[4] = NULL;
 	else if (!values[4])
 		values[4] = "";
-	if ((begin = sl_strdup_printf("BEGIN; %s", finish->sql)) == NULL) {
-		mirror_fail_from(fail, SL_ENOMEM, NULL);
-		return SL_ENOMEM;
-	}
-	sl_pg_call_init(&q, "write a dead letter", begin);
-	rc = sl_pg_conn_ready(&db->pg);
-	if (rc == SL_OK)
-		rc = sl_pg_run(&db->pg, &q);
-	sl_free(begin);
-	if (rc != SL_OK)
-		return failed_call(db, rc, &q, fail);
-	rc = finished(q.res[1], finish, fail);
-	sl_pg_call_clear(&q);
-	if (rc != SL_OK) {
-		sl_pg_rollback(&db->pg);
-		return rc;
-	}
-	sl_pg_call_init(&q, "write a dead letter", insert);
-	sl_pg_call_params(&q, 10, values, lengths, formats);
-	if ((rc = sl_pg_run(&db->pg, &q)) != SL_OK)
-		return failed_call(db, rc, &q, fail);
-	sl_pg_call_clear(&q);
-	if ((rc = sl_pg_run_simple(&db->pg, "commit", "COMMIT")) != SL_OK) {
-		mirror_fail_from(fail, rc, NULL);
-		sl_pg_rollback(&db->pg);
-	}
-	return rc;
+	return finished_statement(db, "write a dead letter", finish, insert, 10, values, lengths,
+	                          formats, fail);
 }
 
 int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
@@ -754,43 +774,8 @@ int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
 	        " continued = sluice_mirror_gap.continued OR excluded.continued";
 	char from_s[24], to_s[24];
 	const char *values[5] = {source, from_s, to_s, message, finish ? "true" : "false"};
-	sl_pg_call q;
-	int rc;
 
-	memset(fail, 0, sizeof(*fail));
 	snprintf(from_s, sizeof(from_s), "%llu", (unsigned long long)from);
 	snprintf(to_s, sizeof(to_s), "%llu", (unsigned long long)to);
-	if ((rc = sl_pg_conn_ready(&db->pg)) != SL_OK) {
-		mirror_fail_from(fail, rc, NULL);
-		return rc;
-	}
-	if (finish) {
-		char *begin = sl_strdup_printf("BEGIN; %s", finish->sql);
-		if (!begin) {
-			mirror_fail_from(fail, SL_ENOMEM, NULL);
-			return SL_ENOMEM;
-		}
-		sl_pg_call_init(&q, "record a gap", begin);
-		rc = sl_pg_run(&db->pg, &q);
-		sl_free(begin);
-		if (rc != SL_OK)
-			return failed_call(db, rc, &q, fail);
-		rc = finished(q.res[1], finish, fail);
-		sl_pg_call_clear(&q);
-		if (rc != SL_OK) {
-			sl_pg_rollback(&db->pg);
-			return rc;
-		}
-	}
-	sl_pg_call_init(&q, "record a gap", insert);
-	sl_pg_call_params(&q, 5, values, NULL, NULL);
-	if ((rc = sl_pg_run(&db->pg, &q)) != SL_OK)
-		return finish ? failed_call(db, rc, &q, fail)
-		              : (mirror_fail_from(fail, rc, q.sqlstate), rc);
-	sl_pg_call_clear(&q);
-	if (finish && (rc = sl_pg_run_simple(&db->pg, "commit", "COMMIT")) != SL_OK) {
-		mirror_fail_from(fail, rc, NULL);
-		sl_pg_rollback(&db->pg);
-	}
-	return rc;
+	return finished_statement(db, "record a gap", finish, insert, 5, values, NULL, NULL, fail);
 }
