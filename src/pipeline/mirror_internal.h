@@ -98,6 +98,24 @@ typedef struct mirror_copy_src {
 } mirror_copy_src;
 int mirror_copy_events(sl_pg_conn *c, void *ctx);
 
+/* The compare-and-set of a backfill range's progress (mirror_backfill.c)
+ * from old to new_pos, by the claim that holds it (owner and the attempts
+ * its claim made), adding n to its rows and renewing its lease by
+ * lease_ms; done: the range ends there (state 'done', no lease). */
+int mirror_finish_range(mirror_db *db, mirror_finish *f, const char *job, int32_t id,
+                        const char *owner, uint32_t claim, uint64_t old, uint64_t new_pos,
+                        uint64_t n, uint64_t lease_ms, int done);
+
+/* A column a table must have: its name and its type as format_type names
+ * it (or alt_type). */
+typedef struct mirror_column {
+	const char *name, *type, *alt_type;
+} mirror_column;
+
+/* The table, if it exists, must have each column of cols ({NULL}-ended)
+ * with its type: SL_EINVAL naming what differs. */
+int mirror_db_check_table(mirror_db *db, const char *table, const mirror_column *cols);
+
 /* One transaction: finish's statement, the events into sluice_batch, the
  * guarded writes, the handler, apply_sql, COMMIT. attempt and was_missed
  * go to the handler. SL_OK, or an error with *fail saying what kind. */

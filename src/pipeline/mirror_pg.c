@@ -105,9 +105,7 @@
 	" COMMIT"
 
 /* The columns a table must have, and their types as format_type names them. */
-typedef struct column {
-	const char *name, *type, *alt_type;
-} column;
+typedef mirror_column column;
 
 static const column target_columns[] = {{"key", "text", "character varying"},
                                         {"value", "bytea", NULL},
@@ -272,6 +270,11 @@ static int check_shape(mirror_db *db, const char *table, const char *shown, cons
 	return rc;
 }
 
+int mirror_db_check_table(mirror_db *db, const char *table, const mirror_column *cols)
+{
+	return check_shape(db, table, table, cols, NULL);
+}
+
 static int check_tables(mirror_db *db)
 {
 	int rc;
@@ -430,6 +433,32 @@ int mirror_finish_position(mirror_db *db, mirror_finish *f, const char *source, 
 	            : NULL;
 	sl_free(src);
 	sl_free(st);
+	return f->sql ? SL_OK : SL_ENOMEM;
+}
+
+int mirror_finish_range(mirror_db *db, mirror_finish *f, const char *job, int32_t id,
+                        const char *owner, uint32_t claim, uint64_t old, uint64_t new_pos,
+                        uint64_t n, uint64_t lease_ms, int done)
+{
+	char *j = literal(db, job), *own = j ? literal(db, owner) : NULL;
+	char lease[64];
+	if (done)
+		snprintf(lease, sizeof(lease), "NULL");
+	else
+		snprintf(lease, sizeof(lease), "now() + %llu * interval '1 millisecond'",
+		         (unsigned long long)lease_ms);
+	f->what = "move the range's progress";
+	f->sql = own ? sl_strdup_printf("UPDATE sluice_backfill_range SET progress = %llu,"
+	                                " rows = rows + %llu, lease_until = %s, state = '%s',"
+	                                " updated_at = now() WHERE job = %s AND id = %d"
+	                                " AND owner = %s AND attempts = %u AND progress = %llu"
+	                                " AND state = 'pending';",
+	                                (unsigned long long)new_pos, (unsigned long long)n, lease,
+	                                done ? "done" : "pending", j, (int)id, own, claim,
+	                                (unsigned long long)old)
+	             : NULL;
+	sl_free(j);
+	sl_free(own);
 	return f->sql ? SL_OK : SL_ENOMEM;
 }
 
