@@ -248,6 +248,134 @@ int sl_mirror_dlq_list(const sl_mirror_options *o, const char *source, sl_dead_l
 int sl_mirror_dlq_retry(const sl_mirror_options *o, const char *source, int64_t id,
                         uint64_t *applied, uint64_t *failed);
 
+/* ------------------------------------------------------------ backfills
+ *
+ * A backfill applies [from, to) of a source by many workers at once
+ * (pipeline/mirror_backfill.c has the design and the invariants): plan
+ * splits it into ranges, rows of sluice_backfill_range; each worker claims
+ * a range with a lease, applies its events from the range's progress in
+ * batches, each batch one transaction with the guarded upsert, the
+ * handler, apply_sql and the progress's compare-and-set, and renews its
+ * lease as it goes. A worker that dies loses its lease, and another goes
+ * on from the committed progress. Since every write is guarded by version,
+ * ranges applied in any order give the table that applying the source in
+ * order gives. */
+
+#define SL_BACKFILL_JOB_MAX    128     /* bytes of a job's name */
+#define SL_BACKFILL_RANGES_MAX 1000000 /* ranges of one job */
+
+typedef struct sl_backfill_plan {
+	const char *job;     /* required: 1 to SL_BACKFILL_JOB_MAX bytes */
+	uint64_t from;       /* default 0 */
+	uint64_t to;         /* used when to_set */
+	int to_set;          /* 0: the source's head (the stored plan's end when the
+	                        job exists) */
+	uint32_t ranges;     /* split into this many ranges (of near equal size), */
+	uint64_t range_size; /* or into ranges of this many positions (the last may
+	                        be shorter): exactly one of them */
+	int handoff;         /* default 1: make the live mirror's position row at
+	                        `to` when the source has none, so that a mirror run
+	                        or start goes on where the backfill ends */
+} sl_backfill_plan;
+
+void sl_backfill_plan_init(sl_backfill_plan *p);
+
+typedef struct sl_backfill_planned {
+	uint64_t from, to;
+	uint32_t ranges;
+	int existed;       /* the job was there with this plan: nothing was written */
+	int handoff;       /* the live mirror's position was made at `to` now */
+	int live_exists;   /* the source has a live position (made now or before), */
+	uint64_t live_pos; /* this one */
+} sl_backfill_planned;
+
+/* Makes the tables if missing (the mirror's and sluice_backfill_range) and
+ * writes the job's ranges, and the handoff, in one transaction. The same
+ * plan of an existing job is SL_OK with existed = 1; another plan under
+ * the job's name is SL_EEXISTS saying what the job holds. SL_EINVAL: an
+ * empty or inverted interval, a `to` past the source's head, a source
+ * that cannot tell its head and no `to`, too many ranges. */
+int sl_mirror_backfill_plan(sl_event_source *src, const sl_mirror_options *o,
+                            const sl_backfill_plan *p, sl_backfill_planned *out);
+
+typedef struct sl_backfill_work_result {
+	uint64_t claims;      /* ranges this worker claimed */
+	uint64_t ranges_done; /* ranges it finished */
+	uint64_t ranges_lost; /* leases it lost to another worker (its batch in
+	                         flight was not applied) */
+	uint64_t failures;    /* claims that ended in an error, recorded on the range */
+	uint64_t batches;     /* committed by this worker */
+	uint64_t events;      /* applied by this worker */
+	uint64_t pending;     /* the job when the worker returned: ranges not
+	                         finished (leased or not) */
+	uint64_t done, dead;
+} sl_backfill_work_result;
+
+typedef struct sl_backfill_work_options {
+	const char *job;             /* required */
+	const char *worker;          /* the owner written on the ranges it claims; NULL:
+	                                "HOST:PID" */
+	uint64_t lease_ms;           /* default 30000: a claim not renewed for this long
+	                                may be taken by another worker */
+	uint32_t max_attempts;       /* default 5: claims of one range; a range claimed this
+	                                often without finishing is dead */
+	int no_wait;                 /* 1: return once nothing can be claimed; 0: wait for
+	                                the ranges others hold, taking over those whose
+	                                lease expires, until every range is done or dead */
+	volatile sig_atomic_t *stop; /* non-zero: finish the batch in flight, give
+	                                the range back (the claim not counted), return */
+	void (*progress)(void *ctx, const sl_backfill_work_result *r); /* after each batch */
+	void *progress_ctx;
+} sl_backfill_work_options;
+
+void sl_backfill_work_options_init(sl_backfill_work_options *w);
+
+/* Works the job's ranges with src (a source of the job's own, by name, and
+ * of this worker alone) until no range is pending (or, with no_wait,
+ * claimable) or *stop. o gives the table, apply_sql, the handler (events
+ * come with was_missed 1), batches and in-place retries of transient
+ * failures as for a mirror. A range's failure is recorded on it and is
+ * not the worker's: SL_OK then too (the result counts it, dead ranges
+ * are in the job's counts). Errors: SL_ENOTFOUND no such job; SL_EINVAL
+ * the job is of another source, tables of the wrong shape; SL_EAUTH;
+ * what PostgreSQL says when it cannot be reached to claim. */
+int sl_mirror_backfill_work(sl_event_source *src, const sl_mirror_options *o,
+                            const sl_backfill_work_options *w, sl_backfill_work_result *out);
+
+typedef struct sl_backfill_status {
+	char job[SL_BACKFILL_JOB_MAX + 1];
+	char source[512];
+	int exists; /* 0: no such job (nothing else is set) */
+	uint64_t from, to;
+	uint64_t ranges;  /* all of them: */
+	uint64_t pending; /* waiting for a claim (never claimed, released, or their
+	                     lease expired) */
+	uint64_t running; /* leased, the lease not expired */
+	uint64_t done, dead;
+	uint64_t rows;    /* events applied, over all ranges */
+	uint64_t covered; /* positions done: the sum of progress - from */
+} sl_backfill_status;
+
+/* Reads the job; creates nothing. */
+int sl_mirror_backfill_status(const sl_mirror_options *o, const char *job, sl_backfill_status *out);
+
+typedef struct sl_backfill_range {
+	int32_t id;
+	uint64_t from, to, progress;
+	const char *state; /* "pending", "done", "dead" */
+	int running;       /* pending and leased */
+	uint32_t attempts;
+	const char *owner; /* the last claim's worker, "" never claimed */
+	const char *error; /* the last error, "" none */
+	uint64_t rows;
+} sl_backfill_range;
+
+/* Calls cb for each range of the job in state (NULL: all), by id; a
+ * non-zero return stops the walk and is returned. */
+typedef int (*sl_backfill_range_fn)(void *ctx, const sl_backfill_range *r);
+int sl_mirror_backfill_ranges(const sl_mirror_options *o, const char *job, const char *state,
+                              sl_backfill_range_fn cb, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
