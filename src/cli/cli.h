@@ -80,6 +80,7 @@ int cli_cmd_failed(int argc, char **argv);
 int cli_cmd_retry(int argc, char **argv);
 int cli_cmd_engine(int argc, char **argv);
 int cli_cmd_mirror(int argc, char **argv);
+int cli_cmd_mirror_backfill(int argc, char **argv); /* `sluice mirror backfill` */
 
 /* `sluice` itself: --version, then dispatch through table, then flush
  * stdout (a failed write is a failure). main() only calls this. */

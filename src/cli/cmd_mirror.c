@@ -787,6 +787,8 @@ static const cli_command mirror_commands[] = {
         {"status", mirror_status, "position, events applied, lag, dead letters, last error"},
         {"dlq", mirror_dlq, "list dead letters; 'dlq retry [ID]' applies them again"},
         {"reconcile", mirror_reconcile, "compare the table with the source, apply what was missed"},
+        {"backfill", cli_cmd_mirror_backfill,
+         "plan a stretch of the source, work it by many workers"},
 };
 
 int cli_cmd_mirror(int argc, char **argv)
