@@ -131,9 +131,10 @@ static int backfill_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 	"                          docs/cli.md, \"sluice mirror\")\n"                              \
 	"      --job NAME          the backfill job (required)\n"
 
-/* Parses the command line and loads the config: CLI_CONTINUE, or the exit
- * status (reported). */
-static int setup(cli_cmd *cmd, int argc, char **argv, backfill_args *a, cli_mirror_config *cfg)
+/* Parses the command line (of plan: split 1) and loads the config:
+ * CLI_CONTINUE, or the exit status (reported). */
+static int setup(cli_cmd *cmd, int argc, char **argv, int split, backfill_args *a,
+                 cli_mirror_config *cfg)
 {
 	int rc;
 	memset(a, 0, sizeof(*a));
@@ -145,6 +146,8 @@ static int setup(cli_cmd *cmd, int argc, char **argv, backfill_args *a, cli_mirr
 		return rc;
 	if (a->plan.job == NULL)
 		return cli_usage_error(cmd->name, "--job NAME is required");
+	if (split && (a->plan.ranges != 0) == (a->plan.range_size != 0))
+		return cli_usage_error(cmd->name, "give either --ranges N or --range-size N");
 	return cli_mirror_config_load(cfg, a->config) == SL_OK ? CLI_CONTINUE : cli_fail(cmd->name);
 }
 
@@ -225,16 +228,10 @@ static int backfill_plan(int argc, char **argv)
 	cli_mirror_config cfg;
 	sl_event_source src;
 	sl_backfill_planned r;
-	int rc = setup(&cmd, argc, argv, &a, &cfg);
+	int rc = setup(&cmd, argc, argv, 1, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
-	if (rc != CLI_CONTINUE)
-		goto cleanup;
-	if ((a.plan.ranges != 0) == (a.plan.range_size != 0)) {
-		rc = cli_usage_error(cmd.name, "give either --ranges N or --range-size N");
-		goto cleanup;
-	}
-	if ((rc = open_source(&cmd, &cfg, &src)) != CLI_CONTINUE)
+	if (rc != CLI_CONTINUE || (rc = open_source(&cmd, &cfg, &src)) != CLI_CONTINUE)
 		goto cleanup;
 	if (sl_mirror_backfill_plan(&src, &cfg.mirror, &a.plan, &r) != SL_OK) {
 		rc = cli_fail(cmd.name);
@@ -321,7 +318,7 @@ static int backfill_work(int argc, char **argv)
 	sl_backfill_work_result r;
 	progress_log pl = {sl_clock_mono_ns()};
 	char worker[WORKER_MAX + 32], host[WORKER_MAX] = "";
-	int rc = setup(&cmd, argc, argv, &a, &cfg);
+	int rc = setup(&cmd, argc, argv, 0, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
 	memset(&r, 0, sizeof(r));
@@ -456,7 +453,7 @@ static int backfill_status(int argc, char **argv)
 	sl_mirror_options o;
 	sl_backfill_status st;
 	dead_ctx dc = {NULL};
-	int rc = setup(&cmd, argc, argv, &a, &cfg);
+	int rc = setup(&cmd, argc, argv, 0, &a, &cfg);
 
 	if (rc != CLI_CONTINUE)
 		goto cleanup;
