@@ -45,7 +45,9 @@
  *       it: every claim adds one, so a later claim fences an earlier one
  *       even under the same worker id. A worker whose compare-and-set
  *       changed no row lost its claim: nothing of its batch committed, and
- *       it stops working the range at once.
+ *       it stops working the range at once. Only a worker that stops, and
+ *       will write no more, takes its one back (give_back), so a stop does
+ *       not count as an attempt.
  *   B3. A range is claimed only while pending with no lease or one that
  *       expired. The lease is renewed by each batch's commit and while the
  *       worker waits on its source, so a live worker keeps its range and a
@@ -57,7 +59,8 @@
  *       in its own transaction. Ranges are disjoint and cover [from, to).
  *   B5. Ranges need no order among themselves nor with a live mirror going
  *       on from `to`: the version guard makes any order give the table
- *       that the order of the source gives (mirror_pg.c).
+ *       that the order of the source gives (mirror_pg.c). That needs every
+ *       delete kept as a tombstone, so a backfill refuses delete_removes.
  *   B6. Nothing waits forever on one range: a claim that fails (anything
  *       but a lost lease, a stop or PostgreSQL away) records its error and
  *       releases the lease; a range claimed max_attempts times without
@@ -169,6 +172,12 @@ static int check_options(const sl_mirror_options *o)
 		        SL_EINVAL, "backfill: batch_size, batch_bytes, max_attempts, retry_base_ms "
 		                   "and timeout_ms must be at least 1, retry_max_ms at least "
 		                   "retry_base_ms");
+	if (o->delete_removes) /* B5 needs every delete remembered */
+		return sl_error_set(
+		        SL_EINVAL,
+		        "backfill: ranges are applied in any order, which only "
+		        "tombstones make safe: a removed key would come back with an "
+		        "older event of a range applied later (deletes = \"tombstone\")");
 	return SL_OK;
 }
 

@@ -835,6 +835,15 @@ static void test_worker_refusals(void **state)
 	assert_non_null(strstr(sl_error_last()->message, "fake:theirs"));
 	assert_int_equal(sql_long("SELECT attempts FROM sluice_backfill_range WHERE job = 'mine'"),
 	                 0);
+	/* deletes that remove rows: ranges out of order could bring a key back */
+	o.delete_removes = 1;
+	worker_init(&w, &d, "mine", &o, "mine", "w");
+	assert_int_equal(sl_mirror_backfill_work(&w.src, &w.o, &w.w, &w.r), SL_EINVAL);
+	assert_non_null(strstr(sl_error_last()->message, "tombstone"));
+	assert_int_equal(
+	        sl_mirror_backfill_plan(&src, &o, &(sl_backfill_plan){.job = "x", .ranges = 1}, &r),
+	        SL_EINVAL);
+	o.delete_removes = 0;
 	/* a job table of another shape is refused before anything is made */
 	tu_sql(admin, NULL, 0, "ALTER TABLE sluice_backfill_range RENAME COLUMN progress TO prog");
 	assert_int_equal(
