@@ -10,7 +10,8 @@
  * failed parse is SL_EINVAL or SL_ETOOLARGE with a message that names the
  * file; a parsed config has what its source type needs and nothing another
  * type takes (node: a valid namespace and exactly one of url and dir, a
- * trust key only with url; ndjson: a path), a PostgreSQL URL, every string
+ * trust key only with url; ndjson: a path; redis: a url and a stream), a
+ * PostgreSQL URL, workers in range, every string
  * it points to one of the strings it owns, every number within the range
  * its key allows, the retry bounds in order, and the config parse agrees
  * with the reader about whether the text is TOML at all.
@@ -59,6 +60,16 @@ static void check_source(const cli_mirror_config *c)
 		if (c->source_url || c->source_dir || c->source_ns || c->has_trust_key)
 			die("an ndjson source with a node's settings");
 		break;
+	case CLI_MIRROR_SOURCE_REDIS:
+		if (c->source_url == NULL || c->source_stream == NULL ||
+		    c->redis.url != c->source_url || c->redis.stream != c->source_stream)
+			die("a redis source without its url and stream");
+		if (c->source_dir || c->source_ns || c->source_path || c->has_trust_key)
+			die("a redis source with another type's settings");
+		if (!owned(c, c->redis.key_field) || !owned(c, c->redis.op_field) ||
+		    !owned(c, c->redis.value_field) || !owned(c, c->redis.version_field))
+			die("a redis field name the config does not own");
+		break;
 	default:
 		die("a config without a source type");
 	}
@@ -68,6 +79,10 @@ static void check_config(const cli_mirror_config *c)
 {
 	const sl_mirror_options *o = &c->mirror;
 
+	if (c->workers < 1 || c->workers > CLI_MIRROR_WORKERS_MAX)
+		die("workers out of range");
+	if (o->on_gap != SL_MIRROR_GAP_STOP && o->on_gap != SL_MIRROR_GAP_CONTINUE)
+		die("an on_gap that is neither");
 	if (c->n_strings > sizeof(c->strings) / sizeof(c->strings[0]))
 		die("more strings than the config has room for");
 	if (!owned(c, c->source_url) || !owned(c, c->source_dir) || !owned(c, c->source_ns) ||
