@@ -75,6 +75,7 @@ bench-engine-diff: build
 bench-mirror: build
 	@bench/mirror_bench.sh $(BUILD) $(BENCH_EVENTS)
 	@bench/mirror_reconcile_bench.sh $(BUILD)
+	@bench/mirror_backfill_bench.sh $(BUILD) $(BENCH_EVENTS)
 
 bench-changes: build
 	@bench/changes_bench.sh $(BUILD) $(BENCH_ROWS)
