@@ -16,8 +16,7 @@
 
 #include "pipeline/mirror_internal.h"
 
-/* A connection for reading only, made on demand. */
-static void reader_init(sl_pg_conn *c, const sl_mirror_options *o)
+void mirror_reader_init(sl_pg_conn *c, const sl_mirror_options *o)
 {
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
@@ -26,7 +25,7 @@ static void reader_init(sl_pg_conn *c, const sl_mirror_options *o)
 	c->label = "mirror: PostgreSQL";
 }
 
-static void reader_close(sl_pg_conn *c)
+void mirror_reader_close(sl_pg_conn *c)
 {
 	sl_pg_conn_drop(c);
 	pthread_mutex_destroy(&c->lock);
@@ -125,7 +124,7 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 		out->head_known = 1;
 		out->head = head.end;
 	}
-	reader_init(&c, o);
+	mirror_reader_init(&c, o);
 	rc = read_row(&c, "read the status", sql, source, &q, &r);
 	if (r) {
 		out->exists = 1;
@@ -142,7 +141,7 @@ int sl_mirror_status_read(sl_event_source *src, const sl_mirror_options *o, cons
 		rc = read_gaps(&c, source, out);
 	if (rc == SL_OK && out->exists)
 		rc = read_reconciled(&c, source, out);
-	reader_close(&c);
+	mirror_reader_close(&c);
 	if (rc == SL_OK && out->head_known && out->head > out->pos) {
 		out->lag_events = out->head - out->pos;
 		out->lag_s = idle_s > 0 ? idle_s : 0;
@@ -215,7 +214,7 @@ int sl_mirror_dlq_list(const sl_mirror_options *o, const char *source, sl_dead_l
 	PGresult *res = NULL;
 	sl_pg_conn c;
 	int rc;
-	reader_init(&c, o);
+	mirror_reader_init(&c, o);
 	rc = dlq_select(&c, source, 0, &res);
 	for (int i = 0; rc == SL_OK && res && i < PQntuples(res); i++) {
 		sl_dead_letter d;
@@ -225,7 +224,7 @@ int sl_mirror_dlq_list(const sl_mirror_options *o, const char *source, sl_dead_l
 		PQfreemem(payload);
 	}
 	PQclear(res);
-	reader_close(&c);
+	mirror_reader_close(&c);
 	return rc;
 }
 

@@ -139,6 +139,11 @@ int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
  * (NULL: clear it). */
 void mirror_db_note_error(mirror_db *db, const char *source, const char *error);
 
+/* A connection for reading only (status, dead letters, backfill jobs),
+ * made on demand; mirror_admin.c. */
+void mirror_reader_init(sl_pg_conn *c, const sl_mirror_options *o);
+void mirror_reader_close(sl_pg_conn *c);
+
 /* Fill *fail from the error just set (sl_error_last) and the SQLSTATE. */
 void mirror_fail_from(mirror_fail *fail, int code, const char *sqlstate);
 
