@@ -8,7 +8,9 @@
 # whose source fails halfway (its node answers items with 503 through a
 # fault proxy) changes nothing; the real one repairs exactly those, the
 # table then equals the namespace, and the bytes exchanged stay far below
-# a listing and grow with the number of differences. An NDJSON source (a
+# a listing and grow with the number of differences; one killed with
+# SIGKILL while it repairs leaves what it committed counted in its run's
+# row, and the next run repairs the rest. An NDJSON source (a
 # window) gets its missing and altered rows back and its extra rows flagged
 # missing_in_source_since, never deleted; a window that cannot be read to
 # its end changes nothing. Changing the number of workers starts the new
@@ -161,6 +163,32 @@ bytes130=$(( $(jfield "$OUT" bytes_sent) + $(jfield "$OUT" bytes_received) ))
 	fail "bytes do not follow the differences: 0: $bytes0, 13: $bytes13, 130: $bytes130 (listing $listing)"
 echo "mirror_reconcile.sh: bytes exchanged for 0, 13, 130 differences among $KEYS keys: $bytes0, $bytes13, $bytes130"
 same "after 130 repairs" "$(model_rows)" "$(live_rows rec_items)"
+
+# Killed with SIGKILL while it repairs (batches of 10, each held up by its
+# apply_sql): what committed is counted in its run's row, which never
+# finished, and a run again repairs the rest.
+echo 'SELECT pg_sleep(0.1);' >"$TMP/slow.sql"
+sed 's/^batch_ms = 20/batch_ms = 20\nbatch_size = 10/' "$TMP/store.toml" >"$TMP/slow.toml"
+sed -i 's|^table = "rec_items"|table = "rec_items"\napply_sql = "slow.sql"|' "$TMP/slow.toml"
+sql "UPDATE rec_items SET value = 'killed' WHERE key IN (SELECT key FROM rec_items WHERE key LIKE 'doc/2%' AND NOT deleted ORDER BY key LIMIT 100)"
+"$SLUICE" mirror reconcile -c "$TMP/slow.toml" >/dev/null 2>&1 &
+pid=$!
+CHILD_PIDS+=("$pid")
+repairing() { [ "$(sql "SELECT coalesce(max(applied), 0) FROM sluice_mirror_reconcile WHERE finished_at IS NULL")" -gt 0 ]; }
+wait_until 30 repairing || fail "the slow reconcile did not start repairing"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+# The killed client's last statement (apply_sql, then COMMIT) may still
+# run on the server: wait for its session to end, then read in one snapshot.
+killed_gone() { [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.1)%' AND pid <> pg_backend_pid()")" = 0 ]; }
+wait_until 30 killed_gone || fail "the killed reconcile's session did not end"
+IFS='|' read -r left done_rows <<<"$(sql "SELECT (SELECT count(*) FROM rec_items WHERE value = 'killed'),
+	(SELECT applied FROM sluice_mirror_reconcile WHERE finished_at IS NULL)")"
+echo "mirror_reconcile.sh: killed after $done_rows repairs, $left left"
+[ "$((left + done_rows))" = 100 ] || fail "committed repairs ($done_rows) and rows left ($left) do not add up to 100"
+expect 0 "$SLUICE" mirror reconcile -c "$TMP/store.toml" --json
+[ "$(jfield "$OUT" changed)" = "$left" ] || fail "after the kill, expected $left changed: $OUT"
+same "after a killed reconcile and another" "$(model_rows)" "$(live_rows rec_items)"
 
 # --------------------------------------------- the number of workers changes
 expect 0 "$SLUICE" put -d "$store" kv doc/00/0 <<<"later"
