@@ -259,7 +259,7 @@ int sl_mirror_backfill_plan(sl_event_source *src, const sl_mirror_options *o,
 	const char *values[1] = {p->job};
 	sl_event_source_head head = {0, 0};
 	sl_backfill_planned res;
-	plan_shape shape;
+	plan_shape shape = {0};
 	existing e;
 	mirror_db db;
 	sl_pg_call q;
