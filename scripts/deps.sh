@@ -8,6 +8,7 @@ packages=(
   libsqlite3-dev sqlite3 libssl-dev libsodium-dev libjansson-dev libcmocka-dev
   libmicrohttpd-dev libcurl4-openssl-dev curl redis-server nodejs
   jq libpq-dev postgresql mariadb-server libmariadb-dev rclone groff-base libhiredis-dev
+  librdkafka-dev
 )
 
 missing=()
