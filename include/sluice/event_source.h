@@ -22,6 +22,12 @@
  *   redis stream         pos = MS << 20 | SEQ of the entry id MS-SEQ, so
  *                        positions grow with ids and are sparse; version
  *                        as the entry's version field says, else pos + 1.
+
+ *   kafka                pos = the message's offset in its partition;
+ *                        version as a header says, else offset + 1.
+ *                        Offsets that carry no message (transaction
+ *                        markers, aborted or compacted records) are
+ *                        skipped: `next` moves past them.
  *
  * A source is used by one thread at a time.
  */
@@ -239,6 +245,84 @@ int sl_partition_source_open(sl_event_source *out, sl_event_source *inner, unsig
 /* The partition of a key: FNV-1a 64 of its bytes modulo count (0 when
  * count is 0). Stable: positions are stored under it. */
 unsigned sl_event_key_partition(const char *key, size_t len, unsigned count);
+
+/* One partition of a Kafka topic (through librdkafka). The key is the
+ * message's key (a message without one, or with a NUL byte in it, is
+ * SL_ECORRUPT). The operation is the op header's value ("set", "update" or
+ * "delete"); without that header a message with a value is a set and one
+ * with a null value (a tombstone) a delete. A delete's value must be null
+ * or empty. The version is offset + 1, or the version header's value (a
+ * positive decimal integer of at most 2^63 - 1) when one is named. A
+ * header named op_header or version_header may appear once; a header's
+ * null value is an error.
+ *
+ * The position lives in PostgreSQL with what the mirror applied; nothing
+ * is committed to Kafka. The consumer is assigned the one partition at the
+ * position a read asks for (no group membership: librdkafka's assign needs
+ * a group.id, which is set but never joined or written), reads with
+ * isolation.level=read_committed, and never moves by itself: a position
+ * the partition no longer holds (deleted by retention, or compacted away
+ * before it was read) is a gap (SL_ENOTFOUND, with next at the partition's
+ * start and a message naming the offsets lost), and one past its end is
+ * SL_EINVAL (the topic was recreated). head() is the high watermark.
+ *
+ * Tested only against librdkafka's mock cluster (rdkafka_mock.h), not a
+ * real broker: no Kafka broker is packaged for the test machines. */
+typedef struct sl_kafka_source_options {
+	const char *brokers; /* bootstrap.servers, "HOST:PORT[,HOST:PORT...]" */
+	const char *topic;
+	int32_t partition; /* one source per partition; default 0 */
+	/* The header that holds the operation; default "op"; "" for none
+	 * (the value alone decides: set, or delete for a null value). */
+	const char *op_header;
+	/* NULL or "" (default): version = offset + 1; else the header that
+	 * holds it. */
+	const char *version_header;
+	unsigned timeout_ms; /* each request to the cluster; default 10000 */
+	/* NULL or a NULL-terminated list of "name=value" librdkafka settings
+	 * (security.protocol, sasl.*, ssl.*, client.id, group.id, ...). The
+	 * settings the source depends on cannot be changed (bootstrap.servers,
+	 * enable.auto.commit, enable.auto.offset.store, auto.offset.reset,
+	 * enable.partition.eof, isolation.level, allow.auto.create.topics):
+	 * SL_EINVAL. */
+	const char *const *extra_config;
+} sl_kafka_source_options;
+
+void sl_kafka_source_options_init(sl_kafka_source_options *o);
+/* Checks the topic and partition exist (metadata): SL_EINVAL when they do
+ * not or an option is wrong; SL_EIO or SL_ETIMEOUT when the cluster cannot
+ * be reached. The source is named "kafka:BROKERS/TOPIC/PARTITION". */
+int sl_kafka_source_open(sl_event_source *out, const sl_kafka_source_options *o);
+/* The topic's partition count from the cluster's metadata: SL_ENOTFOUND
+ * for no such topic, SL_EIO or SL_ETIMEOUT when the cluster cannot be
+ * reached. extra_config as above; timeout_ms 0 is the default. */
+int sl_kafka_partitions(int32_t *n, const char *brokers, const char *topic,
+                        const char *const *extra_config, unsigned timeout_ms);
+
+/* A message as the source sees it, for sl_kafka_message_parse. */
+typedef struct sl_kafka_header {
+	const char *name;  /* NUL-terminated */
+	const void *value; /* NULL: a null value */
+	size_t value_len;
+} sl_kafka_header;
+
+typedef struct sl_kafka_message {
+	uint64_t offset;
+	const void *key; /* NULL: no key */
+	size_t key_len;
+	const void *value; /* NULL: a null value (a tombstone); value_len 0 */
+	size_t value_len;
+	const sl_kafka_header *headers; /* those not named in the options are
+	                                   ignored */
+	size_t n_headers;
+} sl_kafka_message;
+
+/* The message as an event at its offset, appended to out, by the rules
+ * above (o: only op_header and version_header are read). SL_ECORRUPT, with
+ * nothing added, when it is not one: the message starts "offset N: " and
+ * says what is wrong. Exposed for fuzzing. */
+int sl_kafka_message_parse(sl_event_batch *out, const sl_kafka_message *m,
+                           const sl_kafka_source_options *o);
 
 #ifdef __cplusplus
 }
