@@ -93,6 +93,7 @@ static void cluster_start(cluster *c, int brokers)
 	conf_or_fail(conf, "acks", "all");
 	conf_or_fail(conf, "linger.ms", "0");
 	conf_or_fail(conf, "message.max.bytes", "2000000");
+	conf_or_fail(conf, "reconnect.backoff.max.ms", "1000");
 	conf_or_fail(conf, "log_level", "3");
 	rd_kafka_conf_set_dr_msg_cb(conf, delivered);
 	rd_kafka_conf_set_opaque(conf, c);
@@ -136,7 +137,7 @@ static void produce(cluster *c, const char *topic, int32_t partition, const char
 		rd_kafka_headers_destroy(hdrs);
 		fail_msg("produce: %s", rd_kafka_err2str(err));
 	}
-	assert_int_equal(rd_kafka_flush(c->producer, 10000), 0);
+	assert_int_equal(rd_kafka_flush(c->producer, 30000), 0);
 	assert_int_equal(c->failed, failed);
 }
 
@@ -979,6 +980,7 @@ static int transient(int rc)
 
 static void test_broker_down(void **state)
 {
+	static const char *const quick[] = {"reconnect.backoff.max.ms=1000", NULL};
 	cluster c;
 	sl_kafka_source_options o;
 	sl_event_source s;
@@ -993,6 +995,7 @@ static void test_broker_down(void **state)
 	produce_text(&c, "down", 0, "a", "1", NULL);
 	options(&o, &c, "down", 0);
 	o.timeout_ms = 1000;
+	o.extra_config = quick;
 	assert_ok(sl_kafka_source_open(&s, &o));
 	sl_event_batch_init(&b);
 	next = read_until(&s, 0, 1, &b);
