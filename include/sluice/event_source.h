@@ -263,7 +263,8 @@ unsigned sl_event_key_partition(const char *key, size_t len, unsigned count);
  * isolation.level=read_committed, and never moves by itself: a position
  * the partition no longer holds (deleted by retention, or compacted away
  * before it was read) is a gap (SL_ENOTFOUND, with next at the partition's
- * start and a message naming the offsets lost), and one past its end is
+ * start and a message naming the offsets lost; so is position 0 of a
+ * partition whose log no longer starts there), and one past its end is
  * SL_EINVAL (the topic was recreated). head() is the high watermark.
  *
  * Tested only against librdkafka's mock cluster (rdkafka_mock.h), not a

@@ -469,6 +469,8 @@ static int watermarks(kafka_src *k, int64_t *low, int64_t *high)
 	    (rc = list_offset(k, RD_KAFKA_OFFSET_END, high)) != SL_OK)
 		return rc;
 	k->heard_ns = sl_clock_mono_ns();
+	if (*low < 0 && *high >= 0) /* an empty partition, as old brokers say it */
+		*low = *high;
 	if (*low < 0 || *high < *low)
 		return sl_error_set(
 		        SL_EIO, "kafka topic %.200s partition %d: the watermarks are %lld and %lld",
@@ -771,6 +773,10 @@ int sl_kafka_source_open(sl_event_source *out, const sl_kafka_source_options *o)
 		return sl_error_set(SL_EINVAL, "a kafka source needs a topic");
 	if (o->partition < 0)
 		return sl_error_set(SL_EINVAL, "kafka: partition %d", (int)o->partition);
+	if (o->version_header && *o->version_header &&
+	    strcmp(o->version_header, o->op_header ? o->op_header : "op") == 0)
+		return sl_error_set(SL_EINVAL, "kafka: the op and the version header are both '%s'",
+		                    o->version_header);
 	memset(&s, 0, sizeof(s));
 	if ((rc = sl_event_source_set_name(&s, "kafka:%s/%s/%d", o->brokers, o->topic,
 	                                   (int)o->partition)) != SL_OK)

@@ -12,8 +12,9 @@
  *                       missing topic or partition at open; bad settings;
  *   test_resume         max_events, max_bytes, resuming from pos + 1 with
  *                       the same source (back and forth) and a new one;
- *   test_wait           a read waiting on wait_ms takes a message produced
- *                       meanwhile by another thread; with none, nothing;
+ *   test_wait           an empty partition; a read waiting on wait_ms takes
+ *                       a message produced meanwhile by another thread;
+ *                       with none, nothing;
  *   test_bad            a bad message stops a read after the good ones
  *                       before it and is the next read's SL_ECORRUPT, which
  *                       names the offset; reading past it works;
@@ -666,6 +667,9 @@ static void test_partitions(void **state)
 	o.brokers = NULL;
 	assert_int_equal(sl_kafka_source_open(&s0, &o), SL_EINVAL);
 	options(&o, &c, "two", 0);
+	o.version_header = "op";
+	assert_int_equal(sl_kafka_source_open(&s0, &o), SL_EINVAL);
+	options(&o, &c, "two", 0);
 	o.extra_config = forbidden;
 	assert_int_equal(sl_kafka_source_open(&s0, &o), SL_EINVAL);
 	expect_message("enable.auto.commit cannot be set");
@@ -778,9 +782,16 @@ static void test_wait(void **state)
 
 	cluster_start(&c, 1);
 	topic_create(&c, "wait", 1);
-	produce_text(&c, "wait", 0, "first", "v", NULL);
 	open_source(&s, &c, "wait", 0);
 	sl_event_batch_init(&b);
+
+	/* An empty partition: nothing, from 0. */
+	assert_ok(source_read(&s, 0, 10, SIZE_MAX, 100, &b, &next));
+	assert_int_equal(b.n, 0);
+	assert_int_equal(next, 0);
+	assert_int_equal(source_read(&s, 1, 10, SIZE_MAX, 0, &b, &next), SL_EINVAL);
+
+	produce_text(&c, "wait", 0, "first", "v", NULL);
 	next = read_until(&s, 0, 1, &b);
 	assert_int_equal(next, 1);
 
