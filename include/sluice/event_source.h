@@ -279,7 +279,9 @@ typedef struct sl_kafka_source_options {
 	/* NULL or "" (default): version = offset + 1; else the header that
 	 * holds it. */
 	const char *version_header;
-	unsigned timeout_ms; /* each request to the cluster; default 10000 */
+	/* Each request to the cluster (socket.timeout.ms, at least 1500),
+	 * and each watermark or metadata query; default 10000. */
+	unsigned timeout_ms;
 	/* NULL or a NULL-terminated list of "name=value" librdkafka settings
 	 * (security.protocol, sasl.*, ssl.*, client.id, group.id, ...). The
 	 * settings the source depends on cannot be changed (bootstrap.servers,
