@@ -161,6 +161,7 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 	progress_log pl = {sl_clock_mono_ns()};
 	sl_metrics *metrics = NULL;
 	sl_http_server *metrics_http = NULL;
+	char name[sizeof(src.name)];
 	unsigned workers;
 	int rc = setup(cmd, argc, argv, &a, &cfg);
 
@@ -170,13 +171,15 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 		goto cleanup;
 	if (follow && (rc = serve_metrics(cmd, &a, &cfg, &metrics, &metrics_http)) != CLI_OK)
 		goto cleanup;
-	/* Opened once first, so a source that cannot be opened fails here, and
-	 * for its name. */
-	if (cli_mirror_source_open(&cfg, &src) != SL_OK) {
+	/* Opened once first (a Kafka topic: its partitions counted), so a
+	 * source that cannot be opened fails here, and for its name. */
+	if ((cfg.source_type != CLI_MIRROR_SOURCE_KAFKA &&
+	     cli_mirror_source_open(&cfg, &src) != SL_OK) ||
+	    cli_mirror_workers(&cfg, &workers) != SL_OK) {
 		rc = cli_fail(cmd->name);
 		goto cleanup;
 	}
-	workers = cli_mirror_workers(&cfg);
+	cli_mirror_base_name(&cfg, &src, name, sizeof(name));
 	o = cfg.mirror;
 	o.follow = follow;
 	o.stop = &stop_requested;
@@ -189,8 +192,7 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 		goto cleanup;
 	}
 	if (follow)
-		sl_log(SL_LOG_INFO, "mirror started", "source=\"%s\" workers=%u", src.name,
-		       workers);
+		sl_log(SL_LOG_INFO, "mirror started", "source=\"%s\" workers=%u", name, workers);
 	sl_event_source_close(&src);
 	rc = sl_mirror_run_workers(cli_mirror_worker_open, &cfg, workers, &o, &pr);
 	if (follow)
@@ -200,7 +202,7 @@ static int apply(cli_cmd *cmd, int argc, char **argv, int follow)
 		cli_errorf(cmd->name,
 		           "fenced by another mirror: the position of %s moved under this one, "
 		           "which stopped; what it had not committed was not applied",
-		           src.name);
+		           name);
 		rc = EXIT_FENCED;
 	} else {
 		rc = rc == SL_OK ? CLI_OK : cli_fail(cmd->name);
@@ -369,6 +371,27 @@ static const char status_usage[] =
 
 static const struct option status_options[] = {CONFIG_OPTION, {NULL, 0, NULL, 0}};
 
+/* One worker's status: the head from its own source when it has one (a
+ * Kafka partition), else from the whole source (opened, or NULL). */
+static int worker_status(const cli_mirror_config *cfg, sl_event_source *whole, const char *base,
+                         unsigned w, unsigned n, const sl_mirror_options *o, sl_mirror_status *st)
+{
+	char name[sizeof(whole->name) + 32];
+	sl_event_source own;
+	int rc;
+
+	cli_mirror_worker_name(cfg, base, w, n, name, sizeof(name));
+	if (cfg->source_type != CLI_MIRROR_SOURCE_KAFKA)
+		return sl_mirror_status_read(whole && whole->ops ? whole : NULL, o, name, st);
+	memset(&own, 0, sizeof(own));
+	if (cli_mirror_worker_open((void *)cfg, w, &own) != SL_OK)
+		sl_log(SL_LOG_WARN, "partition not reachable; lag unknown",
+		       "partition=%u error=\"%s\"", w, sl_error_last()->message);
+	rc = sl_mirror_status_read(own.ops ? &own : NULL, o, name, st);
+	sl_event_source_close(&own);
+	return rc;
+}
+
 static int mirror_status(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "mirror status",
@@ -381,10 +404,10 @@ static int mirror_status(int argc, char **argv)
 	sl_mirror_status st;
 	sl_mirror_options o;
 	char why[SL_ERROR_MSG_MAX + 32] = "the source cannot tell where it ends";
-	char reason[SL_ERROR_MSG_MAX], name[sizeof(src.name) + 32];
+	char reason[SL_ERROR_MSG_MAX], base[sizeof(src.name)];
 	json_t *all = NULL, *list = NULL;
 	unsigned workers;
-	int opened, rc = setup(&cmd, argc, argv, &a, &cfg);
+	int rc = setup(&cmd, argc, argv, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
 	if (rc != CLI_CONTINUE)
@@ -392,23 +415,26 @@ static int mirror_status(int argc, char **argv)
 	o = cfg.mirror;
 	if (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS)
 		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
-	opened = cli_mirror_source_or_name(&cfg, &src, reason, sizeof(reason));
-	if (!opened) {
+	if (cfg.source_type != CLI_MIRROR_SOURCE_KAFKA &&
+	    !cli_mirror_source_or_name(&cfg, &src, reason, sizeof(reason))) {
 		snprintf(why, sizeof(why), "source not reachable: %s", reason);
 		sl_log(SL_LOG_WARN, "source not reachable; lag unknown", "error=\"%s\"", reason);
 	}
-	workers = cli_mirror_workers(&cfg);
+	cli_mirror_base_name(&cfg, &src, base, sizeof(base));
+	if (cli_mirror_workers(&cfg, &workers) != SL_OK) {
+		rc = cli_fail(cmd.name);
+		goto cleanup;
+	}
 	if (cmd.json && workers > 1 &&
 	    ((all = json_object()) == NULL || (list = json_array()) == NULL ||
-	     cli_json_set(all, "source", json_string(src.name)) ||
+	     cli_json_set(all, "source", json_string(base)) ||
 	     json_object_set_new(all, "workers", list) != 0)) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
 	rc = CLI_OK;
 	for (unsigned w = 0; w < workers && rc == CLI_OK; w++) {
-		cli_mirror_worker_name(&cfg, w, src.name, name, sizeof(name));
-		if (sl_mirror_status_read(opened ? &src : NULL, &o, name, &st) != SL_OK) {
+		if (worker_status(&cfg, &src, base, w, workers, &o, &st) != SL_OK) {
 			rc = cli_fail(cmd.name);
 		} else if (!cmd.json) {
 			printf("%s", w > 0 ? "\n" : "");
@@ -517,14 +543,30 @@ static int print_dead_letter(void *ctx, const sl_dead_letter *d)
 	return rc;
 }
 
-static int dlq_list(const cli_cmd *cmd, const sl_mirror_options *o, const char *source)
+/* The position rows a mirror keeps: one per worker, named after base. */
+typedef struct mirror_rows {
+	const cli_mirror_config *cfg;
+	const char *base;
+	unsigned n;
+} mirror_rows;
+
+static void row_name(const mirror_rows *rows, unsigned w, char *out, size_t cap)
 {
+	cli_mirror_worker_name(rows->cfg, rows->base, w, rows->n, out, cap);
+}
+
+static int dlq_list(const cli_cmd *cmd, const sl_mirror_options *o, const mirror_rows *rows)
+{
+	char name[SL_EVENT_SOURCE_STATE_MAX + 600];
 	dlq_ctx dc = {0};
 	if (cmd->json && (dc.list = json_array()) == NULL)
 		return cli_fail(cmd->name);
-	if (sl_mirror_dlq_list(o, source, print_dead_letter, &dc) != SL_OK) {
-		json_decref(dc.list);
-		return cli_fail(cmd->name);
+	for (unsigned w = 0; w < rows->n; w++) {
+		row_name(rows, w, name, sizeof(name));
+		if (sl_mirror_dlq_list(o, name, print_dead_letter, &dc) != SL_OK) {
+			json_decref(dc.list);
+			return cli_fail(cmd->name);
+		}
 	}
 	if (cmd->json)
 		return cli_json_print(cmd->name, dc.list);
@@ -544,12 +586,19 @@ static int dlq_id(const cli_cmd *cmd, uint64_t *id)
 	return CLI_OK;
 }
 
-static int dlq_retry(const cli_cmd *cmd, const sl_mirror_options *o, const char *source,
+static int dlq_retry(const cli_cmd *cmd, const sl_mirror_options *o, const mirror_rows *rows,
                      uint64_t id)
 {
+	char name[SL_EVENT_SOURCE_STATE_MAX + 600];
 	uint64_t applied = 0, failed = 0;
-	if (sl_mirror_dlq_retry(o, source, (int64_t)id, &applied, &failed) != SL_OK)
-		return cli_fail(cmd->name);
+	for (unsigned w = 0; w < rows->n; w++) {
+		uint64_t a = 0, f = 0;
+		row_name(rows, w, name, sizeof(name));
+		if (sl_mirror_dlq_retry(o, name, (int64_t)id, &a, &f) != SL_OK)
+			return cli_fail(cmd->name);
+		applied += a;
+		failed += f;
+	}
 	if (cmd->json) {
 		json_t *r = json_object();
 		int bad = r == NULL;
@@ -567,7 +616,7 @@ static int dlq_retry(const cli_cmd *cmd, const sl_mirror_options *o, const char 
 		                  (unsigned long long)failed);
 	if (id != 0 && applied == 0)
 		return cli_errorf(cmd->name, "no dead letter %llu of %s", (unsigned long long)id,
-		                  source);
+		                  rows->base);
 	return CLI_OK;
 }
 
@@ -599,7 +648,8 @@ static int mirror_dlq(int argc, char **argv)
 	cli_mirror_config cfg;
 	sl_event_source src;
 	sl_mirror_options o;
-	char why[SL_ERROR_MSG_MAX];
+	char why[SL_ERROR_MSG_MAX], base[sizeof(src.name)];
+	mirror_rows rows;
 	uint64_t id = 0;
 	int retry, rc = parse_args(&cmd, argc, argv, &a, &cfg);
 
@@ -621,11 +671,19 @@ static int mirror_dlq(int argc, char **argv)
 	o = cfg.mirror;
 	if (!retry && (o.timeout_ms == 0 || o.timeout_ms > QUICK_PG_TIMEOUT_MS))
 		o.timeout_ms = QUICK_PG_TIMEOUT_MS;
-	/* Only the source's name is needed. */
-	if (!cli_mirror_source_or_name(&cfg, &src, why, sizeof(why)))
+	/* Only the source's name is needed, and its workers'. */
+	if (cfg.source_type != CLI_MIRROR_SOURCE_KAFKA &&
+	    !cli_mirror_source_or_name(&cfg, &src, why, sizeof(why)))
 		sl_log(SL_LOG_DEBUG, "source not opened; its name is assumed", "name=\"%s\"",
 		       src.name);
-	rc = retry ? dlq_retry(&cmd, &o, src.name, id) : dlq_list(&cmd, &o, src.name);
+	cli_mirror_base_name(&cfg, &src, base, sizeof(base));
+	rows.cfg = &cfg;
+	rows.base = base;
+	if (cli_mirror_workers(&cfg, &rows.n) != SL_OK) {
+		rc = cli_fail(cmd.name);
+		goto cleanup;
+	}
+	rc = retry ? dlq_retry(&cmd, &o, &rows, id) : dlq_list(&cmd, &o, &rows);
 cleanup:
 	sl_event_source_close(&src);
 	cli_mirror_config_free(&cfg);
@@ -664,13 +722,13 @@ static int reconcile_exact(const cli_mirror_config *c, sl_event_source *src, int
 	return rc;
 }
 
-static int print_reconcile(const cli_cmd *cmd, const sl_event_source *src,
+static int print_reconcile(const cli_cmd *cmd, const char *source,
                            const sl_mirror_reconcile_report *r, int dry_run)
 {
 	if (cmd->json) {
 		json_t *o = json_object();
 		int bad = o == NULL;
-		bad |= cli_json_set(o, "source", json_string(src->name));
+		bad |= cli_json_set(o, "source", json_string(source));
 		bad |= cli_json_set(o, "kind", json_string(r->exact ? "exact" : "window"));
 		bad |= cli_json_set(o, "dry_run", json_boolean(dry_run));
 		bad |= cli_json_set(o, "compared", cli_json_u64(r->compared));
@@ -689,7 +747,7 @@ static int print_reconcile(const cli_cmd *cmd, const sl_event_source *src,
 		bad |= cli_json_set(o, "run_id", r->run_id ? json_integer(r->run_id) : json_null());
 		return cli_json_print(cmd->name, bad ? (json_decref(o), NULL) : o);
 	}
-	printf("source        %s (%s)\n", src->name,
+	printf("source        %s (%s)\n", source,
 	       r->exact ? "its whole state, by set reconciliation" : "the window it still holds");
 	printf("compared      %llu rows of the target%s\n", (unsigned long long)r->compared,
 	       r->exact ? " (live)" : "");
@@ -739,6 +797,33 @@ static const char reconcile_usage[] =
 static const struct option reconcile_options[] = {
         CONFIG_OPTION, {"dry-run", no_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
 
+/* A Kafka topic's window is all its partitions', read together. */
+static int reconcile_partitions(const cli_mirror_config *cfg, const char *base, int dry_run,
+                                sl_mirror_reconcile_report *r)
+{
+	sl_event_source *srcs = NULL, **list = NULL;
+	unsigned n = 0, opened = 0;
+	int rc;
+
+	if ((rc = cli_mirror_workers(cfg, &n)) != SL_OK)
+		return rc;
+	srcs = sl_calloc(n, sizeof(*srcs));
+	list = sl_calloc(n, sizeof(*list));
+	if (!srcs || !list)
+		rc = SL_ENOMEM;
+	for (; rc == SL_OK && opened < n; opened++) {
+		list[opened] = &srcs[opened];
+		rc = cli_mirror_worker_open((void *)cfg, opened, &srcs[opened]);
+	}
+	if (rc == SL_OK)
+		rc = sl_mirror_reconcile_window(list, n, base, &cfg->mirror, dry_run, r);
+	for (unsigned i = 0; srcs && i < opened; i++)
+		sl_event_source_close(&srcs[i]);
+	sl_free(srcs);
+	sl_free(list);
+	return rc;
+}
+
 static int mirror_reconcile(int argc, char **argv)
 {
 	cli_cmd cmd = {.name = "mirror reconcile",
@@ -749,22 +834,27 @@ static int mirror_reconcile(int argc, char **argv)
 	cli_mirror_config cfg;
 	sl_event_source src;
 	sl_mirror_reconcile_report r;
+	char base[sizeof(src.name)];
 	int rc = setup(&cmd, argc, argv, &a, &cfg);
 
 	memset(&src, 0, sizeof(src));
 	if (rc != CLI_CONTINUE)
 		goto cleanup;
-	if (cli_mirror_source_open(&cfg, &src) != SL_OK) {
+	if (cfg.source_type != CLI_MIRROR_SOURCE_KAFKA &&
+	    cli_mirror_source_open(&cfg, &src) != SL_OK) {
 		rc = cli_fail(cmd.name);
 		goto cleanup;
 	}
+	cli_mirror_base_name(&cfg, &src, base, sizeof(base));
 	if (cfg.source_type == CLI_MIRROR_SOURCE_NODE) {
 		rc = reconcile_exact(&cfg, &src, a.dry_run, &r);
+	} else if (cfg.source_type == CLI_MIRROR_SOURCE_KAFKA) {
+		rc = reconcile_partitions(&cfg, base, a.dry_run, &r);
 	} else {
 		sl_event_source *one = &src;
-		rc = sl_mirror_reconcile_window(&one, 1, src.name, &cfg.mirror, a.dry_run, &r);
+		rc = sl_mirror_reconcile_window(&one, 1, base, &cfg.mirror, a.dry_run, &r);
 	}
-	rc = rc == SL_OK ? print_reconcile(&cmd, &src, &r, a.dry_run) : cli_fail(cmd.name);
+	rc = rc == SL_OK ? print_reconcile(&cmd, base, &r, a.dry_run) : cli_fail(cmd.name);
 cleanup:
 	sl_event_source_close(&src);
 	cli_mirror_config_free(&cfg);

@@ -33,6 +33,11 @@ enum slot {
 	S_OP_FIELD,
 	S_VALUE_FIELD,
 	S_VERSION_FIELD,
+	S_BROKERS,
+	S_TOPIC,
+	S_OP_HEADER,
+	S_VERSION_HEADER,
+	S_KAFKA_CONFIG,
 	P_URL,
 	P_TABLE,
 	P_APPLY_SQL,
@@ -53,6 +58,7 @@ enum slot {
 #define NODE   (1u << CLI_MIRROR_SOURCE_NODE)
 #define NDJSON (1u << CLI_MIRROR_SOURCE_NDJSON)
 #define REDIS  (1u << CLI_MIRROR_SOURCE_REDIS)
+#define KAFKA  (1u << CLI_MIRROR_SOURCE_KAFKA)
 
 typedef struct key_spec {
 	const char *table, *key;
@@ -75,6 +81,11 @@ static const key_spec keys[N_SLOTS] = {
         {"source", "op_field", 1, 0, 0, REDIS},
         {"source", "value_field", 1, 0, 0, REDIS},
         {"source", "version_field", 1, 0, 0, REDIS},
+        {"source", "brokers", 1, 0, 0, KAFKA},
+        {"source", "topic", 1, 0, 0, KAFKA},
+        {"source", "op_header", 1, 0, 0, KAFKA},
+        {"source", "version_header", 1, 0, 0, KAFKA},
+        {"source", "kafka_config", 1, 0, 0, KAFKA},
         {"postgres", "url", 1, 0, 0, 0},
         {"postgres", "table", 1, 0, 0, 0},
         {"postgres", "apply_sql", 1, 0, 0, 0},
@@ -265,6 +276,71 @@ static int load_redis(loader *l)
 	return SL_OK;
 }
 
+/* kafka_config: "name=value;name=value", librdkafka settings (TLS, SASL),
+ * split into the config's own strings. */
+static int load_kafka_config(loader *l)
+{
+	const cli_toml_entry *e = l->found[S_KAFKA_CONFIG];
+	cli_mirror_config *c = l->cfg;
+	const size_t max = sizeof(c->kafka_settings) / sizeof(c->kafka_settings[0]) - 1;
+	const char *p;
+	size_t n = 0;
+
+	if (e == NULL)
+		return SL_OK;
+	for (p = e->str; *p;) {
+		size_t len = strcspn(p, ";");
+		if (len > 0) {
+			if (n == max)
+				return cli_toml_entry_error(l->name, e, "more than %zu settings",
+				                            max);
+			if (memchr(p, '=', len) == NULL || p[0] == '=')
+				return cli_toml_entry_error(
+				        l->name, e,
+				        "'%.*s' is not name=value (settings are "
+				        "separated by ';')",
+				        (int)(len > 64 ? 64 : len), p);
+			if ((c->kafka_settings[n++] = own(c, p, len)) == NULL)
+				return sl_error_last()->code;
+		}
+		p += len + (p[len] == ';');
+	}
+	c->kafka_settings[n] = NULL;
+	c->kafka.extra_config = (const char *const *)c->kafka_settings;
+	return SL_OK;
+}
+
+/* type = "kafka": the brokers and the topic (its partitions are the
+ * workers), the headers' names, extra settings. */
+static int load_kafka(loader *l)
+{
+	cli_mirror_config *c = l->cfg;
+	sl_kafka_source_options *k = &c->kafka;
+	int rc;
+
+	if (l->found[S_BROKERS] == NULL)
+		return missing(l, S_BROKERS, " (HOST:PORT[,HOST:PORT...])");
+	if (l->found[S_TOPIC] == NULL)
+		return missing(l, S_TOPIC, "");
+	if (l->found[M_WORKERS])
+		return cli_toml_entry_error(l->name, l->found[M_WORKERS],
+		                            "not used with type = \"kafka\": each partition of the "
+		                            "topic is a worker");
+	sl_kafka_source_options_init(k);
+	if ((rc = take_string(l, S_BROKERS, &c->source_brokers)) != SL_OK ||
+	    (rc = take_string(l, S_TOPIC, &c->source_topic)) != SL_OK ||
+	    (rc = take_string(l, S_OP_HEADER, (char **)&k->op_header)) != SL_OK ||
+	    (rc = take_string(l, S_VERSION_HEADER, (char **)&k->version_header)) != SL_OK ||
+	    (rc = load_kafka_config(l)) != SL_OK)
+		return rc;
+	if (k->version_header && k->op_header && strcmp(k->op_header, k->version_header) == 0)
+		return cli_toml_entry_error(l->name, l->found[S_VERSION_HEADER],
+		                            "names the same header as op_header");
+	k->brokers = c->source_brokers;
+	k->topic = c->source_topic;
+	return SL_OK;
+}
+
 static int load_source(loader *l)
 {
 	const cli_toml_entry *type = l->found[S_TYPE];
@@ -273,7 +349,7 @@ static int load_source(loader *l)
 	int rc;
 
 	if (type == NULL)
-		return missing(l, S_TYPE, " (\"node\", \"ndjson\" or \"redis\")");
+		return missing(l, S_TYPE, " (\"node\", \"ndjson\", \"redis\" or \"kafka\")");
 	if (l->found[S_NAME] &&
 	    (l->found[S_NAME]->str[0] == '\0' ||
 	     strlen(l->found[S_NAME]->str) >= sizeof(((sl_event_source *)0)->name)))
@@ -288,9 +364,12 @@ static int load_source(loader *l)
 		c->source_type = CLI_MIRROR_SOURCE_NDJSON;
 	else if (strcmp(type->str, "redis") == 0)
 		c->source_type = CLI_MIRROR_SOURCE_REDIS;
+	else if (strcmp(type->str, "kafka") == 0)
+		c->source_type = CLI_MIRROR_SOURCE_KAFKA;
 	else
 		return cli_toml_entry_error(
-		        l->name, type, "expected \"node\", \"ndjson\" or \"redis\", got \"%s\"",
+		        l->name, type,
+		        "expected \"node\", \"ndjson\", \"redis\" or \"kafka\", got \"%s\"",
 		        type->str);
 	for (int slot = 0; slot < N_SLOTS; slot++)
 		if (l->found[slot] && keys[slot].types &&
@@ -304,6 +383,8 @@ static int load_source(loader *l)
 	}
 	if (c->source_type == CLI_MIRROR_SOURCE_REDIS)
 		return load_redis(l);
+	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA)
+		return load_kafka(l);
 	if (l->found[S_NAMESPACE] == NULL)
 		return missing(l, S_NAMESPACE, "");
 	if (sl_ns_name_validate(l->found[S_NAMESPACE]->str) != SL_OK) {

@@ -6,6 +6,8 @@
  *               ndjson: path (a file, or "-" for stdin);
  *               redis: url, stream, key_field, op_field, value_field,
  *               version_field;
+ *               kafka: brokers, topic, op_header, version_header,
+ *               kafka_config ("name=value;..." librdkafka settings);
  *               name (any type: what the position is stored under, instead
  *               of the source's own name)
  *   [postgres]  url (required), table, apply_sql (a file of SQL run once per
@@ -28,8 +30,9 @@
 #include "sluice/event_source.h"
 #include "sluice/mirror.h"
 
-/* The most workers one mirror runs. */
-#define CLI_MIRROR_WORKERS_MAX 64
+/* The most workers one mirror runs, and the most partitions of a topic. */
+#define CLI_MIRROR_WORKERS_MAX          64
+#define CLI_MIRROR_KAFKA_PARTITIONS_MAX 256
 
 /* The largest apply_sql file. */
 #define CLI_MIRROR_SQL_MAX ((size_t)1 << 20)
@@ -37,7 +40,8 @@
 typedef enum cli_mirror_source_type {
 	CLI_MIRROR_SOURCE_NODE = 1,   /* source_url or source_dir, with source_ns */
 	CLI_MIRROR_SOURCE_NDJSON = 2, /* source_path */
-	CLI_MIRROR_SOURCE_REDIS = 3   /* redis: source_url, source_stream */
+	CLI_MIRROR_SOURCE_REDIS = 3,  /* redis: source_url, source_stream */
+	CLI_MIRROR_SOURCE_KAFKA = 4   /* kafka: source_brokers, source_topic */
 } cli_mirror_source_type;
 
 typedef struct cli_mirror_config {
@@ -45,6 +49,9 @@ typedef struct cli_mirror_config {
 	char *source_url, *source_dir, *source_ns, *source_path; /* NULL when not set */
 	char *source_stream;
 	sl_redis_source_options redis; /* type = "redis" */
+	char *source_brokers, *source_topic;
+	sl_kafka_source_options kafka; /* type = "kafka" (partition set per worker) */
+	char *kafka_settings[17];      /* kafka_config split, NULL-terminated */
 	char *source_name; /* [source] name: the position's key, else the source's own */
 	int has_trust_key;
 	uint8_t trust_key[SL_ED25519_PK_LEN];
@@ -54,7 +61,7 @@ typedef struct cli_mirror_config {
 	char *apply_sql_path;  /* as resolved, or NULL */
 	uint16_t metrics_port; /* 0: no metrics unless -m */
 	unsigned workers;      /* [mirror] workers, default 1 */
-	char *strings[32];     /* what the pointers above point into */
+	char *strings[48];     /* what the pointers above point into */
 	size_t n_strings;
 } cli_mirror_config;
 

@@ -28,7 +28,11 @@ static int open_as_is(const cli_mirror_config *c, sl_event_source *out)
 /* Opens the source, known by [source] name when the config gives one. */
 int cli_mirror_source_open(const cli_mirror_config *c, sl_event_source *out)
 {
-	int rc = open_as_is(c, out);
+	int rc;
+	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA)
+		return sl_error_set(SL_EINVAL, "a Kafka topic is read partition by partition, each "
+		                               "its own source; this command takes one source");
+	rc = open_as_is(c, out);
 	if (rc == SL_OK && c->source_name)
 		snprintf(out->name, sizeof(out->name), "%s", c->source_name);
 	return rc;
@@ -45,6 +49,10 @@ static void assumed_name(const cli_mirror_config *c, char *out, size_t cap)
 	}
 	if (c->source_type == CLI_MIRROR_SOURCE_REDIS) { /* opening it connects to nothing */
 		snprintf(out, cap, "redis:%s", c->source_stream);
+		return;
+	}
+	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA) { /* as event_kafka.c, less the partition */
+		snprintf(out, cap, "kafka:%s/%s", c->source_brokers, c->source_topic);
 		return;
 	}
 	const char *path =
@@ -80,18 +88,48 @@ int cli_mirror_source_or_name(const cli_mirror_config *c, sl_event_source *src, 
 	return 0;
 }
 
-unsigned cli_mirror_workers(const cli_mirror_config *c)
+void cli_mirror_base_name(const cli_mirror_config *c, const sl_event_source *opened, char *out,
+                          size_t cap)
 {
-	return c->workers ? c->workers : 1;
+	if (opened && opened->ops && c->source_type != CLI_MIRROR_SOURCE_KAFKA)
+		snprintf(out, cap, "%s", opened->name);
+	else
+		assumed_name(c, out, cap);
+}
+
+int cli_mirror_workers(const cli_mirror_config *c, unsigned *n)
+{
+	int32_t partitions;
+	int rc;
+	if (c->source_type != CLI_MIRROR_SOURCE_KAFKA) {
+		*n = c->workers ? c->workers : 1;
+		return SL_OK;
+	}
+	if ((rc = sl_kafka_partitions(&partitions, c->kafka.brokers, c->kafka.topic,
+	                              c->kafka.extra_config, c->kafka.timeout_ms)) != SL_OK)
+		return rc;
+	if (partitions < 1 || partitions > CLI_MIRROR_KAFKA_PARTITIONS_MAX)
+		return sl_error_set(
+		        SL_EINVAL, "kafka: topic %s has %d partitions; a mirror takes 1 to %d",
+		        c->kafka.topic, (int)partitions, CLI_MIRROR_KAFKA_PARTITIONS_MAX);
+	*n = (unsigned)partitions;
+	return SL_OK;
 }
 
 int cli_mirror_worker_open(void *ctx, unsigned worker, sl_event_source *out)
 {
 	const cli_mirror_config *c = ctx;
-	unsigned n = cli_mirror_workers(c);
+	unsigned n = c->workers ? c->workers : 1;
 	sl_event_source whole;
 	int rc;
 
+	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA) {
+		sl_kafka_source_options k = c->kafka;
+		k.partition = (int32_t)worker;
+		if ((rc = sl_kafka_source_open(out, &k)) == SL_OK && c->source_name)
+			snprintf(out->name, sizeof(out->name), "%s/%u", c->source_name, worker);
+		return rc;
+	}
 	if (n == 1)
 		return cli_mirror_source_open(c, out);
 	if ((rc = cli_mirror_source_open(c, &whole)) != SL_OK)
@@ -101,12 +139,13 @@ int cli_mirror_worker_open(void *ctx, unsigned worker, sl_event_source *out)
 	return rc;
 }
 
-void cli_mirror_worker_name(const cli_mirror_config *c, unsigned worker, const char *name,
-                            char *out, size_t cap)
+void cli_mirror_worker_name(const cli_mirror_config *c, const char *base, unsigned worker,
+                            unsigned n, char *out, size_t cap)
 {
-	unsigned n = cli_mirror_workers(c);
-	if (n == 1)
-		snprintf(out, cap, "%s", name);
+	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA)
+		snprintf(out, cap, "%s/%u", base, worker);
+	else if (n == 1)
+		snprintf(out, cap, "%s", base);
 	else
-		snprintf(out, cap, "%s#part=%u/%u", name, worker, n);
+		snprintf(out, cap, "%s#part=%u/%u", base, worker, n);
 }

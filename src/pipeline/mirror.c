@@ -43,8 +43,9 @@
 #define IDLE_WAIT_MS      500 /* a follower's wait for a first event: how often stop is seen */
 #define HEAD_INTERVAL_NS  1000000000ull
 #define UNAVAILABLE_LOG_S 10
-#define STOPPED           1 /* positive: asked to stop while waiting (no error) */
-#define GAP               2 /* positive: the source lost events ahead of the position */
+#define STOPPED           1  /* positive: asked to stop while waiting (no error) */
+#define GAP               2  /* positive: the source lost events ahead of the position */
+#define EMPTY_READS_MAX   20 /* not following: empty reads waited out while the head is ahead */
 
 typedef struct metrics {
 	sl_metric *events, *batches, *dead, *retries, *source_errors, *pos, *head, *lag,
@@ -178,13 +179,29 @@ static int read_error_transient(int rc)
 	       rc != SL_ENOTFOUND && rc != SL_EAUTH;
 }
 
+/* Not following: does the source say it has events at or past `from` that
+ * a read did not give yet (a Kafka partition answers a read before its
+ * fetch arrived)? Asked at most EMPTY_READS_MAX times in a row, so a
+ * source whose head is wrong cannot hold a run forever. */
+static int more_to_come(mirror *m, uint64_t from, unsigned *empty_reads)
+{
+	sl_event_source_head h;
+	if (m->o->follow || *empty_reads >= EMPTY_READS_MAX)
+		return 0;
+	if (m->src->ops->head(m->src->self, &h) != SL_OK || !h.known || h.end <= from)
+		return 0;
+	(*empty_reads)++;
+	return 1;
+}
+
 /* Fill m->batch from m->pos. SL_OK with an empty batch: nothing to apply
  * (not following, or stopping). GAP (batch empty): the source lost events
  * at m->pos; m->gap_to and m->gap_message say which. */
 static int fill_batch(mirror *m)
 {
 	uint64_t from = m->pos, deadline_ns = 0;
-	unsigned failures = 0;
+	unsigned failures = 0, empty_reads = 0;
+	int waiting = 0; /* not following, the head is ahead of what was read */
 
 	sl_event_batch_clear(&m->batch);
 	m->batch_next = m->pos;
@@ -195,7 +212,7 @@ static int fill_batch(mirror *m)
 
 		if (m->batch.n > 0)
 			wait = deadline_ns > now ? (deadline_ns - now + 999999u) / 1000000u : 0;
-		else if (m->o->follow)
+		else if (m->o->follow || waiting)
 			wait = IDLE_WAIT_MS;
 		rc = m->src->ops->read(m->src->self, from, m->o->batch_size - m->batch.n,
 		                       m->o->batch_bytes, wait, &m->batch, &next, &at_end);
@@ -238,6 +255,9 @@ static int fill_batch(mirror *m)
 		/* Not following, an empty read ends the run only where the
 		 * source ends: a partition (event_partition.c) may pass over a
 		 * whole read of other partitions' events. */
+		if (m->batch.n == 0 && !at_end && next == read_from && !stopping(m) &&
+		    (waiting = more_to_come(m, from, &empty_reads)))
+			continue;
 		if (m->batch.n == 0 &&
 		    (stopping(m) || (!m->o->follow && (at_end || next == read_from))))
 			break;

@@ -59,12 +59,13 @@ static int read_row(sl_pg_conn *c, const char *what, const char *sql, const char
 }
 
 /* The last finished reconcile of the source (workers' rows name it with
- * "#part=I/W" after it). */
+ * "#part=I/W" after it, a Kafka partition's with "/P"). */
 static int read_reconciled(sl_pg_conn *c, const char *source, sl_mirror_status *out)
 {
 	static const char sql[] =
 	        "SELECT (extract(epoch FROM finished_at) * 1000)::bigint, applied, missing"
-	        " FROM sluice_mirror_reconcile WHERE source = split_part($1, '#part=', 1)"
+	        " FROM sluice_mirror_reconcile WHERE (source = split_part($1, '#part=', 1)"
+	        " OR left($1, length(source) + 1) = source || '/')"
 	        " AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1";
 	const PGresult *r;
 	sl_pg_call q;

@@ -46,7 +46,9 @@
 #include "sluice/reconcile.h"
 #include "sluice/sync.h"
 
-#define ADVISORY_LOCK "SELECT pg_advisory_xact_lock(7291, hashtext('sluice_mirror'))"
+#define WINDOW_WAIT_MS   500 /* a window's read that found nothing yet waits this long */
+#define WINDOW_EMPTY_MAX 20  /* and gives up after this many in a row */
+#define ADVISORY_LOCK    "SELECT pg_advisory_xact_lock(7291, hashtext('sluice_mirror'))"
 
 /* What reconciliation adds to a target table made before it existed. Run
  * only when a column is missing: ALTER TABLE takes the table's strongest
@@ -405,11 +407,15 @@ done:
 /* ---------------------------------------------------------------- window */
 
 /* Everything the source still has, up to where it ended when asked (R1:
- * any error but the gap before its first event stops the run). */
+ * any error but the gap before its first event stops the run, and so does
+ * a source that gives nothing more before its end). A read that finds
+ * nothing yet below the end waits (a Kafka partition answers before its
+ * fetch arrives). */
 static int read_window(recon *x, sl_event_source *src, sl_event_batch *all)
 {
 	sl_event_source_head head;
 	uint64_t from = 0;
+	unsigned empty = 0;
 	int rc;
 
 	if ((rc = src->ops->head(src->self, &head)) != SL_OK)
@@ -420,8 +426,8 @@ static int read_window(recon *x, sl_event_source *src, sl_event_batch *all)
 		int at_end = 0;
 		if (head.known && from >= head.end)
 			break;
-		rc = src->ops->read(src->self, from, x->o->batch_size, x->o->batch_bytes, 0, all,
-		                    &next, &at_end);
+		rc = src->ops->read(src->self, from, x->o->batch_size, x->o->batch_bytes,
+		                    empty ? WINDOW_WAIT_MS : 0, all, &next, &at_end);
 		if (rc == SL_ENOTFOUND && next > from && all->n == before) {
 			from = next; /* the window starts later */
 			continue;
@@ -429,8 +435,18 @@ static int read_window(recon *x, sl_event_source *src, sl_event_batch *all)
 		if (rc != SL_OK)
 			return sl_error_wrap("mirror reconcile: reading %s at %llu", src->name,
 			                     (unsigned long long)from);
-		if (at_end || (all->n == before && next == from))
+		if (at_end || (all->n == before && next == from && !head.known))
 			break;
+		if (all->n == before && next == from) {
+			if (++empty >= WINDOW_EMPTY_MAX)
+				return sl_error_set(SL_ETIMEOUT,
+				                    "mirror reconcile: %s ends at %llu but gave "
+				                    "nothing past %llu; nothing was changed",
+				                    src->name, (unsigned long long)head.end,
+				                    (unsigned long long)from);
+			continue;
+		}
+		empty = 0;
 		from = next;
 	}
 	return SL_OK;

@@ -149,7 +149,7 @@ refused "[mirror] batch_size: expected an integer, got a string" "$SRC_NDJSON" "
 refused "[mirror] max_attempts: 0 is out of range" "$SRC_NDJSON" "" "max_attempts = 0"
 refused "[postgres] timeout_ms: 5 is out of range" "$SRC_NDJSON" "timeout_ms = 5"
 refused "[mirror] metrics_port: 70000 is out of range" "$SRC_NDJSON" "" "metrics_port = 70000"
-refused '[source] type: expected "node", "ndjson" or "redis", got "bogus"' 'type = "bogus"'
+refused '[source] type: expected "node", "ndjson", "redis" or "kafka", got "bogus"' 'type = "bogus"'
 refused "[source] type: missing" 'path = "x"'
 refused "[source] namespace: not used with type = \"ndjson\"" "$SRC_NDJSON
 namespace = \"ns\""

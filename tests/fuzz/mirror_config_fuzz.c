@@ -10,11 +10,10 @@
  * failed parse is SL_EINVAL or SL_ETOOLARGE with a message that names the
  * file; a parsed config has what its source type needs and nothing another
  * type takes (node: a valid namespace and exactly one of url and dir, a
- * trust key only with url; ndjson: a path; redis: a url and a stream), a
- * PostgreSQL URL, workers in range, every string
- * it points to one of the strings it owns, every number within the range
- * its key allows, the retry bounds in order, and the config parse agrees
- * with the reader about whether the text is TOML at all.
+ * trust key only with url; ndjson: a path; redis: a url and a stream; kafka: brokers and a topic,
+ * settings of name=value), a PostgreSQL URL, workers in range, every string it points to one of the
+ * strings it owns, every number within the range its key allows, the retry bounds in order, and the
+ * config parse agrees with the reader about whether the text is TOML at all.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +68,18 @@ static void check_source(const cli_mirror_config *c)
 		if (!owned(c, c->redis.key_field) || !owned(c, c->redis.op_field) ||
 		    !owned(c, c->redis.value_field) || !owned(c, c->redis.version_field))
 			die("a redis field name the config does not own");
+		break;
+	case CLI_MIRROR_SOURCE_KAFKA:
+		if (c->source_brokers == NULL || c->source_topic == NULL ||
+		    c->kafka.brokers != c->source_brokers || c->kafka.topic != c->source_topic)
+			die("a kafka source without its brokers and topic");
+		if (c->source_url || c->source_dir || c->source_ns || c->source_path ||
+		    c->has_trust_key || c->workers != 1)
+			die("a kafka source with another type's settings, or workers");
+		for (size_t i = 0; c->kafka.extra_config && c->kafka.extra_config[i]; i++)
+			if (!owned(c, c->kafka.extra_config[i]) ||
+			    !strchr(c->kafka.extra_config[i], '='))
+				die("a kafka setting that is not the config's own name=value");
 		break;
 	default:
 		die("a config without a source type");
