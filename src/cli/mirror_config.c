@@ -305,8 +305,8 @@ static int load_kafka_config(loader *l)
 		}
 		p += len + (p[len] == ';');
 	}
-	c->kafka_settings[n] = NULL;
-	c->kafka.extra_config = (const char *const *)c->kafka_settings;
+	c->kafka_settings[n] = NULL; /* kafka.extra_config is set where it is used
+	                                (mirror_source.c): the config is copied out after parsing */
 	return SL_OK;
 }
 

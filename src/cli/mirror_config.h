@@ -50,7 +50,8 @@ typedef struct cli_mirror_config {
 	char *source_stream;
 	sl_redis_source_options redis; /* type = "redis" */
 	char *source_brokers, *source_topic;
-	sl_kafka_source_options kafka; /* type = "kafka" (partition set per worker) */
+	sl_kafka_source_options kafka; /* type = "kafka" (partition and extra_config
+	                                  set where it is opened) */
 	char *kafka_settings[17];      /* kafka_config split, NULL-terminated */
 	char *source_name; /* [source] name: the position's key, else the source's own */
 	int has_trust_key;

@@ -97,6 +97,14 @@ void cli_mirror_base_name(const cli_mirror_config *c, const sl_event_source *ope
 		assumed_name(c, out, cap);
 }
 
+/* The Kafka options of the config, with its extra settings. */
+static sl_kafka_source_options kafka_options(const cli_mirror_config *c)
+{
+	sl_kafka_source_options k = c->kafka;
+	k.extra_config = c->kafka_settings[0] ? (const char *const *)c->kafka_settings : NULL;
+	return k;
+}
+
 int cli_mirror_workers(const cli_mirror_config *c, unsigned *n)
 {
 	int32_t partitions;
@@ -105,8 +113,9 @@ int cli_mirror_workers(const cli_mirror_config *c, unsigned *n)
 		*n = c->workers ? c->workers : 1;
 		return SL_OK;
 	}
-	if ((rc = sl_kafka_partitions(&partitions, c->kafka.brokers, c->kafka.topic,
-	                              c->kafka.extra_config, c->kafka.timeout_ms)) != SL_OK)
+	sl_kafka_source_options k = kafka_options(c);
+	if ((rc = sl_kafka_partitions(&partitions, k.brokers, k.topic, k.extra_config,
+	                              k.timeout_ms)) != SL_OK)
 		return rc;
 	if (partitions < 1 || partitions > CLI_MIRROR_KAFKA_PARTITIONS_MAX)
 		return sl_error_set(
@@ -124,7 +133,7 @@ int cli_mirror_worker_open(void *ctx, unsigned worker, sl_event_source *out)
 	int rc;
 
 	if (c->source_type == CLI_MIRROR_SOURCE_KAFKA) {
-		sl_kafka_source_options k = c->kafka;
+		sl_kafka_source_options k = kafka_options(c);
 		k.partition = (int32_t)worker;
 		if ((rc = sl_kafka_source_open(out, &k)) == SL_OK && c->source_name)
 			snprintf(out->name, sizeof(out->name), "%s/%u", c->source_name, worker);

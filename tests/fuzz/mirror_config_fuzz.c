@@ -76,9 +76,9 @@ static void check_source(const cli_mirror_config *c)
 		if (c->source_url || c->source_dir || c->source_ns || c->source_path ||
 		    c->has_trust_key || c->workers != 1)
 			die("a kafka source with another type's settings, or workers");
-		for (size_t i = 0; c->kafka.extra_config && c->kafka.extra_config[i]; i++)
-			if (!owned(c, c->kafka.extra_config[i]) ||
-			    !strchr(c->kafka.extra_config[i], '='))
+		for (size_t i = 0; c->kafka_settings[i]; i++)
+			if (i + 1 >= sizeof(c->kafka_settings) / sizeof(c->kafka_settings[0]) ||
+			    !owned(c, c->kafka_settings[i]) || !strchr(c->kafka_settings[i], '='))
 				die("a kafka setting that is not the config's own name=value");
 		break;
 	default:
