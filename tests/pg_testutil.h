@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <libpq-fe.h>
 
@@ -40,6 +41,20 @@ static inline void tu_sql(PGconn *c, char *out, size_t cap, const char *fmt, ...
 		snprintf(out, cap, "%s",
 		         PQntuples(res) > 0 && PQnfields(res) > 0 ? PQgetvalue(res, 0, 0) : "");
 	PQclear(res);
+}
+
+/* The first value of SQL's first row on c, as an integer. */
+static inline long tu_sql_long(PGconn *c, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static inline long tu_sql_long(PGconn *c, const char *fmt, ...)
+{
+	char sql[4096], text[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	tu_sql(c, text, sizeof(text), "%s", sql);
+	return strtol(text, NULL, 10);
 }
 
 #endif

@@ -79,19 +79,14 @@ writer &
 WRITER_PID=$!
 CHILD_PIDS+=("$WRITER_PID")
 
-kills=0
-for round in $(seq 1 20); do
-	SLUICE_LOG=warn "$SLUICE" mirror start --config "$cfg" >>"$TMP/mirror.log" 2>&1 &
-	pid=$!
-	sleep "$((RANDOM % 12 + 2))e-1"
-	kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
-	wait "$pid" 2>/dev/null || true
-	if [ "$round" = 10 ]; then # the node goes away and comes back at another port:
-		stop_server node KILL  # the source keeps its name, so its position
-		start_server node "$store"
-		mirror_config "$cfg" "${PORT[node]}"
-	fi
-done
+kill_mirror_rounds 10 "$cfg" "$TMP/mirror.log"
+# the node goes away and comes back at another port: the source keeps its
+# name, so its position
+stop_server node KILL
+start_server node "$store"
+mirror_config "$cfg" "${PORT[node]}"
+kill_mirror_rounds 10 "$cfg" "$TMP/mirror.log"
+kills=$KILLS
 touch "$TMP/stop-writer"
 wait "$WRITER_PID"
 echo "mirror_crash.sh: $kills kills"

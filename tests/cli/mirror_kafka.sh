@@ -72,14 +72,8 @@ writer &
 WRITER_PID=$!
 CHILD_PIDS+=("$WRITER_PID")
 
-kills=0
-for round in $(seq 1 20); do
-	SLUICE_LOG=warn "$SLUICE" mirror start --config "$cfg" >>"$TMP/mirror.log" 2>&1 &
-	pid=$!
-	sleep "$((RANDOM % 12 + 2))e-1"
-	kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
-	wait "$pid" 2>/dev/null || true
-done
+kill_mirror_rounds 20 "$cfg" "$TMP/mirror.log"
+kills=$KILLS
 touch "$TMP/stop-writer"
 wait "$WRITER_PID" || fail "the writer failed: $(cat "$TMP/produce.err")"
 echo "mirror_kafka.sh: $kills kills"

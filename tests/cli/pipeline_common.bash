@@ -4,6 +4,7 @@
 #
 #   services_up [pg] [s3]        start them; stopped and removed on exit
 #   sql SQL                      run SQL, print unaligned tuples
+#   kill_mirror_rounds N CFG LOG `sluice mirror start` killed N times (KILLS)
 #   create_table                 object_index as recall-synchronizer has it
 #   add_rows N [TS]              N rows with random data (4..300 bytes); TS fixes created_at
 #   write_config FILE DEST [EXTRA_SYNC]  DEST: dir:PATH | s3:BUCKET | node:STORE:NS | url:URL:TOKENFILE:NS
@@ -23,6 +24,22 @@ services_up() {
 stop_services() {
 	[ -n "$SVC_DIR" ] && bash "$SLUICE_SRC/scripts/services.sh" stop "$SVC_DIR" >/dev/null 2>&1
 	SVC_DIR=
+}
+
+# kill_mirror_rounds N CONFIG LOG: N times, `sluice mirror start` with
+# CONFIG (its output appended to LOG) killed with SIGKILL at a random moment
+# 0.2 to 1.3 s after it started; KILLS (not reset) counts the kills that
+# found it running.
+KILLS=0
+kill_mirror_rounds() {
+	local n=$1 config=$2 log=$3 pid i
+	for ((i = 0; i < n; i++)); do
+		SLUICE_LOG=warn "$SLUICE" mirror start --config "$config" >>"$log" 2>&1 &
+		pid=$!
+		sleep "$((RANDOM % 12 + 2))e-1"
+		kill -9 "$pid" 2>/dev/null && KILLS=$((KILLS + 1))
+		wait "$pid" 2>/dev/null || true
+	done
 }
 
 sql() {

@@ -31,17 +31,7 @@
 static tu_services svc;
 static PGconn *admin;
 
-static long sql_long(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long sql_long(const char *fmt, ...)
-{
-	char sql[4096], text[64];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	tu_sql(admin, text, sizeof(text), "%s", sql);
-	return strtol(text, NULL, 10);
-}
+#define sql_long(...) tu_sql_long(admin, __VA_ARGS__)
 
 /* -------------------------------------------------------- a fake source */
 
