@@ -63,7 +63,10 @@ typedef struct l2_waiter {
  * shard lock, so a key's writes are queued in version order. SL_OK:
  * queued; SL_EIO: dropped (breaker open, queue full, closing), counted,
  * and L2 is no longer trusted until it starts a new generation. With a
- * waiter, the caller then calls l2_wait (whatever the return). */
+ * waiter, the caller then calls l2_wait (whatever the return). A fill is
+ * not queued while the breaker is not closed (SL_EIO, neither counted nor
+ * distrusting L2: it would replace nothing), and one lost with a pipeline
+ * is not counted either. */
 int l2_enqueue(l2_cache *c, const l2_write *w, l2_waiter *waiter);
 /* Waits until the writer answered the waiter's write: its rc. Bounded by
  * the writer's own timeouts. */

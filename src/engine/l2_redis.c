@@ -514,6 +514,14 @@ int l2_enqueue(l2_cache *c, const l2_write *w, l2_waiter *waiter)
 	q->cache_only = w->cache_only;
 	q->waiter = waiter;
 	pthread_mutex_lock(&c->lock);
+	/* A fill is only worth sending to a Redis that answers: while the
+	 * breaker is not closed it is not queued (nor counted as dropped: L2
+	 * only lacks a copy, which costs a miss). */
+	if (w->fill && sl_breaker_state_at(c->o.breaker, mono_ms()) != SL_BREAKER_CLOSED) {
+		pthread_mutex_unlock(&c->lock);
+		rc = sl_error_set(SL_EIO, "L2's breaker is not closed; the fill is not sent");
+		goto dropped;
+	}
 	if (c->stop || c->n_queued >= c->o.queue_max ||
 	    (!w->fill && sl_breaker_state_at(c->o.breaker, mono_ms()) == SL_BREAKER_OPEN)) {
 		rc = sl_error_set(SL_EIO, c->stop                         ? "L2 is closing"
@@ -650,9 +658,10 @@ static void finish_batch(l2_cache *c, queued *batch, int rc)
 	char error[200] = "";
 	if (rc != SL_OK)
 		snprintf(error, sizeof(error), "%.190s", sl_error_last()->message);
-	size_t n = 0;
+	size_t n = 0, writes = 0; /* writes: not fills */
 	pthread_mutex_lock(&c->lock);
 	for (queued *q = batch; q; q = q->next, n++) {
+		writes += !q->fill;
 		if (q->waiter) {
 			q->waiter->rc = rc;
 			snprintf(q->waiter->error, sizeof(q->waiter->error), "%s", error);
@@ -665,10 +674,12 @@ static void finish_batch(l2_cache *c, queued *batch, int rc)
 	if (rc == SL_OK) {
 		atomic_fetch_add(&c->n_writes, n);
 		sl_metric_add(c->m_writes, n);
-	} else {
+	} else if (writes > 0) {
+		/* a lost fill leaves nothing older behind (SET NX never
+		 * replaced anything); a lost write does */
 		distrust(c);
-		atomic_fetch_add(&c->n_dropped, n);
-		sl_metric_add(c->m_dropped, n);
+		atomic_fetch_add(&c->n_dropped, writes);
+		sl_metric_add(c->m_dropped, writes);
 	}
 	while (batch) {
 		queued *next = batch->next;

@@ -252,6 +252,22 @@ static void test_redis_away(void **state)
 	}
 	assert_int_equal(sl_breaker_state_at(fx->breaker, sl_clock_mono_ns() / 1000000),
 	                 SL_BREAKER_OPEN);
+	/* a fill is not even queued while the breaker is open: not counted as
+	 * dropped, and L2 not distrusted for it (it only lacks a copy) */
+	l2_stats before;
+	l2_stats_get(fx->l2, &before);
+	l2_write fill = {.kind = L2_VALUE,
+	                 .key = "a/9",
+	                 .key_len = 3,
+	                 .hash = hash_of("a/9"),
+	                 .version = 9,
+	                 .value = "f",
+	                 .value_len = 1,
+	                 .fill = 1};
+	assert_int_not_equal(l2_enqueue(fx->l2, &fill, NULL), SL_OK);
+	l2_stats_get(fx->l2, &s);
+	assert_int_equal(s.dropped, before.dropped);
+	assert_int_equal(s.trusted, before.trusted);
 	/* writes are dropped while the breaker is open, and L2 distrusted */
 	assert_int_not_equal(put(fx, L2_VALUE, "a/1", 2, "y", 0), SL_OK);
 	l2_stats_get(fx->l2, &s);
