@@ -173,7 +173,7 @@ static void update_head(mirror *m, int force)
 
 /* ------------------------------------------------------------- reading */
 
-static int read_error_transient(int rc)
+int mirror_read_error_transient(int rc)
 {
 	return rc != SL_EVERIFY && rc != SL_ECORRUPT && rc != SL_EINVAL && rc != SL_ENOMEM &&
 	       rc != SL_ENOTFOUND && rc != SL_EAUTH;
@@ -227,7 +227,7 @@ static int fill_batch(mirror *m)
 				         sl_error_last()->message);
 				return GAP;
 			}
-			if (!read_error_transient(rc) || (!m->o->follow && failures >= 8))
+			if (!mirror_read_error_transient(rc) || (!m->o->follow && failures >= 8))
 				return rc;
 			sl_metric_add(m->m.source_errors, 1);
 			sl_log(SL_LOG_WARN, "mirror: cannot read the source; retrying",

@@ -261,12 +261,6 @@ static void give_back(worker *wk)
 
 /* -------------------------------------------------------------- reading */
 
-static int read_error_transient(int rc)
-{
-	return rc != SL_EVERIFY && rc != SL_ECORRUPT && rc != SL_EINVAL && rc != SL_ENOMEM &&
-	       rc != SL_ENOTFOUND && rc != SL_EAUTH;
-}
-
 /* The next batch of the range from its progress (B4): *n events of
  * wk->batch (those at or past to_pos are left out) and *end, where the
  * batch ends (to_pos once the source went past it). SL_OK, STOPPED, LOST,
@@ -296,7 +290,7 @@ static int fill_batch(worker *wk, size_t *n, uint64_t *end)
 		if (rc != SL_OK) {
 			if (wk->batch.n > 0)
 				break; /* apply what is read; the error comes back next time */
-			if (!read_error_transient(rc) || failures >= READ_FAILURES_MAX)
+			if (!mirror_read_error_transient(rc) || failures >= READ_FAILURES_MAX)
 				return rc;
 			sl_log(SL_LOG_WARN, "backfill: cannot read the source; retrying",
 			       "source=\"%s\" reason=\"%s\"", wk->src->name,

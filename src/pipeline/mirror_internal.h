@@ -139,6 +139,11 @@ int mirror_db_gap(mirror_db *db, const char *source, uint64_t from, uint64_t to,
  * (NULL: clear it). */
 void mirror_db_note_error(mirror_db *db, const char *source, const char *error);
 
+/* Whether a source's read error may pass if read again (network, server,
+ * a source asking to slow down), as opposed to one about what it holds
+ * (malformed, proved false, a gap, a position it cannot read); mirror.c. */
+int mirror_read_error_transient(int rc);
+
 /* A connection for reading only (status, dead letters, backfill jobs),
  * made on demand; mirror_admin.c. */
 void mirror_reader_init(sl_pg_conn *c, const sl_mirror_options *o);
