@@ -254,45 +254,104 @@ static int apply_entry(append_ctx *cx, const sl_batch *b, const batch_entry *e, 
 	return SL_OK;
 }
 
+/* Operations at the floor are read FLOOR_READ_OPS at a time with one range
+ * statement (instead of one point read each), copied out before any of
+ * them is re-appended: the statement is done before the log grows. */
+#define FLOOR_READ_OPS 256
+
+typedef struct floor_op {
+	uint64_t loc;
+	size_t element_off, element_len;
+	size_t value_off, value_len;
+	int has_value; /* inline value in the row; else it is in blobs */
+} floor_op;
+
+typedef struct floor_read {
+	floor_op ops[FLOOR_READ_OPS];
+	size_t n;
+	sl_buf *bytes; /* elements and inline values of ops */
+} floor_read;
+
+static int floor_read_one(void *ctx, const log_entry *e)
+{
+	floor_read *r = ctx;
+	floor_op *o = &r->ops[r->n];
+	int rc;
+
+	if (e->op->type != SL_OP_UPDATE) {
+		o->loc = e->loc;
+		o->element_len = 0; /* inactive: nothing to look at */
+		r->n++;
+		return SL_OK;
+	}
+	o->loc = e->loc;
+	o->element_off = r->bytes->len;
+	o->element_len = e->element_len;
+	o->has_value = e->has_value;
+	if ((rc = sl_buf_append(r->bytes, e->element, e->element_len)) != SL_OK)
+		return rc;
+	o->value_off = r->bytes->len;
+	o->value_len = e->has_value ? e->value_len : 0;
+	if (o->value_len && (rc = sl_buf_append(r->bytes, e->value, e->value_len)) != SL_OK)
+		return rc;
+	r->n++;
+	return SL_OK;
+}
+
+/* Re-append the update at the floor if the state still points at it;
+ * *moved is set to 1 if it did. */
+static int floor_keep_active(append_ctx *cx, const floor_read *r, const floor_op *o, int *moved)
+{
+	const uint8_t *bytes = r->bytes->data;
+	state_entry cur;
+	sl_op op;
+	int rc;
+
+	*moved = 0;
+	if (o->element_len == 0)
+		return SL_OK;
+	if ((rc = sl_op_decode(&op, bytes + o->element_off, o->element_len)) != SL_OK)
+		return sl_error_wrap("operation %llu", (unsigned long long)o->loc);
+	rc = store_lookup(cx->s, cx->cache, op.key, op.key_len, &cur);
+	if (rc == SL_ENOTFOUND || (rc == SL_OK && cur.loc != o->loc))
+		return SL_OK;
+	if (rc != SL_OK)
+		return rc;
+	if (o->has_value) {
+		rc = store_append_op(cx, &op, bytes + o->value_off);
+	} else {
+		/* A large value stays in blobs under the same digest. */
+		sl_buf blob = SL_BUF_INIT(SL_VALUE_MAX);
+		if ((rc = store_value_get(cx->s, cx->cache->ns_id, &cur, &blob)) == SL_OK)
+			rc = store_append_op(cx, &op, blob.data);
+		sl_buf_free(&blob);
+	}
+	*moved = rc == SL_OK;
+	return rc;
+}
+
 /* Move the floor of a mutable namespace forward; see the file comment. */
 static int raise_floor(append_ctx *cx, uint64_t budget, uint64_t *floor)
 {
-	uint64_t f = *floor;
-	state_entry cur;
-	sl_op op;
-	int rc, has_value;
+	uint64_t f = *floor, end = cx->loc; /* re-appended ops land past end */
+	floor_read r;
+	int rc;
 
-	while (budget > 0 && f < cx->loc) {
-		if ((rc = store_op_get(cx->s, cx->cache->ns_id, f, &cx->floor_element,
-		                       &cx->floor_value, &has_value)) != SL_OK)
-			return rc;
-		if ((rc = sl_op_decode(&op, cx->floor_element.data, cx->floor_element.len)) !=
+	r.bytes = &cx->floor_ops;
+	while (budget > 0 && f < end) {
+		uint64_t upto = end - f > FLOOR_READ_OPS ? f + FLOOR_READ_OPS : end;
+		r.n = 0;
+		sl_buf_reset(r.bytes);
+		if ((rc = store_log_walk(cx->s, cx->cache->ns_id, f, upto, floor_read_one, &r)) !=
 		    SL_OK)
-			return sl_error_wrap("operation %llu", (unsigned long long)f);
-		if (op.type == SL_OP_UPDATE) {
-			rc = store_lookup(cx->s, cx->cache, op.key, op.key_len, &cur);
-			if (rc != SL_OK && rc != SL_ENOTFOUND)
+			return rc;
+		for (size_t i = 0; i < r.n && budget > 0; i++) {
+			int moved;
+			if ((rc = floor_keep_active(cx, &r, &r.ops[i], &moved)) != SL_OK)
 				return rc;
-			if (rc == SL_OK && cur.loc == f) {
-				sl_buf blob = SL_BUF_INIT(SL_VALUE_MAX);
-				const void *value = cx->floor_value.data;
-				/* A large value stays in blobs under the same digest. */
-				if (!has_value) {
-					if ((rc = store_value_get(cx->s, cx->cache->ns_id, &cur,
-					                          &blob)) != SL_OK)
-						return rc;
-					value = blob.data;
-				}
-				/* op borrows from floor_element, which store_append_op leaves
-				 * alone. */
-				rc = store_append_op(cx, &op, value);
-				sl_buf_free(&blob);
-				if (rc != SL_OK)
-					return rc;
-				budget--;
-			}
+			budget -= (uint64_t)moved;
+			f++;
 		}
-		f++;
 	}
 	*floor = f;
 	return SL_OK;
@@ -366,8 +425,7 @@ int sl_batch_commit(sl_batch *b, sl_target *out)
 	memset(&cx, 0, sizeof(cx));
 	cx.s = b->store;
 	sl_buf_init(&cx.element, 2 * SL_KEY_MAX);
-	sl_buf_init(&cx.floor_element, 2 * SL_KEY_MAX);
-	sl_buf_init(&cx.floor_value, SL_INLINE_VALUE_MAX);
+	sl_buf_init(&cx.floor_ops, FLOOR_READ_OPS * (2 * SL_KEY_MAX + SL_INLINE_VALUE_MAX));
 	if ((rc = store_begin_write(b->store)) != SL_OK)
 		goto cleanup;
 	rc = commit_locked(b, &cx, &target);
@@ -385,8 +443,7 @@ cleanup:
 			*out = target;
 	}
 	sl_buf_free(&cx.element);
-	sl_buf_free(&cx.floor_element);
-	sl_buf_free(&cx.floor_value);
+	sl_buf_free(&cx.floor_ops);
 	return rc;
 }
 

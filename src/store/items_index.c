@@ -158,7 +158,8 @@ cleanup:
 	return rc;
 }
 
-int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *list, size_t n)
+int store_items_flush(sl_store *s, int64_t ns_id, const key_filter *filter,
+                      const overlay_entry *const *list, size_t n)
 {
 	item_change *changes = NULL;
 	size_t n_changes = 0;
@@ -171,7 +172,10 @@ int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *li
 	for (size_t i = 0; i < n; i++) {
 		const overlay_entry *e = list[i];
 		state_entry old;
-		rc = store_state_get(s, ns_id, e->head.key, e->head.key_len, &old);
+		/* A key the filter has never seen is new: no item to remove. */
+		rc = filter && !key_filter_may_contain(filter, e->head.key, e->head.key_len)
+		             ? SL_ENOTFOUND
+		             : store_state_get(s, ns_id, e->head.key, e->head.key_len, &old);
 		if (rc != SL_OK && rc != SL_ENOTFOUND)
 			goto cleanup;
 		if (rc == SL_OK && !e->deleted && sl_digest_eq(&old.digest, &e->st.digest)) {

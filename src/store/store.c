@@ -476,6 +476,7 @@ void sl_store_free(sl_store *s)
 		ns_cache *next = s->caches->next;
 		overlay_clear(&s->caches->ov);
 		store_items_view_free(s->caches->items);
+		key_filter_free(s->caches->filter);
 		sl_free(s->caches);
 		s->caches = next;
 	}
@@ -962,6 +963,14 @@ int store_ns_write(sl_store *s, const ns_row *row)
 	return store_step_done(s, st, "update namespace");
 }
 
+/* F1 (keyfilter.c) can no longer be vouched for. */
+static void cache_drop_filter(ns_cache *c)
+{
+	key_filter_free(c->filter);
+	c->filter = NULL;
+	c->filter_misses = 0;
+}
+
 void store_cache_invalidate(sl_store *s, int64_t ns_id)
 {
 	for (ns_cache *c = s->caches; c; c = c->next) {
@@ -971,6 +980,7 @@ void store_cache_invalidate(sl_store *s, int64_t ns_id)
 			overlay_clear(&c->ov);
 			store_items_view_free(c->items);
 			c->items = NULL;
+			cache_drop_filter(c);
 		}
 	}
 }
@@ -1064,6 +1074,7 @@ int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out)
 		return rc;
 	if (!c->ov_valid || c->ov_base != row->state_loc || c->ov_upto > row->size) {
 		overlay_clear(&c->ov);
+		cache_drop_filter(c); /* the state table may have changed under it */
 		c->ov_base = c->ov_upto = row->state_loc;
 		c->ov_valid = 1;
 	}
@@ -1082,13 +1093,24 @@ int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out)
 int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out)
 {
 	const overlay_entry *e = overlay_get(&c->ov, key, key_len);
+	int rc;
 	if (e) {
 		if (e->deleted)
 			return SL_ENOTFOUND;
 		*out = e->st;
 		return SL_OK;
 	}
-	return store_state_get(s, c->ns_id, key, key_len, out);
+	if (c->filter && !key_filter_may_contain(c->filter, key, key_len))
+		return SL_ENOTFOUND;
+	rc = store_state_get(s, c->ns_id, key, key_len, out);
+	if (rc == SL_ENOTFOUND && !c->filter &&
+	    key_filter_worth_building(++c->filter_misses, c->ov_base) &&
+	    key_filter_build(s, c->ns_id, c->ov_base, &c->filter) != SL_OK) {
+		/* Only lookups get slower without it: try again later. */
+		c->filter_misses = 0;
+		sl_error_clear();
+	}
+	return rc;
 }
 
 int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
@@ -1101,7 +1123,7 @@ int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
 		return rc;
 	/* Before the state table takes the overlay: the items need the
 	 * digests it held. */
-	if (s->format >= 2 && (rc = store_items_flush(s, c->ns_id, list, n)) != SL_OK) {
+	if (s->format >= 2 && (rc = store_items_flush(s, c->ns_id, c->filter, list, n)) != SL_OK) {
 		sl_free(list);
 		return rc;
 	}
@@ -1123,6 +1145,10 @@ int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
 			sqlite3_bind_int64(st, 5, (int64_t)e->st.size);
 		}
 		rc = store_step_done(s, st, "write state");
+		/* F1: the filter follows the table (deleted keys may stay). */
+		if (rc == SL_OK && c->filter && !e->deleted &&
+		    !key_filter_add(c->filter, e->head.key, e->head.key_len))
+			cache_drop_filter(c);
 	}
 	sl_free(list);
 	if (rc != SL_OK)

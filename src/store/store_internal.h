@@ -170,6 +170,8 @@ typedef struct ns_cache {
 	size_t tail_len;                /* nodes in tail */
 	sl_digest tail[SL_CHUNK_NODES]; /* nodes of the tail chunk */
 	struct item_view *items;        /* items.c; NULL until items are read */
+	struct key_filter *filter;      /* keyfilter.c; NULL until worth building */
+	uint64_t filter_misses;         /* state table lookups that found nothing */
 	struct ns_cache *next;
 } ns_cache;
 
@@ -251,6 +253,14 @@ int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out);
 /* The current state of key: the overlay, then the state table.
  * SL_ENOTFOUND (without a message) if it is absent or deleted. */
 int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out);
+
+/* --- keyfilter.c: which keys the state table may hold (F1 there). */
+typedef struct key_filter key_filter;
+void key_filter_free(key_filter *f);                                /* NULL ok */
+int key_filter_add(key_filter *f, const char *key, size_t key_len); /* 0: past capacity */
+int key_filter_may_contain(const key_filter *f, const char *key, size_t key_len);
+int key_filter_worth_building(uint64_t misses, uint64_t state_loc);
+int key_filter_build(sl_store *s, int64_t ns_id, uint64_t state_loc, key_filter **out);
 /* Inside a write transaction, after store_ns_sync: load the frontier and
  * tail chunk for row if the cached ones are stale. */
 int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
@@ -284,7 +294,8 @@ int store_item_sums_read(sl_store *s, int64_t ns_id, uint64_t *counts, sl_item_s
 int store_items_verify_index(sl_store *s, const ns_row *row);
 /* Inside the flush's write transaction, before the state table takes the
  * overlay (list: its entries): bring items and item_sums up to date. */
-int store_items_flush(sl_store *s, int64_t ns_id, const overlay_entry *const *list, size_t n);
+int store_items_flush(sl_store *s, int64_t ns_id, const struct key_filter *filter,
+                      const overlay_entry *const *list, size_t n);
 /* Inside a write transaction: create the item tables and fill them from
  * the state tables (a format 1 store becoming format 2). */
 int store_items_migrate(sl_store *s);
@@ -313,9 +324,8 @@ typedef struct append_ctx {
 	ns_cache *cache;
 	uint64_t loc; /* next location */
 	int tail_dirty;
-	sl_buf element;       /* encoding of the operation being appended */
-	sl_buf floor_element; /* operation read at the floor */
-	sl_buf floor_value;   /* and its inline value */
+	sl_buf element;   /* encoding of the operation being appended */
+	sl_buf floor_ops; /* batch.c: operations read ahead at the floor */
 } append_ctx;
 
 /* Append op at cx->loc with its value: inline in the operation's row when
