@@ -58,6 +58,25 @@ static int cmp_change(const void *a, const void *b)
 	return memcmp(((const item_change *)a)->id, ((const item_change *)b)->id, SL_ITEM_ID_LEN);
 }
 
+/* changes in id order, as references into the array; *out from sl_malloc. */
+static int sort_changes(const item_change *changes, size_t n, prefix_ref **out)
+{
+	prefix_ref *refs = sl_malloc((n ? n : 1) * sizeof(*refs));
+	int rc;
+	if (!refs)
+		return SL_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		refs[i].prefix = prefix_of(changes[i].id, SL_ITEM_ID_LEN);
+		refs[i].ptr = &changes[i];
+	}
+	if ((rc = prefix_sort(refs, n, cmp_change)) != SL_OK) {
+		sl_free(refs);
+		return rc;
+	}
+	*out = refs;
+	return SL_OK;
+}
+
 typedef struct bucket_delta {
 	int64_t count;
 	sl_item_sum sum;
@@ -111,10 +130,11 @@ static int apply_chunk(sl_store *s, int64_t ns_id, uint32_t chunk, const bucket_
 }
 
 /* Apply changes to S1 in id order and their sums to S2. */
-static int apply_changes(sl_store *s, int64_t ns_id, item_change *changes, size_t n)
+static int apply_changes(sl_store *s, int64_t ns_id, const item_change *changes, size_t n)
 {
 	bucket_delta *deltas = NULL;
 	uint8_t *touched = NULL;
+	prefix_ref *order = NULL;
 	int rc = SL_OK;
 
 	if (n == 0)
@@ -124,9 +144,10 @@ static int apply_changes(sl_store *s, int64_t ns_id, item_change *changes, size_
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
-	qsort(changes, n, sizeof(*changes), cmp_change);
+	if ((rc = sort_changes(changes, n, &order)) != SL_OK)
+		goto cleanup;
 	for (size_t i = 0; i < n && rc == SL_OK; i++) {
-		const item_change *c = &changes[i];
+		const item_change *c = order[i].ptr;
 		uint32_t b = item_bucket(c->id);
 		sqlite3_stmt *st = store_stmt(s, c->insert ? STMT_ITEM_INSERT : STMT_ITEM_DELETE);
 		if (!st) {
@@ -153,6 +174,7 @@ static int apply_changes(sl_store *s, int64_t ns_id, item_change *changes, size_
 		if (touched[ch])
 			rc = apply_chunk(s, ns_id, ch, deltas + ch * CHUNK_BUCKETS);
 cleanup:
+	sl_free(order);
 	sl_free(deltas);
 	sl_free(touched);
 	return rc;

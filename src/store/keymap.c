@@ -103,8 +103,7 @@ int keymap_upsert(keymap *m, const char *key, size_t key_len, size_t entry_size,
 
 static int compare_heads(const void *a, const void *b)
 {
-	const keymap_head *x = *(const keymap_head *const *)a;
-	const keymap_head *y = *(const keymap_head *const *)b;
+	const keymap_head *x = a, *y = b;
 	size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
 	int c = memcmp(x->key, y->key, n);
 	if (c != 0)
@@ -115,17 +114,33 @@ static int compare_heads(const void *a, const void *b)
 int keymap_sorted(const keymap *m, const char *prefix, size_t prefix_len, const keymap_head ***out,
                   size_t *n_out)
 {
-	const keymap_head **list = sl_malloc((m->count ? m->count : 1) * sizeof(*list));
-	size_t n = 0;
-	if (!list)
+	size_t cap = m->count ? m->count : 1, n = 0;
+	const keymap_head **list = sl_malloc(cap * sizeof(*list));
+	prefix_ref *refs = sl_malloc(cap * sizeof(*refs));
+	int rc;
+
+	if (!list || !refs) {
+		sl_free(list);
+		sl_free(refs);
 		return SL_ENOMEM;
+	}
 	for (size_t i = 0; i < m->cap; i++) {
 		const keymap_head *e = m->slots[i];
 		if (e && e->key_len >= prefix_len &&
-		    (prefix_len == 0 || memcmp(e->key, prefix, prefix_len) == 0))
-			list[n++] = e;
+		    (prefix_len == 0 || memcmp(e->key, prefix, prefix_len) == 0)) {
+			refs[n].prefix = prefix_of(e->key, e->key_len);
+			refs[n++].ptr = e;
+		}
 	}
-	qsort(list, n, sizeof(*list), compare_heads);
+	/* Zero padding ties "ab" with "ab\0": compare_heads settles it. */
+	if ((rc = prefix_sort(refs, n, compare_heads)) != SL_OK) {
+		sl_free(list);
+		sl_free(refs);
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++)
+		list[i] = refs[i].ptr;
+	sl_free(refs);
 	*out = list;
 	*n_out = n;
 	return SL_OK;

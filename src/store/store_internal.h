@@ -127,6 +127,15 @@ keymap_head *keymap_get(const keymap *m, const char *key, size_t key_len);
  * its head filled in. */
 int keymap_upsert(keymap *m, const char *key, size_t key_len, size_t entry_size, keymap_head **out,
                   int *created);
+/* prefix_sort.c: (first 8 bytes big-endian, pointer) pairs, sorted by
+ * prefix and then by tie(a->ptr, b->ptr). */
+typedef struct prefix_ref {
+	uint64_t prefix;
+	const void *ptr;
+} prefix_ref;
+uint64_t prefix_of(const void *bytes, size_t len);
+int prefix_sort(prefix_ref *refs, size_t n, int (*tie)(const void *, const void *));
+
 /* Entries whose key starts with prefix, sorted bytewise; *out from sl_malloc. */
 int keymap_sorted(const keymap *m, const char *prefix, size_t prefix_len, const keymap_head ***out,
                   size_t *n_out);
