@@ -184,7 +184,8 @@ int store_append_op(append_ctx *cx, const sl_op *op, const void *value)
 		return rc;
 	if (has_value) {
 		state_entry e = {cx->loc, op->digest, op->value_len};
-		rc = overlay_put(&c->ov, op->key, op->key_len, &e, 0);
+		rc = cx->moving ? overlay_move(&c->ov, op->key, op->key_len, &e)
+		                : overlay_put(&c->ov, op->key, op->key_len, &e, 0);
 	} else if (op->type == SL_OP_DELETE) {
 		rc = overlay_put(&c->ov, op->key, op->key_len, NULL, 1);
 	}
@@ -317,6 +318,7 @@ static int floor_keep_active(append_ctx *cx, const floor_read *r, const floor_op
 		return SL_OK;
 	if (rc != SL_OK)
 		return rc;
+	cx->moving = 1;
 	if (o->has_value) {
 		rc = store_append_op(cx, &op, bytes + o->value_off);
 	} else {
@@ -326,6 +328,7 @@ static int floor_keep_active(append_ctx *cx, const floor_read *r, const floor_op
 			rc = store_append_op(cx, &op, blob.data);
 		sl_buf_free(&blob);
 	}
+	cx->moving = 0;
 	*moved = rc == SL_OK;
 	return rc;
 }

@@ -194,6 +194,8 @@ int store_items_flush(sl_store *s, int64_t ns_id, const key_filter *filter,
 	for (size_t i = 0; i < n; i++) {
 		const overlay_entry *e = list[i];
 		state_entry old;
+		if (e->table_same)
+			continue; /* only moved by the floor: the same item */
 		/* A key the filter has never seen is new: no item to remove. */
 		rc = filter && !key_filter_may_contain(filter, e->head.key, e->head.key_len)
 		             ? SL_ENOTFOUND

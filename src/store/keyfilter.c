@@ -21,8 +21,9 @@
  * When to build: reading every key costs about as much as a few lookups
  * per key, so a handle builds the filter only after its lookups have
  * missed at least state_loc / 8 times (state_loc bounds the table's
- * rows): a handle that mostly reads, or writes a few keys, never pays for
- * it. A dropped filter starts counting again.
+ * rows), or for a flush of at least that many keys, which looks each one
+ * up for its item: a handle that mostly reads, or writes a few keys,
+ * never pays for it. A dropped filter starts counting again.
  *
  * Layout: 512-bit blocks (one cache line), 16 bits per key of capacity,
  * and 7 bits set per key inside one block, chosen from one 64-bit hash of
@@ -102,16 +103,22 @@ void key_filter_free(key_filter *f)
 }
 
 /* Add key; 0 once the filter holds more keys than its capacity (the
- * caller then drops it: its error rate would climb). */
+ * caller then drops it: its error rate would climb). A key whose bits
+ * were all set already is not counted again: flushes of a mutable
+ * namespace write the same keys over and over. */
 int key_filter_add(key_filter *f, const char *key, size_t key_len)
 {
 	uint64_t h = key_hash(key, key_len), h2 = second_hash(h);
-	uint64_t *b = block_of(f, h);
+	uint64_t *b = block_of(f, h), added = 0;
 	for (unsigned i = 0; i < BITS_SET; i++) {
 		unsigned pos = BIT_POS(h2, i);
-		b[pos >> 6] |= UINT64_C(1) << (pos & 63);
+		uint64_t bit = UINT64_C(1) << (pos & 63);
+		added |= ~b[pos >> 6] & bit;
+		b[pos >> 6] |= bit;
 	}
-	return ++f->count <= f->capacity;
+	if (added)
+		f->count++;
+	return f->count <= f->capacity;
 }
 
 int key_filter_may_contain(const key_filter *f, const char *key, size_t key_len)
@@ -132,7 +139,7 @@ int key_filter_worth_building(uint64_t misses, uint64_t state_loc)
 }
 
 /* Read every key of the namespace's state table into a new filter with
- * room for twice as many. Must run inside a transaction. */
+ * room for the flushes to come. Must run inside a transaction. */
 int key_filter_build(sl_store *s, int64_t ns_id, uint64_t state_loc, key_filter **out)
 {
 	sqlite3_stmt *st = NULL;

@@ -29,6 +29,23 @@ int overlay_put(overlay *ov, const char *key, size_t key_len, const state_entry 
 	else
 		memset(&e->st, 0, sizeof(e->st));
 	e->deleted = deleted;
+	e->table_same = 0;
+	return SL_OK;
+}
+
+int overlay_move(overlay *ov, const char *key, size_t key_len, const state_entry *st)
+{
+	keymap_head *head;
+	overlay_entry *e;
+	int created, rc;
+
+	if ((rc = keymap_upsert(ov, key, key_len, sizeof(*e), &head, &created)) != SL_OK)
+		return rc;
+	e = (overlay_entry *)head;
+	e->st = *st;
+	e->deleted = 0;
+	if (created)
+		e->table_same = 1;
 	return SL_OK;
 }
 

@@ -1121,6 +1121,10 @@ int store_state_flush(sl_store *s, ns_row *row, ns_cache *c)
 
 	if ((rc = overlay_sorted(&c->ov, "", 0, &list, &n)) != SL_OK)
 		return rc;
+	/* The item flush looks up the keys it does not know to be new. */
+	if (!c->filter && key_filter_worth_building(n, c->ov_base) &&
+	    key_filter_build(s, c->ns_id, c->ov_base, &c->filter) != SL_OK)
+		sl_error_clear(); /* only slower without it */
 	/* Before the state table takes the overlay: the items need the
 	 * digests it held. */
 	if (s->format >= 2 && (rc = store_items_flush(s, c->ns_id, c->filter, list, n)) != SL_OK) {

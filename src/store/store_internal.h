@@ -145,6 +145,7 @@ typedef struct overlay_entry {
 	keymap_head head;
 	state_entry st;
 	int deleted;
+	int table_same; /* the state table holds this key with st.digest */
 } overlay_entry;
 
 typedef keymap overlay;
@@ -154,6 +155,10 @@ typedef keymap overlay;
 const overlay_entry *overlay_get(const overlay *ov, const char *key, size_t key_len);
 /* Insert or replace; st NULL with deleted = 1 for a tombstone. */
 int overlay_put(overlay *ov, const char *key, size_t key_len, const state_entry *st, int deleted);
+/* The floor moved the key's current operation to st->loc, same value: a key
+ * new to the overlay came from the state table, which then holds it with
+ * that digest (table_same); one already there keeps what it knew. */
+int overlay_move(overlay *ov, const char *key, size_t key_len, const state_entry *st);
 /* Entries whose key starts with prefix, sorted bytewise; *out from sl_malloc. */
 int overlay_sorted(const overlay *ov, const char *prefix, size_t prefix_len,
                    const overlay_entry ***out, size_t *n_out);
@@ -335,6 +340,7 @@ typedef struct append_ctx {
 	int tail_dirty;
 	sl_buf element;   /* encoding of the operation being appended */
 	sl_buf floor_ops; /* batch.c: operations read ahead at the floor */
+	int moving;       /* the floor is re-appending a current operation */
 } append_ctx;
 
 /* Append op at cx->loc with its value: inline in the operation's row when
