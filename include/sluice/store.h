@@ -309,9 +309,42 @@ int sl_store_nonce_claim(sl_store *s, const uint8_t key[SL_ED25519_PK_LEN],
  * stored. SL_OK, or SL_ECORRUPT naming the first mismatch. */
 int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out);
 
-/* Delete operations below the inactivity floor (mutable namespaces). The
- * MMR nodes are kept, so proofs for [floor, size) still work. Writes the
- * state table up to date first. */
+/* The values of the whole store, as sl_store_verify_values found them. */
+typedef struct sl_values_report {
+	int checked;         /* 0: the store is in a format before 4 (read-only
+	                        since an older sluice wrote it): nothing checked */
+	uint64_t values;     /* values in the blob table (larger than 64 bytes,
+	                        or set by a dag entry) */
+	uint64_t bytes;      /* their size */
+	uint64_t references; /* operations and dag namespaces referring to them */
+} sl_values_report;
+
+/* Store-wide, in one read snapshot: every value in the blob table is
+ * referred to by an operation of some namespace or by a dag entry, and
+ * every operation whose value is not inline, and every value a dag entry
+ * sets, finds it there (values are not re-hashed: sl_store_verify does
+ * that for the live ones). SL_OK, or SL_ECORRUPT saying what is wrong.
+ * Costs an index lookup per stored value and per reference. */
+int sl_store_verify_values(sl_store *s, sl_values_report *out);
+
+/* What a prune did. */
+typedef struct sl_prune_report {
+	uint64_t from;        /* the pruned boundary before */
+	uint64_t to;          /* and after: operations [from, to) were deleted */
+	uint64_t values;      /* values deleted: no remaining operation of any
+	                         namespace, and no dag entry, referred to them */
+	uint64_t value_bytes; /* their size */
+} sl_prune_report;
+
+/* Delete the operations of a mutable namespace below its inactivity floor,
+ * then the values in the blob table that nothing refers to any more, in
+ * one write transaction. The MMR nodes are kept, so proofs for
+ * [floor, size) still work. Writes the state table up to date first. The
+ * freed pages stay in the file and later writes reuse them. An immutable
+ * or dag namespace has nothing to prune:
+ * SL_EINVAL saying so; an unknown one SL_ENOTFOUND. *out may be NULL. */
+int sl_store_prune_report(sl_store *s, const char *ns, sl_prune_report *out);
+/* The same; *pruned_to (may be NULL) receives the new pruned boundary. */
 int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to);
 
 /* Write the effect of the operations appended since the state table was

@@ -10,7 +10,9 @@
  *   dag_settings(ns, id, closure)                   per settings entry
  *   dag_state(ns, key, height, id, deleted, digest, size)
  *   dag_tips(ns, id)
- * Values are in `blobs`, once per digest.
+ *   dag_values(digest, ns)                          (format 4)
+ * Values are in `blobs`, once per digest, shared with operation logs;
+ * dag_values tells a prune that an entry still needs one (values.c).
  *
  * Who may write is judged at an entry's parents: dag_roles.c.
  *
@@ -25,7 +27,9 @@
  *       parent;
  *   D4. sfront and closure are as dag_roles.c defines them; N.size
  *       counts entries, and their seqs are 0..N.size-1;
- *   D5. the value of every SET write of every held entry is in blobs.
+ *   D5. the value of every SET write of every held entry is in blobs;
+ *   D6. (format 4) dag_values holds, for N, exactly the digests of those
+ *       SET writes.
  * sl_dag_insert and sl_dag_write_entry keep them in one write
  * transaction; sl_dag_verify recomputes all of them from the encodings.
  */
@@ -148,7 +152,7 @@ static int merge_write(dag_txn *t, const sl_dag_entry *e, const sl_dag_write *w)
 	return step_done(t, st, "write the state");
 }
 
-/* Store a verified entry (D1..D5) with its sfront. */
+/* Store a verified entry (D1..D6) with its sfront. */
 static int store_entry(dag_txn *t, const sl_dag_entry *e, const uint8_t *enc, size_t len,
                        const dag_ids *sfront, const dag_ids *closure, const dag_offered *o)
 {
@@ -180,6 +184,13 @@ static int store_entry(dag_txn *t, const sl_dag_entry *e, const uint8_t *enc, si
 			const sl_bytes *v = offered_value(o, &w->digest);
 			if (v && (rc = store_blob_put(t->s, &w->digest, v->data, v->len)) != SL_OK)
 				return rc;
+			if (t->put_value) { /* D6 */
+				sqlite3_bind_blob(t->put_value, 1, w->digest.bytes, SL_DIGEST_LEN,
+				                  SQLITE_STATIC);
+				sqlite3_bind_int64(t->put_value, 2, t->row.id);
+				if ((rc = step_done(t, t->put_value, "record a value")) != SL_OK)
+					return rc;
+			}
 		}
 		if ((rc = merge_write(t, e, w)) != SL_OK)
 			return rc;

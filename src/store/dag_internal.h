@@ -2,7 +2,7 @@
  * What the files of DAG namespaces share (src/store/dag*.c):
  *   dag_txn.c     id lists, the tables, one transaction's statements;
  *   dag_roles.c   who may write: settings fronts, closures, roles;
- *   dag.c         verifying and storing entries (the invariants D1..D5);
+ *   dag.c         verifying and storing entries (the invariants D1..D6);
  *   dag_read.c    info, log, tips, roles and the state as the store reads it;
  *   dag_verify.c  sl_dag_verify, by replaying every entry;
  *   dag_entry.c   the encoding; dag_sigcheck.c  signatures checked in parallel.
@@ -45,8 +45,9 @@ typedef struct dag_txn {
 	ns_row row;
 	sqlite3_stmt *get_entry, *get_settings, *put_entry, *put_settings, *get_state, *put_state,
 	        *add_tip, *del_tip, *blob_size;
-	int rehash;        /* verify: re-hash every value an entry sets */
-	uint64_t rehashed; /* values re-hashed */
+	sqlite3_stmt *put_value; /* NULL in a store of a format before 4 */
+	int rehash;              /* verify: re-hash every value an entry sets */
+	uint64_t rehashed;       /* values re-hashed */
 	/* the roles of the last settings front judged, kept for the next */
 	dag_ids roles_front;
 	uint8_t (*role_pks)[SL_ED25519_PK_LEN];

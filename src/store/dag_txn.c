@@ -97,6 +97,8 @@ void dag_txn_free(dag_txn *t)
 		sqlite3_finalize(*sts[i]);
 		*sts[i] = NULL;
 	}
+	sqlite3_finalize(t->put_value);
+	t->put_value = NULL;
 	sl_free(t->roles_front.ids);
 	sl_free(t->role_pks);
 	sl_free(t->role_values);
@@ -111,7 +113,12 @@ int dag_txn_prepare(dag_txn *t)
 		if (rc != SL_OK)
 			return rc;
 	}
-	return SL_OK;
+	/* dag_values came with format 4; a handle that only reads an older
+	 * store stores no entry (verify replays into temporary tables). */
+	if (t->s->format < 4)
+		return SL_OK;
+	return dag_prepare(t->s, &t->put_value,
+	                   "INSERT OR IGNORE INTO dag_values(digest, ns) VALUES (?1, ?2)");
 }
 
 int dag_format_check(const sl_store *s)

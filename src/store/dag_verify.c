@@ -2,7 +2,7 @@
  * sl_dag_verify: every stored entry replayed, in (height, id) order,
  * through the checks of dag_offer into temporary tables that shadow the
  * stored ones (unqualified names resolve to temp first), which are then
- * compared row for row with what is stored (invariants D1..D5 of dag.c).
+ * compared row for row with what is stored (invariants D1..D6 of dag.c).
  */
 #include "store/dag_internal.h"
 
@@ -20,11 +20,14 @@ static const char verify_tables[] =
         "NOT NULL, id BLOB NOT NULL, deleted INTEGER NOT NULL, digest BLOB NOT NULL, size "
         "INTEGER NOT NULL, PRIMARY KEY(ns, key)) WITHOUT ROWID;"
         "CREATE TEMP TABLE dag_tips(ns INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY(ns, "
-        "id)) WITHOUT ROWID;";
+        "id)) WITHOUT ROWID;"
+        "CREATE TEMP TABLE dag_values(digest BLOB NOT NULL, ns INTEGER NOT NULL, PRIMARY "
+        "KEY(digest, ns)) WITHOUT ROWID;";
 
 static const char drop_verify_tables[] =
         "DROP TABLE IF EXISTS temp.dag_entries; DROP TABLE IF EXISTS temp.dag_settings;"
-        "DROP TABLE IF EXISTS temp.dag_state; DROP TABLE IF EXISTS temp.dag_tips;";
+        "DROP TABLE IF EXISTS temp.dag_state; DROP TABLE IF EXISTS temp.dag_tips;"
+        "DROP TABLE IF EXISTS temp.dag_values;";
 
 /* The rows of table (columns cols) for ns differ between main and temp. */
 static int tables_differ(sl_store *s, int64_t ns, const char *table, const char *cols,
@@ -167,7 +170,10 @@ int sl_dag_verify(sl_store *s, const char *ns, sl_verify_report *out)
 	        {"dag_settings", "id, closure"},
 	        {"dag_state", "key, height, id, deleted, digest, size"},
 	        {"dag_tips", "id"},
+	        /* D6, in format 4: a scan of dag_values (keyed by digest) */
+	        {"dag_values", "digest"},
 	};
+	size_t n_compare = sizeof(compare) / sizeof(compare[0]) - (s->format < 4);
 	sl_verify_report report;
 	dag_txn t;
 	ns_row row;
@@ -198,7 +204,7 @@ int sl_dag_verify(sl_store *s, const char *ns, sl_verify_report *out)
 		                  (unsigned long long)row.size, (unsigned long long)t.row.size);
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(compare) / sizeof(compare[0]); i++) {
+	for (size_t i = 0; i < n_compare; i++) {
 		int64_t n_differ = 0;
 		if ((rc = tables_differ(s, row.id, compare[i].table, compare[i].cols, &n_differ)) !=
 		    SL_OK)

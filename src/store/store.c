@@ -27,6 +27,9 @@
  *       location; so every live key's location is >= N.floor, and
  *       N.pruned <= N.floor (prune flushes first, so the state table never
  *       refers to a pruned operation).
+ * and for the whole store:
+ *   I5. blobs holds exactly the values some operation row or some dag
+ *       entry refers to (V1 in values.c, which says how prune keeps it).
  * A commit moves from one such state to the next inside one SQLite write
  * transaction (BEGIN IMMEDIATE ... COMMIT), so a crash at any point leaves
  * the last commit, and readers, which read inside BEGIN ... COMMIT, see a
@@ -325,8 +328,8 @@ static int create_schema(sl_store *s)
 	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
 	         SL_APPLICATION_ID, SL_SCHEMA_VERSION);
 	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = store_items_migrate(s)) != SL_OK ||
-	    (rc = store_dag_migrate(s)) != SL_OK || (rc = exec_sql(s, pragmas)) != SL_OK ||
-	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+	    (rc = store_dag_migrate(s)) != SL_OK || (rc = store_values_migrate(s)) != SL_OK ||
+	    (rc = exec_sql(s, pragmas)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return rc;
 	}
@@ -336,8 +339,9 @@ static int create_schema(sl_store *s)
 
 /* An older format, brought up to date in one transaction: format 1 to 2
  * adds the item index (computed from the state tables), 2 to 3 the dag
- * tables. A read-only handle keeps the format it found and reads all that
- * format has. */
+ * tables, 3 to 4 the index of what refers to each value (values.c). A
+ * read-only handle keeps the format it found and reads all that format
+ * has. */
 static int upgrade_schema(sl_store *s, const char *db_path, int64_t version)
 {
 	char pragma[64];
@@ -351,6 +355,7 @@ static int upgrade_schema(sl_store *s, const char *db_path, int64_t version)
 		return rc;
 	if ((version < 2 && (rc = store_items_migrate(s)) != SL_OK) ||
 	    (version < 3 && (rc = store_dag_migrate(s)) != SL_OK) ||
+	    (version < 4 && (rc = store_values_migrate(s)) != SL_OK) ||
 	    (rc = exec_sql(s, pragma)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return sl_error_wrap("upgrade %s to format %d", db_path, SL_SCHEMA_VERSION);

@@ -18,7 +18,12 @@
  *       operations at ~35 row writes for the MMR instead of ~2000; 63
  *       digests (2016 bytes) let two rows share a 4 KiB page.
  *   blobs(digest, value)
- *       values larger than SL_INLINE_VALUE_MAX, once per SHA-256 digest.
+ *       values larger than SL_INLINE_VALUE_MAX, and every value a dag
+ *       entry sets, once per SHA-256 digest, for as long as an operation
+ *       row or a dag entry refers to it (format 4; values.c).
+ *   index ops_value on ops(substr(element, -32)), partial: the operation
+ *       rows whose value is in blobs, by the digest their element ends
+ *       in (format 4; values.c).
  *   state(ns, key, loc, digest, size)
  *       the state as of state_loc: each live key and the operation that
  *       set it. The operations of [state_loc, size) are held in memory by
@@ -33,6 +38,9 @@
  *       sum of the ids in items, 256 buckets to a row (items_index.c).
  *   dag_entries, dag_settings, dag_state, dag_tips
  *       the entries of dag namespaces and what they make (dag.c; format 3).
+ *   dag_values(digest, ns)
+ *       the digest of every value a held entry of dag namespace ns sets
+ *       (format 4; values.c).
  *
  * Locations are limited to 2^40 per namespace by the id packing (about a
  * trillion operations), namespace ids to 2^22.
@@ -44,7 +52,7 @@
 
 #include "sluice/store.h"
 
-#define SL_SCHEMA_VERSION          3
+#define SL_SCHEMA_VERSION          4
 #define SL_APPLICATION_ID          0x534c4345 /* 'SLCE' */
 #define SL_CHUNK_NODES             63
 #define SL_INLINE_VALUE_MAX        64
@@ -293,6 +301,25 @@ int store_dag_count_keys(sl_store *s, const ns_row *row, uint64_t *out);
 /* The value of a dag state entry (always in blobs), re-hashed. */
 int store_dag_value(sl_store *s, const state_entry *st, sl_buf *value);
 
+/* --- values.c: what refers to a value in blobs (format 4) */
+
+/* An operation row whose value is in blobs (a set or update whose value
+ * is not inline) and the digest its element ends in: the terms of the
+ * partial index ops_value, which a query repeats word for word for
+ * SQLite to use the index. */
+#define STORE_OP_BLOB_WHERE  "value IS NULL AND substr(element, 1, 1) IN (x'01', x'02')"
+#define STORE_OP_BLOB_DIGEST "substr(element, -32)"
+
+/* Inside a write transaction: create ops_value and dag_values, fill
+ * dag_values from the stored entries, and delete the values nothing
+ * refers to (earlier prunes left them). */
+int store_values_migrate(sl_store *s);
+/* Inside a write transaction: delete the operations [from, to) of
+ * namespace ns_id and then the values in blobs that no operation of any
+ * namespace and no dag entry refers to any more; *n_values and *n_bytes
+ * receive how many went. */
+int store_values_prune(sl_store *s, int64_t ns_id, uint64_t from, uint64_t to, uint64_t *n_values,
+                       uint64_t *n_bytes);
 /* --- items_index.c and items.c */
 #define ITEM_BUCKETS 65536u /* by the first two bytes of an id */
 

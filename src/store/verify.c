@@ -13,16 +13,22 @@
  *   - replaying the operations into a temporary table reproduces the state
  *     table exactly, every live key sits at or above the floor (I3, I4),
  *     and every value re-hashes to its digest;
+ *   - every operation whose value is in blobs finds it there, of the size
+ *     it says (the live ones are re-hashed above; sync serves the others);
  *   - the item index holds exactly the items of the state table, with the
  *     right sums, and the items read now are those of the replay (S1, S2
  *     in items.c).
  * Nodes and leaves below the pruned boundary cannot be recomputed (their
  * operations are gone); the report says where checking started.
  *
+ * That the blob table holds nothing else (I5) is a property of the whole
+ * store: sl_store_verify_values in values.c.
+ *
  * sl_store_prune deletes the operations below the floor of a mutable
- * namespace. MMR nodes are kept: proofs for any range at or above the
- * floor still work, and a syncing client receives the pinned nodes.
- * Values no longer referenced are not collected yet.
+ * namespace, and the values no remaining operation or dag entry refers
+ * to (values.c), in one write transaction. MMR nodes are kept: proofs for
+ * any range at or above the floor still work, and a syncing client
+ * receives the pinned nodes.
  */
 #include "store/store_internal.h"
 
@@ -40,6 +46,7 @@ typedef struct verify_ctx {
 	sl_mmr_frontier frontier;
 	chunk_reader nodes;
 	sqlite3_stmt *replay_set, *replay_upsert, *replay_delete;
+	sqlite3_stmt *blob_length;
 } verify_ctx;
 
 static int exec_temp(sl_store *s, const char *sql)
@@ -125,20 +132,43 @@ static int check_op(verify_ctx *v, uint64_t loc, const sl_op *op, uint64_t *last
 	return SL_OK;
 }
 
+/* A large value's row in blobs: there, and of the operation's size. */
+static int check_blob(verify_ctx *v, const log_entry *e)
+{
+	sqlite3_stmt *st = v->blob_length;
+	int64_t len = -1;
+	int rc;
+
+	sqlite3_reset(st);
+	sqlite3_bind_blob(st, 1, e->op->digest.bytes, SL_DIGEST_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		len = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sqlite_error(v->s, rc, "verify values");
+	if (len != (int64_t)e->op->value_len)
+		return sl_error_set(SL_ECORRUPT, "operation %llu: its value %s %s",
+		                    (unsigned long long)e->loc, sl_digest_to_hex(&e->op->digest).s,
+		                    len < 0 ? "is missing" : "has another size");
+	return SL_OK;
+}
+
 /* The value column of an operation row: a small set/update holds its
- * value, which must hash to the operation's digest; nothing else does. */
-static int check_inline_value(const log_entry *e)
+ * value, which must hash to the operation's digest; nothing else does. A
+ * large one's value is in blobs. */
+static int check_inline_value(verify_ctx *v, const log_entry *e)
 {
 	const sl_op *op = e->op;
-	int want = (op->type == SL_OP_SET || op->type == SL_OP_UPDATE) &&
-	           op->value_len <= SL_INLINE_VALUE_MAX;
+	int sets = op->type == SL_OP_SET || op->type == SL_OP_UPDATE;
+	int want = sets && op->value_len <= SL_INLINE_VALUE_MAX;
 	sl_digest actual;
 	if (e->has_value != want)
 		return sl_error_set(SL_ECORRUPT, "operation %llu: value %s",
 		                    (unsigned long long)e->loc,
 		                    want ? "missing" : "where none belongs");
 	if (!want)
-		return SL_OK;
+		return sets ? check_blob(v, e) : SL_OK;
 	sl_sha256(&actual, e->value, e->value_len);
 	if (e->value_len != op->value_len || !sl_digest_eq(&actual, &op->digest))
 		return sl_error_set(SL_ECORRUPT, "operation %llu: value does not match its digest",
@@ -201,7 +231,7 @@ static int verify_entry(void *ctx, const log_entry *e)
 	if (e->loc == v->row.state_loc && (rc = check_state_table(v)) != SL_OK)
 		return rc;
 	if ((rc = check_op(v, e->loc, e->op, &v->last_floor)) != SL_OK ||
-	    (rc = check_inline_value(e)) != SL_OK ||
+	    (rc = check_inline_value(v, e)) != SL_OK ||
 	    (rc = check_nodes(v, e->loc, e->element, e->element_len)) != SL_OK ||
 	    (rc = replay_op(v, e->loc, e->op)) != SL_OK)
 		return rc;
@@ -353,7 +383,9 @@ static int verify_locked(verify_ctx *v, const char *ns)
 	    (rc = prepare(v->s, "INSERT OR REPLACE INTO temp.verify_state VALUES (?1, ?2, ?3, ?4)",
 	                  &v->replay_upsert)) != SL_OK ||
 	    (rc = prepare(v->s, "DELETE FROM temp.verify_state WHERE key = ?1",
-	                  &v->replay_delete)) != SL_OK)
+	                  &v->replay_delete)) != SL_OK ||
+	    (rc = prepare(v->s, "SELECT length(value) FROM blobs WHERE digest = ?1",
+	                  &v->blob_length)) != SL_OK)
 		return rc;
 	if ((rc = walk_log(v)) != SL_OK || (rc = check_tail(v)) != SL_OK ||
 	    (rc = check_state(v)) != SL_OK)
@@ -378,6 +410,7 @@ int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out)
 	sqlite3_finalize(v.replay_set);
 	sqlite3_finalize(v.replay_upsert);
 	sqlite3_finalize(v.replay_delete);
+	sqlite3_finalize(v.blob_length);
 	store_rollback_txn(s);
 	sqlite3_exec(s->db, "DROP TABLE IF EXISTS temp.verify_state", NULL, NULL, NULL);
 	if (rc != SL_OK)
@@ -387,31 +420,44 @@ int sl_store_verify(sl_store *s, const char *ns, sl_verify_report *out)
 	return SL_OK;
 }
 
-int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to)
+int sl_store_prune_report(sl_store *s, const char *ns, sl_prune_report *out)
 {
-	sqlite3_stmt *st;
+	sl_prune_report report;
 	ns_cache *c;
 	ns_row row;
 	int rc;
 
 	memset(&row, 0, sizeof(row));
+	memset(&report, 0, sizeof(report));
 	if ((rc = store_begin_write(s)) != SL_OK)
 		return rc;
-	if ((rc = store_ns_sync(s, ns, &row, &c)) != SL_OK)
+	if ((rc = store_ns_load_any(s, ns, &row)) != SL_OK)
 		goto cleanup;
+	if (row.kind == SL_NS_IMMUTABLE) {
+		rc = sl_error_set(SL_EINVAL,
+		                  "namespace '%s' is immutable: its operations never become "
+		                  "inactive (its floor stays 0), so there is nothing to prune",
+		                  ns);
+		goto cleanup;
+	}
+	if (row.kind == SL_NS_DAG) {
+		rc = sl_error_set(SL_EINVAL,
+		                  "namespace '%s' is a dag namespace: it keeps every entry it "
+		                  "holds, so there is nothing to prune",
+		                  ns);
+		goto cleanup;
+	}
+	if ((rc = store_ns_sync_row(s, &row, &c)) != SL_OK)
+		goto cleanup;
+	report.from = report.to = row.pruned;
 	if (row.floor > row.pruned) {
 		/* The state table must not refer to operations about to go. */
 		if (row.state_loc < row.size && (rc = store_state_flush(s, &row, c)) != SL_OK)
 			goto cleanup;
-		if (!(st = store_stmt(s, STMT_OP_DELETE_BELOW))) {
-			rc = sl_error_last()->code;
+		if ((rc = store_values_prune(s, row.id, row.pruned, row.floor, &report.values,
+		                             &report.value_bytes)) != SL_OK)
 			goto cleanup;
-		}
-		sqlite3_bind_int64(st, 1, store_pack_id(row.id, row.pruned));
-		sqlite3_bind_int64(st, 2, store_pack_id(row.id, row.floor));
-		if ((rc = store_step_done(s, st, "prune")) != SL_OK)
-			goto cleanup;
-		row.pruned = row.floor;
+		row.pruned = report.to = row.floor;
 		if ((rc = store_ns_write(s, &row)) != SL_OK)
 			goto cleanup;
 	}
@@ -420,8 +466,17 @@ cleanup:
 	if (rc != SL_OK) {
 		store_rollback_txn(s);
 		store_cache_invalidate(s, row.id);
-	} else if (pruned_to) {
-		*pruned_to = row.pruned;
+	} else if (out) {
+		*out = report;
 	}
+	return rc;
+}
+
+int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to)
+{
+	sl_prune_report report;
+	int rc = sl_store_prune_report(s, ns, &report);
+	if (rc == SL_OK && pruned_to)
+		*pruned_to = report.to;
 	return rc;
 }

@@ -132,11 +132,12 @@ printf 'kept' | "$SLUICE" put kv k
 root=$(root_of kv)
 sqlite3 "$SLUICE_DIR/sluice.db" "DROP TABLE dag_entries; DROP TABLE dag_settings; \
 	DROP TABLE dag_state; DROP TABLE dag_tips; DROP TABLE dag_peers; DROP TABLE dag_requests; \
-	DROP TABLE request_nonces; PRAGMA user_version = 2;"
+	DROP TABLE request_nonces; DROP TABLE dag_values; DROP INDEX ops_value; \
+	PRAGMA user_version = 2;"
 expect 0 "$SLUICE" get kv k # read-only: no upgrade needed
 [ "$(sqlite3 "$SLUICE_DIR/sluice.db" 'PRAGMA user_version')" = 2 ] || fail "a read upgraded"
 expect 0 "$SLUICE" ns create shared --kind dag
-[ "$(sqlite3 "$SLUICE_DIR/sluice.db" 'PRAGMA user_version')" = 3 ] || fail "no upgrade"
+[ "$(sqlite3 "$SLUICE_DIR/sluice.db" 'PRAGMA user_version')" = 4 ] || fail "no upgrade"
 [ "$(root_of kv)" = "$root" ] || fail "the upgrade changed namespace kv"
 expect 0 "$SLUICE" get kv k
 [ "$OUT" = kept ] || fail "the upgrade lost a value"

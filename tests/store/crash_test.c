@@ -1,10 +1,13 @@
 /*
  * Crash test: a child process commits batches to a mutable and an
- * immutable namespace as fast as it can (pruning now and then, flushing
- * the state table every few thousand operations), and
+ * immutable namespace as fast as it can (a third of the values large
+ * enough for the blob table; pruning now and then, which deletes values;
+ * flushing the state table every few thousand operations), and
  * reports each acknowledged commit's size on a pipe. The parent kills it
  * with SIGKILL at a random moment, reopens the store and checks that
- *   - sl_store_verify passes for both namespaces (log, MMR, state, values);
+ *   - sl_store_verify passes for both namespaces (log, MMR, state, values),
+ *     and sl_store_verify_values for the store (every value referenced,
+ *     every reference found);
  *   - no acknowledged commit was lost (size >= last acknowledged size);
  *   - the store resumes: the next child continues from what is there.
  * SLUICE_CRASH_RUNS sets the number of kills (default 24).
@@ -34,7 +37,7 @@ static void child_main(const char *dir, int fd, uint64_t seed)
 {
 	tu_rng rng = {seed};
 	sl_store *s;
-	char key[48], value[64];
+	char key[48], value[256];
 	uint64_t serial = 0;
 
 	sl_store_options o;
@@ -52,8 +55,13 @@ static void child_main(const char *dir, int fd, uint64_t seed)
 		for (int i = 0; i < n; i++) {
 			snprintf(key, sizeof(key), "k/%llu",
 			         (unsigned long long)tu_rng_below(&rng, 500));
-			snprintf(value, sizeof(value), "v%llu",
-			         (unsigned long long)tu_rng_next(&rng));
+			/* "v<n>", or "v<n>" and padding: then in blobs */
+			int len = snprintf(value, sizeof(value), "v%llu",
+			                   (unsigned long long)tu_rng_next(&rng));
+			if (tu_rng_below(&rng, 3) == 0) {
+				memset(value + len, '.', sizeof(value) - 1 - (size_t)len);
+				value[65 + tu_rng_below(&rng, sizeof(value) - 66)] = '\0';
+			}
 			int rc = tu_rng_below(&rng, 5) == 0
 			                 ? sl_batch_del(m, key, strlen(key))
 			                 : sl_batch_put(m, key, strlen(key), value, strlen(value));
@@ -134,9 +142,14 @@ static void test_kill9_and_resume(void **state)
 		assert_int_equal(sl_store_open(&s, dir, NULL), SL_OK);
 		check_ns(s, "kv", last.mutable_size);
 		check_ns(s, "obj", last.immutable_size);
+		sl_values_report vr;
+		if (sl_store_verify_values(s, &vr) != SL_OK)
+			fail_msg("verify values after crash: %s", sl_error_last()->message);
 		sl_store_free(s);
-		fprintf(stderr, "run %d: %zu commits acknowledged, kv size %llu\n", run, n_acks,
-		        (unsigned long long)last.mutable_size);
+		fprintf(stderr,
+		        "run %d: %zu commits acknowledged, kv size %llu, %llu values held\n", run,
+		        n_acks, (unsigned long long)last.mutable_size,
+		        (unsigned long long)vr.values);
 	}
 	tu_rmtree(dir);
 	free(dir);

@@ -556,7 +556,8 @@ static void test_nonces_format_2(void **state)
 	               "DROP TABLE dag_entries; DROP TABLE dag_settings; DROP TABLE dag_state; "
 	               "DROP "
 	               "TABLE dag_tips; DROP TABLE dag_peers; DROP TABLE dag_requests; DROP TABLE "
-	               "request_nonces; PRAGMA user_version = 2;") >= 0);
+	               "request_nonces; DROP TABLE dag_values; DROP INDEX ops_value; PRAGMA "
+	               "user_version = 2;") >= 0);
 
 	s = open_store(dir, SL_STORE_READONLY);
 	assert_int_equal(claim(s, &k, 1, NOW), SL_EINVAL);

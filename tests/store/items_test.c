@@ -441,14 +441,16 @@ static void test_upgrade_from_format_1(void **state)
 		put1(s, "old", key, value, make_value(value, m->value[k], 4));
 	}
 	sl_store_free(s);
-	/* What an older sluice wrote: no item or dag tables, format 1. */
+	/* What an older sluice wrote: no item or dag tables, no index of values,
+	 * format 1. */
 	assert_true(
 	        tu_sql(dir,
 	               "DROP TABLE items; DROP TABLE item_sums; DROP TABLE dag_entries; DROP TABLE "
 	               "dag_settings; DROP TABLE dag_state; DROP TABLE dag_tips; DROP TABLE "
 	               "dag_peers; "
 	               "DROP TABLE dag_requests; DROP TABLE "
-	               "request_nonces; PRAGMA user_version = 1;") >= 0);
+	               "request_nonces; DROP TABLE dag_values; DROP INDEX ops_value; PRAGMA "
+	               "user_version = 1;") >= 0);
 
 	/* Read-only: everything but items works, and items say how to
 	 * upgrade. */
