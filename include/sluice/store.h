@@ -340,12 +340,37 @@ typedef struct sl_prune_report {
  * then the values in the blob table that nothing refers to any more, in
  * one write transaction. The MMR nodes are kept, so proofs for
  * [floor, size) still work. Writes the state table up to date first. The
- * freed pages stay in the file and later writes reuse them. An immutable
- * or dag namespace has nothing to prune:
+ * freed pages stay in the file and later writes reuse them (see
+ * sl_store_vacuum). An immutable or dag namespace has nothing to prune:
  * SL_EINVAL saying so; an unknown one SL_ENOTFOUND. *out may be NULL. */
 int sl_store_prune_report(sl_store *s, const char *ns, sl_prune_report *out);
 /* The same; *pruned_to (may be NULL) receives the new pruned boundary. */
 int sl_store_prune(sl_store *s, const char *ns, uint64_t *pruned_to);
+
+/* The store file's size and free pages. */
+typedef struct sl_store_space {
+	uint64_t file_bytes; /* sluice.db on disk */
+	uint64_t wal_bytes;  /* sluice.db-wal on disk (0 if there is none) */
+	uint64_t page_size;  /* bytes */
+	uint64_t pages;      /* the database's pages as of the latest commit */
+	uint64_t free_pages; /* of them free: later writes reuse them before the
+	                        database grows */
+} sl_store_space;
+
+int sl_store_space_get(sl_store *s, sl_store_space *out);
+
+/* Give the free pages back to the file system (src/store/vacuum.c):
+ * VACUUM rebuilds the database without them, through a temporary copy in
+ * SQLite's temporary directory (SQLITE_TMPDIR, else TMPDIR, else /var/tmp
+ * or /tmp) and the WAL, so it needs free space for about twice the
+ * database; in a database someone set to incremental auto_vacuum, the
+ * incremental vacuum releases them without a copy. Then a checkpoint
+ * writes the WAL into sluice.db, which shrinks, and truncates the WAL.
+ * Waits for other writers (busy_timeout_ms) and holds them off while it
+ * runs; readers go on. *checkpointed (may be NULL) is 0 when another
+ * connection still read an older snapshot: the file then shrinks at a
+ * later checkpoint. */
+int sl_store_vacuum(sl_store *s, int *checkpointed);
 
 /* Write the effect of the operations appended since the state table was
  * last brought up to date into it now (see state_flush_ops). Changes no
