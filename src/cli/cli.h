@@ -61,6 +61,7 @@ int cli_cmd_import(int argc, char **argv);
 int cli_cmd_root(int argc, char **argv);
 int cli_cmd_log(int argc, char **argv);
 int cli_cmd_verify(int argc, char **argv);
+int cli_cmd_prune(int argc, char **argv);
 int cli_cmd_prove(int argc, char **argv);
 int cli_cmd_check_proof(int argc, char **argv);
 int cli_cmd_tool(int argc, char **argv);

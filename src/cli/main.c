@@ -18,6 +18,8 @@ static const cli_command commands[] = {
         {"prove", cli_cmd_prove, "prove a key's latest operation against the root"},
         {"check-proof", cli_cmd_check_proof, "verify a proof made by 'sluice prove --json'"},
         {"verify", cli_cmd_verify, "recompute and check a namespace's stored data"},
+        {"prune", cli_cmd_prune,
+         "delete a mutable namespace's superseded operations and unused values"},
         {"serve", cli_cmd_serve, "serve the store's namespaces to syncing clients"},
         {"sync", cli_cmd_sync, "keep a local namespace in step with a server's"},
         {"diff", cli_cmd_diff, "find what two namespaces differ by; --pull copies it"},

@@ -87,7 +87,7 @@ for damaged in half garbage empty; do
 	dir="$TMP/$damaged"
 	before=$(sha256sum "$dir/sluice.db")
 	for args in "root im" "ls im" "get im fixed" "ns list" "log im" "verify im" "verify mu" \
-		"prove im fixed" "put mu k2 -" "init"; do
+		"prove im fixed" "put mu k2 -" "prune mu" "init"; do
 		# shellcheck disable=SC2086 # intended word splitting
 		run "$SLUICE" -d "$dir" $args </dev/null
 		[ "$STATUS" -eq 1 ] || fail "'$args' on a $damaged store exited $STATUS: $ERR"

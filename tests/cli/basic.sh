@@ -11,7 +11,7 @@ expect_in "$OUT" "sluice " "--version"
 expect 0 "$SLUICE" --help
 expect_in "$OUT" "Usage: sluice" "sluice --help"
 for cmd in init "ns create" "ns list" put get del ls import root log prove check-proof \
-	verify "tool mmr-root"; do
+	verify prune "tool mmr-root"; do
 	# shellcheck disable=SC2086 # word splitting of "ns create" is intended
 	for flag in --help -h; do
 		expect 0 "$SLUICE" $cmd $flag
