@@ -362,8 +362,8 @@ int sl_store_space_get(sl_store *s, sl_store_space *out);
 /* Give the free pages back to the file system (src/store/vacuum.c):
  * VACUUM rebuilds the database without them, through a temporary copy in
  * SQLite's temporary directory (SQLITE_TMPDIR, else TMPDIR, else /var/tmp
- * or /tmp) and the WAL, so it needs free space for about twice the
- * database; in a database someone set to incremental auto_vacuum, the
+ * or /tmp) and then the WAL, so it needs free space of the database's
+ * size in each; in a database someone set to incremental auto_vacuum, the
  * incremental vacuum releases them without a copy. Then a checkpoint
  * writes the WAL into sluice.db, which shrinks, and truncates the WAL.
  * Waits for other writers (busy_timeout_ms) and holds them off while it
