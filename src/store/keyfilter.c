@@ -147,9 +147,11 @@ int key_filter_build(sl_store *s, int64_t ns_id, uint64_t state_loc, key_filter 
 	int rc;
 
 	/* state_loc bounds the rows (one per live key, each set by an
-	 * operation below state_loc); the rest is room for the keys of the
-	 * flushes to come (each at most state_flush_ops) before a rebuild. */
-	if (!(f = filter_new(2 * state_loc + 2 * s->state_flush_ops)))
+	 * operation below state_loc). Room for as many again, and four
+	 * flushes (each at most state_flush_ops keys), before a rebuild: the
+	 * table at least doubles between rebuilds, so reading it costs less
+	 * than one row per key it ever held, at 4 bytes per key of memory. */
+	if (!(f = filter_new(2 * state_loc + 4 * s->state_flush_ops)))
 		return SL_ENOMEM;
 	rc = sqlite3_prepare_v2(s->db, "SELECT key FROM state WHERE ns = ?1", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
