@@ -237,7 +237,8 @@ typedef struct sl_sync_client_options {
 	const char *ns;              /* the server's namespace */
 	const char *local_ns;        /* the local one; default ns */
 	sl_store *store;             /* the local store */
-	uint32_t batch_size;         /* operations per request, default 50 */
+	uint32_t batch_size;         /* operations per request, at most SL_WIRE_MAX_OPS;
+	                                0 (the default): adaptive (sync/client.c) */
 	unsigned max_outstanding;    /* requests in flight, default 4 */
 	uint64_t target_interval_ms; /* poll for a new target, default 1000 */
 	uint64_t sync_interval_ms;   /* wait between syncs, default 10000 */

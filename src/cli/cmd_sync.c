@@ -18,7 +18,7 @@
 #define OPT_BIND      (CLI_OPT_CMD + 4)
 
 static const char sync_usage[] =
-        "Usage: sluice sync [-d DIR] -s HOST:PORT [-b N] [-r N] [-t DURATION]\n"
+        "Usage: sluice sync [-d DIR] -s HOST:PORT [-b N|auto] [-r N] [-t DURATION]\n"
         "                   [-i DURATION] [--once] [--trust-key HEX] [--local-ns NAME]\n"
         "                   [--timeout DURATION] [--bind ADDR] [-m PORT] NS\n"
         "\n"
@@ -35,7 +35,10 @@ static const char sync_usage[] =
         "\n"
         "  -s, --server HOST:PORT  the server (required; for a dag namespace, the\n"
         "                          one peer to sync with, default all of them)\n"
-        "  -b, --batch-size N      operations per request (default 50)\n"
+        "  -b, --batch-size N|auto operations per request: N fixes it (1..65536);\n"
+        "                          auto (the default) starts at 256, doubles while\n"
+        "                          batches arrive whole and verify, up to 16384, and\n"
+        "                          halves when a request fails or a batch is rejected\n"
         "  -r, --max-outstanding N requests in flight (default 4)\n"
         "  -t, --target-update-interval DURATION\n"
         "                          how often to poll for a new target (default 1s)\n"
@@ -81,10 +84,14 @@ static int sync_opt(cli_cmd *cmd, int opt, const char *arg, void *ctx)
 		a->o.server = arg;
 		return CLI_OK;
 	case 'b':
+		if (strcmp(arg, "auto") == 0) {
+			a->o.batch_size = 0;
+			return CLI_OK;
+		}
 		if (cli_parse_u64(cmd->name, "--batch-size", arg, &a->batch) != CLI_OK)
 			return CLI_USAGE;
 		if (a->batch == 0 || a->batch > SL_WIRE_MAX_OPS)
-			return cli_usage_error(cmd->name, "--batch-size must be 1..%d",
+			return cli_usage_error(cmd->name, "--batch-size must be 1..%d or auto",
 			                       SL_WIRE_MAX_OPS);
 		a->o.batch_size = (uint32_t)a->batch;
 		return CLI_OK;

@@ -4,13 +4,32 @@
  *
  * One sync: fetch the target (size, root, floor; its signature checked
  * when a key is trusted), prove that it extends what is stored locally,
- * then fetch operations in ranges of batch_size with up to
+ * then fetch operations in ranges of the batch size with up to
  * max_outstanding requests in flight over kept-alive connections, verify
  * each frame's range proof against the root of the target it was
  * requested for, and apply verified operations in order. Meanwhile the
  * target is polled; a larger one is adopted only after a consistency
  * proof from the current one. The sync is complete when the local root
  * equals the target root.
+ *
+ * The batch size adapts unless the caller fixes it (batch_size != 0): it
+ * starts at BATCH_AUTO_FIRST, doubles each time a frame of the current
+ * size comes back whole and verified, up to BATCH_AUTO_MAX, halves when a
+ * request fails or a frame is rejected, and drops to what the server sent
+ * when the server's byte budget cut a frame short. Larger batches cost
+ * fewer requests and proofs per operation; past a few thousand operations
+ * they only hold more memory, as the store is the bound (bench/RESULTS.md).
+ *
+ * Two threads. This one talks to the server: it issues requests, verifies
+ * frames, follows targets, and hands verified runs to the apply thread
+ * (client_apply.c), which appends them to the store while this one goes
+ * on fetching, so neither waits for the other. The store handle is used
+ * by one thread at a time: this one before the apply thread starts (the
+ * local head, the consistency check, creating a replica at the floor,
+ * which happens before any operation is handed over) and after it was
+ * stopped (the root check); the apply thread in between. Verified
+ * operations not yet in the store are bounded (issue), whether they wait
+ * for a lagging range or for the store.
  *
  * A mutable namespace that does not exist locally starts at the server's
  * floor: the first frame is requested with its pinned nodes, whose values
@@ -25,7 +44,9 @@
  *   C2. Operations are applied in location order, in runs that end with a
  *       commit, each run in one store transaction, so the local size is
  *       always one of the server's commit boundaries and a crash loses at
- *       most the run being written.
+ *       most the run being written. Runs are handed to the apply thread
+ *       contiguously from the local size (queued_size), and it writes
+ *       them in the order received and stops at its first failure.
  *   C3. The client moves from target T to T' only after verifying a
  *       consistency proof from T to T'; a sync starts only after verifying
  *       one from the local (size, root) to the target. A server that
@@ -45,10 +66,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/client_apply.h"
+
 #define URL_MAX          512
-#define RANGE_ATTEMPTS   8    /* failures of one range before starting over */
-#define APPLY_MIN_OPS    4096 /* apply once this many verified ops are ready */
-#define APPLY_MAX_WAIT   200  /* ms; or once the oldest has waited this long */
+#define RANGE_ATTEMPTS   8     /* failures of one range before starting over */
+#define BUFFER_MIN_OPS   32768 /* verified ops that may wait, beyond the ranges */
+#define BATCH_AUTO_FIRST 256   /* adaptive batch: the first request's size, */
+#define BATCH_AUTO_MIN   16    /* the least it shrinks to, */
+#define BATCH_AUTO_MAX   4096  /* and the most it grows to */
 #define TAG_TARGET       (UINT64_MAX - 1)
 #define TAG_CONSISTENCY  (UINT64_MAX - 2)
 #define SYNC_ERR_RESTART 1 /* positive: start the sync over (not an error) */
@@ -66,13 +91,13 @@ typedef struct range {
 typedef struct frame {
 	sl_buf body;
 	sl_wire_ops ops;
-	size_t applied;    /* ops of this frame already in the store */
+	size_t queued;     /* ops of this frame handed to the apply thread */
 	size_t commit_end; /* ops up to and including its last commit; 0: none */
 } frame;
 
 typedef struct metrics {
 	sl_metric *fetched, *applied, *rejected, *retries, *target_size, *local_size,
-	        *last_duration, *syncs, *refused, *throttled;
+	        *last_duration, *syncs, *refused, *throttled, *batch;
 } metrics;
 
 typedef struct client {
@@ -90,22 +115,24 @@ typedef struct client {
 	sl_signed_target pending;    /* awaiting its consistency proof */
 	int has_pending, target_in_flight;
 	uint64_t next_poll_ns;
-	uint64_t local_size;
+	uint64_t local_size; /* in the store (the apply thread's last run) */
 	int local_exists;
-	uint64_t next_start; /* first location not yet requested */
-	range *in_flight;    /* indexed by tag */
+	uint64_t queued_size;  /* handed to the apply thread, >= local_size */
+	sync_applier *applier; /* while running, the store is its alone */
+	uint32_t batch;        /* operations per request, now */
+	uint64_t next_start;   /* first location not yet requested */
+	range *in_flight;      /* indexed by tag */
 	size_t cap_in_flight;
 	range *retry;
 	size_t n_retry, cap_retry;
 	frame **frames; /* sorted by start */
 	size_t n_frames, cap_frames;
-	uint64_t oldest_ready_ns;
 } client;
 
 void sl_sync_client_options_init(sl_sync_client_options *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->batch_size = 50;
+	o->batch_size = 0; /* adaptive */
 	o->max_outstanding = 4;
 	o->target_interval_ms = 1000;
 	o->sync_interval_ms = 10000;
@@ -288,6 +315,35 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 	}
 }
 
+/* ------------------------------------------------------ adaptive batch */
+
+/* With batch_size 0 the batch adapts: it starts at BATCH_AUTO_FIRST,
+ * doubles each time a frame of the current size comes back whole and
+ * verified, up to BATCH_AUTO_MAX; it halves (to BATCH_AUTO_MIN) when a
+ * request fails or a frame is rejected, and drops to what the server sent
+ * when the server's byte budget cut a frame short, asking no more than
+ * the server gives. A batch_size set by the caller stays as it is. */
+static int batch_fixed(const client *c)
+{
+	return c->o->batch_size != 0;
+}
+
+static void batch_set(client *c, uint64_t batch)
+{
+	if (batch_fixed(c))
+		return;
+	if (batch < BATCH_AUTO_MIN)
+		batch = BATCH_AUTO_MIN;
+	if (batch > BATCH_AUTO_MAX)
+		batch = BATCH_AUTO_MAX;
+	if (batch != c->batch) {
+		sl_log(SL_LOG_DEBUG, "batch size", "from=%u to=%llu", c->batch,
+		       (unsigned long long)batch);
+		c->batch = (uint32_t)batch;
+		sl_metric_set(c->m.batch, (double)batch);
+	}
+}
+
 /* --------------------------------------------------------------- ranges */
 
 static int retry_push(client *c, const range *r)
@@ -301,10 +357,14 @@ static int retry_push(client *c, const range *r)
 }
 
 /* A range failed: request it again after a backoff, or give up on this
- * attempt (SYNC_ERR_RESTART) after RANGE_ATTEMPTS failures. */
+ * attempt (SYNC_ERR_RESTART) after RANGE_ATTEMPTS failures. An adaptive
+ * batch halves, and a range larger than it is asked again in two: its
+ * first batch (which keeps the count of failures) and the rest. */
 static int range_failed(client *c, range *r, const char *why, int rejected)
 {
 	uint64_t wait = backoff_ms(c, r->attempts);
+	int rc;
+
 	if (rejected)
 		sl_metric_add(c->m.rejected, 1);
 	sl_metric_add(c->m.retries, 1);
@@ -317,45 +377,71 @@ static int range_failed(client *c, range *r, const char *why, int rejected)
 	if (++r->attempts >= RANGE_ATTEMPTS)
 		return SYNC_ERR_RESTART;
 	r->ready_ns = sl_clock_mono_ns() + wait * 1000000;
+	batch_set(c, c->batch / 2);
+	if (!batch_fixed(c) && r->count > c->batch) {
+		range rest = *r;
+		rest.start += c->batch;
+		rest.count -= c->batch;
+		rest.pinned = 0;
+		rest.attempts = 0;
+		r->count = c->batch;
+		if ((rc = retry_push(c, &rest)) != SL_OK)
+			return rc;
+	}
 	return retry_push(c, r);
 }
 
+/* Verified operations not yet in the store. */
 static size_t frames_ops(const client *c)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < c->n_frames; i++)
-		n += c->frames[i]->ops.n - c->frames[i]->applied;
+	for (size_t i = 0; i < c->n_frames; i++) {
+		const frame *f = c->frames[i];
+		uint64_t end = f->ops.start + f->ops.n;
+		n += end - (f->ops.start > c->local_size ? f->ops.start : c->local_size);
+	}
 	return n;
 }
 
-/* Verified operations contiguous from the local size, and how many of
- * them end at the last commit among them. */
-static void contiguous(const client *c, size_t *n_frames, uint64_t *n_ops, uint64_t *n_to_commit)
+/* Verified operations not yet handed to the apply thread that are
+ * contiguous from what was (the first frames are those handed over
+ * whole), how many frames hold them, and how many of them end at the last
+ * commit among them. */
+static void contiguous(const client *c, size_t *first, size_t *n_frames, uint64_t *n_ops,
+                       uint64_t *n_to_commit)
 {
-	uint64_t loc = c->local_size;
+	uint64_t loc = c->queued_size;
+	size_t i = 0;
+
+	while (i < c->n_frames && c->frames[i]->queued == c->frames[i]->ops.n)
+		i++;
+	*first = i;
 	*n_frames = 0;
 	*n_ops = *n_to_commit = 0;
-	for (size_t i = 0; i < c->n_frames; i++) {
+	for (; i < c->n_frames; i++) {
 		const frame *f = c->frames[i];
-		if (f->ops.start + f->applied != loc)
+		if (f->ops.start + f->queued != loc)
 			break;
-		if (f->commit_end > f->applied)
-			*n_to_commit = *n_ops + (f->commit_end - f->applied);
-		*n_ops += f->ops.n - f->applied;
+		if (f->commit_end > f->queued)
+			*n_to_commit = *n_ops + (f->commit_end - f->queued);
+		*n_ops += f->ops.n - f->queued;
 		loc = f->ops.start + f->ops.n;
 		(*n_frames)++;
 	}
 }
 
-/* Every buffered operation is contiguous and none is a commit: nothing
- * can be applied until the rest of the commit arrives, so the buffer must
- * grow past its budget (a commit is applied whole, C2). */
+/* The apply thread has nothing left to write, and every buffered
+ * operation is contiguous and none is a commit: nothing can be applied
+ * until the rest of the commit arrives, so the buffer must grow past its
+ * budget (a commit is applied whole, C2). */
 static int needs_commit(const client *c)
 {
-	size_t n_frames;
+	size_t first, n_frames;
 	uint64_t n_ops, n_to_commit;
-	contiguous(c, &n_frames, &n_ops, &n_to_commit);
-	return n_to_commit == 0 && n_frames == c->n_frames;
+	if (c->queued_size != c->local_size)
+		return 0;
+	contiguous(c, &first, &n_frames, &n_ops, &n_to_commit);
+	return n_ops > 0 && n_to_commit == 0 && first + n_frames == c->n_frames;
 }
 
 static int submit(client *c, const range *r)
@@ -385,12 +471,14 @@ static size_t n_in_flight(const client *c)
 	return n;
 }
 
-/* Fill free request slots: due retries first, then new ranges. Frames
- * waiting to be applied are bounded, so memory stays bounded when one
- * range lags. */
+/* Fill free request slots: due retries first, then new ranges. Verified
+ * operations not yet in the store are bounded (a few batches per request
+ * in flight: enough for ranges that arrive out of order and for the run
+ * the apply thread writes while the next collects), so memory stays
+ * bounded when one range lags or the store is slower than the network. */
 static int issue(client *c)
 {
-	size_t budget = (size_t)c->o->max_outstanding * c->o->batch_size * 8 + APPLY_MIN_OPS;
+	size_t budget = (size_t)c->o->max_outstanding * c->batch * 2 + BUFFER_MIN_OPS;
 	uint64_t now = sl_clock_mono_ns();
 	int rc;
 
@@ -417,7 +505,7 @@ static int issue(client *c)
 			uint64_t left = c->target.target.size - c->next_start;
 			memset(&r, 0, sizeof(r));
 			r.start = c->next_start;
-			r.count = left < c->o->batch_size ? left : c->o->batch_size;
+			r.count = left < c->batch ? left : c->batch;
 			r.target = c->target.target;
 			if ((rc = submit(c, &r)) != SL_OK)
 				return rc;
@@ -483,66 +571,93 @@ static int frames_insert(client *c, frame *f)
 		c->frames[i] = c->frames[i - 1];
 	c->frames[i] = f;
 	c->n_frames++;
-	if (c->oldest_ready_ns == 0)
-		c->oldest_ready_ns = sl_clock_mono_ns();
 	return SL_OK;
 }
 
-/* Apply the contiguous verified operations up to their last commit (C2),
- * when enough are ready, the oldest has waited long enough, or force. */
-static int apply_ready(client *c, int force)
+/* What the apply thread has written: move the local size, and free the
+ * frames now wholly in the store. Its failure is returned. */
+static int collect_applied(client *c)
 {
-	size_t n_frames, k = 0;
+	uint64_t size;
+	size_t done = 0;
+	int rc;
+
+	if (!c->applier)
+		return SL_OK;
+	rc = sync_applier_status(c->applier, &size);
+	if (size != c->local_size) {
+		sl_metric_add(c->m.applied, size - c->local_size);
+		sl_metric_set(c->m.local_size, (double)size);
+		c->local_size = size;
+	}
+	while (done < c->n_frames &&
+	       c->frames[done]->ops.start + c->frames[done]->ops.n <= c->local_size)
+		frame_free(c->frames[done++]);
+	if (done) {
+		memmove(c->frames, c->frames + done, (c->n_frames - done) * sizeof(*c->frames));
+		c->n_frames -= done;
+	}
+	return rc;
+}
+
+/* Hand the contiguous verified operations up to their last commit (C2) to
+ * the apply thread, starting it first if need be; with flush it applies
+ * them without waiting for more. */
+static int hand_over(client *c, int flush)
+{
+	size_t first, n_frames, k = 0;
 	uint64_t n_ops, n_apply;
 	sl_bytes *elements = NULL, *values = NULL;
-	sl_target after;
 	int rc;
 
 	if (!c->local_exists) /* waiting for the bootstrap frame */
 		return SL_OK;
-	contiguous(c, &n_frames, &n_ops, &n_apply);
+	contiguous(c, &first, &n_frames, &n_ops, &n_apply);
 	if (n_apply == 0)
 		return SL_OK;
-	if (!force && n_apply < APPLY_MIN_OPS &&
-	    sl_clock_mono_ns() - c->oldest_ready_ns < APPLY_MAX_WAIT * UINT64_C(1000000) &&
-	    c->local_size + n_apply < c->target.target.size)
-		return SL_OK;
+	if (!c->applier && (rc = sync_applier_start(&c->applier, c->o->store, c->local_ns,
+	                                            c->local_size)) != SL_OK)
+		return rc;
 	if (!(elements = sl_malloc(n_apply * sizeof(*elements))) ||
 	    !(values = sl_malloc(n_apply * sizeof(*values)))) {
 		rc = SL_ENOMEM;
 		goto cleanup;
 	}
-	for (size_t i = 0; i < n_frames && k < n_apply; i++) {
+	for (size_t i = first; i < first + n_frames && k < n_apply; i++) {
 		frame *f = c->frames[i];
-		for (size_t j = f->applied; j < f->ops.n && k < n_apply; j++, k++) {
+		size_t j = f->queued;
+		for (; j < f->ops.n && k < n_apply; j++, k++) {
 			elements[k] = f->ops.elements[j];
 			values[k] = f->ops.values[j];
 		}
 	}
-	if ((rc = sl_store_append_ops(c->o->store, c->local_ns, c->local_size, elements, values,
-	                              (size_t)n_apply, &after)) != SL_OK)
+	flush |= c->queued_size + n_apply == c->target.target.size;
+	if ((rc = sync_applier_add(c->applier, elements, values, (size_t)n_apply, flush)) != SL_OK)
 		goto cleanup;
-	c->local_size = after.size;
-	sl_metric_add(c->m.applied, n_apply);
-	sl_metric_set(c->m.local_size, (double)after.size);
-	/* Drop what is applied; keep the rest of a partly applied frame. */
+	c->queued_size += n_apply;
 	k = (size_t)n_apply;
-	while (k > 0) {
-		frame *f = c->frames[0];
-		size_t left = f->ops.n - f->applied;
-		if (left > k) {
-			f->applied += k;
-			break;
-		}
-		k -= left;
-		frame_free(f);
-		memmove(c->frames, c->frames + 1, (--c->n_frames) * sizeof(*c->frames));
+	for (size_t i = first; k > 0; i++) {
+		frame *f = c->frames[i];
+		size_t take = f->ops.n - f->queued < k ? f->ops.n - f->queued : k;
+		f->queued += take;
+		k -= take;
 	}
-	c->oldest_ready_ns = c->n_frames ? sl_clock_mono_ns() : 0;
 cleanup:
 	sl_free(elements);
 	sl_free(values);
 	return rc;
+}
+
+/* Everything verified goes to the store, and is waited for. */
+static int apply_all(client *c)
+{
+	uint64_t size;
+	int rc;
+
+	if ((rc = hand_over(c, 1)) != SL_OK || !c->applier)
+		return rc;
+	rc = sync_applier_finish(c->applier, &size);
+	return rc == SL_OK ? collect_applied(c) : rc;
 }
 
 /* ------------------------------------------------------------- results */
@@ -589,10 +704,13 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 			return rc;
 		}
 		c->local_exists = 1;
-		c->local_size = r.start;
+		c->local_size = c->queued_size = r.start;
 	}
+	if (f->ops.n == r.count && r.count == c->batch)
+		batch_set(c, (uint64_t)c->batch * 2);
 	if (f->ops.n < r.count) { /* the server's byte budget cut it short */
 		range rest = r;
+		batch_set(c, f->ops.n);
 		rest.start += f->ops.n;
 		rest.count -= f->ops.n;
 		rest.attempts = 0;
@@ -682,11 +800,13 @@ static int on_consistency_result(client *c, sl_http_result *res)
 
 static void reset_attempt(client *c)
 {
+	/* First the apply thread: what it holds borrows from the frames. */
+	sync_applier_stop(c->applier);
+	c->applier = NULL;
 	for (size_t i = 0; i < c->n_frames; i++)
 		frame_free(c->frames[i]);
 	c->n_frames = 0;
 	c->n_retry = 0;
-	c->oldest_ready_ns = 0;
 	c->has_pending = 0;
 	c->target_in_flight = 0;
 	memset(c->in_flight, 0, c->cap_in_flight * sizeof(*c->in_flight));
@@ -773,7 +893,7 @@ static int sync_once(client *c)
 			range r;
 			memset(&r, 0, sizeof(r));
 			r.start = start;
-			r.count = c->o->batch_size;
+			r.count = c->batch;
 			if (r.count > c->target.target.size - start)
 				r.count = c->target.target.size - start;
 			r.target = c->target.target;
@@ -785,7 +905,7 @@ static int sync_once(client *c)
 		}
 	}
 	if (c->local_exists)
-		c->next_start = c->local_size;
+		c->next_start = c->queued_size = c->local_size;
 	sl_log(SL_LOG_INFO, "syncing", "ns=%s local_size=%llu target_size=%llu", c->o->ns,
 	       (unsigned long long)c->local_size, (unsigned long long)c->target.target.size);
 	c->next_poll_ns = sl_clock_mono_ns() + c->o->target_interval_ms * 1000000;
@@ -795,8 +915,8 @@ static int sync_once(client *c)
 		uint64_t now;
 
 		if (stopping(c))
-			return apply_ready(c, 1);
-		if ((rc = issue(c)) != SL_OK)
+			return apply_all(c);
+		if ((rc = collect_applied(c)) != SL_OK || (rc = issue(c)) != SL_OK)
 			return rc;
 		now = sl_clock_mono_ns();
 		if (!c->target_in_flight && !c->has_pending && now >= c->next_poll_ns) {
@@ -808,10 +928,15 @@ static int sync_once(client *c)
 			c->target_in_flight = 1;
 		}
 		sl_http_result_init(&res);
-		/* With nothing in flight (ranges waiting out their backoff), poll
-		 * returns at once: wait a little instead of spinning. */
-		if (sl_http_client_pending(c->http) == 0)
-			pause_ms(c, 5);
+		/* With nothing in flight (ranges waiting out their backoff, or
+		 * all fetched and being applied), poll returns at once: wait a
+		 * little instead of spinning. */
+		if (sl_http_client_pending(c->http) == 0) {
+			if (c->applier)
+				sync_applier_wait(c->applier, 5);
+			else
+				pause_ms(c, 5);
+		}
 		rc = sl_http_client_poll(c->http, 20, &res);
 		if (rc < 0)
 			return rc;
@@ -828,9 +953,12 @@ static int sync_once(client *c)
 			if (rc != SL_OK)
 				return rc;
 		}
-		if ((rc = apply_ready(c, 0)) != SL_OK)
+		if ((rc = hand_over(c, 0)) != SL_OK)
 			return rc;
 	}
+	/* The store is this thread's again. */
+	sync_applier_stop(c->applier);
+	c->applier = NULL;
 	if ((rc = sl_store_ns_head(c->o->store, c->local_ns, &info)) != SL_OK)
 		return rc;
 	if (!sl_digest_eq(&info.target.root, &c->target.target.root))
@@ -875,9 +1003,11 @@ static int register_metrics(client *c)
 	                                   "operations in the local namespace");
 	c->m.last_duration = sl_metrics_gauge(m, "sluice_client_last_sync_seconds", NULL,
 	                                      "duration of the last completed sync");
+	c->m.batch = sl_metrics_gauge(m, "sluice_client_batch_size", NULL,
+	                              "operations asked for per request, now");
 	if (!c->m.fetched || !c->m.applied || !c->m.rejected || !c->m.retries || !c->m.refused ||
 	    !c->m.syncs || !c->m.target_size || !c->m.local_size || !c->m.last_duration ||
-	    !c->m.throttled)
+	    !c->m.throttled || !c->m.batch)
 		return SL_ENOMEM;
 	return SL_OK;
 }
@@ -892,9 +1022,12 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 	c.o = o;
 	c.local_ns = o->local_ns ? o->local_ns : o->ns;
 	c.rng = sl_clock_mono_ns() | 1;
-	if (!o->server || !o->ns || !o->store || o->batch_size == 0 || o->max_outstanding == 0)
-		return sl_error_set(SL_EINVAL, "sync needs a server, a namespace, a store, a batch "
-		                               "size and at least one request in flight");
+	if (!o->server || !o->ns || !o->store || o->max_outstanding == 0)
+		return sl_error_set(SL_EINVAL, "sync needs a server, a namespace, a store and at "
+		                               "least one request in flight");
+	if (o->batch_size > SL_WIRE_MAX_OPS)
+		return sl_error_set(SL_EINVAL, "a batch holds at most %d operations",
+		                    SL_WIRE_MAX_OPS);
 	if (sl_ns_name_validate(o->ns) != SL_OK || sl_ns_name_validate(c.local_ns) != SL_OK)
 		return sl_error_last()->code;
 	if ((size_t)snprintf(c.base, sizeof(c.base), "%s%s",
@@ -903,6 +1036,8 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 		return sl_error_set(SL_EINVAL, "server address too long");
 	if ((rc = register_metrics(&c)) != SL_OK)
 		return rc;
+	c.batch = o->batch_size ? o->batch_size : BATCH_AUTO_FIRST;
+	sl_metric_set(c.m.batch, (double)c.batch);
 	c.cap_in_flight = o->max_outstanding;
 	if (!(c.in_flight = sl_calloc(c.cap_in_flight, sizeof(*c.in_flight))))
 		return SL_ENOMEM;
