@@ -211,6 +211,21 @@ int sl_store_range_proof(sl_store *s, const char *ns, uint64_t size, uint64_t st
 int sl_store_ns_create_at(sl_store *s, const char *name, sl_ns_kind kind, uint64_t start,
                           const sl_digest *pinned, size_t n_pinned);
 
+/* Delete namespace name (not a dag one) and all it holds, in one
+ * transaction, with the values in blobs nothing else refers to. Meant
+ * for a namespace only this handle reads, such as the side copy sync
+ * rebuilds a replica in: another handle that read it keeps a cache by
+ * its id, which the next namespace created may reuse. */
+int sl_store_ns_drop(sl_store *s, const char *name);
+
+/* In one transaction, delete namespace name as sl_store_ns_drop does and
+ * rename namespace `from` to name: readers see the old namespace or the
+ * new one, and so does a store after a crash (src/store/replica.c). Both
+ * must exist and be of the same kind (SL_ECONFLICT); not dag ones.
+ * `from` may be a reserved name: '.' and then a valid name, which the
+ * store takes and sl_ns_name_validate refuses, so no user creates one. */
+int sl_store_ns_replace(sl_store *s, const char *name, const char *from);
+
 /* Append operations received from another node, which the caller has
  * verified against a root it trusts, to the end of ns's log in one
  * transaction. start must be the namespace's size (SL_ECONFLICT

@@ -7,8 +7,14 @@
  * sequence that is not well-formed UTF-8 (overlong forms, surrogates, code
  * points past U+10FFFF). These rules make every key safe to use as a
  * relative file path and unambiguous to compare bytewise.
+ *
+ * A namespace name is what sl_ns_name_validate allows; the store also
+ * takes reserved names, '.' and then such a name, for namespaces sluice
+ * keeps for itself (the side copy in which sync rebuilds a replica,
+ * sync/client.c). As users' names may not start with '.', no command or
+ * request of theirs creates one.
  */
-#include "sluice/store.h"
+#include "store/store_internal.h"
 
 #include <string.h>
 
@@ -107,4 +113,15 @@ int sl_ns_name_validate(const char *name)
 			                    (unsigned char)c, i);
 	}
 	return SL_OK;
+}
+
+int store_ns_name_validate(const char *name)
+{
+	if (name && name[0] == '.') {
+		if (strlen(name) > SL_NS_NAME_MAX || sl_ns_name_validate(name + 1) != SL_OK)
+			return sl_error_set(SL_EINVAL, "invalid namespace name '%.*s'",
+			                    SL_NS_NAME_MAX + 1, name);
+		return SL_OK;
+	}
+	return sl_ns_name_validate(name);
 }

@@ -24,6 +24,20 @@
  * started from, its commits may carry floors below `start` (the other
  * node's earlier commits), so its floor is max(last commit floor, pruned)
  * (store.c, I1), and its state is that of [start, size) only.
+ *
+ * A replica whose source pruned operations it still needs is built again
+ * beside it, under another name, and then takes its place
+ * (sl_store_ns_replace): in one write transaction the old namespace's
+ * rows (log, MMR, state, item index, its namespaces row, and the values
+ * in blobs that only its log referred to) are deleted and the new
+ * namespace is renamed to the old name. Readers see the old copy
+ * or the new one, never neither and never a mix, and a crash leaves one
+ * of the two states, as SQLite commits the transaction whole or not at
+ * all. The new namespace keeps its id, so no row moves. Ids are not
+ * reused by later namespaces: the new one was created after the old one,
+ * so its larger id stays in the table (SQLite gives a new row the largest
+ * id plus one), and a handle of another process that still caches the
+ * old id never meets it again.
  */
 #include "store/store_internal.h"
 
@@ -209,5 +223,125 @@ cleanup:
 		out->floor = cx.row.floor;
 	}
 	sl_buf_free(&cx.element);
+	return rc;
+}
+
+/* ------------------------------------------------ dropping and replacing */
+
+/* The rows keyed by namespace id besides its log: the MMR by packed id,
+ * the state, the namespace's row, and (format 2 on) the item index. */
+static const char *const drop_sql[] = {
+        "DELETE FROM mmr WHERE id >= ?1 AND id < ?2", "DELETE FROM state WHERE ns = ?3",
+        "DELETE FROM namespaces WHERE id = ?3",       "DELETE FROM items WHERE ns = ?3",
+        "DELETE FROM item_sums WHERE ns = ?3",
+};
+
+/* Inside a write transaction: run sql with ?1, ?2 and ?3 bound to the
+ * ones of its parameters that it has. */
+static int exec_bound(sl_store *s, const char *sql, int64_t a, int64_t b, int64_t c,
+                      const char *what)
+{
+	const int64_t args[3] = {a, b, c};
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return store_sqlite_error(s, rc, what);
+	for (int i = 1; i <= sqlite3_bind_parameter_count(st) && i <= 3; i++)
+		sqlite3_bind_int64(st, i, args[i - 1]);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? SL_OK : store_sqlite_error(s, rc, what);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Inside a write transaction: every row of the namespace. Its log goes as
+ * a prune's does, with the values in blobs that nothing else refers to
+ * (values.c, V1); values other namespaces share stay. */
+static int drop_rows(sl_store *s, const ns_row *row)
+{
+	size_t n = sizeof(drop_sql) / sizeof(drop_sql[0]);
+	uint64_t n_values, n_bytes;
+	int rc;
+
+	if ((rc = store_values_prune(s, row->id, row->pruned, row->size, &n_values, &n_bytes)) !=
+	    SL_OK)
+		return sl_error_wrap("drop namespace '%s'", row->name);
+	if (s->format < 2)
+		n -= 2; /* no item index yet */
+	for (size_t i = 0; i < n; i++)
+		if ((rc = exec_bound(s, drop_sql[i], store_pack_id(row->id, 0),
+		                     store_pack_id(row->id + 1, 0), row->id, "drop namespace")) !=
+		    SL_OK)
+			return sl_error_wrap("drop namespace '%s'", row->name);
+	return SL_OK;
+}
+
+int sl_store_ns_drop(sl_store *s, const char *name)
+{
+	ns_row row;
+	int rc;
+
+	memset(&row, 0, sizeof(row));
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_load(s, name, &row)) != SL_OK || (rc = drop_rows(s, &row)) != SL_OK)
+		goto cleanup;
+	rc = store_commit_txn(s);
+cleanup:
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	else
+		store_cache_invalidate(s, row.id);
+	return rc;
+}
+
+int sl_store_ns_replace(sl_store *s, const char *name, const char *from)
+{
+	ns_row old, row;
+	int rc;
+
+	memset(&old, 0, sizeof(old));
+	if ((rc = store_begin_write(s)) != SL_OK)
+		return rc;
+	if ((rc = store_ns_load(s, name, &old)) != SL_OK ||
+	    (rc = store_ns_load(s, from, &row)) != SL_OK)
+		goto cleanup;
+	if (old.id == row.id) {
+		rc = sl_error_set(SL_EINVAL, "namespace '%s' cannot replace itself", name);
+		goto cleanup;
+	}
+	if (old.kind != row.kind) {
+		rc = sl_error_set(SL_ECONFLICT, "namespace '%s' is %s, '%s' is %s", name,
+		                  sl_ns_kind_name(old.kind), from, sl_ns_kind_name(row.kind));
+		goto cleanup;
+	}
+	/* The old rows go first: the name is unique. The new namespace keeps
+	 * its id, so its rows, and the handle's cache of them, stay as they
+	 * are. */
+	if ((rc = drop_rows(s, &old)) != SL_OK)
+		goto cleanup;
+	{
+		sqlite3_stmt *st = NULL;
+		int src = sqlite3_prepare_v2(s->db, "UPDATE namespaces SET name = ?1 WHERE id = ?2",
+		                             -1, &st, NULL);
+		if (src != SQLITE_OK) {
+			rc = store_sqlite_error(s, src, "rename namespace");
+			goto cleanup;
+		}
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, row.id);
+		src = sqlite3_step(st);
+		rc = src == SQLITE_DONE ? SL_OK : store_sqlite_error(s, src, "rename namespace");
+		sqlite3_finalize(st);
+		if (rc != SL_OK)
+			goto cleanup;
+	}
+	rc = store_commit_txn(s);
+cleanup:
+	if (rc != SL_OK)
+		store_rollback_txn(s);
+	else
+		store_cache_invalidate(s, old.id);
 	return rc;
 }

@@ -524,7 +524,7 @@ int store_ns_load_any(sl_store *s, const char *name, ns_row *out)
 	ns_row row;
 	int rc;
 
-	if ((rc = sl_ns_name_validate(name)) != SL_OK)
+	if ((rc = store_ns_name_validate(name)) != SL_OK)
 		return rc;
 	if (!(st = store_stmt(s, STMT_NS_BY_NAME)))
 		return sl_error_last()->code;
@@ -571,7 +571,7 @@ int store_ns_insert(sl_store *s, const char *name, sl_ns_kind kind)
 	ns_row existing;
 	int rc;
 
-	if ((rc = sl_ns_name_validate(name)) != SL_OK)
+	if ((rc = store_ns_name_validate(name)) != SL_OK)
 		return rc;
 	if (kind != SL_NS_IMMUTABLE && kind != SL_NS_MUTABLE && kind != SL_NS_DAG)
 		return sl_error_set(SL_EINVAL, "unknown namespace kind %d", (int)kind);

@@ -217,6 +217,10 @@ typedef struct chunk_reader {
 	sl_digest nodes[SL_CHUNK_NODES];
 } chunk_reader;
 
+/* --- key.c: a user's name (sl_ns_name_validate) or a reserved one, '.'
+ * and then a user's name, at most SL_NS_NAME_MAX bytes in all. */
+int store_ns_name_validate(const char *name);
+
 /* --- store.c */
 int store_sqlite_error(sl_store *s, int rc, const char *what);
 sqlite3_stmt *store_stmt(sl_store *s, enum stmt_id id);

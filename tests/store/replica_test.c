@@ -6,14 +6,28 @@
  * (wrong start, altered value, wrong kind, a floor that moves back, a run
  * that does not end with a commit, wrong pinned nodes) is refused and
  * changes nothing. Also: consistency proofs from the store.
+ *
+ * Replacing a replica (sl_store_ns_replace), as sync does when its
+ * source pruned operations it still needs: the old copy reads as it was
+ * while the new one is built beside it under a reserved name; after the
+ * swap the namespace is the new copy under the old name, verifies (log,
+ * MMR, state, item index) and keeps following, the side name is gone,
+ * and no value is left that nothing refers to. A child process killed
+ * at random moments of the swap leaves the old copy and the side copy,
+ * or the new copy alone, each verifying. Also: dropping a namespace, and
+ * which reserved names the store takes.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "sluice/store.h"
 #include "testutil.h"
@@ -151,16 +165,17 @@ static void read_verified(fixture *f, const char *ns, uint64_t start, uint64_t m
 	sl_mmr_proof_free(&proof);
 }
 
-/* Bring dst's namespace up to the source's size, in runs of at most max
- * operations cut at commits. */
-static void follow(fixture *f, const char *ns, uint64_t max)
+/* Bring dst's namespace dst_ns up to the source's namespace ns, in runs
+ * of at most max operations cut at commits; stop once it holds `upto`
+ * operations (0: the source's size). */
+static void follow_into(fixture *f, const char *ns, const char *dst_ns, uint64_t max, uint64_t upto)
 {
 	sl_ns_info src, dst;
 	assert_int_equal(sl_store_ns_info(f->src, ns, &src), SL_OK);
 	for (;;) {
 		op_run r;
-		assert_int_equal(sl_store_ns_info(f->dst, ns, &dst), SL_OK);
-		if (dst.target.size == src.target.size)
+		assert_int_equal(sl_store_ns_info(f->dst, dst_ns, &dst), SL_OK);
+		if (dst.target.size == src.target.size || (upto && dst.target.size >= upto))
 			break;
 		read_verified(f, ns, dst.target.size, max, &r, NULL, NULL);
 		if (r.last_commit == 0) { /* no commit in the run: read more */
@@ -168,11 +183,16 @@ static void follow(fixture *f, const char *ns, uint64_t max)
 			max *= 2;
 			continue;
 		}
-		assert_int_equal(sl_store_append_ops(f->dst, ns, dst.target.size, r.elements,
+		assert_int_equal(sl_store_append_ops(f->dst, dst_ns, dst.target.size, r.elements,
 		                                     r.values, (size_t)r.last_commit, NULL),
 		                 SL_OK);
 		run_free(&r);
 	}
+}
+
+static void follow(fixture *f, const char *ns, uint64_t max)
+{
+	follow_into(f, ns, ns, max, 0);
 }
 
 typedef struct kv_list {
@@ -191,23 +211,23 @@ static int list_cb(void *ctx, const sl_key_entry *e)
 	return 0;
 }
 
-/* Same target, same keys and digests, every value readable, and both
- * verify. */
-static void assert_same(fixture *f, const char *ns)
+/* Same target, same keys and digests, every value readable, and the
+ * copy verifies. */
+static void assert_same_as(fixture *f, const char *ns, const char *dst_ns)
 {
 	sl_ns_info a, b;
 	kv_list la, lb;
 	sl_verify_report rep;
 
 	assert_int_equal(sl_store_ns_info(f->src, ns, &a), SL_OK);
-	assert_int_equal(sl_store_ns_info(f->dst, ns, &b), SL_OK);
+	assert_int_equal(sl_store_ns_info(f->dst, dst_ns, &b), SL_OK);
 	assert_int_equal(a.target.size, b.target.size);
 	assert_int_equal(a.target.floor, b.target.floor);
 	assert_memory_equal(a.target.root.bytes, b.target.root.bytes, SL_DIGEST_LEN);
 	memset(&la, 0, sizeof(la));
 	memset(&lb, 0, sizeof(lb));
 	assert_int_equal(sl_store_list(f->src, ns, "", 0, list_cb, &la), SL_OK);
-	assert_int_equal(sl_store_list(f->dst, ns, "", 0, list_cb, &lb), SL_OK);
+	assert_int_equal(sl_store_list(f->dst, dst_ns, "", 0, list_cb, &lb), SL_OK);
 	assert_int_equal(la.n, lb.n);
 	for (size_t i = 0; i < la.n; i++) {
 		sl_buf va = SL_BUF_INIT(1 << 20), vb = SL_BUF_INIT(1 << 20);
@@ -216,14 +236,20 @@ static void assert_same(fixture *f, const char *ns)
 		assert_int_equal(
 		        sl_store_get(f->src, ns, la.keys[i], strlen(la.keys[i]), &va, NULL), SL_OK);
 		assert_int_equal(
-		        sl_store_get(f->dst, ns, lb.keys[i], strlen(lb.keys[i]), &vb, NULL), SL_OK);
+		        sl_store_get(f->dst, dst_ns, lb.keys[i], strlen(lb.keys[i]), &vb, NULL),
+		        SL_OK);
 		assert_int_equal(va.len, vb.len);
 		if (va.len)
 			assert_memory_equal(va.data, vb.data, va.len);
 		sl_buf_free(&va);
 		sl_buf_free(&vb);
 	}
-	assert_int_equal(sl_store_verify(f->dst, ns, &rep), SL_OK);
+	assert_int_equal(sl_store_verify(f->dst, dst_ns, &rep), SL_OK);
+}
+
+static void assert_same(fixture *f, const char *ns)
+{
+	assert_same_as(f, ns, ns);
 }
 
 static void test_replica_from_zero(void **state)
@@ -422,6 +448,298 @@ static void test_consistency_proofs(void **state)
 	}
 }
 
+/* ------------------------------------------------------------ replacing */
+
+#define SIDE ".resync.m"
+
+/* A replica of the source's namespace ns under dst_ns, started at the
+ * source's floor from the pinned nodes a verified range fixes. */
+static void replica_at_floor(fixture *f, const char *ns, const char *dst_ns)
+{
+	sl_digest pinned[SL_MMR_MAX_PEAKS];
+	size_t n_pinned = 0;
+	sl_ns_info src;
+	op_run r;
+
+	assert_int_equal(sl_store_ns_info(f->src, ns, &src), SL_OK);
+	read_verified(f, ns, src.target.floor, 5, &r, pinned, &n_pinned);
+	run_free(&r);
+	assert_int_equal(
+	        sl_store_ns_create_at(f->dst, dst_ns, src.kind, src.target.floor, pinned, n_pinned),
+	        SL_OK);
+}
+
+/* No value in the store is left that nothing refers to, and none is
+ * missing (V1, values.c). */
+static void assert_values_ok(sl_store *s)
+{
+	sl_values_report vr;
+	if (sl_store_verify_values(s, &vr) != SL_OK)
+		fail_msg("values: %s", sl_error_last()->message);
+}
+
+/* A key of ns in dst and its value, to read again later. */
+static void first_key(fixture *f, const char *ns, char key[32], sl_buf *value)
+{
+	kv_list *l = calloc(1, sizeof(*l));
+	assert_non_null(l);
+	assert_int_equal(sl_store_list(f->dst, ns, "", 0, list_cb, l), SL_OK);
+	assert_true(l->n > 0);
+	strcpy(key, l->keys[0]);
+	assert_int_equal(sl_store_get(f->dst, ns, key, strlen(key), value, NULL), SL_OK);
+	free(l);
+}
+
+static void assert_reads(fixture *f, const char *ns, const sl_ns_info *before, const char *key,
+                         const sl_buf *value)
+{
+	sl_buf now = SL_BUF_INIT(1 << 20);
+	expect_unchanged(f, ns, before);
+	assert_int_equal(sl_store_get(f->dst, ns, key, strlen(key), &now, NULL), SL_OK);
+	assert_int_equal(now.len, value->len);
+	if (now.len)
+		assert_memory_equal(now.data, value->data, now.len);
+	sl_buf_free(&now);
+}
+
+static void test_replace(void **state)
+{
+	fixture *f = *state;
+	sl_buf value = SL_BUF_INIT(1 << 20);
+	sl_ns_info old, src, info;
+	char key[32];
+
+	/* An old copy, left behind: the source writes on and prunes. */
+	assert_int_equal(sl_store_ns_create(f->src, "m", SL_NS_MUTABLE), SL_OK);
+	assert_int_equal(sl_store_ns_create_at(f->dst, "m", SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	random_commits(f, "m", SL_NS_MUTABLE, 80);
+	follow(f, "m", 29);
+	assert_int_equal(sl_store_ns_info(f->dst, "m", &old), SL_OK);
+	first_key(f, "m", key, &value);
+	random_commits(f, "m", SL_NS_MUTABLE, 120);
+	assert_int_equal(sl_store_prune(f->src, "m", NULL), SL_OK);
+	assert_int_equal(sl_store_ns_info(f->src, "m", &src), SL_OK);
+	assert_true(src.pruned > old.target.size); /* the old copy cannot go on */
+
+	/* The new copy is built beside it; the old one reads as it was. */
+	replica_at_floor(f, "m", SIDE);
+	assert_reads(f, "m", &old, key, &value);
+	follow_into(f, "m", SIDE, 11, src.target.floor + (src.target.size - src.target.floor) / 2);
+	assert_reads(f, "m", &old, key, &value);
+	assert_int_equal(sl_store_verify(f->dst, "m", NULL), SL_OK);
+	assert_int_equal(sl_store_verify(f->dst, SIDE, NULL), SL_OK);
+	follow_into(f, "m", SIDE, 11, 0);
+	assert_reads(f, "m", &old, key, &value);
+
+	/* The swap: the namespace is the new copy, the side name is gone. */
+	assert_int_equal(sl_store_ns_replace(f->dst, "m", SIDE), SL_OK);
+	assert_same(f, "m");
+	assert_int_equal(sl_store_ns_info(f->dst, "m", &info), SL_OK);
+	assert_int_equal(info.pruned, src.target.floor);
+	assert_int_equal(sl_store_ns_info(f->dst, SIDE, &info), SL_ENOTFOUND);
+	assert_values_ok(f->dst);
+
+	/* It keeps following, as the same handle and after reopening. */
+	random_commits(f, "m", SL_NS_MUTABLE, 30);
+	follow(f, "m", 17);
+	assert_same(f, "m");
+	sl_store_free(f->dst);
+	assert_non_null(f->dst = open_store(f->dir_dst));
+	assert_same(f, "m");
+	random_commits(f, "m", SL_NS_MUTABLE, 10);
+	follow(f, "m", 50);
+	assert_same(f, "m");
+	assert_values_ok(f->dst);
+	sl_buf_free(&value);
+}
+
+static void test_replace_refuses(void **state)
+{
+	fixture *f = *state;
+	sl_ns_info before;
+
+	assert_int_equal(sl_store_ns_create(f->src, "m", SL_NS_MUTABLE), SL_OK);
+	random_commits(f, "m", SL_NS_MUTABLE, 20);
+	assert_int_equal(sl_store_ns_create_at(f->dst, "m", SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	follow(f, "m", 100);
+	assert_int_equal(sl_store_ns_info(f->dst, "m", &before), SL_OK);
+
+	assert_int_equal(sl_store_ns_replace(f->dst, "m", SIDE), SL_ENOTFOUND);
+	assert_int_equal(sl_store_ns_replace(f->dst, "nosuch", "m"), SL_ENOTFOUND);
+	assert_int_equal(sl_store_ns_replace(f->dst, "m", "m"), SL_EINVAL);
+	assert_int_equal(sl_store_ns_create_at(f->dst, ".resync.i", SL_NS_IMMUTABLE, 0, NULL, 0),
+	                 SL_OK);
+	assert_int_equal(sl_store_ns_replace(f->dst, "m", ".resync.i"), SL_ECONFLICT);
+	expect_unchanged(f, "m", &before);
+	assert_int_equal(sl_store_ns_info(f->dst, ".resync.i", &before), SL_OK);
+	assert_same(f, "m");
+}
+
+static void test_drop(void **state)
+{
+	fixture *f = *state;
+	sl_ns_info info;
+
+	assert_int_equal(sl_store_ns_create(f->src, "m", SL_NS_MUTABLE), SL_OK);
+	random_commits(f, "m", SL_NS_MUTABLE, 60);
+	/* Two copies share their values; dropping one keeps the other's. */
+	assert_int_equal(sl_store_ns_create_at(f->dst, "m", SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	follow(f, "m", 40);
+	replica_at_floor(f, "m", SIDE);
+	follow_into(f, "m", SIDE, 40, 0);
+	assert_int_equal(sl_store_ns_drop(f->dst, SIDE), SL_OK);
+	assert_int_equal(sl_store_ns_info(f->dst, SIDE, &info), SL_ENOTFOUND);
+	assert_same(f, "m");
+	assert_values_ok(f->dst);
+	/* The last copy of its values: they go with it. */
+	assert_int_equal(sl_store_ns_drop(f->dst, "m"), SL_OK);
+	assert_values_ok(f->dst);
+	assert_int_equal(sl_store_ns_drop(f->dst, "m"), SL_ENOTFOUND);
+	/* The name can be used again, and is a new, empty namespace. */
+	assert_int_equal(sl_store_ns_create_at(f->dst, "m", SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	assert_int_equal(sl_store_ns_info(f->dst, "m", &info), SL_OK);
+	assert_int_equal(info.target.size, 0);
+	assert_int_equal(info.keys, 0);
+	follow(f, "m", 25);
+	assert_same(f, "m");
+}
+
+static void test_reserved_names(void **state)
+{
+	fixture *f = *state;
+	char name[SL_NS_NAME_MAX + 2];
+
+	/* What users may name refuses them; the store takes them. */
+	assert_int_equal(sl_ns_name_validate(SIDE), SL_EINVAL);
+	assert_int_equal(sl_store_ns_create_at(f->dst, SIDE, SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	assert_int_equal(sl_store_ns_create_at(f->dst, ".", SL_NS_MUTABLE, 0, NULL, 0), SL_EINVAL);
+	assert_int_equal(sl_store_ns_create_at(f->dst, "..x", SL_NS_MUTABLE, 0, NULL, 0),
+	                 SL_EINVAL);
+	assert_int_equal(sl_store_ns_create_at(f->dst, ".a b", SL_NS_MUTABLE, 0, NULL, 0),
+	                 SL_EINVAL);
+	memset(name, 'x', sizeof(name));
+	name[0] = '.';
+	name[SL_NS_NAME_MAX + 1] = 0;
+	assert_int_equal(sl_store_ns_create_at(f->dst, name, SL_NS_MUTABLE, 0, NULL, 0), SL_EINVAL);
+	name[SL_NS_NAME_MAX] = 0;
+	assert_int_equal(sl_store_ns_create_at(f->dst, name, SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+}
+
+/* ------------------------------------------------- a crash in the swap */
+
+typedef struct swap_state {
+	int old_there, side_there, new_there;
+} swap_state;
+
+static void copy_store(const char *from, const char *to)
+{
+	char cmd[8500];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void child_replace(const char *dir)
+{
+	sl_store *s = open_store(dir);
+	_exit(s && sl_store_ns_replace(s, "m", SIDE) == SL_OK ? 0 : 3);
+}
+
+/* After the swap was cut short somewhere: the old copy with the side
+ * copy, or the new copy alone; whichever it is verifies. */
+static swap_state check_after_crash(const char *dir, const sl_ns_info *old,
+                                    const sl_ns_info *new_copy)
+{
+	sl_store *s = open_store(dir);
+	sl_ns_info m, side;
+	swap_state st = {0, 0, 0};
+	int rc;
+
+	assert_non_null(s);
+	assert_int_equal(sl_store_ns_info(s, "m", &m), SL_OK);
+	rc = sl_store_ns_info(s, SIDE, &side);
+	assert_true(rc == SL_OK || rc == SL_ENOTFOUND);
+	if (sl_digest_eq(&m.target.root, &old->target.root)) {
+		assert_int_equal(rc, SL_OK);
+		assert_memory_equal(side.target.root.bytes, new_copy->target.root.bytes,
+		                    SL_DIGEST_LEN);
+		assert_int_equal(sl_store_verify(s, SIDE, NULL), SL_OK);
+		st.old_there = st.side_there = 1;
+	} else {
+		assert_memory_equal(m.target.root.bytes, new_copy->target.root.bytes,
+		                    SL_DIGEST_LEN);
+		assert_int_equal(rc, SL_ENOTFOUND);
+		st.new_there = 1;
+	}
+	assert_int_equal(sl_store_verify(s, "m", NULL), SL_OK);
+	assert_values_ok(s);
+	sl_store_free(s);
+	return st;
+}
+
+static void test_replace_crash(void **state)
+{
+	fixture *f = *state;
+	const char *runs_env = getenv("SLUICE_CRASH_RUNS");
+	int runs = runs_env ? atoi(runs_env) : 12, saw_old = 0, saw_new = 0;
+	char *work = tu_tempdir(), copy[4200];
+	sl_ns_info old, new_copy;
+	uint64_t swap_us;
+
+	assert_non_null(work);
+	snprintf(copy, sizeof(copy), "%s/copy", work);
+	assert_int_equal(sl_store_ns_create(f->src, "m", SL_NS_MUTABLE), SL_OK);
+	assert_int_equal(sl_store_ns_create_at(f->dst, "m", SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	random_commits(f, "m", SL_NS_MUTABLE, 1500);
+	follow(f, "m", 4000);
+	assert_int_equal(sl_store_ns_info(f->dst, "m", &old), SL_OK);
+	random_commits(f, "m", SL_NS_MUTABLE, 1500);
+	assert_int_equal(sl_store_prune(f->src, "m", NULL), SL_OK);
+	replica_at_floor(f, "m", SIDE);
+	follow_into(f, "m", SIDE, 4000, 0);
+	assert_int_equal(sl_store_ns_info(f->dst, SIDE, &new_copy), SL_OK);
+	sl_store_free(f->dst);
+	f->dst = NULL;
+
+	/* How long a whole swap takes here, opening included. */
+	{
+		struct timespec a, b;
+		pid_t pid;
+		int status;
+		copy_store(f->dir_dst, copy);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		if ((pid = fork()) == 0)
+			child_replace(copy);
+		assert_true(pid > 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		swap_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000 +
+		          (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000;
+		assert_true(check_after_crash(copy, &old, &new_copy).new_there);
+	}
+	for (int i = 0; i < runs; i++) {
+		uint64_t delay = tu_rng_below(&f->rng, swap_us + swap_us / 4 + 1);
+		swap_state st;
+		pid_t pid;
+		copy_store(f->dir_dst, copy);
+		if ((pid = fork()) == 0)
+			child_replace(copy);
+		assert_true(pid > 0);
+		usleep((useconds_t)delay);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		st = check_after_crash(copy, &old, &new_copy);
+		saw_old += st.old_there;
+		saw_new += st.new_there;
+	}
+	fprintf(stderr,
+	        "replace killed %d times (a swap takes %llu us): old copy %d, new copy %d\n", runs,
+	        (unsigned long long)swap_us, saw_old, saw_new);
+	assert_non_null(f->dst = open_store(f->dir_dst));
+	tu_rmtree(work);
+	free(work);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +747,11 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_replica_from_floor, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_refuses_bad_input, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_consistency_proofs, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_replace_refuses, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reserved_names, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_replace_crash, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
