@@ -54,6 +54,25 @@
  *   C4. A restarted client resumes at its local size: nothing applied is
  *       fetched again; verified operations past the last applied commit
  *       were only in memory and are fetched again.
+ *   C5. A local namespace is only ever replaced whole, by a complete copy:
+ *       a resync (below) writes nothing to it, and its side copy takes
+ *       its name in one store transaction once the side copy's root
+ *       equals the adopted target's. A crash at any point leaves the old
+ *       copy, readable as it was (and the side copy, resumed or dropped
+ *       by the next run), or the new one.
+ *
+ * Resync. A server may prune a mutable namespace below what a replica
+ * holds; it then answers 410 to the consistency proof from the local size
+ * or to a range the replica needs, and the replica cannot continue. The
+ * client rebuilds it in a side namespace (resync_name: a reserved name,
+ * which users cannot create) from the server's floor, as it builds a new
+ * replica, and then replaces the local namespace with it (choose_local,
+ * replace_local; sl_store_ns_replace in store/replica.c). The new copy is
+ * verified under C1-C4 like any replica, but, as for a first sync, not
+ * proved to extend the old one: the server no longer holds what such a
+ * proof needs. With trust_key only a target signed by that key can lead
+ * there. An immutable namespace is never pruned: a 410 for one is
+ * refused, as a server that rewrote its history is.
  *
  * Faults: a request that fails (network error, timeout, 5xx, a frame
  * that does not decode or verify) is requested again after an exponential
@@ -77,6 +96,7 @@
 #define TAG_TARGET       (UINT64_MAX - 1)
 #define TAG_CONSISTENCY  (UINT64_MAX - 2)
 #define SYNC_ERR_RESTART 1 /* positive: start the sync over (not an error) */
+#define SYNC_ERR_PRUNED  2 /* the server pruned what the namespace written needs */
 
 /* A range of operations to fetch, against one target. */
 typedef struct range {
@@ -97,12 +117,16 @@ typedef struct frame {
 
 typedef struct metrics {
 	sl_metric *fetched, *applied, *rejected, *retries, *target_size, *local_size,
-	        *last_duration, *syncs, *refused, *throttled, *batch;
+	        *last_duration, *syncs, *refused, *throttled, *batch, *resyncs;
 } metrics;
 
 typedef struct client {
 	const sl_sync_client_options *o;
 	const char *local_ns;
+	char side_ns[SL_NS_NAME_MAX + 1]; /* where a replica is rebuilt (resync_name) */
+	const char *apply_ns;             /* the one this sync writes: local_ns or side_ns */
+	int resyncing;                    /* apply_ns is side_ns */
+	int pruned_past;                  /* a 410: the server pruned what apply_ns needs */
 	char base[URL_MAX];
 	sl_http_client *http;
 	metrics m;
@@ -287,7 +311,8 @@ static int check_consistency(uint64_t old_size, const sl_digest *old_root,
 }
 
 /* Blocking: prove (old_size, old_root) is a prefix of `to`. Network
- * failures are retried; SL_EVERIFY is returned. */
+ * failures are retried; SL_EVERIFY is returned, and SYNC_ERR_PRUNED when
+ * the server pruned the operations below old_size (it answers 410). */
 static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_root,
                              const sl_signed_target *to)
 {
@@ -299,6 +324,10 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 		int rc;
 		if ((rc = fetch_unthrottled(c, url, &r)) != SL_OK)
 			return rc;
+		if (r.rc == SL_OK && r.status == 410) { /* pruned below old_size */
+			sl_http_result_free(&r);
+			return SYNC_ERR_PRUNED;
+		}
 		rc = check_consistency(old_size, old_root, to, &r);
 		/* A server that answers but cannot prove it is refused; only
 		 * network errors and 5xx are retried. */
@@ -313,6 +342,17 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 		sl_metric_add(c->m.retries, 1);
 		pause_ms(c, backoff_ms(c, attempt));
 	}
+}
+
+/* A 410 for an immutable namespace, which is never pruned: refused, as
+ * it always was, since asking again would not change the answer. */
+static int pruned_refused(const client *c)
+{
+	return sl_error_set(SL_EVERIFY,
+	                    "the server pruned operations this client still needs (local size "
+	                    "%llu); remove the local namespace to start again from the "
+	                    "server's floor",
+	                    (unsigned long long)c->local_size);
 }
 
 /* ------------------------------------------------------ adaptive batch */
@@ -615,7 +655,7 @@ static int hand_over(client *c, int flush)
 	contiguous(c, &first, &n_frames, &n_ops, &n_apply);
 	if (n_apply == 0)
 		return SL_OK;
-	if (!c->applier && (rc = sync_applier_start(&c->applier, c->o->store, c->local_ns,
+	if (!c->applier && (rc = sync_applier_start(&c->applier, c->o->store, c->apply_ns,
 	                                            c->local_size)) != SL_OK)
 		return rc;
 	if (!(elements = sl_malloc(n_apply * sizeof(*elements))) ||
@@ -684,13 +724,18 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 		return retry_push(c, &r);
 	}
 	if ((rc = result_status(res, "fetch operations")) != SL_OK) {
-		if (res->rc == SL_OK && res->status == 410)
-			return sl_error_set(
-			        SL_EVERIFY,
-			        "the server pruned operations this client still needs "
-			        "(local size %llu); remove the local namespace to start "
-			        "again from the server's floor",
-			        (unsigned long long)c->local_size);
+		if (res->rc == SL_OK && res->status == 410) {
+			if (c->target.kind == SL_NS_MUTABLE) {
+				c->pruned_past = 1;
+				sl_log(SL_LOG_INFO,
+				       "the server pruned operations this sync still needs; "
+				       "starting over",
+				       "ns=%s local=%s start=%llu", c->o->ns, c->apply_ns,
+				       (unsigned long long)r.start);
+				return SYNC_ERR_PRUNED;
+			}
+			return pruned_refused(c);
+		}
 		return range_failed(c, &r, sl_error_last()->message, 0);
 	}
 	if ((rc = verify_frame(&r, res, &f, pinned, &n_pinned)) != SL_OK)
@@ -698,7 +743,7 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 	sl_metric_add(c->m.fetched, f->ops.n);
 	if (!c->local_exists && r.pinned) {
 		/* The bootstrap frame at the floor: its proof fixed the pinned nodes. */
-		if ((rc = sl_store_ns_create_at(c->o->store, c->local_ns, c->target.kind, r.start,
+		if ((rc = sl_store_ns_create_at(c->o->store, c->apply_ns, c->target.kind, r.start,
 		                                pinned, n_pinned)) != SL_OK) {
 			frame_free(f);
 			return rc;
@@ -827,11 +872,21 @@ static int open_http(client *c)
 	return sl_http_client_new(&c->http, &ho);
 }
 
-/* Where the local namespace stands, and proof that the target extends it. */
+static int check_kind(const client *c, const sl_ns_info *info)
+{
+	if (info->kind != c->target.kind)
+		return sl_error_set(SL_ECONFLICT, "local namespace '%s' is %s, the server's is %s",
+		                    c->local_ns, sl_ns_kind_name(info->kind),
+		                    sl_ns_kind_name(c->target.kind));
+	return SL_OK;
+}
+
+/* Where the namespace this sync writes stands, and proof that the
+ * target extends it; SYNC_ERR_PRUNED if the server pruned below it. */
 static int check_local(client *c)
 {
 	sl_ns_info info;
-	int rc = sl_store_ns_head(c->o->store, c->local_ns, &info);
+	int rc = sl_store_ns_head(c->o->store, c->apply_ns, &info);
 
 	if (rc == SL_ENOTFOUND) {
 		c->local_exists = 0;
@@ -840,10 +895,8 @@ static int check_local(client *c)
 	}
 	if (rc != SL_OK)
 		return rc;
-	if (info.kind != c->target.kind)
-		return sl_error_set(SL_ECONFLICT, "local namespace '%s' is %s, the server's is %s",
-		                    c->local_ns, sl_ns_kind_name(info.kind),
-		                    sl_ns_kind_name(c->target.kind));
+	if ((rc = check_kind(c, &info)) != SL_OK)
+		return rc;
 	c->local_exists = 1;
 	c->local_size = info.target.size;
 	if (info.target.size > c->target.target.size)
@@ -866,8 +919,112 @@ static int check_local(client *c)
 	return fetch_consistency(c, info.target.size, &info.target.root, &c->target);
 }
 
+/* ---------------------------------------------------------------- resync */
+
+/* The side namespace in which replica `name` is rebuilt: a reserved name,
+ * which the store takes and users cannot create (store/key.c): ".resync."
+ * and the name, or for a name too long for that its first 39 bytes, '-'
+ * and 16 hex digits of its SHA-256, 64 bytes in all. */
+static void resync_name(char out[SL_NS_NAME_MAX + 1], const char *name)
+{
+	const char *prefix = ".resync.";
+	size_t len = strlen(name);
+
+	if (strlen(prefix) + len <= SL_NS_NAME_MAX) {
+		snprintf(out, SL_NS_NAME_MAX + 1, "%s%s", prefix, name);
+	} else {
+		sl_digest d;
+		char hex[2 * SL_DIGEST_LEN + 1];
+		sl_sha256(&d, name, len);
+		sl_hex_encode(hex, d.bytes, SL_DIGEST_LEN);
+		snprintf(out, SL_NS_NAME_MAX + 1, "%s%.39s-%.16s", prefix, name, hex);
+	}
+}
+
+static int drop_side(client *c, const char *why)
+{
+	int rc = sl_store_ns_drop(c->o->store, c->side_ns);
+	if (rc == SL_OK)
+		sl_log(SL_LOG_INFO, "dropped the side copy of a replica being rebuilt",
+		       "ns=%s side=%s reason=\"%s\"", c->local_ns, c->side_ns, why);
+	return rc;
+}
+
+/* Which namespace this sync writes, and where it stands (check_local).
+ *
+ * A mutable replica whose server pruned operations it still needs (the
+ * server answers 410, to the consistency proof from the local size or to
+ * a range) is rebuilt in the side namespace from the server's floor, as a
+ * new replica is, while the local namespace is left as it is, readable;
+ * once the side copy's root equals the target's, it takes the local
+ * name in one store transaction (sync_once, C5). A side namespace found
+ * here is an earlier run's, cut short: it is resumed like any replica
+ * (C4), or dropped and begun again when the server pruned past it too,
+ * or when there is no local namespace left to keep readable. */
+static int choose_local(client *c)
+{
+	sl_ns_info info;
+	int pruned = c->pruned_past, side, rc;
+
+	c->pruned_past = 0;
+	c->resyncing = 0;
+	c->apply_ns = c->local_ns;
+	if (c->target.kind != SL_NS_MUTABLE) { /* never pruned */
+		rc = check_local(c);
+		return rc == SYNC_ERR_PRUNED ? pruned_refused(c) : rc;
+	}
+	if ((rc = sl_store_ns_head(c->o->store, c->side_ns, &info)) != SL_OK && rc != SL_ENOTFOUND)
+		return rc;
+	side = rc == SL_OK;
+	if ((rc = sl_store_ns_head(c->o->store, c->local_ns, &info)) == SL_ENOTFOUND) {
+		if (side && (rc = drop_side(c, "no local namespace to keep")) != SL_OK)
+			return rc;
+		return check_local(c);
+	}
+	if (rc != SL_OK || (rc = check_kind(c, &info)) != SL_OK)
+		return rc;
+	if (side && pruned) {
+		if ((rc = drop_side(c, "the server pruned past it")) != SL_OK)
+			return rc;
+		side = 0;
+	}
+	if (side || pruned) {
+		c->resyncing = 1;
+		c->apply_ns = c->side_ns;
+	}
+	if ((rc = check_local(c)) != SYNC_ERR_PRUNED)
+		return rc;
+	if (c->resyncing) {
+		if ((rc = drop_side(c, "the server pruned past it")) != SL_OK)
+			return rc;
+	} else {
+		c->resyncing = 1;
+		c->apply_ns = c->side_ns;
+	}
+	c->local_exists = 0;
+	c->local_size = 0;
+	return SL_OK;
+}
+
+/* After a resync's root match: the side copy takes the local name. */
+static int replace_local(client *c, const sl_ns_info *side)
+{
+	int rc;
+	if ((rc = sl_store_ns_replace(c->o->store, c->local_ns, c->side_ns)) != SL_OK)
+		return rc;
+	sl_metric_add(c->m.resyncs, 1);
+	sl_log(SL_LOG_WARN,
+	       "replaced the local namespace with a copy rebuilt from the server's floor",
+	       "ns=%s size=%llu floor=%llu", c->local_ns, (unsigned long long)side->target.size,
+	       (unsigned long long)side->pruned);
+	c->resyncing = 0;
+	c->apply_ns = c->local_ns;
+	return SL_OK;
+}
+
 /* One sync: from the target to root match. SL_OK when complete (or
- * stopped), SYNC_ERR_RESTART to start over, or an error. */
+ * stopped), SYNC_ERR_RESTART or SYNC_ERR_PRUNED to start over, or an
+ * error. */
 static int sync_once(client *c)
 {
 	uint64_t started = sl_clock_mono_ns(), first_size;
@@ -879,13 +1036,20 @@ static int sync_once(client *c)
 	if ((rc = fetch_target(c, &c->target)) != SL_OK)
 		return stopping(c) ? SL_OK : rc;
 	sl_metric_set(c->m.target_size, (double)c->target.target.size);
-	if ((rc = check_local(c)) != SL_OK)
+	if ((rc = choose_local(c)) != SL_OK)
 		return stopping(c) ? SL_OK : rc;
+	if (c->resyncing && !c->local_exists)
+		sl_log(SL_LOG_WARN,
+		       "the server pruned operations this replica still needs; rebuilding it from "
+		       "the server's floor beside the local copy, which stays readable until then",
+		       "ns=%s side=%s floor=%llu size=%llu", c->local_ns, c->side_ns,
+		       (unsigned long long)c->target.target.floor,
+		       (unsigned long long)c->target.target.size);
 	first_size = c->local_size;
 	if (!c->local_exists) {
 		uint64_t start = c->target.kind == SL_NS_MUTABLE ? c->target.target.floor : 0;
 		if (start == 0 || c->target.target.size == 0) {
-			if ((rc = sl_store_ns_create_at(c->o->store, c->local_ns, c->target.kind, 0,
+			if ((rc = sl_store_ns_create_at(c->o->store, c->apply_ns, c->target.kind, 0,
 			                                NULL, 0)) != SL_OK)
 				return rc;
 			c->local_exists = 1;
@@ -959,10 +1123,12 @@ static int sync_once(client *c)
 	/* The store is this thread's again. */
 	sync_applier_stop(c->applier);
 	c->applier = NULL;
-	if ((rc = sl_store_ns_head(c->o->store, c->local_ns, &info)) != SL_OK)
+	if ((rc = sl_store_ns_head(c->o->store, c->apply_ns, &info)) != SL_OK)
 		return rc;
 	if (!sl_digest_eq(&info.target.root, &c->target.target.root))
 		return sl_error_set(SL_EINTERNAL, "local root differs from the target after sync");
+	if (c->resyncing && (rc = replace_local(c, &info)) != SL_OK)
+		return rc;
 	{
 		double seconds = (double)(sl_clock_mono_ns() - started) / 1e9;
 		sl_digest_hex root = sl_digest_to_hex(&info.target.root);
@@ -1005,9 +1171,12 @@ static int register_metrics(client *c)
 	                                      "duration of the last completed sync");
 	c->m.batch = sl_metrics_gauge(m, "sluice_client_batch_size", NULL,
 	                              "operations asked for per request, now");
+	c->m.resyncs = sl_metrics_counter(m, "sluice_client_resyncs_total", NULL,
+	                                  "replicas rebuilt from the server's floor after it "
+	                                  "pruned operations they still needed");
 	if (!c->m.fetched || !c->m.applied || !c->m.rejected || !c->m.retries || !c->m.refused ||
 	    !c->m.syncs || !c->m.target_size || !c->m.local_size || !c->m.last_duration ||
-	    !c->m.throttled || !c->m.batch)
+	    !c->m.throttled || !c->m.batch || !c->m.resyncs)
 		return SL_ENOMEM;
 	return SL_OK;
 }
@@ -1021,6 +1190,7 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 	memset(&c, 0, sizeof(c));
 	c.o = o;
 	c.local_ns = o->local_ns ? o->local_ns : o->ns;
+	c.apply_ns = c.local_ns;
 	c.rng = sl_clock_mono_ns() | 1;
 	if (!o->server || !o->ns || !o->store || o->max_outstanding == 0)
 		return sl_error_set(SL_EINVAL, "sync needs a server, a namespace, a store and at "
@@ -1030,6 +1200,7 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 		                    SL_WIRE_MAX_OPS);
 	if (sl_ns_name_validate(o->ns) != SL_OK || sl_ns_name_validate(c.local_ns) != SL_OK)
 		return sl_error_last()->code;
+	resync_name(c.side_ns, c.local_ns);
 	if ((size_t)snprintf(c.base, sizeof(c.base), "%s%s",
 	                     strncmp(o->server, "http://", 7) == 0 ? "" : "http://",
 	                     o->server) >= sizeof(c.base) - 64)
@@ -1061,16 +1232,17 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 			pause_ms(&c, o->sync_interval_ms);
 			continue;
 		}
-		if (rc != SYNC_ERR_RESTART && rc != SL_EIO && rc != SL_ETIMEOUT &&
-		    rc != SL_EINVAL && rc != SL_ECORRUPT)
+		if (rc != SYNC_ERR_RESTART && rc != SYNC_ERR_PRUNED && rc != SL_EIO &&
+		    rc != SL_ETIMEOUT && rc != SL_EINVAL && rc != SL_ECORRUPT)
 			break; /* the local store failed: nothing to retry */
 		{
 			uint64_t wait = backoff_ms(&c, failures++);
 			sl_metric_add(c.m.retries, 1);
 			sl_log(SL_LOG_WARN, "sync attempt failed; starting over",
 			       "reason=\"%s\" in_ms=%llu",
-			       rc == SYNC_ERR_RESTART ? "a range kept failing"
-			                              : sl_error_last()->message,
+			       rc == SYNC_ERR_RESTART  ? "a range kept failing"
+			       : rc == SYNC_ERR_PRUNED ? "the server pruned operations it needs"
+			                               : sl_error_last()->message,
 			       (unsigned long long)wait);
 			pause_ms(&c, wait);
 			rc = SL_OK;

@@ -161,6 +161,8 @@ static void handle_info(sl_sync_server *srv, sl_store *s, sl_http_response *resp
 		sl_digest_hex root = sl_digest_to_hex(&list[i].target.root);
 		if (list[i].kind == SL_NS_DAG)
 			continue; /* answered only to their peers, by id */
+		if (list[i].name[0] == '.')
+			continue; /* reserved: a replica being rebuilt, not served */
 		rc = sl_buf_printf(
 		        &resp->body,
 		        "%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%llu,\"root\":\"%s\","
