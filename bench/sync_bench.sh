@@ -13,6 +13,11 @@
 #     nothing.
 # Each sync starts from an empty client store and runs `sync --once`;
 # timing covers the whole process: target, proofs, verification, writes.
+# The rows: the default flags (adaptive batch, 4 requests in flight), the
+# best flags measured (a fixed batch at the adaptive batch's cap), and the
+# old default (-b 50) to compare with. The last lines put each sync next
+# to the Redis reference and the store's own append rate, with the goals:
+# the default flags at least 0.8 of the Redis replica, the best at least 1.0.
 #
 #   bench/sync_bench.sh BUILD_DIR [N]      (default N = 1,000,000)
 set -euo pipefail
@@ -63,7 +68,16 @@ row "limit: SHA-256, 72-byte inputs" "$sha_per_s /s" "about $(awk -v r="$sha_per
 served_bytes() {
 	curl -sf "http://127.0.0.1:$metrics/metrics" | awk '$1 == "sluice_server_bytes_served_total" { print $2 }'
 }
-for args in "-b 50 -r 4" "-b 1000 -r 4" "-b 5000 -r 4" "-b 5000 -r 2"; do
+declare -A flags=([default]="" [best]="-b 4096 -r 4" [old]="-b 50 -r 4") sync_rate
+label() { # default|best|old
+	case $1 in
+	default) echo "sluice sync (default flags)" ;;
+	best) echo "sluice sync ${flags[best]} (best flags)" ;;
+	old) echo "sluice sync ${flags[old]} (old default)" ;;
+	esac
+}
+for which in default best old; do
+	args=${flags[$which]}
 	dir="$tmp/client"
 	rm -rf "$dir"
 	before=$(served_bytes)
@@ -75,7 +89,8 @@ for args in "-b 50 -r 4" "-b 1000 -r 4" "-b 5000 -r 4" "-b 5000 -r 2"; do
 	wire=$(($(served_bytes) - before))
 	[ "$("$sluice" root -d "$dir" --json demo | jq -r .root)" = \
 		"$("$sluice" root -d "$tmp/server" --json demo | jq -r .root)" ] || { echo "roots differ" >&2; exit 1; }
-	row "sluice sync $args" "$(rate "$size" "$s") op/s" \
+	sync_rate[$which]=$(rate "$size" "$s")
+	row "$(label "$which")" "${sync_rate[$which]} op/s" \
 		"$(printf %.2f "$s")s, $(mb $((n * 64)) "$s") MB/s of keys+values, $(mb "$wire" "$s") MB/s on the wire, peak RSS $(($(cat "$tmp/rss") / 1024)) MiB"
 done
 kill "$server"
@@ -85,4 +100,16 @@ server=
 # ------------------------------------------------------------- reference
 ref=$("$src/bench/redis_reference.sh" "$n" 2>/dev/null | grep redis_full_sync)
 ref_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$ref")
-row "reference: Redis replica full sync" "$(rate "$n" "$ref_s") keys/s" "${ref_s}s, $(mb $((n * 64)) "$ref_s") MB/s, no verification"
+ref_rate=$(rate "$n" "$ref_s")
+row "reference: Redis replica full sync" "$ref_rate keys/s" "${ref_s}s, $(mb $((n * 64)) "$ref_s") MB/s, no verification"
+
+# ------------------------------------------------------------- against goals
+append_rate=$(rate "$n" "$gen_s")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+for which in default best; do
+	goal=1.0
+	[ "$which" != default ] || goal=0.8
+	row "$(label "$which")" "$(ratio "${sync_rate[$which]}" "$ref_rate") of Redis" \
+		"goal $goal; $(ratio "${sync_rate[$which]}" "$append_rate") of the store's append rate"
+done
