@@ -10,7 +10,7 @@
  *     its place: it ends equal to the server (root, keys, values),
  *     verifies (log, MMR, state, item index), no side namespace and no
  *     unreferenced value is left, and sluice_client_resyncs_total counts
- *     it;
+ *     it (also under a local name too long for the side name's prefix);
  *   - a resync stopped half way leaves the old copy as it was and
  *     readable; the next run resumes the side copy, or, when the server
  *     pruned past that too, drops it and starts again, and ends equal.
@@ -43,6 +43,7 @@ typedef struct fixture {
 	tu_rng rng;
 	uint64_t next_key;
 	uint64_t key_space; /* mutable: keys written over and over */
+	const char *local;  /* the client's name for the namespace */
 } fixture;
 
 static sl_store *open_store(const char *dir)
@@ -80,6 +81,7 @@ static int setup_kind(void **state, sl_ns_kind kind, size_t frame_budget)
 	assert_ok(sl_node_key_load(&f->key, f->server_dir, 1));
 	f->frame_budget = frame_budget;
 	f->key_space = 300;
+	f->local = NS;
 	f->rng = tu_rng_seeded("client_test");
 	start_server(f);
 	*state = f;
@@ -160,6 +162,7 @@ static int run_client(fixture *f, sl_metrics *m, const run_opts *ro)
 	sl_sync_client_options_init(&o);
 	o.server = f->addr;
 	o.ns = NS;
+	o.local_ns = f->local;
 	o.store = f->client;
 	o.once = 1;
 	o.metrics = m;
@@ -212,28 +215,30 @@ static void list_free(kv_list *l)
 }
 
 /* The client's namespace is the server's: target, keys, values; it
- * verifies, and the client's store holds no side namespace and no value
- * nothing refers to. */
+ * verifies, and the client's store holds no side namespace (no reserved
+ * name) and no value nothing refers to. */
 static void assert_equal_to_server(fixture *f)
 {
-	sl_ns_info a, b;
+	sl_ns_info a, b, *list = NULL;
 	kv_list la = {0}, lb = {0};
 	sl_values_report vr;
+	size_t n = 0;
 
 	assert_ok(sl_store_ns_info(f->server, NS, &a));
-	assert_ok(sl_store_ns_info(f->client, NS, &b));
+	assert_ok(sl_store_ns_info(f->client, f->local, &b));
 	assert_int_equal(a.target.size, b.target.size);
 	assert_int_equal(a.target.floor, b.target.floor);
 	assert_memory_equal(a.target.root.bytes, b.target.root.bytes, SL_DIGEST_LEN);
 	assert_ok(sl_store_list(f->server, NS, "", 0, list_cb, &la));
-	assert_ok(sl_store_list(f->client, NS, "", 0, list_cb, &lb));
+	assert_ok(sl_store_list(f->client, f->local, "", 0, list_cb, &lb));
 	assert_int_equal(la.n, lb.n);
 	for (size_t i = 0; i < la.n; i++) {
 		sl_buf va = SL_BUF_INIT(1 << 20), vb = SL_BUF_INIT(1 << 20);
 		assert_string_equal(la.keys[i], lb.keys[i]);
 		assert_memory_equal(la.digests[i].bytes, lb.digests[i].bytes, SL_DIGEST_LEN);
 		assert_ok(sl_store_get(f->server, NS, la.keys[i], strlen(la.keys[i]), &va, NULL));
-		assert_ok(sl_store_get(f->client, NS, lb.keys[i], strlen(lb.keys[i]), &vb, NULL));
+		assert_ok(sl_store_get(f->client, f->local, lb.keys[i], strlen(lb.keys[i]), &vb,
+		                       NULL));
 		assert_int_equal(va.len, vb.len);
 		assert_memory_equal(va.data, vb.data, va.len);
 		sl_buf_free(&va);
@@ -241,8 +246,11 @@ static void assert_equal_to_server(fixture *f)
 	}
 	list_free(&la);
 	list_free(&lb);
-	assert_ok(sl_store_verify(f->client, NS, NULL));
-	assert_int_equal(sl_store_ns_head(f->client, SIDE, &b), SL_ENOTFOUND);
+	assert_ok(sl_store_verify(f->client, f->local, NULL));
+	assert_ok(sl_store_ns_list(f->client, &list, &n));
+	for (size_t i = 0; i < n; i++)
+		assert_true(list[i].name[0] != '.');
+	sl_free(list);
 	assert_ok(sl_store_verify_values(f->client, &vr));
 }
 
@@ -321,7 +329,7 @@ static void test_resync(void **state)
 	assert_ok(sl_metrics_new(&m));
 	assert_ok(run_client(f, m, NULL));
 	assert_equal_to_server(f);
-	assert_ok(sl_store_ns_head(f->client, NS, &before));
+	assert_ok(sl_store_ns_head(f->client, f->local, &before));
 	prune_past(f, before.target.size);
 	assert_ok(run_client(f, m, NULL));
 	assert_equal_to_server(f);
@@ -445,6 +453,16 @@ static void test_resync_stopped_and_resumed(void **state)
 	sl_buf_free(&value);
 }
 
+/* A local name too long for ".resync." in front: the side copy's name
+ * is made shorter with a digest of it, and all goes as before. */
+static void test_resync_long_name(void **state)
+{
+	fixture *f = *state;
+	f->local = "a-local-name-of-61-bytes-which-leaves-no-room-for-the-prefixx";
+	assert_int_equal(strlen(f->local), 61); /* 8 + 61 > SL_NS_NAME_MAX */
+	test_resync(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +471,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_batch_follows_server_budget,
 	                                        setup_small_frames, teardown),
 	        cmocka_unit_test_setup_teardown(test_resync, setup_mutable, teardown),
+	        cmocka_unit_test_setup_teardown(test_resync_long_name, setup_mutable, teardown),
 	        cmocka_unit_test_setup_teardown(test_resync_stopped_and_resumed, setup_mutable,
 	                                        teardown),
 	};
