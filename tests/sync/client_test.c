@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -342,22 +344,32 @@ static void test_resync(void **state)
 	sl_metrics_free(m);
 }
 
-/* Stops the client once the side copy holds operations past its start. */
+/* Stops the client once the side copy holds operations past its start,
+ * as `sluice sync` is stopped: a signal whose handler sets the flag the
+ * client polls. */
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
 typedef struct watcher {
 	const char *dir;
-	volatile sig_atomic_t stop;
-	int done;
-	pthread_t thread;
+	pthread_t client_thread, thread;
+	atomic_int done, stopped;
 } watcher;
 
 static void *watch(void *arg)
 {
 	watcher *w = arg;
 	sl_store *s = open_store(w->dir); /* another handle, as another process */
-	while (s && !w->done) {
+	while (s && !atomic_load(&w->done)) {
 		sl_ns_info side;
 		if (sl_store_ns_head(s, SIDE, &side) == SL_OK && side.target.size > side.pruned) {
-			w->stop = 1;
+			atomic_store(&w->stopped, 1);
+			pthread_kill(w->client_thread, SIGUSR1);
 			break;
 		}
 		sl_sleep_ms(1);
@@ -370,16 +382,25 @@ static void *watch(void *arg)
  * readable, beside a side copy. */
 static void stopped_resync(fixture *f, const sl_ns_info *old, const char *key, const sl_buf *value)
 {
-	watcher w = {f->client_dir, 0, 0, 0};
-	run_opts ro = {4, 1, &w.stop}; /* slow: a run is applied before the end */
+	run_opts ro = {4, 1, &stop_flag}; /* slow: a run is applied before the end */
 	sl_buf now = SL_BUF_INIT(1 << 20);
+	struct sigaction sa;
 	sl_ns_info info, side;
+	watcher w;
 
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGUSR1, &sa, NULL);
+	stop_flag = 0;
+	w.dir = f->client_dir;
+	w.client_thread = pthread_self();
+	atomic_init(&w.done, 0);
+	atomic_init(&w.stopped, 0);
 	assert_int_equal(pthread_create(&w.thread, NULL, watch, &w), 0);
 	assert_ok(run_client(f, NULL, &ro));
-	w.done = 1;
+	atomic_store(&w.done, 1);
 	pthread_join(w.thread, NULL);
-	assert_true(w.stop);
+	assert_true(atomic_load(&w.stopped));
 	assert_ok(sl_store_ns_head(f->client, NS, &info));
 	assert_int_equal(info.target.size, old->target.size);
 	assert_memory_equal(info.target.root.bytes, old->target.root.bytes, SL_DIGEST_LEN);
