@@ -713,8 +713,8 @@ static void test_replace_crash(void **state)
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-		swap_us = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000 +
-		          (uint64_t)(b.tv_nsec - a.tv_nsec) / 1000;
+		swap_us = (uint64_t)(((int64_t)b.tv_sec - a.tv_sec) * 1000000 +
+		                     ((int64_t)b.tv_nsec - a.tv_nsec) / 1000);
 		assert_true(check_after_crash(copy, &old, &new_copy).new_there);
 	}
 	for (int i = 0; i < runs; i++) {
