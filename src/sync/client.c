@@ -85,73 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/client_apply.h"
-
-#define URL_MAX          512
-#define RANGE_ATTEMPTS   8     /* failures of one range before starting over */
-#define BUFFER_MIN_OPS   32768 /* verified ops that may wait, beyond the ranges */
-#define BATCH_AUTO_FIRST 256   /* adaptive batch: the first request's size, */
-#define BATCH_AUTO_MIN   16    /* the least it shrinks to, */
-#define BATCH_AUTO_MAX   4096  /* and the most it grows to */
-#define TAG_TARGET       (UINT64_MAX - 1)
-#define TAG_CONSISTENCY  (UINT64_MAX - 2)
-#define SYNC_ERR_RESTART 1 /* positive: start the sync over (not an error) */
-#define SYNC_ERR_PRUNED  2 /* the server pruned what the namespace written needs */
-
-/* A range of operations to fetch, against one target. */
-typedef struct range {
-	uint64_t start, count;
-	sl_target target; /* the proof is requested and checked against this */
-	int pinned;       /* ask for the pinned nodes (bootstrap at the floor) */
-	unsigned attempts;
-	uint64_t ready_ns; /* not before this time (backoff) */
-} range;
-
-/* A verified frame waiting to be applied; its elements borrow from body. */
-typedef struct frame {
-	sl_buf body;
-	sl_wire_ops ops;
-	size_t queued;     /* ops of this frame handed to the apply thread */
-	size_t commit_end; /* ops up to and including its last commit; 0: none */
-} frame;
-
-typedef struct metrics {
-	sl_metric *fetched, *applied, *rejected, *retries, *target_size, *local_size,
-	        *last_duration, *syncs, *refused, *throttled, *batch, *resyncs;
-} metrics;
-
-typedef struct client {
-	const sl_sync_client_options *o;
-	const char *local_ns;
-	char side_ns[SL_NS_NAME_MAX + 1]; /* where a replica is rebuilt (resync_name) */
-	const char *apply_ns;             /* the one this sync writes: local_ns or side_ns */
-	int resyncing;                    /* apply_ns is side_ns */
-	int pruned_past;                  /* a 410: the server pruned what apply_ns needs */
-	char base[URL_MAX];
-	sl_http_client *http;
-	metrics m;
-	uint64_t rng;
-
-	/* one sync */
-	int told_throttled;          /* a 429 was logged */
-	uint64_t throttled_until_ns; /* after a 429, no new range before this */
-	sl_signed_target target;     /* adopted */
-	sl_signed_target pending;    /* awaiting its consistency proof */
-	int has_pending, target_in_flight;
-	uint64_t next_poll_ns;
-	uint64_t local_size; /* in the store (the apply thread's last run) */
-	int local_exists;
-	uint64_t queued_size;  /* handed to the apply thread, >= local_size */
-	sync_applier *applier; /* while running, the store is its alone */
-	uint32_t batch;        /* operations per request, now */
-	uint64_t next_start;   /* first location not yet requested */
-	range *in_flight;      /* indexed by tag */
-	size_t cap_in_flight;
-	range *retry;
-	size_t n_retry, cap_retry;
-	frame **frames; /* sorted by start */
-	size_t n_frames, cap_frames;
-} client;
+#include "sync/client_internal.h"
 
 void sl_sync_client_options_init(sl_sync_client_options *o)
 {
@@ -346,7 +280,7 @@ static int fetch_consistency(client *c, uint64_t old_size, const sl_digest *old_
 
 /* A 410 for an immutable namespace, which is never pruned: refused, as
  * it always was, since asking again would not change the answer. */
-static int pruned_refused(const client *c)
+int client_pruned_refused(const client *c)
 {
 	return sl_error_set(SL_EVERIFY,
 	                    "the server pruned operations this client still needs (local size "
@@ -447,7 +381,7 @@ static size_t frames_ops(const client *c)
  * contiguous from what was (the first frames are those handed over
  * whole), how many frames hold them, and how many of them end at the last
  * commit among them. */
-static void contiguous(const client *c, size_t *first, size_t *n_frames, uint64_t *n_ops,
+void client_contiguous(const client *c, size_t *first, size_t *n_frames, uint64_t *n_ops,
                        uint64_t *n_to_commit)
 {
 	uint64_t loc = c->queued_size;
@@ -480,7 +414,7 @@ static int needs_commit(const client *c)
 	uint64_t n_ops, n_to_commit;
 	if (c->queued_size != c->local_size)
 		return 0;
-	contiguous(c, &first, &n_frames, &n_ops, &n_to_commit);
+	client_contiguous(c, &first, &n_frames, &n_ops, &n_to_commit);
 	return n_ops > 0 && n_to_commit == 0 && first + n_frames == c->n_frames;
 }
 
@@ -555,151 +489,6 @@ static int issue(client *c)
 	return SL_OK;
 }
 
-/* --------------------------------------------------------------- frames */
-
-static void frame_free(frame *f)
-{
-	if (!f)
-		return;
-	sl_wire_ops_free(&f->ops);
-	sl_buf_free(&f->body);
-	sl_free(f);
-}
-
-/* Decode and verify a frame for range r. SL_OK with *out, or an error
- * saying why it was rejected. */
-static int verify_frame(const range *r, sl_http_result *res, frame **out,
-                        sl_digest pinned[SL_MMR_MAX_PEAKS], size_t *n_pinned)
-{
-	frame *f;
-	int rc;
-
-	if (!(f = sl_calloc(1, sizeof(*f))))
-		return SL_ENOMEM;
-	f->body = res->body; /* take the body: the ops borrow from it */
-	sl_buf_init(&res->body, 0);
-	if ((rc = sl_wire_ops_decode(&f->ops, f->body.data, f->body.len)) != SL_OK ||
-	    (rc = sl_sync_check_ops(&f->ops, r->start, r->count, &r->target, pinned, n_pinned)) !=
-	            SL_OK)
-		goto fail;
-	for (size_t i = 0; i < f->ops.n; i++) { /* checked: every element decodes */
-		sl_op op;
-		sl_op_decode(&op, f->ops.elements[i].data, f->ops.elements[i].len);
-		if (op.type == SL_OP_COMMIT)
-			f->commit_end = i + 1;
-	}
-	if (r->pinned && (f->ops.n_pinned != *n_pinned ||
-	                  memcmp(f->ops.pinned, pinned, *n_pinned * sizeof(*pinned)) != 0)) {
-		rc = sl_error_set(SL_EVERIFY, "the pinned nodes do not match the proof");
-		goto fail;
-	}
-	*out = f;
-	return SL_OK;
-fail:
-	frame_free(f);
-	return rc;
-}
-
-static int frames_insert(client *c, frame *f)
-{
-	size_t i;
-	frame **grown = sl_grow(c->frames, &c->cap_frames, c->n_frames, sizeof(*grown), 16);
-	if (!grown)
-		return SL_ENOMEM;
-	c->frames = grown;
-	for (i = c->n_frames; i > 0 && c->frames[i - 1]->ops.start > f->ops.start; i--)
-		c->frames[i] = c->frames[i - 1];
-	c->frames[i] = f;
-	c->n_frames++;
-	return SL_OK;
-}
-
-/* What the apply thread has written: move the local size, and free the
- * frames now wholly in the store. Its failure is returned. */
-static int collect_applied(client *c)
-{
-	uint64_t size;
-	size_t done = 0;
-	int rc;
-
-	if (!c->applier)
-		return SL_OK;
-	rc = sync_applier_status(c->applier, &size);
-	if (size != c->local_size) {
-		sl_metric_add(c->m.applied, size - c->local_size);
-		sl_metric_set(c->m.local_size, (double)size);
-		c->local_size = size;
-	}
-	while (done < c->n_frames &&
-	       c->frames[done]->ops.start + c->frames[done]->ops.n <= c->local_size)
-		frame_free(c->frames[done++]);
-	if (done) {
-		memmove(c->frames, c->frames + done, (c->n_frames - done) * sizeof(*c->frames));
-		c->n_frames -= done;
-	}
-	return rc;
-}
-
-/* Hand the contiguous verified operations up to their last commit (C2) to
- * the apply thread, starting it first if need be; with flush it applies
- * them without waiting for more. */
-static int hand_over(client *c, int flush)
-{
-	size_t first, n_frames, k = 0;
-	uint64_t n_ops, n_apply;
-	sl_bytes *elements = NULL, *values = NULL;
-	int rc;
-
-	if (!c->local_exists) /* waiting for the bootstrap frame */
-		return SL_OK;
-	contiguous(c, &first, &n_frames, &n_ops, &n_apply);
-	if (n_apply == 0)
-		return SL_OK;
-	if (!c->applier && (rc = sync_applier_start(&c->applier, c->o->store, c->apply_ns,
-	                                            c->local_size)) != SL_OK)
-		return rc;
-	if (!(elements = sl_malloc(n_apply * sizeof(*elements))) ||
-	    !(values = sl_malloc(n_apply * sizeof(*values)))) {
-		rc = SL_ENOMEM;
-		goto cleanup;
-	}
-	for (size_t i = first; i < first + n_frames && k < n_apply; i++) {
-		frame *f = c->frames[i];
-		size_t j = f->queued;
-		for (; j < f->ops.n && k < n_apply; j++, k++) {
-			elements[k] = f->ops.elements[j];
-			values[k] = f->ops.values[j];
-		}
-	}
-	flush |= c->queued_size + n_apply == c->target.target.size;
-	if ((rc = sync_applier_add(c->applier, elements, values, (size_t)n_apply, flush)) != SL_OK)
-		goto cleanup;
-	c->queued_size += n_apply;
-	k = (size_t)n_apply;
-	for (size_t i = first; k > 0; i++) {
-		frame *f = c->frames[i];
-		size_t take = f->ops.n - f->queued < k ? f->ops.n - f->queued : k;
-		f->queued += take;
-		k -= take;
-	}
-cleanup:
-	sl_free(elements);
-	sl_free(values);
-	return rc;
-}
-
-/* Everything verified goes to the store, and is waited for. */
-static int apply_all(client *c)
-{
-	uint64_t size;
-	int rc;
-
-	if ((rc = hand_over(c, 1)) != SL_OK || !c->applier)
-		return rc;
-	rc = sync_applier_finish(c->applier, &size);
-	return rc == SL_OK ? collect_applied(c) : rc;
-}
-
 /* ------------------------------------------------------------- results */
 
 static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
@@ -734,18 +523,18 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 				       (unsigned long long)r.start);
 				return SYNC_ERR_PRUNED;
 			}
-			return pruned_refused(c);
+			return client_pruned_refused(c);
 		}
 		return range_failed(c, &r, sl_error_last()->message, 0);
 	}
-	if ((rc = verify_frame(&r, res, &f, pinned, &n_pinned)) != SL_OK)
+	if ((rc = client_verify_frame(&r, res, &f, pinned, &n_pinned)) != SL_OK)
 		return rc == SL_ENOMEM ? rc : range_failed(c, &r, sl_error_last()->message, 1);
 	sl_metric_add(c->m.fetched, f->ops.n);
 	if (!c->local_exists && r.pinned) {
 		/* The bootstrap frame at the floor: its proof fixed the pinned nodes. */
 		if ((rc = sl_store_ns_create_at(c->o->store, c->apply_ns, c->target.kind, r.start,
 		                                pinned, n_pinned)) != SL_OK) {
-			frame_free(f);
+			client_frame_free(f);
 			return rc;
 		}
 		c->local_exists = 1;
@@ -762,12 +551,12 @@ static int on_ops_result(client *c, uint64_t tag, sl_http_result *res)
 		rest.pinned = 0;
 		rest.ready_ns = 0;
 		if ((rc = retry_push(c, &rest)) != SL_OK) {
-			frame_free(f);
+			client_frame_free(f);
 			return rc;
 		}
 	}
-	if ((rc = frames_insert(c, f)) != SL_OK)
-		frame_free(f);
+	if ((rc = client_frames_insert(c, f)) != SL_OK)
+		client_frame_free(f);
 	return rc;
 }
 
@@ -849,7 +638,7 @@ static void reset_attempt(client *c)
 	sync_applier_stop(c->applier);
 	c->applier = NULL;
 	for (size_t i = 0; i < c->n_frames; i++)
-		frame_free(c->frames[i]);
+		client_frame_free(c->frames[i]);
 	c->n_frames = 0;
 	c->n_retry = 0;
 	c->has_pending = 0;
@@ -872,7 +661,7 @@ static int open_http(client *c)
 	return sl_http_client_new(&c->http, &ho);
 }
 
-static int check_kind(const client *c, const sl_ns_info *info)
+int client_check_kind(const client *c, const sl_ns_info *info)
 {
 	if (info->kind != c->target.kind)
 		return sl_error_set(SL_ECONFLICT, "local namespace '%s' is %s, the server's is %s",
@@ -883,7 +672,7 @@ static int check_kind(const client *c, const sl_ns_info *info)
 
 /* Where the namespace this sync writes stands, and proof that the
  * target extends it; SYNC_ERR_PRUNED if the server pruned below it. */
-static int check_local(client *c)
+int client_check_local(client *c)
 {
 	sl_ns_info info;
 	int rc = sl_store_ns_head(c->o->store, c->apply_ns, &info);
@@ -895,7 +684,7 @@ static int check_local(client *c)
 	}
 	if (rc != SL_OK)
 		return rc;
-	if ((rc = check_kind(c, &info)) != SL_OK)
+	if ((rc = client_check_kind(c, &info)) != SL_OK)
 		return rc;
 	c->local_exists = 1;
 	c->local_size = info.target.size;
@@ -919,109 +708,6 @@ static int check_local(client *c)
 	return fetch_consistency(c, info.target.size, &info.target.root, &c->target);
 }
 
-/* ---------------------------------------------------------------- resync */
-
-/* The side namespace in which replica `name` is rebuilt: a reserved name,
- * which the store takes and users cannot create (store/key.c): ".resync."
- * and the name, or for a name too long for that its first 39 bytes, '-'
- * and 16 hex digits of its SHA-256, 64 bytes in all. */
-static void resync_name(char out[SL_NS_NAME_MAX + 1], const char *name)
-{
-	const char *prefix = ".resync.";
-	size_t len = strlen(name);
-
-	if (strlen(prefix) + len <= SL_NS_NAME_MAX) {
-		snprintf(out, SL_NS_NAME_MAX + 1, "%s%s", prefix, name);
-	} else {
-		sl_digest d;
-		char hex[2 * SL_DIGEST_LEN + 1];
-		sl_sha256(&d, name, len);
-		sl_hex_encode(hex, d.bytes, SL_DIGEST_LEN);
-		snprintf(out, SL_NS_NAME_MAX + 1, "%s%.39s-%.16s", prefix, name, hex);
-	}
-}
-
-static int drop_side(client *c, const char *why)
-{
-	int rc = sl_store_ns_drop(c->o->store, c->side_ns);
-	if (rc == SL_OK)
-		sl_log(SL_LOG_INFO, "dropped the side copy of a replica being rebuilt",
-		       "ns=%s side=%s reason=\"%s\"", c->local_ns, c->side_ns, why);
-	return rc;
-}
-
-/* Which namespace this sync writes, and where it stands (check_local).
- *
- * A mutable replica whose server pruned operations it still needs (the
- * server answers 410, to the consistency proof from the local size or to
- * a range) is rebuilt in the side namespace from the server's floor, as a
- * new replica is, while the local namespace is left as it is, readable;
- * once the side copy's root equals the target's, it takes the local
- * name in one store transaction (sync_once, C5). A side namespace found
- * here is an earlier run's, cut short: it is resumed like any replica
- * (C4), or dropped and begun again when the server pruned past it too,
- * or when there is no local namespace left to keep readable. */
-static int choose_local(client *c)
-{
-	sl_ns_info info;
-	int pruned = c->pruned_past, side, rc;
-
-	c->pruned_past = 0;
-	c->resyncing = 0;
-	c->apply_ns = c->local_ns;
-	if (c->target.kind != SL_NS_MUTABLE) { /* never pruned */
-		rc = check_local(c);
-		return rc == SYNC_ERR_PRUNED ? pruned_refused(c) : rc;
-	}
-	if ((rc = sl_store_ns_head(c->o->store, c->side_ns, &info)) != SL_OK && rc != SL_ENOTFOUND)
-		return rc;
-	side = rc == SL_OK;
-	if ((rc = sl_store_ns_head(c->o->store, c->local_ns, &info)) == SL_ENOTFOUND) {
-		if (side && (rc = drop_side(c, "no local namespace to keep")) != SL_OK)
-			return rc;
-		return check_local(c);
-	}
-	if (rc != SL_OK || (rc = check_kind(c, &info)) != SL_OK)
-		return rc;
-	if (side && pruned) {
-		if ((rc = drop_side(c, "the server pruned past it")) != SL_OK)
-			return rc;
-		side = 0;
-	}
-	if (side || pruned) {
-		c->resyncing = 1;
-		c->apply_ns = c->side_ns;
-	}
-	if ((rc = check_local(c)) != SYNC_ERR_PRUNED)
-		return rc;
-	if (c->resyncing) {
-		if ((rc = drop_side(c, "the server pruned past it")) != SL_OK)
-			return rc;
-	} else {
-		c->resyncing = 1;
-		c->apply_ns = c->side_ns;
-	}
-	c->local_exists = 0;
-	c->local_size = 0;
-	return SL_OK;
-}
-
-/* After a resync's root match: the side copy takes the local name. */
-static int replace_local(client *c, const sl_ns_info *side)
-{
-	int rc;
-	if ((rc = sl_store_ns_replace(c->o->store, c->local_ns, c->side_ns)) != SL_OK)
-		return rc;
-	sl_metric_add(c->m.resyncs, 1);
-	sl_log(SL_LOG_WARN,
-	       "replaced the local namespace with a copy rebuilt from the server's floor",
-	       "ns=%s size=%llu floor=%llu", c->local_ns, (unsigned long long)side->target.size,
-	       (unsigned long long)side->pruned);
-	c->resyncing = 0;
-	c->apply_ns = c->local_ns;
-	return SL_OK;
-}
-
 /* One sync: from the target to root match. SL_OK when complete (or
  * stopped), SYNC_ERR_RESTART or SYNC_ERR_PRUNED to start over, or an
  * error. */
@@ -1036,7 +722,7 @@ static int sync_once(client *c)
 	if ((rc = fetch_target(c, &c->target)) != SL_OK)
 		return stopping(c) ? SL_OK : rc;
 	sl_metric_set(c->m.target_size, (double)c->target.target.size);
-	if ((rc = choose_local(c)) != SL_OK)
+	if ((rc = client_choose_local(c)) != SL_OK)
 		return stopping(c) ? SL_OK : rc;
 	if (c->resyncing && !c->local_exists)
 		sl_log(SL_LOG_WARN,
@@ -1079,8 +765,8 @@ static int sync_once(client *c)
 		uint64_t now;
 
 		if (stopping(c))
-			return apply_all(c);
-		if ((rc = collect_applied(c)) != SL_OK || (rc = issue(c)) != SL_OK)
+			return client_apply_all(c);
+		if ((rc = client_collect_applied(c)) != SL_OK || (rc = issue(c)) != SL_OK)
 			return rc;
 		now = sl_clock_mono_ns();
 		if (!c->target_in_flight && !c->has_pending && now >= c->next_poll_ns) {
@@ -1117,7 +803,7 @@ static int sync_once(client *c)
 			if (rc != SL_OK)
 				return rc;
 		}
-		if ((rc = hand_over(c, 0)) != SL_OK)
+		if ((rc = client_hand_over(c, 0)) != SL_OK)
 			return rc;
 	}
 	/* The store is this thread's again. */
@@ -1127,7 +813,7 @@ static int sync_once(client *c)
 		return rc;
 	if (!sl_digest_eq(&info.target.root, &c->target.target.root))
 		return sl_error_set(SL_EINTERNAL, "local root differs from the target after sync");
-	if (c->resyncing && (rc = replace_local(c, &info)) != SL_OK)
+	if (c->resyncing && (rc = client_replace_local(c, &info)) != SL_OK)
 		return rc;
 	{
 		double seconds = (double)(sl_clock_mono_ns() - started) / 1e9;
@@ -1200,7 +886,7 @@ int sl_sync_client_run(const sl_sync_client_options *o)
 		                    SL_WIRE_MAX_OPS);
 	if (sl_ns_name_validate(o->ns) != SL_OK || sl_ns_name_validate(c.local_ns) != SL_OK)
 		return sl_error_last()->code;
-	resync_name(c.side_ns, c.local_ns);
+	client_resync_name(c.side_ns, c.local_ns);
 	if ((size_t)snprintf(c.base, sizeof(c.base), "%s%s",
 	                     strncmp(o->server, "http://", 7) == 0 ? "" : "http://",
 	                     o->server) >= sizeof(c.base) - 64)
