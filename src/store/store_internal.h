@@ -265,6 +265,7 @@ typedef struct log_entry {
 /* Non-zero stops the walk and is returned. */
 typedef int (*log_walk_fn)(void *ctx, const log_entry *e);
 
+/* --- ns_cache.c: a handle's caches of its namespaces */
 /* Decode operations [from, end) in order and hand each to fn; a missing
  * or undecodable operation is SL_ECORRUPT. Uses STMT_OP_RANGE: fn must
  * not walk the log itself. */
@@ -280,6 +281,16 @@ int store_ns_sync_row(sl_store *s, const ns_row *row, ns_cache **out);
  * SL_ENOTFOUND (without a message) if it is absent or deleted. */
 int store_lookup(sl_store *s, ns_cache *c, const char *key, size_t key_len, state_entry *out);
 
+/* Inside a write transaction, after store_ns_sync: load the frontier and
+ * tail chunk for row if the cached ones are stale. */
+int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
+/* Write the overlay into the state table and move row->state_loc to
+ * row->size (the caller writes the row). */
+int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
+/* Every cache of the handle freed (sl_store_free). */
+void store_caches_free(sl_store *s);
+void store_cache_invalidate(sl_store *s, int64_t ns_id);
+
 /* --- keyfilter.c: which keys the state table may hold (F1 there). */
 typedef struct key_filter key_filter;
 void key_filter_free(key_filter *f);                                /* NULL ok */
@@ -287,13 +298,6 @@ int key_filter_add(key_filter *f, const char *key, size_t key_len); /* 0: past c
 int key_filter_may_contain(const key_filter *f, const char *key, size_t key_len);
 int key_filter_worth_building(uint64_t misses, uint64_t state_loc);
 int key_filter_build(sl_store *s, int64_t ns_id, uint64_t state_loc, key_filter **out);
-/* Inside a write transaction, after store_ns_sync: load the frontier and
- * tail chunk for row if the cached ones are stale. */
-int store_cache_writer(sl_store *s, const ns_row *row, ns_cache *c);
-/* Write the overlay into the state table and move row->state_loc to
- * row->size (the caller writes the row). */
-int store_state_flush(sl_store *s, ns_row *row, ns_cache *c);
-void store_cache_invalidate(sl_store *s, int64_t ns_id);
 /* --- dag_txn.c: the tables of format 3 (dag namespaces, their peers and
  * access requests, request nonces); dag_read.c: reads of a dag state */
 int store_dag_migrate(sl_store *s);
@@ -385,6 +389,8 @@ int store_append_flush_tail(append_ctx *cx);
 int store_append_finish(append_ctx *cx, uint64_t floor);
 
 /* --- chunk reader (store.c) */
+/* The stored nodes of MMR chunk `chunk`, *n_nodes of them. */
+int store_chunk_load(sl_store *s, int64_t ns_id, uint64_t chunk, sl_digest *nodes, size_t *n_nodes);
 void chunk_reader_init(chunk_reader *r, sl_store *s, int64_t ns_id);
 int chunk_reader_get(void *ctx, uint64_t pos, sl_digest *out);
 sl_mmr_nodes chunk_reader_nodes(chunk_reader *r);
