@@ -33,11 +33,9 @@
  * namespace is renamed to the old name. Readers see the old copy
  * or the new one, never neither and never a mix, and a crash leaves one
  * of the two states, as SQLite commits the transaction whole or not at
- * all. The new namespace keeps its id, so no row moves. Ids are not
- * reused by later namespaces: the new one was created after the old one,
- * so its larger id stays in the table (SQLite gives a new row the largest
- * id plus one), and a handle of another process that still caches the
- * old id never meets it again.
+ * all. The new namespace keeps its id, so no row moves. Ids are never
+ * given twice (format 4, store.c), so a handle of another process that
+ * still caches a dropped or replaced namespace's id never meets it again.
  */
 #include "store/store_internal.h"
 

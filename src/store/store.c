@@ -217,6 +217,26 @@ void store_rollback_txn(sl_store *s)
 
 /* ------------------------------------------------------------------- open */
 
+/* Format 4: namespace ids are never given twice (AUTOINCREMENT keeps the
+ * largest one ever used), so dropping the newest namespace (a resync's
+ * side copy, replica.c) cannot hand its id to the next one, which another
+ * process's cache of the dropped one would take for its own. The table is
+ * rebuilt with the same rows and ids. */
+static const char ns_ids_sql[] =
+        "CREATE TABLE namespaces_v4(\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  name TEXT NOT NULL UNIQUE,\n"
+        "  kind INTEGER NOT NULL,\n"
+        "  size INTEGER NOT NULL,\n"
+        "  floor INTEGER NOT NULL,\n"
+        "  root BLOB NOT NULL,\n"
+        "  pruned INTEGER NOT NULL,\n"
+        "  state_loc INTEGER NOT NULL);\n"
+        "INSERT INTO namespaces_v4 SELECT id, name, kind, size, floor, root, pruned, state_loc "
+        "FROM namespaces;\n"
+        "DROP TABLE namespaces;\n"
+        "ALTER TABLE namespaces_v4 RENAME TO namespaces;\n";
+
 void sl_store_options_init(sl_store_options *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -330,7 +350,8 @@ static int create_schema(sl_store *s)
 	         SL_APPLICATION_ID, SL_SCHEMA_VERSION);
 	if ((rc = exec_sql(s, schema_sql)) != SL_OK || (rc = store_items_migrate(s)) != SL_OK ||
 	    (rc = store_dag_migrate(s)) != SL_OK || (rc = store_values_migrate(s)) != SL_OK ||
-	    (rc = exec_sql(s, pragmas)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
+	    (rc = exec_sql(s, ns_ids_sql)) != SL_OK || (rc = exec_sql(s, pragmas)) != SL_OK ||
+	    (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return rc;
 	}
@@ -340,7 +361,8 @@ static int create_schema(sl_store *s)
 
 /* An older format, brought up to date in one transaction: format 1 to 2
  * adds the item index (computed from the state tables), 2 to 3 the dag
- * tables, 3 to 4 the index of what refers to each value (values.c). A
+ * tables, 3 to 4 the index of what refers to each value (values.c) and
+ * namespace ids that are never given twice (ns_ids_sql). A
  * read-only handle keeps the format it found and reads all that format
  * has. */
 static int upgrade_schema(sl_store *s, const char *db_path, int64_t version)
@@ -356,7 +378,8 @@ static int upgrade_schema(sl_store *s, const char *db_path, int64_t version)
 		return rc;
 	if ((version < 2 && (rc = store_items_migrate(s)) != SL_OK) ||
 	    (version < 3 && (rc = store_dag_migrate(s)) != SL_OK) ||
-	    (version < 4 && (rc = store_values_migrate(s)) != SL_OK) ||
+	    (version < 4 && ((rc = store_values_migrate(s)) != SL_OK ||
+	                     (rc = exec_sql(s, ns_ids_sql)) != SL_OK)) ||
 	    (rc = exec_sql(s, pragma)) != SL_OK || (rc = exec_sql(s, "COMMIT")) != SL_OK) {
 		store_rollback_txn(s);
 		return sl_error_wrap("upgrade %s to format %d", db_path, SL_SCHEMA_VERSION);

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "sluice/store.h"
 #include "testutil.h"
 
@@ -604,6 +606,48 @@ static void test_drop(void **state)
 	assert_same(f, "m");
 }
 
+/* The id the store file gives namespace name, read beside the store. */
+static int64_t ns_id_of(const char *dir, const char *name)
+{
+	char path[4200];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t id = -1;
+
+	snprintf(path, sizeof(path), "%s/sluice.db", dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(
+	        sqlite3_prepare_v2(db, "SELECT id FROM namespaces WHERE name = ?1", -1, &st, NULL),
+	        SQLITE_OK);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return id;
+}
+
+/* Dropping the newest namespace does not hand its id to the next one,
+ * not even after a reopen: a cache another process keeps of the dropped
+ * one must never match a namespace created later. */
+static void test_ids_not_given_twice(void **state)
+{
+	fixture *f = *state;
+	int64_t first, second;
+
+	assert_int_equal(sl_store_ns_create(f->dst, "a", SL_NS_MUTABLE), SL_OK);
+	assert_int_equal(sl_store_ns_create_at(f->dst, SIDE, SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	assert_true((first = ns_id_of(f->dir_dst, SIDE)) > ns_id_of(f->dir_dst, "a"));
+	assert_int_equal(sl_store_ns_drop(f->dst, SIDE), SL_OK);
+	assert_int_equal(sl_store_ns_create_at(f->dst, SIDE, SL_NS_MUTABLE, 0, NULL, 0), SL_OK);
+	assert_true((second = ns_id_of(f->dir_dst, SIDE)) > first);
+	assert_int_equal(sl_store_ns_drop(f->dst, SIDE), SL_OK);
+	sl_store_free(f->dst);
+	assert_non_null(f->dst = open_store(f->dir_dst));
+	assert_int_equal(sl_store_ns_create(f->dst, "b", SL_NS_MUTABLE), SL_OK);
+	assert_true(ns_id_of(f->dir_dst, "b") > second);
+}
+
 static void test_reserved_names(void **state)
 {
 	fixture *f = *state;
@@ -749,6 +793,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_consistency_proofs, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_replace_refuses, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_ids_not_given_twice, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_reserved_names, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_replace_crash, setup, teardown),
