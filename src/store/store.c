@@ -268,7 +268,7 @@ static int mkdir_p(const char *dir)
 	return SL_OK;
 }
 
-static off_t file_size(const char *path)
+off_t store_file_size(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 ? st.st_size : -1;
@@ -310,7 +310,7 @@ static int precheck_file(sl_store *s, const char *db_path, off_t size)
 	/* With a non-empty WAL, a checkpoint may have been cut short after
 	 * writing page 1; the WAL still holds every page, so skip. */
 	snprintf(wal_path, sizeof(wal_path), "%s-wal", db_path);
-	if (file_size(wal_path) > 32)
+	if (store_file_size(wal_path) > 32)
 		return SL_OK;
 	if (valid_for == change && pages > 0 && (uint64_t)size < (uint64_t)pages * page_size)
 		return sl_error_set(
@@ -319,7 +319,7 @@ static int precheck_file(sl_store *s, const char *db_path, off_t size)
 	return SL_OK;
 }
 
-static int pragma_int(sl_store *s, const char *sql, int64_t *out)
+int store_pragma_int(sl_store *s, const char *sql, int64_t *out)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -394,12 +394,13 @@ static int check_schema(sl_store *s, int may_create, const char *db_path)
 {
 	int64_t app_id = 0, version = 0;
 	int rc;
-	if ((rc = pragma_int(s, "PRAGMA application_id", &app_id)) != SL_OK ||
-	    (rc = pragma_int(s, "PRAGMA user_version", &version)) != SL_OK)
+	if ((rc = store_pragma_int(s, "PRAGMA application_id", &app_id)) != SL_OK ||
+	    (rc = store_pragma_int(s, "PRAGMA user_version", &version)) != SL_OK)
 		return rc;
 	if (app_id == 0 && version == 0) {
 		int64_t n_tables = 0;
-		if ((rc = pragma_int(s, "SELECT count(*) FROM sqlite_schema", &n_tables)) != SL_OK)
+		if ((rc = store_pragma_int(s, "SELECT count(*) FROM sqlite_schema", &n_tables)) !=
+		    SL_OK)
 			return rc;
 		if (n_tables != 0 || !may_create)
 			return sl_error_set(SL_ECORRUPT, "%s is not a sluice store", db_path);
@@ -436,7 +437,7 @@ int sl_store_open(sl_store **out, const char *dir, const sl_store_options *opts)
 		return sl_error_set(SL_EINVAL, "store directory path too long");
 	snprintf(db_path, sizeof(db_path), "%s/sluice.db", dir);
 
-	size = file_size(db_path);
+	size = store_file_size(db_path);
 	if (size < 0) {
 		if (!(opts->flags & SL_STORE_CREATE))
 			return sl_error_set(SL_ENOTFOUND,

@@ -49,6 +49,7 @@
 #define SLUICE_STORE_INTERNAL_H
 
 #include <sqlite3.h>
+#include <sys/types.h>
 
 #include "sluice/store.h"
 
@@ -222,6 +223,10 @@ typedef struct chunk_reader {
 int store_ns_name_validate(const char *name);
 
 /* --- store.c */
+/* The first column of the first row of sql (a PRAGMA or a count). */
+int store_pragma_int(sl_store *s, const char *sql, int64_t *out);
+/* The size of the file at path; -1 if there is none. */
+off_t store_file_size(const char *path);
 int store_sqlite_error(sl_store *s, int rc, const char *what);
 sqlite3_stmt *store_stmt(sl_store *s, enum stmt_id id);
 int store_step_done(sl_store *s, sqlite3_stmt *st, const char *what);

@@ -24,26 +24,23 @@
 #include "store/store_internal.h"
 
 #include <stdio.h>
-#include <sys/stat.h>
 
+/* The size of file name in the store's directory; 0 if there is none. */
 static uint64_t file_bytes(const char *dir, const char *name)
 {
 	char path[4200];
-	struct stat st;
+	off_t size;
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	size = store_file_size(path);
+	return size < 0 ? 0 : (uint64_t)size;
 }
 
 static int pragma_u64(sl_store *s, const char *sql, uint64_t *out)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*out = (uint64_t)sqlite3_column_int64(st, 0);
-		rc = SQLITE_OK;
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? SL_OK : store_sqlite_error(s, rc, sql);
+	int64_t v = 0;
+	int rc = store_pragma_int(s, sql, &v);
+	*out = (uint64_t)v;
+	return rc;
 }
 
 int sl_store_space_get(sl_store *s, sl_store_space *out)
