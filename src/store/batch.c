@@ -255,9 +255,9 @@ static int apply_entry(append_ctx *cx, const sl_batch *b, const batch_entry *e, 
 	return SL_OK;
 }
 
-/* Operations at the floor are read FLOOR_READ_OPS at a time with one range
- * statement (instead of one point read each), copied out before any of
- * them is re-appended: the statement is done before the log grows. */
+/* Operations at the floor are read up to FLOOR_READ_OPS at a time with one
+ * range statement (instead of one point read each), copied out before any
+ * of them is re-appended: the statement is done before the log grows. */
 #define FLOOR_READ_OPS 256
 
 typedef struct floor_op {
@@ -342,7 +342,10 @@ static int raise_floor(append_ctx *cx, uint64_t budget, uint64_t *floor)
 
 	r.bytes = &cx->floor_ops;
 	while (budget > 0 && f < end) {
-		uint64_t upto = end - f > FLOOR_READ_OPS ? f + FLOOR_READ_OPS : end;
+		/* A small commit moves the floor a little: read about what its
+		 * budget can use (inactive operations pass free), not 256. */
+		uint64_t want = 2 * budget + 8 < FLOOR_READ_OPS ? 2 * budget + 8 : FLOOR_READ_OPS;
+		uint64_t upto = end - f > want ? f + want : end;
 		r.n = 0;
 		sl_buf_reset(r.bytes);
 		if ((rc = store_log_walk(cx->s, cx->cache->ns_id, f, upto, floor_read_one, &r)) !=
